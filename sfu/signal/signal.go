@@ -1,0 +1,352 @@
+// Package signal holds the SFU's JSON signalling messages (PROTOCOL.md) and
+// their codec. Every message is one JSON object with a "type" field; the
+// rest of its fields depend on the type.
+package signal
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is the protocol version. A join with another version is refused
+// with CodeVersion; the server reports its version in Joined.
+const Version = 1
+
+// MaxMessageSize bounds one signalling message. SDP for a handful of tracks
+// is a few kilobytes; 64 KiB leaves room without letting a client make the
+// server buffer megabytes.
+const MaxMessageSize = 64 << 10
+
+// Message types.
+const (
+	TypeJoin              = "join"
+	TypeJoined            = "joined"
+	TypeOffer             = "offer"
+	TypeAnswer            = "answer"
+	TypeCandidate         = "candidate"
+	TypeParticipantJoined = "participant_joined"
+	TypeParticipantLeft   = "participant_left"
+	TypeTrackPublished    = "track_published"
+	TypeTrackUnpublished  = "track_unpublished"
+	TypeMute              = "mute"
+	TypeLeave             = "leave"
+	TypeError             = "error"
+	TypeDraining          = "draining"
+	TypePing              = "ping"
+	TypePong              = "pong"
+)
+
+// Peer connection targets. Each participant has two peer connections: the
+// client offers on "publisher" to send media, the server offers on
+// "subscriber" to send everyone else's media. Offers never cross, so there
+// is no glare.
+const (
+	TargetPublisher  = "publisher"
+	TargetSubscriber = "subscriber"
+)
+
+// Error codes carried in Error.Code.
+const (
+	CodeBadMessage    = "bad_message"    // malformed JSON or missing fields
+	CodeUnknownType   = "unknown_type"   // type not in this protocol
+	CodeTooLarge      = "too_large"      // message above MaxMessageSize
+	CodeVersion       = "version"        // unsupported protocol version
+	CodeUnauthorized  = "unauthorized"   // missing, invalid or expired token
+	CodeNotJoined     = "not_joined"     // message needs a join first
+	CodeAlreadyJoined = "already_joined" // second join on one connection
+	CodeUnknownRoom   = "unknown_room"   // leave names a room the client is not in
+	CodeRoomFull      = "room_full"      // max participants reached
+	CodeTooManyRooms  = "too_many_rooms" // max rooms reached
+	CodeTooManyTracks = "too_many_tracks"
+	CodeBadSDP        = "bad_sdp"       // SDP did not parse or negotiate
+	CodeBadCandidate  = "bad_candidate" // ICE candidate rejected
+	CodeUnknownTrack  = "unknown_track"
+	CodeRateLimited   = "rate_limited"
+	CodeDraining      = "draining" // server shutting down, no new joins
+	CodeInternal      = "internal"
+)
+
+// Sentinel errors of the codec.
+var (
+	ErrBadMessage  = errors.New("signal: malformed message")
+	ErrUnknownType = errors.New("signal: unknown message type")
+	ErrTooLarge    = errors.New("signal: message too large")
+)
+
+// Message is implemented by every message struct.
+type Message interface {
+	MessageType() string
+}
+
+// Join is the first message a client sends.
+type Join struct {
+	Version int    `json:"v"`
+	Room    string `json:"room"`
+	Name    string `json:"name,omitempty"`
+	Token   string `json:"token,omitempty"`
+}
+
+// ICEServer mirrors the browser's RTCIceServer.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// Track describes one published track.
+type Track struct {
+	ID    string `json:"id"`
+	Kind  string `json:"kind"` // "audio" or "video"
+	Codec string `json:"codec,omitempty"`
+	Muted bool   `json:"muted,omitempty"`
+}
+
+// Participant describes one member of a room.
+type Participant struct {
+	ID     string  `json:"id"`
+	Name   string  `json:"name,omitempty"`
+	Tracks []Track `json:"tracks"`
+}
+
+// Joined answers a successful Join.
+type Joined struct {
+	Version      int           `json:"v"`
+	ID           string        `json:"id"`
+	Room         string        `json:"room"`
+	Participants []Participant `json:"participants"`
+	ICEServers   []ICEServer   `json:"iceServers"`
+}
+
+// SDP carries an offer or an answer for one of the two peer connections.
+type SDP struct {
+	Type   string `json:"-"`
+	Target string `json:"target"`
+	SDP    string `json:"sdp"`
+}
+
+// Offer is an SDP offer (client→server on "publisher", server→client on
+// "subscriber").
+type Offer SDP
+
+// Answer is an SDP answer, the reverse direction of Offer.
+type Answer SDP
+
+// ICECandidate mirrors the browser's RTCIceCandidateInit.
+type ICECandidate struct {
+	Candidate        string  `json:"candidate"`
+	SDPMid           *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex    *uint16 `json:"sdpMLineIndex,omitempty"`
+	UsernameFragment *string `json:"usernameFragment,omitempty"`
+}
+
+// Candidate trickles one ICE candidate for a peer connection. A nil
+// Candidate field means end of candidates.
+type Candidate struct {
+	Target    string        `json:"target"`
+	Candidate *ICECandidate `json:"candidate"`
+}
+
+// ParticipantJoined announces a new member to the others.
+type ParticipantJoined struct {
+	Participant Participant `json:"participant"`
+}
+
+// ParticipantLeft announces that a member left; its tracks are gone.
+type ParticipantLeft struct {
+	ID string `json:"id"`
+}
+
+// TrackPublished announces a new track of a participant. The server then
+// offers it on every other participant's subscriber connection with stream
+// id = ParticipantID and track id = Track.ID.
+type TrackPublished struct {
+	ParticipantID string `json:"participantId"`
+	Track         Track  `json:"track"`
+}
+
+// TrackUnpublished announces that a track ended.
+type TrackUnpublished struct {
+	ParticipantID string `json:"participantId"`
+	TrackID       string `json:"trackId"`
+}
+
+// Mute is sent by a publisher about its own track (ParticipantID empty) and
+// relayed by the server to the others with ParticipantID set.
+type Mute struct {
+	ParticipantID string `json:"participantId,omitempty"`
+	TrackID       string `json:"trackId"`
+	Muted         bool   `json:"muted"`
+}
+
+// Leave ends the session. Room is optional; when set it must be the room
+// the client joined.
+type Leave struct {
+	Room string `json:"room,omitempty"`
+}
+
+// Error reports a problem with a message or the session.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Ref is the type of the message that caused the error, if known.
+	Ref string `json:"ref,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Draining tells clients that the server shuts down; it closes the
+// connection within DeadlineMS milliseconds.
+type Draining struct {
+	DeadlineMS int64 `json:"deadlineMs"`
+}
+
+// Ping asks for a Pong; either side may send it.
+type Ping struct{}
+
+// Pong answers Ping.
+type Pong struct{}
+
+func (*Join) MessageType() string              { return TypeJoin }
+func (*Joined) MessageType() string            { return TypeJoined }
+func (*Offer) MessageType() string             { return TypeOffer }
+func (*Answer) MessageType() string            { return TypeAnswer }
+func (*Candidate) MessageType() string         { return TypeCandidate }
+func (*ParticipantJoined) MessageType() string { return TypeParticipantJoined }
+func (*ParticipantLeft) MessageType() string   { return TypeParticipantLeft }
+func (*TrackPublished) MessageType() string    { return TypeTrackPublished }
+func (*TrackUnpublished) MessageType() string  { return TypeTrackUnpublished }
+func (*Mute) MessageType() string              { return TypeMute }
+func (*Leave) MessageType() string             { return TypeLeave }
+func (*Error) MessageType() string             { return TypeError }
+func (*Draining) MessageType() string          { return TypeDraining }
+func (*Ping) MessageType() string              { return TypePing }
+func (*Pong) MessageType() string              { return TypePong }
+
+func newMessage(typ string) Message {
+	switch typ {
+	case TypeJoin:
+		return &Join{}
+	case TypeJoined:
+		return &Joined{}
+	case TypeOffer:
+		return &Offer{}
+	case TypeAnswer:
+		return &Answer{}
+	case TypeCandidate:
+		return &Candidate{}
+	case TypeParticipantJoined:
+		return &ParticipantJoined{}
+	case TypeParticipantLeft:
+		return &ParticipantLeft{}
+	case TypeTrackPublished:
+		return &TrackPublished{}
+	case TypeTrackUnpublished:
+		return &TrackUnpublished{}
+	case TypeMute:
+		return &Mute{}
+	case TypeLeave:
+		return &Leave{}
+	case TypeError:
+		return &Error{}
+	case TypeDraining:
+		return &Draining{}
+	case TypePing:
+		return &Ping{}
+	case TypePong:
+		return &Pong{}
+	}
+	return nil
+}
+
+// Decode parses one message. Errors wrap ErrTooLarge, ErrBadMessage or
+// ErrUnknownType; the type of a message with an unknown type is in the
+// error text.
+func Decode(data []byte) (Message, error) {
+	if len(data) > MaxMessageSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), MaxMessageSize)
+	}
+	var head struct {
+		Type *string `json:"type"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadMessage, err)
+	}
+	if head.Type == nil {
+		return nil, fmt.Errorf("%w: no \"type\" field", ErrBadMessage)
+	}
+	m := newMessage(*head.Type)
+	if m == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownType, truncate(*head.Type, 40))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadMessage, *head.Type, err)
+	}
+	if err := validate(m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadMessage, *head.Type, err)
+	}
+	return m, nil
+}
+
+func validate(m Message) error {
+	switch m := m.(type) {
+	case *Join:
+		if m.Room == "" {
+			return errors.New("room is required")
+		}
+		if len(m.Room) > 128 || len(m.Name) > 128 {
+			return errors.New("room and name are limited to 128 bytes")
+		}
+	case *Offer:
+		return validateSDP((*SDP)(m))
+	case *Answer:
+		return validateSDP((*SDP)(m))
+	case *Candidate:
+		if m.Target != TargetPublisher && m.Target != TargetSubscriber {
+			return fmt.Errorf("target must be %q or %q", TargetPublisher, TargetSubscriber)
+		}
+	case *Mute:
+		if m.TrackID == "" {
+			return errors.New("trackId is required")
+		}
+	}
+	return nil
+}
+
+func validateSDP(s *SDP) error {
+	if s.Target != TargetPublisher && s.Target != TargetSubscriber {
+		return fmt.Errorf("target must be %q or %q", TargetPublisher, TargetSubscriber)
+	}
+	if s.SDP == "" {
+		return errors.New("sdp is required")
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// Encode renders m with its "type" field.
+func Encode(m Message) ([]byte, error) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	// Splice "type" in front of the struct's own fields, so the structs
+	// stay plain and the wire form stays flat.
+	typ, _ := json.Marshal(m.MessageType())
+	out := make([]byte, 0, len(body)+len(typ)+10)
+	out = append(out, `{"type":`...)
+	out = append(out, typ...)
+	if len(body) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, body[1:]...)
+	return out, nil
+}
