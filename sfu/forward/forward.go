@@ -1,0 +1,362 @@
+// Package forward is the SFU's hot path: one Forwarder reads one incoming
+// track and writes every packet to the DownTracks of its subscribers.
+//
+// Per packet it allocates nothing: the reader goroutine owns one receive
+// buffer and one parsed rtp.Packet, the subscriber list is a copy-on-write
+// slice loaded with one atomic read, and each DownTrack rewrites SSRC,
+// payload type and header-extension IDs into a header copy on the stack.
+package forward
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// Sentinel errors.
+var (
+	ErrCodecNotNegotiated = errors.New("forward: subscriber did not negotiate the track's codec")
+	ErrClosed             = errors.New("forward: forwarder closed")
+)
+
+// ForwardedExtensions are the header extensions passed from publishers to
+// subscribers (mapped to the subscriber's IDs); all others are dropped
+// because they describe the publisher's hop (mid, rid, transport-cc).
+var ForwardedExtensions = []string{
+	"urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+	"urn:3gpp:video-orientation",
+}
+
+// MaxPacketSize is the receive buffer size; RTP over UDP never exceeds the
+// MTU.
+const MaxPacketSize = 1500
+
+// Source is where a Forwarder reads packets; *webrtc.TrackRemote is one.
+type Source interface {
+	Read(b []byte) (int, interceptor.Attributes, error)
+}
+
+// Counters are totals shared by all forwarders (read by the metrics).
+type Counters struct {
+	PacketsIn, BytesIn, PacketsOut, BytesOut atomic.Uint64
+	KeyframeRequests                         atomic.Uint64
+}
+
+// Config configures a Forwarder.
+type Config struct {
+	// Codec of the incoming track.
+	Codec webrtc.RTPCodecParameters
+	// Extensions are the incoming track's negotiated header extensions.
+	Extensions []webrtc.RTPHeaderExtensionParameter
+	// RequestKeyframe asks the publisher for a keyframe (sends a PLI). The
+	// Forwarder throttles calls to one per KeyframeInterval.
+	RequestKeyframe func()
+	// KeyframeInterval is the throttle; 0 means 500 ms.
+	KeyframeInterval time.Duration
+	// Counters, if set, receive packet and byte totals.
+	Counters *Counters
+}
+
+// Forwarder fans one incoming track out to its subscribers.
+type Forwarder struct {
+	cfg  Config
+	kind webrtc.RTPCodecType
+	ext  []srcExt // the incoming track's forwarded extensions
+
+	mu    sync.Mutex // serializes writers of downs
+	downs atomic.Pointer[[]*DownTrack]
+
+	lastKeyframe atomic.Int64 // unix nanos of the last keyframe request sent
+
+	buf [MaxPacketSize]byte
+	pkt rtp.Packet
+}
+
+type srcExt struct {
+	id  uint8
+	uri string
+}
+
+// New returns a Forwarder for a track with the given codec.
+func New(cfg Config) *Forwarder {
+	if cfg.KeyframeInterval == 0 {
+		cfg.KeyframeInterval = 500 * time.Millisecond
+	}
+	if cfg.Counters == nil {
+		cfg.Counters = &Counters{}
+	}
+	f := &Forwarder{cfg: cfg, kind: kindOf(cfg.Codec.MimeType)}
+	for _, e := range cfg.Extensions {
+		if e.ID > 0 && e.ID < 256 && forwarded(e.URI) {
+			f.ext = append(f.ext, srcExt{id: uint8(e.ID), uri: e.URI})
+		}
+	}
+	empty := []*DownTrack{}
+	f.downs.Store(&empty)
+	return f
+}
+
+func forwarded(uri string) bool {
+	for _, u := range ForwardedExtensions {
+		if u == uri {
+			return true
+		}
+	}
+	return false
+}
+
+func kindOf(mime string) webrtc.RTPCodecType {
+	if strings.HasPrefix(strings.ToLower(mime), "audio/") {
+		return webrtc.RTPCodecTypeAudio
+	}
+	return webrtc.RTPCodecTypeVideo
+}
+
+// Codec is the incoming track's codec.
+func (f *Forwarder) Codec() webrtc.RTPCodecParameters { return f.cfg.Codec }
+
+// Kind is audio or video.
+func (f *Forwarder) Kind() webrtc.RTPCodecType { return f.kind }
+
+// Subscribers is the number of bound DownTracks.
+func (f *Forwarder) Subscribers() int { return len(*f.downs.Load()) }
+
+// Run reads src until it fails (the publisher left or its connection
+// closed) and forwards every packet. Call it from the track's one reader
+// goroutine.
+func (f *Forwarder) Run(src Source) error {
+	for {
+		n, _, err := src.Read(f.buf[:])
+		if err != nil {
+			return err
+		}
+		f.Forward(f.buf[:n])
+	}
+}
+
+// Forward writes one raw RTP packet to every subscriber. It must only be
+// called from one goroutine at a time (Run's); malformed packets are
+// dropped.
+func (f *Forwarder) Forward(raw []byte) {
+	if err := f.pkt.Unmarshal(raw); err != nil {
+		return
+	}
+	c := f.cfg.Counters
+	c.PacketsIn.Add(1)
+	c.BytesIn.Add(uint64(len(raw)))
+	downs := *f.downs.Load()
+	var sent uint64
+	for _, d := range downs {
+		if d.write(&f.pkt) {
+			sent++
+		}
+	}
+	if sent > 0 {
+		c.PacketsOut.Add(sent)
+		c.BytesOut.Add(sent * uint64(len(raw)))
+	}
+}
+
+// RequestKeyframe asks the publisher for a keyframe unless one was asked
+// for within the throttle interval. Audio tracks ignore it.
+func (f *Forwarder) RequestKeyframe() {
+	if f.kind != webrtc.RTPCodecTypeVideo || f.cfg.RequestKeyframe == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := f.lastKeyframe.Load()
+	if now-last < int64(f.cfg.KeyframeInterval) || !f.lastKeyframe.CompareAndSwap(last, now) {
+		return
+	}
+	f.cfg.Counters.KeyframeRequests.Add(1)
+	f.cfg.RequestKeyframe()
+}
+
+func (f *Forwarder) add(d *DownTrack) {
+	f.mu.Lock()
+	old := *f.downs.Load()
+	next := make([]*DownTrack, 0, len(old)+1)
+	for _, o := range old {
+		if o != d {
+			next = append(next, o)
+		}
+	}
+	next = append(next, d)
+	f.downs.Store(&next)
+	f.mu.Unlock()
+}
+
+func (f *Forwarder) remove(d *DownTrack) {
+	f.mu.Lock()
+	old := *f.downs.Load()
+	next := make([]*DownTrack, 0, len(old))
+	for _, o := range old {
+		if o != d {
+			next = append(next, o)
+		}
+	}
+	f.downs.Store(&next)
+	f.mu.Unlock()
+}
+
+// DownTrack is one subscriber's copy of a forwarded track: a
+// webrtc.TrackLocal added to that subscriber's peer connection. It joins
+// the Forwarder's fan-out when pion binds it and leaves when unbound.
+type DownTrack struct {
+	f        *Forwarder
+	id       string
+	streamID string
+	bound    atomic.Pointer[binding]
+	ext      []rtp.Extension // scratch, used only by the forwarder's goroutine
+	hdr      rtp.Header      // scratch, likewise
+}
+
+type binding struct {
+	ssrc    uint32
+	pt      uint8
+	ws      webrtc.TrackLocalWriter
+	ext     []extMap
+	profile uint16
+}
+
+type extMap struct{ in, out uint8 }
+
+// NewDownTrack returns a track for one subscriber with the given ids
+// (the publisher's track id and participant id).
+func (f *Forwarder) NewDownTrack(id, streamID string) *DownTrack {
+	return &DownTrack{f: f, id: id, streamID: streamID, ext: make([]rtp.Extension, 0, 4)}
+}
+
+// Forwarder is the track's source.
+func (d *DownTrack) Forwarder() *Forwarder { return d.f }
+
+// ID implements webrtc.TrackLocal.
+func (d *DownTrack) ID() string { return d.id }
+
+// RID implements webrtc.TrackLocal (no simulcast).
+func (d *DownTrack) RID() string { return "" }
+
+// StreamID implements webrtc.TrackLocal.
+func (d *DownTrack) StreamID() string { return d.streamID }
+
+// Kind implements webrtc.TrackLocal.
+func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.f.kind }
+
+// Bind implements webrtc.TrackLocal: it picks the subscriber's payload type
+// for the source codec, maps header extensions, starts forwarding and asks
+// for a keyframe so the subscriber does not wait for the next one.
+func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codec, ok := matchCodec(d.f.cfg.Codec, ctx.CodecParameters())
+	if !ok {
+		return webrtc.RTPCodecParameters{}, ErrCodecNotNegotiated
+	}
+	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream()}
+	b.profile = rtp.ExtensionProfileOneByte
+	for _, e := range ctx.HeaderExtensions() {
+		if !forwarded(e.URI) || e.ID <= 0 || e.ID > 255 {
+			continue
+		}
+		for _, in := range d.f.ext {
+			if in.uri == e.URI {
+				b.ext = append(b.ext, extMap{in: in.id, out: uint8(e.ID)})
+				if e.ID > 14 {
+					b.profile = rtp.ExtensionProfileTwoByte
+				}
+			}
+		}
+	}
+	d.bound.Store(b)
+	d.f.add(d)
+	d.f.RequestKeyframe()
+	return codec, nil
+}
+
+// Unbind implements webrtc.TrackLocal.
+func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
+	d.f.remove(d)
+	d.bound.Store(nil)
+	return nil
+}
+
+// Close stops forwarding to this subscriber (also done by Unbind).
+func (d *DownTrack) Close() { d.f.remove(d) }
+
+func (d *DownTrack) write(p *rtp.Packet) bool {
+	b := d.bound.Load()
+	if b == nil {
+		return false
+	}
+	// The header copy lives in the DownTrack, not on the stack: passed to
+	// an interface method it would escape and cost an allocation.
+	hdr := &d.hdr
+	*hdr = p.Header // CSRC and extension payloads stay shared, read-only
+	hdr.SSRC = b.ssrc
+	hdr.PayloadType = b.pt
+	hdr.Extension, hdr.ExtensionProfile, hdr.Extensions = true, b.profile, d.ext[:0]
+	for _, m := range b.ext {
+		if payload := p.Header.GetExtension(m.in); payload != nil {
+			_ = hdr.SetExtension(m.out, payload) // a payload too long for the profile is dropped
+		}
+	}
+	if len(hdr.Extensions) == 0 {
+		hdr.Extension, hdr.ExtensionProfile = false, 0
+	}
+	d.ext = hdr.Extensions[:0] // keep the grown scratch for the next packet
+	_, err := b.ws.WriteRTP(hdr, p.Payload)
+	return err == nil
+}
+
+// matchCodec finds the subscriber's parameters for the source codec: the
+// same MIME type, and for H264 the same packetization mode and profile.
+func matchCodec(src webrtc.RTPCodecParameters, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+	var fallback *webrtc.RTPCodecParameters
+	for i, c := range offered {
+		if !strings.EqualFold(c.MimeType, src.MimeType) {
+			continue
+		}
+		if c.SDPFmtpLine == src.SDPFmtpLine {
+			return c, true
+		}
+		if fmtpCompatible(src, c) && fallback == nil {
+			fallback = &offered[i]
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return webrtc.RTPCodecParameters{}, false
+}
+
+func fmtpCompatible(a, b webrtc.RTPCodecParameters) bool {
+	switch strings.ToLower(a.MimeType) {
+	case "video/h264":
+		return fmtp(a.SDPFmtpLine, "packetization-mode", "0") == fmtp(b.SDPFmtpLine, "packetization-mode", "0") &&
+			strings.EqualFold(prefix(fmtp(a.SDPFmtpLine, "profile-level-id", "42001f"), 4), prefix(fmtp(b.SDPFmtpLine, "profile-level-id", "42001f"), 4))
+	case "video/vp9":
+		return fmtp(a.SDPFmtpLine, "profile-id", "0") == fmtp(b.SDPFmtpLine, "profile-id", "0")
+	}
+	return true
+}
+
+func prefix(s string, n int) string {
+	if len(s) < n {
+		return s
+	}
+	return s[:n]
+}
+
+func fmtp(line, key, def string) string {
+	for _, kv := range strings.Split(line, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if ok && strings.EqualFold(k, key) {
+			return v
+		}
+	}
+	return def
+}

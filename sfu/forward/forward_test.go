@@ -1,0 +1,253 @@
+package forward
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+const (
+	audioLevelURI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+	midURI        = "urn:ietf:params:rtp-hdrext:sdes:mid"
+)
+
+var vp8 = webrtc.RTPCodecParameters{
+	RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+	PayloadType:        96,
+}
+
+// recorder is a subscriber's write stream: it marshals every packet, as
+// the SRTP writer does, and keeps the bytes when keep is set.
+type recorder struct {
+	keep bool
+	buf  []byte
+	got  []rtp.Packet
+}
+
+func (r *recorder) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	n := h.MarshalSize() + len(payload) + int(h.PaddingSize)
+	if cap(r.buf) < n {
+		r.buf = make([]byte, n)
+	}
+	n, err := rtp.MarshalPacketTo(r.buf[:n], h, payload)
+	if err != nil {
+		return 0, err
+	}
+	if r.keep {
+		var p rtp.Packet
+		if err := p.Unmarshal(append([]byte(nil), r.buf[:n]...)); err != nil {
+			return 0, err
+		}
+		r.got = append(r.got, p)
+	}
+	return n, nil
+}
+
+func (r *recorder) Write(b []byte) (int, error) { return len(b), nil }
+
+type fakeContext struct {
+	codecs []webrtc.RTPCodecParameters
+	exts   []webrtc.RTPHeaderExtensionParameter
+	ssrc   webrtc.SSRC
+	w      *recorder
+}
+
+func (c *fakeContext) CodecParameters() []webrtc.RTPCodecParameters { return c.codecs }
+func (c *fakeContext) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter {
+	return c.exts
+}
+func (c *fakeContext) SSRC() webrtc.SSRC                       { return c.ssrc }
+func (c *fakeContext) SSRCRetransmission() webrtc.SSRC         { return 0 }
+func (c *fakeContext) SSRCForwardErrorCorrection() webrtc.SSRC { return 0 }
+func (c *fakeContext) WriteStream() webrtc.TrackLocalWriter    { return c.w }
+func (c *fakeContext) ID() string                              { return "ctx" }
+func (c *fakeContext) RTCPReader() interceptor.RTCPReader      { return nil }
+
+func sourcePacket(t testing.TB, seq uint16, payload []byte) []byte {
+	t.Helper()
+	h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: 9000 * uint32(seq), SSRC: 0xAABBCCDD, Marker: seq%3 == 0}
+	if err := h.SetExtension(3, []byte{0x1f}); err != nil { // audio level at the publisher's ID 3
+		t.Fatal(err)
+	}
+	if err := h.SetExtension(4, []byte("0")); err != nil { // mid, must not be forwarded
+		t.Fatal(err)
+	}
+	raw, err := (&rtp.Packet{Header: h, Payload: payload}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func newForwarder(keyframe func()) *Forwarder {
+	return New(Config{
+		Codec: vp8,
+		Extensions: []webrtc.RTPHeaderExtensionParameter{
+			{URI: audioLevelURI, ID: 3}, {URI: midURI, ID: 4},
+		},
+		RequestKeyframe:  keyframe,
+		KeyframeInterval: time.Hour,
+	})
+}
+
+func TestForwardRewritesPerSubscriber(t *testing.T) {
+	f := newForwarder(func() {})
+	subs := []struct {
+		pt    webrtc.PayloadType
+		ssrc  webrtc.SSRC
+		extID int
+	}{
+		{pt: 96, ssrc: 1111, extID: 1},
+		{pt: 120, ssrc: 2222, extID: 10},
+		{pt: 100, ssrc: 3333, extID: 20}, // needs the two-byte profile
+	}
+	var ctxs []*fakeContext
+	for _, s := range subs {
+		c := &fakeContext{
+			codecs: []webrtc.RTPCodecParameters{{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/opus"}, PayloadType: 111}, {RTPCodecCapability: vp8.RTPCodecCapability, PayloadType: s.pt}},
+			exts:   []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: s.extID}, {URI: midURI, ID: 2}},
+			ssrc:   s.ssrc,
+			w:      &recorder{keep: true},
+		}
+		d := f.NewDownTrack("video1", "p-pub")
+		codec, err := d.Bind(c)
+		if err != nil {
+			t.Fatalf("bind: %v", err)
+		}
+		if codec.PayloadType != s.pt {
+			t.Fatalf("bound payload type %d, want %d", codec.PayloadType, s.pt)
+		}
+		ctxs = append(ctxs, c)
+	}
+	var sent [][]byte
+	for seq := uint16(65530); seq != 5; seq++ { // crosses the wrap
+		payload := []byte(fmt.Sprintf("frame-%d", seq))
+		sent = append(sent, payload)
+		f.Forward(sourcePacket(t, seq, payload))
+	}
+	for i, c := range ctxs {
+		if len(c.w.got) != len(sent) {
+			t.Fatalf("subscriber %d got %d packets, want %d", i, len(c.w.got), len(sent))
+		}
+		for j, p := range c.w.got {
+			if !bytes.Equal(p.Payload, sent[j]) {
+				t.Errorf("subscriber %d packet %d payload %q, want %q", i, j, p.Payload, sent[j])
+			}
+			if want := uint16(65530) + uint16(j); p.SequenceNumber != want {
+				t.Errorf("subscriber %d packet %d seq %d, want %d", i, j, p.SequenceNumber, want)
+			}
+			if p.SSRC != uint32(subs[i].ssrc) || p.PayloadType != uint8(subs[i].pt) {
+				t.Errorf("subscriber %d: ssrc %d pt %d, want %d %d", i, p.SSRC, p.PayloadType, subs[i].ssrc, subs[i].pt)
+			}
+			if lvl := p.GetExtension(uint8(subs[i].extID)); !bytes.Equal(lvl, []byte{0x1f}) {
+				t.Errorf("subscriber %d: audio level at ID %d = %v", i, subs[i].extID, lvl)
+			}
+			if p.GetExtension(2) != nil || p.GetExtension(4) != nil {
+				t.Errorf("subscriber %d: publisher's mid was forwarded", i)
+			}
+		}
+	}
+}
+
+func TestUnbindStopsForwarding(t *testing.T) {
+	f := newForwarder(nil)
+	c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: 5, w: &recorder{keep: true}}
+	d := f.NewDownTrack("v", "p")
+	if _, err := d.Bind(c); err != nil {
+		t.Fatal(err)
+	}
+	f.Forward(sourcePacket(t, 1, []byte("a")))
+	if err := d.Unbind(c); err != nil {
+		t.Fatal(err)
+	}
+	f.Forward(sourcePacket(t, 2, []byte("b")))
+	if len(c.w.got) != 1 || f.Subscribers() != 0 {
+		t.Fatalf("after unbind: %d packets written, %d subscribers; want 1, 0", len(c.w.got), f.Subscribers())
+	}
+}
+
+func TestBindRejectsMissingCodec(t *testing.T) {
+	f := newForwarder(nil)
+	c := &fakeContext{codecs: []webrtc.RTPCodecParameters{{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/H264"}, PayloadType: 102}}, w: &recorder{}}
+	if _, err := f.NewDownTrack("v", "p").Bind(c); err != ErrCodecNotNegotiated {
+		t.Fatalf("bind without VP8: err %v, want ErrCodecNotNegotiated", err)
+	}
+}
+
+func TestMatchCodec(t *testing.T) {
+	h264 := func(pt webrtc.PayloadType, fmtp string) webrtc.RTPCodecParameters {
+		return webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/H264", ClockRate: 90000, SDPFmtpLine: fmtp}, PayloadType: pt}
+	}
+	offered := []webrtc.RTPCodecParameters{
+		h264(102, "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f"),
+		h264(104, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f"),
+		h264(106, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032"),
+	}
+	tests := []struct {
+		name   string
+		src    webrtc.RTPCodecParameters
+		wantPT webrtc.PayloadType
+		ok     bool
+	}{
+		{"exact fmtp", h264(125, "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=640032"), 106, true},
+		{"same mode and profile, other level", h264(125, "packetization-mode=1;profile-level-id=42e034"), 104, false},
+		{"baseline mode 1", h264(125, "packetization-mode=1;profile-level-id=42001f"), 104, true},
+		{"vp8 not offered", vp8, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := matchCodec(tc.src, offered)
+			if ok != tc.ok || (ok && got.PayloadType != tc.wantPT) {
+				t.Fatalf("matchCodec = %d, %v; want %d, %v", got.PayloadType, ok, tc.wantPT, tc.ok)
+			}
+		})
+	}
+}
+
+func TestKeyframeRequestsAreThrottled(t *testing.T) {
+	n := 0
+	f := newForwarder(func() { n++ })
+	for range 10 {
+		f.RequestKeyframe()
+	}
+	if n != 1 {
+		t.Fatalf("10 requests within the interval sent %d PLIs, want 1", n)
+	}
+	audio := New(Config{Codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus}}, RequestKeyframe: func() { n++ }})
+	audio.RequestKeyframe()
+	if n != 1 {
+		t.Fatal("an audio track asked its publisher for a keyframe")
+	}
+}
+
+// BenchmarkForward measures one incoming 1200-byte video packet written to
+// N subscribers (header rewrite and marshal, no encryption).
+func BenchmarkForward(b *testing.B) {
+	for _, n := range []int{1, 10, 100, 1000} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			f := newForwarder(nil)
+			for i := range n {
+				c := &fakeContext{
+					codecs: []webrtc.RTPCodecParameters{vp8},
+					exts:   []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: 1}},
+					ssrc:   webrtc.SSRC(i + 1), w: &recorder{},
+				}
+				if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			raw := sourcePacket(b, 1, bytes.Repeat([]byte{0xab}, 1200))
+			b.SetBytes(int64(len(raw) * n))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				f.Forward(raw)
+			}
+		})
+	}
+}
