@@ -31,7 +31,7 @@ type workflow struct {
 
 type job struct {
 	ID          string
-	Raw         string // the job's YAML, re-serialised, for "does it mention X" checks
+	Raw         string         // the job's YAML, re-serialised, for "does it mention X" checks
 	Name        string         `yaml:"name"`
 	If          string         `yaml:"if"`
 	Uses        string         `yaml:"uses"`
