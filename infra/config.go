@@ -24,6 +24,11 @@ type Node struct {
 	// Labels are Swarm node labels as "key=value" strings, exactly as
 	// placement constraints read them (node.labels.key == value).
 	Labels []string `json:"labels,omitempty"`
+	// InternalIP is the node's static address inside platform:subnetCidr.
+	// Default: host number i+2 of the subnet for the i-th node (10.148.0.2,
+	// .3, .4 for the default subnet), so the manager's address is known before
+	// anything is created and workers can be told where to join.
+	InternalIP string `json:"internalIp,omitempty"`
 }
 
 // PortRange is an inclusive port range written "40000-40100" in config.

@@ -5,6 +5,7 @@ package infra
 // services against it. Build it with Plan(cfg).
 type Topology struct {
 	Config   *Config
+	Nodes    []PlannedNode // in config order
 	Firewall []FirewallRule
 	DNS      []DNSRecord
 }
@@ -28,6 +29,7 @@ type Allow struct {
 // DNSRecord is one Cloudflare record pointing at a node's static IP.
 type DNSRecord struct {
 	Name    string // FQDN, e.g. api.jbcalling.site or staging-api.jbcalling.site
+	Sub     string // sub-name it was derived from ("" = apex, "api", "webrtc", ...)
 	Type    string // A
 	Node    string // logical node name whose external IP is the content
 	Proxied bool   // Cloudflare proxy (HTTPS only); media names are never proxied
