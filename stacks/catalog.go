@@ -1,0 +1,335 @@
+package stacks
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jbcalling/platform/infra"
+)
+
+// Logical network names.
+const (
+	NetEdge       = "edge"       // Traefik and everything it routes to
+	NetBackend    = "backend"    // app services, redis, the speech pipeline
+	NetMonitoring = "monitoring" // Prometheus and Grafana
+)
+
+// Container ports of the services (what the images listen on).
+const (
+	portFrontend   = 80
+	portAPI        = 8000
+	portSignaling  = 3001
+	portGrafana    = 3000
+	portPrometheus = 9090
+	portSFUHTTP    = 8080
+	portRedis      = 6379
+	sfuPathPrefix  = "/sfu"
+)
+
+// SFUPortNames name the SFU's published ports (tests and the view use them).
+const (
+	PortSFUTLS    = "signalling-tls"
+	PortSFUICEUDP = "ice-udp"
+	PortSFUICETCP = "ice-tcp"
+)
+
+// Catalog declares every service of the stack for one cluster config.
+// It only builds the model; Validate checks it.
+func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
+	if top.Config == nil || cfg == nil || cfg.Cluster == nil {
+		return nil, fmt.Errorf("stacks: Catalog needs the topology and stack config")
+	}
+	cl := top.Config
+	if findNode(cl, cl.EdgeNode) == nil {
+		return nil, fmt.Errorf("stacks: edge node %q is not a declared node", cl.EdgeNode)
+	}
+	if findNode(cl, cl.MediaNode) == nil {
+		return nil, fmt.Errorf("stacks: media node %q is not a declared node", cl.MediaNode)
+	}
+	st := &Stack{Prefix: cfg.Prefix}
+	for _, n := range []string{NetEdge, NetBackend, NetMonitoring} {
+		// Attachable so that one-off debug containers (`docker run --network`)
+		// can join; MTU from the one cluster value the VPC also uses.
+		st.Networks = append(st.Networks, Network{Name: n, Attachable: true, MTU: cl.MTU})
+	}
+	apex, www := cl.Hostname(""), cl.Hostname("www")
+	apiHost, grafanaHost := cl.Hostname("api"), cl.Hostname("grafana")
+	webrtcHost, mediaHost := cl.Hostname("webrtc"), cl.Hostname("media")
+	onEdge := "node.labels.instance == " + cl.EdgeNode
+	onMedia := "node.labels.instance == " + cl.MediaNode
+	onManager := "node.role == manager"
+	stateless := UpdatePolicy{Order: StartFirst, Parallelism: 1, Delay: "10s", FailureAction: "rollback", Monitor: "30s"}
+	// Host-port and single-volume services cannot start a second task on the
+	// same node before stopping the first: stop-first.
+	singleton := UpdatePolicy{Order: StopFirst, Parallelism: 1, Delay: "5s", FailureAction: "rollback", Monitor: "30s"}
+	// A failed rollback pauses (docker accepts only pause or continue there).
+	statelessBack, singletonBack := stateless, singleton
+	statelessBack.FailureAction, singletonBack.FailureAction = "pause", "pause"
+	restart := RestartPolicy{Condition: "any", Delay: "5s", MaxAttempts: 0, Window: "60s"}
+	replicas := func(name string, def int) int {
+		if n, ok := cfg.Replicas[name]; ok {
+			return n
+		}
+		return def
+	}
+	img := func(name string) string { return cfg.Images[name] }
+	edgeNet := st.FullName(NetEdge)
+
+	st.Secrets = []Secret{
+		{Name: "jwt_secret", Kind: SecretRandom},
+		{Name: "turn_secret", Kind: SecretRandom},
+		{Name: "traefik_dashboard_users", Kind: SecretHtpasswd},
+		{Name: "acme_dns_token", Kind: SecretACMEDNSToken},
+		{Name: "grafana_admin_password", Kind: SecretGrafanaPasswd},
+		{Name: "sfu_tls_key", Kind: SecretTLSKey},
+		{Name: "sfu_tls_cert", Kind: SecretOriginCert, Hosts: []string{webrtcHost}},
+	}
+
+	traefik := Service{
+		Name: "traefik", Image: img("traefik"), Replicas: 1,
+		// acme.json lives in a volume on the edge node and cannot be shared
+		// between replicas: one replica, pinned.
+		Constraints: []string{onEdge},
+		Networks:    []string{NetEdge},
+		Args: []string{
+			"--providers.swarm.endpoint=unix:///var/run/docker.sock",
+			"--providers.swarm.exposedByDefault=false",
+			"--providers.swarm.network=" + edgeNet,
+			"--entrypoints.web.address=:80",
+			"--entrypoints.web.http.redirections.entrypoint.to=websecure",
+			"--entrypoints.web.http.redirections.entrypoint.scheme=https",
+			"--entrypoints.websecure.address=:443",
+			// DNS-01 works behind the Cloudflare proxy (HTTP-01 and
+			// TLS-ALPN-01 would hit Cloudflare, not Traefik).
+			"--certificatesresolvers." + CertResolver + ".acme.email=" + cfg.ACMEEmail,
+			"--certificatesresolvers." + CertResolver + ".acme.storage=/acme/acme.json",
+			"--certificatesresolvers." + CertResolver + ".acme.dnschallenge.provider=cloudflare",
+			"--certificatesresolvers." + CertResolver + ".acme.dnschallenge.resolvers=1.1.1.1:53,1.0.0.1:53",
+			"--api.dashboard=true",
+			"--ping=true",
+			"--metrics.prometheus=true",
+			"--accesslog=true",
+			"--log.level=INFO",
+		},
+		// lego reads <VAR>_FILE: the token stays a docker secret.
+		Env:     map[string]string{"CF_DNS_API_TOKEN_FILE": "/run/secrets/acme_dns_token"},
+		Secrets: []SecretRef{{"acme_dns_token", "acme_dns_token"}, {"traefik_dashboard_users", "dashboard_users"}},
+		Mounts: []Mount{
+			{Type: "bind", Source: "/var/run/docker.sock", Target: "/var/run/docker.sock", ReadOnly: true},
+			{Type: "volume", Source: st.FullName("traefik_acme"), Target: "/acme"},
+		},
+		Ports: []Port{
+			{Name: "http", Target: 80, Published: 80, Protocol: "tcp", Mode: ModeHost},
+			{Name: "https", Target: 443, Published: 443, Protocol: "tcp", Mode: ModeHost},
+		},
+		// The dashboard shares the apex host: /dashboard and /api are
+		// Traefik's own paths, the frontend serves neither.
+		Routes: []Route{{
+			Name: "dashboard", Hosts: []string{apex}, PathPrefixes: []string{"/dashboard", "/api"},
+			EntryPoint: "websecure", TLS: true, Internal: "api@internal", Priority: 100,
+			Middlewares: []string{"dashboard-auth"},
+		}},
+		Middlewares: []Middleware{{Name: "dashboard-auth", BasicAuthUsersFile: "/run/secrets/dashboard_users"}},
+		Resources:   Resources{LimitMemoryMB: 256, LimitCPUs: 1, ReserveMemoryMB: 64, ReserveCPUs: 0.1},
+		Update:      singleton, Rollback: singletonBack,
+		Healthcheck: &Healthcheck{Test: []string{"CMD", "traefik", "healthcheck", "--ping"}, Interval: "10s", Timeout: "5s", Retries: 3, StartPeriod: "10s"},
+		Restart:     restart,
+	}
+
+	web := func(name string, port int, routes []Route, nets []string, res Resources, def int) Service {
+		return Service{
+			Name: name, Image: img(name), Replicas: replicas(name, def),
+			Networks: nets, Routes: routes, Resources: res,
+			Update: stateless, Rollback: statelessBack, Restart: restart,
+		}
+	}
+	frontend := web("frontend", portFrontend, []Route{{
+		Name: "frontend", Hosts: []string{apex, www}, Port: portFrontend, EntryPoint: "websecure", TLS: true,
+	}}, []string{NetEdge}, Resources{LimitMemoryMB: 128, LimitCPUs: 0.5, ReserveMemoryMB: 64, ReserveCPUs: 0.05}, 3)
+
+	api := web("api", portAPI, []Route{{
+		Name: "api", Hosts: []string{apiHost}, Port: portAPI, EntryPoint: "websecure", TLS: true,
+	}}, []string{NetEdge, NetBackend}, Resources{LimitMemoryMB: 512, LimitCPUs: 1, ReserveMemoryMB: 256, ReserveCPUs: 0.25}, 3)
+	api.Env = map[string]string{
+		"JWT_SECRET_FILE": "/run/secrets/jwt_secret",
+		"REDIS_URL":       "redis://redis:" + strconv.Itoa(portRedis),
+		"SFU_URL":         "wss://" + webrtcHost + ":" + strconv.Itoa(cl.SignallingPort),
+	}
+	api.Secrets = []SecretRef{{"jwt_secret", "jwt_secret"}}
+
+	signaling := web("signaling", portSignaling, []Route{{
+		Name: "signaling", Hosts: []string{apiHost}, PathPrefixes: []string{"/socket.io"},
+		Port: portSignaling, EntryPoint: "websecure", TLS: true, Priority: 50,
+	}}, []string{NetEdge, NetBackend}, Resources{LimitMemoryMB: 512, LimitCPUs: 1, ReserveMemoryMB: 256, ReserveCPUs: 0.25}, 3)
+	signaling.Env = map[string]string{"REDIS_URL": "redis://redis:" + strconv.Itoa(portRedis)}
+
+	worker := func(name string, def int, res Resources) Service {
+		s := web(name, 0, nil, []string{NetBackend}, res, def)
+		s.Env = map[string]string{"REDIS_URL": "redis://redis:" + strconv.Itoa(portRedis)}
+		return s
+	}
+	stt := worker("stt", 3, Resources{LimitMemoryMB: 2048, LimitCPUs: 2, ReserveMemoryMB: 1024, ReserveCPUs: 0.5})
+	translation := worker("translation", 3, Resources{LimitMemoryMB: 2048, LimitCPUs: 2, ReserveMemoryMB: 1024, ReserveCPUs: 0.5})
+	tts := worker("tts", 4, Resources{LimitMemoryMB: 1024, LimitCPUs: 1, ReserveMemoryMB: 512, ReserveCPUs: 0.25})
+
+	redis := func(name string) Service {
+		return Service{
+			Name: name, Image: img(name), Replicas: 1,
+			// The data volume is node-local: keep the task on the manager.
+			Constraints: []string{onManager},
+			Networks:    []string{NetBackend},
+			Args:        []string{"redis-server", "--appendonly", "yes"},
+			Mounts:      []Mount{{Type: "volume", Source: st.FullName(name + "_data"), Target: "/data"}},
+			Resources:   Resources{LimitMemoryMB: 512, LimitCPUs: 0.5, ReserveMemoryMB: 128, ReserveCPUs: 0.1},
+			Update:      singleton, Rollback: singletonBack, Restart: restart,
+			Healthcheck: &Healthcheck{Test: []string{"CMD", "redis-cli", "ping"}, Interval: "10s", Timeout: "3s", Retries: 3, StartPeriod: "5s"},
+		}
+	}
+
+	turnLo, turnHi := cfg.TURNRelayRange()
+	coturn := Service{
+		Name: "coturn", Image: img("coturn"), Replicas: 1,
+		Constraints: []string{onMedia},
+		// No overlay: TURN talks to clients and the SFU over the media
+		// node's public address only.
+		// coturn reads its REST secret only from the command line or its
+		// config file: read it from the docker secret at start.
+		Commands: []string{"sh", "-c", strings.Join([]string{
+			"exec turnserver -n --log-file=stdout --fingerprint --use-auth-secret",
+			`--static-auth-secret="$(cat /run/secrets/turn_secret)"`,
+			"--realm=" + cl.Domain,
+			"--listening-port=" + strconv.Itoa(cfg.TURNPort),
+			"--min-port=" + strconv.Itoa(turnLo), "--max-port=" + strconv.Itoa(turnHi),
+			`--external-ip="$TURN_EXTERNAL_IP"`,
+			"--no-cli --no-tls --no-dtls",
+		}, " ")},
+		ExternalIPEnv: map[string]string{"TURN_EXTERNAL_IP": cl.MediaNode},
+		Secrets:       []SecretRef{{"turn_secret", "turn_secret"}},
+		Ports: []Port{
+			{Name: "turn-udp", Target: cfg.TURNPort, Published: cfg.TURNPort, Protocol: "udp", Mode: ModeHost, Media: true},
+			{Name: "turn-tcp", Target: cfg.TURNPort, Published: cfg.TURNPort, Protocol: "tcp", Mode: ModeHost, Media: true},
+		},
+		Resources: Resources{LimitMemoryMB: 512, LimitCPUs: 1, ReserveMemoryMB: 128, ReserveCPUs: 0.1},
+		Update:    singleton, Rollback: singletonBack, Restart: restart,
+		DNSNames: []string{mediaHost},
+	}
+	for p := turnLo; p <= turnHi; p++ {
+		coturn.Ports = append(coturn.Ports, Port{Name: "relay-" + strconv.Itoa(p), Target: p, Published: p, Protocol: "udp", Mode: ModeHost, Media: true})
+	}
+
+	sfuImage := img("sfu")
+	if cfg.SFUImage != "" {
+		sfuImage = cfg.SFUImage
+	}
+	sfu := Service{
+		Name: "sfu", Image: sfuImage, Build: cfg.SFUImage == "", Replicas: 1,
+		Constraints: []string{onMedia},
+		Networks:    []string{NetEdge},
+		Env: map[string]string{
+			"SFU_LISTEN":           ":" + strconv.Itoa(portSFUHTTP),
+			"SFU_TLS_LISTEN":       ":" + strconv.Itoa(cl.SignallingPort),
+			"SFU_TLS_CERT":         "/run/secrets/sfu_tls_cert",
+			"SFU_TLS_KEY":          "/run/secrets/sfu_tls_key",
+			"SFU_ICE_UDP_PORT":     strconv.Itoa(cfg.ICEUDPPort),
+			"SFU_ICE_TCP_PORT":     strconv.Itoa(cfg.ICETCPPort),
+			"SFU_JWT_SECRET_FILE":  "/run/secrets/jwt_secret",
+			"SFU_TURN_SECRET_FILE": "/run/secrets/turn_secret",
+			"SFU_TURN_URL": fmt.Sprintf("turn:%s:%d?transport=udp,turn:%s:%d?transport=tcp",
+				mediaHost, cfg.TURNPort, mediaHost, cfg.TURNPort),
+			"SFU_ALLOW_ANONYMOUS": "false",
+		},
+		ExternalIPEnv: map[string]string{"SFU_PUBLIC_IP": cl.MediaNode},
+		Secrets: []SecretRef{
+			{"jwt_secret", "jwt_secret"}, {"turn_secret", "turn_secret"},
+			{"sfu_tls_key", "sfu_tls_key"}, {"sfu_tls_cert", "sfu_tls_cert"},
+		},
+		// Media and the proxied TLS signalling port bypass the ingress mesh:
+		// host mode keeps client addresses and pins the port to this node.
+		Ports: []Port{
+			{Name: PortSFUTLS, Target: cl.SignallingPort, Published: cl.SignallingPort, Protocol: "tcp", Mode: ModeHost},
+			{Name: PortSFUICEUDP, Target: cfg.ICEUDPPort, Published: cfg.ICEUDPPort, Protocol: "udp", Mode: ModeHost, Media: true},
+			{Name: PortSFUICETCP, Target: cfg.ICETCPPort, Published: cfg.ICETCPPort, Protocol: "tcp", Mode: ModeHost, Media: true},
+		},
+		// Same-origin browser client: https://<apex>/sfu/ → sfu:8080/.
+		Routes: []Route{{
+			Name: "sfu", Hosts: []string{apex}, PathPrefixes: []string{sfuPathPrefix},
+			Port: portSFUHTTP, EntryPoint: "websecure", TLS: true, Priority: 90,
+			Middlewares: []string{"sfu-strip"},
+		}},
+		Middlewares: []Middleware{{Name: "sfu-strip", StripPrefixes: []string{sfuPathPrefix}}},
+		Resources:   Resources{LimitMemoryMB: 1024, LimitCPUs: 2, ReserveMemoryMB: 512, ReserveCPUs: 0.5},
+		// One SFU per node holding the host ports: stop-first, and give
+		// calls time to drain on SIGTERM.
+		Update: singleton, Rollback: singletonBack, Restart: restart,
+		StopGrace:   "30s",
+		Healthcheck: &Healthcheck{Test: []string{"CMD", "/sfu", "-healthcheck"}, Interval: "10s", Timeout: "3s", Retries: 3, StartPeriod: "5s"},
+		DNSNames:    []string{webrtcHost, mediaHost},
+	}
+
+	prometheus := Service{
+		Name: "prometheus", Image: img("prometheus"), Replicas: 1,
+		Constraints: []string{onManager},
+		Networks:    []string{NetMonitoring, NetEdge},
+		Args: []string{
+			"--config.file=/etc/prometheus/prometheus.yml",
+			"--storage.tsdb.path=/prometheus",
+			"--storage.tsdb.retention.time=15d",
+		},
+		Configs:   []ConfigFile{{Name: "prometheus_yml", Target: "/etc/prometheus/prometheus.yml", Content: prometheusConfig(st)}},
+		Mounts:    []Mount{{Type: "volume", Source: st.FullName("prometheus_data"), Target: "/prometheus"}},
+		Resources: Resources{LimitMemoryMB: 1024, LimitCPUs: 1, ReserveMemoryMB: 256, ReserveCPUs: 0.25},
+		Update:    singleton, Rollback: singletonBack, Restart: restart,
+		Healthcheck: &Healthcheck{Test: []string{"CMD", "wget", "-qO-", "http://localhost:" + strconv.Itoa(portPrometheus) + "/-/healthy"},
+			Interval: "15s", Timeout: "5s", Retries: 3, StartPeriod: "20s"},
+	}
+	grafana := Service{
+		Name: "grafana", Image: img("grafana"), Replicas: 1,
+		Constraints: []string{onManager},
+		Networks:    []string{NetEdge, NetMonitoring},
+		Env: map[string]string{
+			"GF_SECURITY_ADMIN_PASSWORD__FILE": "/run/secrets/grafana_admin_password",
+			"GF_SERVER_ROOT_URL":               "https://" + grafanaHost + "/",
+			"GF_USERS_ALLOW_SIGN_UP":           "false",
+		},
+		Secrets: []SecretRef{{"grafana_admin_password", "grafana_admin_password"}},
+		Mounts:  []Mount{{Type: "volume", Source: st.FullName("grafana_data"), Target: "/var/lib/grafana"}},
+		Routes: []Route{{
+			Name: "grafana", Hosts: []string{grafanaHost}, Port: portGrafana, EntryPoint: "websecure", TLS: true,
+		}},
+		Resources: Resources{LimitMemoryMB: 512, LimitCPUs: 1, ReserveMemoryMB: 128, ReserveCPUs: 0.1},
+		Update:    singleton, Rollback: singletonBack, Restart: restart,
+		Healthcheck: &Healthcheck{Test: []string{"CMD", "wget", "-qO-", "http://localhost:" + strconv.Itoa(portGrafana) + "/api/health"},
+			Interval: "15s", Timeout: "5s", Retries: 3, StartPeriod: "30s"},
+	}
+
+	st.Services = []Service{
+		traefik, frontend, api, signaling, stt, translation, tts,
+		redis("redis"), redis("redis_gateway"), coturn, sfu, prometheus, grafana,
+	}
+	for i := range st.Services {
+		st.Services[i].ServiceLabels = TraefikLabels(&st.Services[i], edgeNet)
+	}
+	return st, nil
+}
+
+// prometheusConfig scrapes Traefik, the SFU and itself through Swarm's
+// tasks.<service> DNS, so every replica is a target.
+func prometheusConfig(st *Stack) string {
+	var b strings.Builder
+	b.WriteString("global:\n  scrape_interval: 15s\nscrape_configs:\n")
+	for _, j := range []struct {
+		job  string
+		svc  string
+		port int
+	}{{"prometheus", "", portPrometheus}, {"traefik", "traefik", 8080}, {"sfu", "sfu", portSFUHTTP}} {
+		target := fmt.Sprintf("'localhost:%d'", j.port)
+		b.WriteString("  - job_name: " + j.job + "\n")
+		if j.svc == "" {
+			b.WriteString("    static_configs:\n      - targets: [" + target + "]\n")
+			continue
+		}
+		fmt.Fprintf(&b, "    dns_sd_configs:\n      - names: ['tasks.%s']\n        type: A\n        port: %d\n", st.FullName(j.svc), j.port)
+	}
+	return b.String()
+}

@@ -1,0 +1,231 @@
+package stacks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/jbcalling/platform/infra"
+)
+
+// Config is the service-stack part of one Pulumi stack's configuration.
+// Every key is optional; defaults reproduce the seed notes' stack.
+type Config struct {
+	Cluster *infra.Config
+
+	// Prefix of docker object names (platform:stackPrefix, default "translation").
+	Prefix string
+	// Images per logical service (platform:images, an object), merged over
+	// DefaultImages. The SFU's entry is used only with SFUPrebuilt.
+	Images map[string]string
+	// Replicas overrides per logical service (platform:replicas, an object).
+	Replicas map[string]int
+	// SFUImage (platform:sfuImage) is a prebuilt SFU image reference; when
+	// set the program neither builds nor pushes the SFU and runs this image.
+	SFUImage string
+	// ACMEEmail is the ACME account email (platform:acmeEmail, default admin@<domain>).
+	ACMEEmail string
+	// ICEUDPPort and ICETCPPort are the SFU's single-port ICE muxes
+	// (platform:sfuIceUdpPort / platform:sfuIceTcpPort, default: first port
+	// of the media range).
+	ICEUDPPort int
+	ICETCPPort int
+	// TURNPort is coturn's listening port, UDP and TCP (platform:turnPort,
+	// default: second port of the media range).
+	TURNPort int
+	// TURNRelayPorts is how many relay ports coturn gets at the top of the
+	// media range (platform:turnRelayPorts, default 20). Each is one host-mode
+	// published port (Docker publishes no ranges; many ports are slow).
+	TURNRelayPorts int
+}
+
+// Config keys (all in the project namespace).
+const (
+	keyPrefix     = "platform:stackPrefix"
+	keyImages     = "platform:images"
+	keyReplicas   = "platform:replicas"
+	keySFUImage   = "platform:sfuImage"
+	keyACMEEmail  = "platform:acmeEmail"
+	keyICEUDP     = "platform:sfuIceUdpPort"
+	keyICETCP     = "platform:sfuIceTcpPort"
+	keyTURNPort   = "platform:turnPort"
+	keyTURNRelays = "platform:turnRelayPorts"
+	// KeyACMEToken is the Cloudflare API token Traefik uses for the ACME
+	// DNS-01 challenge (Zone:DNS:Edit); falls back to KeyCloudflareToken.
+	KeyACMEToken       = "platform:acmeDnsToken"
+	KeyCloudflareToken = "cloudflare:apiToken"
+)
+
+// DefaultImages are the images of the seed notes' stack (pinned tags).
+var DefaultImages = map[string]string{
+	"traefik":       "traefik:v3.0.4",
+	"frontend":      "jackboun11/jbcalling-frontend:1.0.9",
+	"api":           "jackboun11/jbcalling-api:1.0.5",
+	"signaling":     "jackboun11/jbcalling-signaling:1.0.5",
+	"stt":           "jackboun11/jbcalling-stt:1.0.6",
+	"translation":   "jackboun11/jbcalling-translation:1.0.1",
+	"tts":           "jackboun11/jbcalling-tts:1.0.6",
+	"redis":         "redis:7.4.1-alpine",
+	"redis_gateway": "redis:7.4.1-alpine",
+	"coturn":        "coturn/coturn:4.6.2",
+	"prometheus":    "prom/prometheus:v2.54.1",
+	"grafana":       "grafana/grafana:11.2.2",
+	"sfu":           "sfu:local",
+}
+
+// imageRef is a permissive docker reference check: [registry/]path[:tag][@digest].
+var imageRef = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`)
+
+var prefixRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
+
+// LoadConfig reads the stack's service configuration from Pulumi config.
+func LoadConfig(ctx *pulumi.Context, cluster *infra.Config) (*Config, error) {
+	return ConfigFromMap(cluster, ctx.GetConfig)
+}
+
+// ConfigFromMap is LoadConfig over any config lookup (fully qualified keys,
+// values as the Pulumi CLI passes them: scalars as strings, objects as
+// JSON). The program and cmd/topology share it, so the view is rendered
+// from exactly what `pulumi up` reads. Every problem is reported, each
+// naming its key.
+func ConfigFromMap(cluster *infra.Config, get func(key string) (string, bool)) (*Config, error) {
+	if cluster == nil {
+		return nil, errors.New("stacks: no cluster config")
+	}
+	c := &Config{
+		Cluster:        cluster,
+		Prefix:         "translation",
+		Images:         map[string]string{},
+		Replicas:       map[string]int{},
+		ACMEEmail:      "admin@" + cluster.Domain,
+		ICEUDPPort:     cluster.MediaPorts.From,
+		ICETCPPort:     cluster.MediaPorts.From,
+		TURNPort:       cluster.MediaPorts.From + 1,
+		TURNRelayPorts: 20,
+	}
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	for k, v := range DefaultImages {
+		c.Images[k] = v
+	}
+	if v, ok := get(keyPrefix); ok {
+		if !prefixRe.MatchString(v) {
+			bad(keyPrefix, "%q is not a docker name prefix (lowercase letters, digits, '-', up to 31)", v)
+		}
+		c.Prefix = v
+	}
+	if v, ok := get(keyImages); ok {
+		var m map[string]string
+		if err := json.Unmarshal([]byte(v), &m); err != nil {
+			bad(keyImages, "not an object of service → image: %v", err)
+		}
+		for _, svc := range sortedKeys(m) {
+			if _, known := DefaultImages[svc]; !known {
+				bad(keyImages, "unknown service %q (known: %s)", svc, strings.Join(sortedKeys(DefaultImages), ", "))
+				continue
+			}
+			if !imageRef.MatchString(m[svc]) {
+				bad(keyImages, "service %q: %q is not an image reference", svc, m[svc])
+				continue
+			}
+			c.Images[svc] = m[svc]
+		}
+	}
+	if v, ok := get(keyReplicas); ok {
+		var m map[string]int
+		if err := json.Unmarshal([]byte(v), &m); err != nil {
+			bad(keyReplicas, "not an object of service → replica count: %v", err)
+		}
+		for _, svc := range sortedKeys(m) {
+			switch {
+			case !replicable[svc]:
+				bad(keyReplicas, "service %q cannot be scaled (known: %s)", svc, strings.Join(sortedKeys(replicable), ", "))
+			case m[svc] < 0 || m[svc] > 50:
+				bad(keyReplicas, "service %q: %d replicas is outside 0-50", svc, m[svc])
+			default:
+				c.Replicas[svc] = m[svc]
+			}
+		}
+	}
+	if v, ok := get(keySFUImage); ok && v != "" {
+		if !imageRef.MatchString(v) {
+			bad(keySFUImage, "%q is not an image reference", v)
+		}
+		c.SFUImage = v
+	}
+	if v, ok := get(keyACMEEmail); ok {
+		if at := strings.Index(v, "@"); at < 1 || at == len(v)-1 || strings.ContainsAny(v, " \t") {
+			bad(keyACMEEmail, "%q is not an email address", v)
+		}
+		c.ACMEEmail = v
+	}
+	for _, p := range []struct {
+		key string
+		dst *int
+	}{{keyICEUDP, &c.ICEUDPPort}, {keyICETCP, &c.ICETCPPort}, {keyTURNPort, &c.TURNPort}, {keyTURNRelays, &c.TURNRelayPorts}} {
+		v, ok := get(p.key)
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			bad(p.key, "%q is not an integer", v)
+			continue
+		}
+		*p.dst = n
+	}
+	mr := cluster.MediaPorts
+	inMedia := func(key string, port int) {
+		if port < mr.From || port > mr.To {
+			bad(key, "port %d is outside the media range %d-%d that the firewall opens", port, mr.From, mr.To)
+		}
+	}
+	inMedia(keyICEUDP, c.ICEUDPPort)
+	inMedia(keyICETCP, c.ICETCPPort)
+	inMedia(keyTURNPort, c.TURNPort)
+	if c.TURNRelayPorts < 1 || c.TURNRelayPorts > 100 {
+		bad(keyTURNRelays, "%d is outside 1-100", c.TURNRelayPorts)
+	} else {
+		lo, hi := c.TURNRelayRange()
+		if lo < mr.From {
+			bad(keyTURNRelays, "%d relay ports do not fit in the media range %d-%d", c.TURNRelayPorts, mr.From, mr.To)
+		}
+		for _, p := range []struct {
+			key  string
+			port int
+		}{{keyICEUDP, c.ICEUDPPort}, {keyICETCP, c.ICETCPPort}, {keyTURNPort, c.TURNPort}} {
+			if p.port >= lo && p.port <= hi {
+				bad(p.key, "port %d overlaps coturn's relay ports %d-%d (%s)", p.port, lo, hi, keyTURNRelays)
+			}
+		}
+	}
+	if c.TURNPort == c.ICEUDPPort || c.TURNPort == c.ICETCPPort {
+		bad(keyTURNPort, "port %d is also the SFU's ICE port", c.TURNPort)
+	}
+	if len(errs) > 0 {
+		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+		return nil, fmt.Errorf("stack config: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// TURNRelayRange is coturn's relay port range: the top of the media range.
+func (c *Config) TURNRelayRange() (lo, hi int) {
+	hi = c.Cluster.MediaPorts.To
+	return hi - c.TURNRelayPorts + 1, hi
+}
+
+// replicable are the services whose replica count config may override
+// (singletons holding a volume, a host port or ACME state are not).
+var replicable = map[string]bool{
+	"frontend": true, "api": true, "signaling": true, "stt": true,
+	"translation": true, "tts": true,
+}

@@ -1,0 +1,417 @@
+package stacks
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+
+	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi-random/sdk/v4/go/random"
+	"github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/jbcalling/platform/infra"
+)
+
+// StackArgs are the inputs of NewStack.
+type StackArgs struct {
+	Topology infra.Topology
+	Config   *Config
+	// Stack is the validated model (Catalog + Validate). NewStack validates
+	// again and registers nothing when it is invalid.
+	Stack *Stack
+
+	// DockerProvider talks to the Swarm manager (bootstrap: mutual TLS).
+	// Every network, secret, config and service uses it.
+	DockerProvider pulumi.ProviderResource
+	// DependsOn is what must exist first (bootstrap: swarm ready, labels set).
+	DependsOn []pulumi.Resource
+
+	// ExternalIPs maps each logical node to its external address (infra
+	// outputs: Cluster.Nodes[n].ExternalIP); the SFU announces the media
+	// node's and coturn advertises it.
+	ExternalIPs map[string]pulumi.StringInput
+
+	// ACMEDNSToken is the Cloudflare API token Traefik's DNS-01 challenge
+	// uses; it must be a secret (config.RequireSecret).
+	ACMEDNSToken pulumi.StringInput
+
+	// SFUImage, when set, is run as the SFU image and nothing is built or
+	// pushed (a prebuilt image; the local-swarm proof uses this). Otherwise
+	// SFUBuild must be set.
+	SFUImage pulumi.StringInput
+	SFUBuild *SFUBuildArgs
+
+	// CloudflareProvider and GCPProvider are optional explicit providers for
+	// the Origin CA certificate and the Artifact Registry resources.
+	CloudflareProvider pulumi.ProviderResource
+	GCPProvider        pulumi.ProviderResource
+}
+
+// Deployment is the deployed service stack.
+type Deployment struct {
+	pulumi.ResourceState
+
+	Networks map[string]*docker.Network
+	Secrets  map[string]*docker.Secret
+	Services map[string]*docker.Service
+	// SFUImage is the image reference the SFU service runs (repo digest when built).
+	SFUImage pulumi.StringOutput
+	// DashboardPassword and GrafanaPassword are the generated admin
+	// passwords (secret outputs; `pulumi stack output --show-secrets`).
+	DashboardPassword pulumi.StringOutput
+	GrafanaPassword   pulumi.StringOutput
+}
+
+// NewStack validates the stack and deploys it: overlay networks, docker
+// secrets, configs and one docker.Service per declared service.
+func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.ResourceOption) (*Deployment, error) {
+	if args == nil || args.Stack == nil || args.Config == nil || args.Topology.Config == nil {
+		return nil, fmt.Errorf("stacks.NewStack %s: Topology, Config and Stack are required", name)
+	}
+	if err := Validate(args.Topology, args.Stack); err != nil {
+		return nil, err
+	}
+	if args.DockerProvider == nil {
+		return nil, fmt.Errorf("stacks.NewStack %s: DockerProvider is required (the swarm manager)", name)
+	}
+	if args.ACMEDNSToken == nil {
+		return nil, fmt.Errorf("stacks.NewStack %s: ACMEDNSToken is required (%s or %s)", name, KeyACMEToken, KeyCloudflareToken)
+	}
+	if args.SFUImage == nil && args.SFUBuild == nil {
+		return nil, fmt.Errorf("stacks.NewStack %s: set SFUImage (prebuilt) or SFUBuild", name)
+	}
+	st := args.Stack
+	for _, s := range st.Services {
+		for env, node := range s.ExternalIPEnv {
+			if args.ExternalIPs[node] == nil {
+				return nil, fmt.Errorf("stacks.NewStack %s: service %s: %s needs the external IP of node %s, which ExternalIPs lacks", name, s.Name, env, node)
+			}
+		}
+	}
+
+	d := &Deployment{Networks: map[string]*docker.Network{}, Secrets: map[string]*docker.Secret{}, Services: map[string]*docker.Service{}}
+	if err := ctx.RegisterComponentResource("platform:stacks:ServiceStack", name, d, opts...); err != nil {
+		return nil, err
+	}
+	parent := pulumi.Parent(d)
+	dockerOpts := []pulumi.ResourceOption{parent, pulumi.Provider(args.DockerProvider), pulumi.DependsOn(args.DependsOn)}
+
+	for _, n := range st.Networks {
+		net, err := docker.NewNetwork(ctx, name+"-net-"+n.Name, &docker.NetworkArgs{
+			Name:       pulumi.String(st.FullName(n.Name)),
+			Driver:     pulumi.String("overlay"),
+			Attachable: pulumi.Bool(n.Attachable),
+			Internal:   pulumi.Bool(n.Internal),
+			Options:    pulumi.StringMap{"com.docker.network.driver.mtu": pulumi.Sprintf("%d", n.MTU)},
+			Labels:     docker.NetworkLabelArray{docker.NetworkLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)}},
+		}, dockerOpts...)
+		if err != nil {
+			return nil, err
+		}
+		d.Networks[n.Name] = net
+	}
+
+	values, err := d.secretValues(ctx, name, args)
+	if err != nil {
+		return nil, err
+	}
+	for _, sec := range st.Secrets {
+		val, ok := values[sec.Name]
+		if !ok {
+			return nil, fmt.Errorf("stacks.NewStack %s: secret %s: no value source for kind %q", name, sec.Name, sec.Kind)
+		}
+		// Name left to auto-naming (logical name + random suffix): docker
+		// secrets are immutable, so a new value is a replacement that must
+		// not clash with the old one still used by running tasks.
+		ds, err := docker.NewSecret(ctx, name+"-secret-"+sec.Name, &docker.SecretArgs{
+			Data: pulumi.ToSecret(val.ApplyT(func(v string) string {
+				return base64.StdEncoding.EncodeToString([]byte(v))
+			})).(pulumi.StringOutput),
+			Labels: docker.SecretLabelArray{docker.SecretLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)}},
+		}, dockerOpts...)
+		if err != nil {
+			return nil, err
+		}
+		d.Secrets[sec.Name] = ds
+	}
+
+	sfuImage := pulumi.StringOutput{}
+	if args.SFUImage != nil {
+		sfuImage = args.SFUImage.ToStringOutput()
+	} else {
+		img, err := buildSFU(ctx, name, args, parent)
+		if err != nil {
+			return nil, err
+		}
+		sfuImage = img
+	}
+	d.SFUImage = sfuImage
+
+	for _, s := range st.Services {
+		svcArgs, err := d.serviceArgs(ctx, name, st, &s, args, sfuImage, dockerOpts)
+		if err != nil {
+			return nil, err
+		}
+		svc, err := docker.NewService(ctx, name+"-svc-"+s.Name, svcArgs, dockerOpts...)
+		if err != nil {
+			return nil, err
+		}
+		d.Services[s.Name] = svc
+	}
+
+	outs := pulumi.Map{"sfuImage": d.SFUImage}
+	for _, n := range sortedKeys(d.Services) {
+		outs["service-"+n] = d.Services[n].Name
+	}
+	if err := ctx.RegisterResourceOutputs(d, outs); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// secretValues creates the value source of every declared secret.
+func (d *Deployment) secretValues(ctx *pulumi.Context, name string, args *StackArgs) (map[string]pulumi.StringOutput, error) {
+	out := map[string]pulumi.StringOutput{}
+	parent := pulumi.Parent(d)
+	var tlsKey *tls.PrivateKey
+	password := func(n string) (*random.RandomPassword, error) {
+		return random.NewRandomPassword(ctx, name+"-"+n, &random.RandomPasswordArgs{
+			Length: pulumi.Int(48), Special: pulumi.Bool(false),
+		}, parent)
+	}
+	for _, sec := range args.Stack.Secrets {
+		switch sec.Kind {
+		case SecretRandom:
+			p, err := password(sec.Name)
+			if err != nil {
+				return nil, err
+			}
+			out[sec.Name] = p.Result
+		case SecretHtpasswd:
+			p, err := password(sec.Name)
+			if err != nil {
+				return nil, err
+			}
+			d.DashboardPassword = p.Result
+			out[sec.Name] = pulumi.Sprintf("admin:%s\n", p.BcryptHash)
+		case SecretGrafanaPasswd:
+			p, err := password(sec.Name)
+			if err != nil {
+				return nil, err
+			}
+			d.GrafanaPassword = p.Result
+			out[sec.Name] = p.Result
+		case SecretACMEDNSToken:
+			out[sec.Name] = pulumi.ToSecret(args.ACMEDNSToken).(pulumi.StringOutput)
+		case SecretTLSKey:
+			k, err := tls.NewPrivateKey(ctx, name+"-"+sec.Name, &tls.PrivateKeyArgs{
+				Algorithm: pulumi.String("ECDSA"), EcdsaCurve: pulumi.String("P256"),
+			}, parent)
+			if err != nil {
+				return nil, err
+			}
+			tlsKey = k
+			out[sec.Name] = k.PrivateKeyPem
+		}
+	}
+	// Origin certificates need the key: second pass.
+	for _, sec := range args.Stack.Secrets {
+		if sec.Kind != SecretOriginCert {
+			continue
+		}
+		if tlsKey == nil {
+			return nil, fmt.Errorf("stacks.NewStack %s: secret %s needs a %s secret in the stack", name, sec.Name, SecretTLSKey)
+		}
+		csr, err := tls.NewCertRequest(ctx, name+"-"+sec.Name+"-csr", &tls.CertRequestArgs{
+			PrivateKeyPem: tlsKey.PrivateKeyPem,
+			DnsNames:      pulumi.ToStringArray(sec.Hosts),
+			Subject:       &tls.CertRequestSubjectArgs{CommonName: pulumi.String(sec.Hosts[0])},
+		}, parent)
+		if err != nil {
+			return nil, err
+		}
+		cfOpts := []pulumi.ResourceOption{parent}
+		if args.CloudflareProvider != nil {
+			cfOpts = append(cfOpts, pulumi.Provider(args.CloudflareProvider))
+		}
+		// Cloudflare's edge trusts its Origin CA for proxied names (Full
+		// strict); the provider re-issues within MinDaysForRenewal of
+		// expiry on any `up`, so renewal needs no manual step.
+		cert, err := cloudflare.NewOriginCaCertificate(ctx, name+"-"+sec.Name, &cloudflare.OriginCaCertificateArgs{
+			Csr:               csr.CertRequestPem,
+			Hostnames:         pulumi.ToStringArray(sec.Hosts),
+			RequestType:       pulumi.String("origin-ecc"),
+			RequestedValidity: pulumi.Int(365),
+			MinDaysForRenewal: pulumi.Int(30),
+		}, cfOpts...)
+		if err != nil {
+			return nil, err
+		}
+		out[sec.Name] = cert.Certificate
+	}
+	return out, nil
+}
+
+func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s *Service, args *StackArgs,
+	sfuImage pulumi.StringOutput, dockerOpts []pulumi.ResourceOption) (*docker.ServiceArgs, error) {
+	image := pulumi.String(s.Image).ToStringOutput()
+	if s.Name == "sfu" {
+		image = sfuImage
+	}
+	env := pulumi.StringMap{}
+	for k, v := range s.Env {
+		env[k] = pulumi.String(v)
+	}
+	for k, node := range s.ExternalIPEnv {
+		env[k] = args.ExternalIPs[node]
+	}
+	cs := &docker.ServiceTaskSpecContainerSpecArgs{
+		Image: image,
+		Env:   env,
+	}
+	if len(s.Args) > 0 {
+		cs.Args = pulumi.ToStringArray(s.Args)
+	}
+	if len(s.Commands) > 0 {
+		cs.Commands = pulumi.ToStringArray(s.Commands)
+	}
+	if s.StopGrace != "" {
+		cs.StopGracePeriod = pulumi.String(s.StopGrace)
+	}
+	if len(s.ContainerLabels) > 0 {
+		var ls docker.ServiceTaskSpecContainerSpecLabelArray
+		for _, k := range sortedKeys(s.ContainerLabels) {
+			ls = append(ls, docker.ServiceTaskSpecContainerSpecLabelArgs{Label: pulumi.String(k), Value: pulumi.String(s.ContainerLabels[k])})
+		}
+		cs.Labels = ls
+	}
+	var secrets docker.ServiceTaskSpecContainerSpecSecretArray
+	for _, r := range s.Secrets {
+		sec := d.Secrets[r.Secret]
+		secrets = append(secrets, docker.ServiceTaskSpecContainerSpecSecretArgs{
+			SecretId:   sec.ID().ToStringOutput(),
+			SecretName: sec.Name,
+			FileName:   pulumi.String("/run/secrets/" + r.File),
+			FileMode:   pulumi.Int(0o400),
+		})
+	}
+	if len(secrets) > 0 {
+		cs.Secrets = secrets
+	}
+	var configs docker.ServiceTaskSpecContainerSpecConfigArray
+	for _, c := range s.Configs {
+		cfg, err := docker.NewServiceConfig(ctx, name+"-config-"+c.Name, &docker.ServiceConfigArgs{
+			Data: pulumi.String(base64.StdEncoding.EncodeToString([]byte(c.Content))),
+		}, dockerOpts...)
+		if err != nil {
+			return nil, err
+		}
+		configs = append(configs, docker.ServiceTaskSpecContainerSpecConfigArgs{
+			ConfigId:   cfg.ID().ToStringOutput(),
+			ConfigName: cfg.Name,
+			FileName:   pulumi.String(c.Target),
+		})
+	}
+	if len(configs) > 0 {
+		cs.Configs = configs
+	}
+	var mounts docker.ServiceTaskSpecContainerSpecMountArray
+	for _, m := range s.Mounts {
+		mounts = append(mounts, docker.ServiceTaskSpecContainerSpecMountArgs{
+			Type: pulumi.String(m.Type), Source: pulumi.String(m.Source), Target: pulumi.String(m.Target), ReadOnly: pulumi.Bool(m.ReadOnly),
+		})
+	}
+	if len(mounts) > 0 {
+		cs.Mounts = mounts
+	}
+	if h := s.Healthcheck; h != nil {
+		cs.Healthcheck = &docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
+			Tests: pulumi.ToStringArray(h.Test), Interval: pulumi.String(h.Interval), Timeout: pulumi.String(h.Timeout),
+			Retries: pulumi.Int(h.Retries), StartPeriod: pulumi.String(h.StartPeriod),
+		}
+	}
+
+	var nets docker.ServiceTaskSpecNetworksAdvancedArray
+	if s.HostNetwork {
+		nets = append(nets, docker.ServiceTaskSpecNetworksAdvancedArgs{Name: pulumi.String("host")})
+	}
+	for _, n := range s.Networks {
+		// By resource ID: a name gives a permanent diff (pulumi-docker#233).
+		// The alias keeps the short service name resolvable (redis, api).
+		nets = append(nets, docker.ServiceTaskSpecNetworksAdvancedArgs{
+			Name:    d.Networks[n].ID().ToStringOutput(),
+			Aliases: pulumi.StringArray{pulumi.String(s.Name)},
+		})
+	}
+
+	task := &docker.ServiceTaskSpecArgs{
+		ContainerSpec:     cs,
+		NetworksAdvanceds: nets,
+		Placement: &docker.ServiceTaskSpecPlacementArgs{
+			Constraints: pulumi.ToStringArray(s.Constraints),
+			Prefs:       pulumi.ToStringArray(s.Preferences),
+		},
+		Resources: &docker.ServiceTaskSpecResourcesArgs{
+			Limits: &docker.ServiceTaskSpecResourcesLimitsArgs{
+				MemoryBytes: pulumi.Int(s.Resources.LimitMemoryMB << 20),
+				NanoCpus:    pulumi.Int(nanoCPUs(s.Resources.LimitCPUs)),
+			},
+			Reservation: &docker.ServiceTaskSpecResourcesReservationArgs{
+				MemoryBytes: pulumi.Int(s.Resources.ReserveMemoryMB << 20),
+				NanoCpus:    pulumi.Int(nanoCPUs(s.Resources.ReserveCPUs)),
+			},
+		},
+		RestartPolicy: &docker.ServiceTaskSpecRestartPolicyArgs{
+			Condition: pulumi.String(s.Restart.Condition), Delay: pulumi.String(s.Restart.Delay),
+			MaxAttempts: pulumi.Int(s.Restart.MaxAttempts), Window: pulumi.String(s.Restart.Window),
+		},
+	}
+
+	mode := &docker.ServiceModeArgs{Replicated: &docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(s.Replicas)}}
+	if s.Global {
+		mode = &docker.ServiceModeArgs{Global: pulumi.Bool(true)}
+	}
+	var ports docker.ServiceEndpointSpecPortArray
+	for _, p := range s.Ports {
+		ports = append(ports, docker.ServiceEndpointSpecPortArgs{
+			Name: pulumi.String(p.Name), TargetPort: pulumi.Int(p.Target), PublishedPort: pulumi.Int(p.Published),
+			Protocol: pulumi.String(p.Protocol), PublishMode: pulumi.String(string(p.Mode)),
+		})
+	}
+	var labels docker.ServiceLabelArray
+	for _, k := range sortedKeys(s.ServiceLabels) {
+		labels = append(labels, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: pulumi.String(s.ServiceLabels[k])})
+	}
+	labels = append(labels, docker.ServiceLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)})
+
+	return &docker.ServiceArgs{
+		Name:           pulumi.String(st.FullName(s.Name)),
+		Labels:         labels,
+		Mode:           mode,
+		TaskSpec:       task,
+		EndpointSpec:   &docker.ServiceEndpointSpecArgs{Mode: pulumi.String("vip"), Ports: ports},
+		UpdateConfig:   updateConfig(s.Update),
+		RollbackConfig: rollbackConfig(s.Rollback),
+		// Wait for the tasks to run (and pass their health checks), so a
+		// broken image or placement fails `pulumi up` instead of hiding.
+		ConvergeConfig: &docker.ServiceConvergeConfigArgs{Delay: pulumi.String("7s"), Timeout: pulumi.String("5m")},
+	}, nil
+}
+
+func updateConfig(u UpdatePolicy) *docker.ServiceUpdateConfigArgs {
+	return &docker.ServiceUpdateConfigArgs{
+		Order: pulumi.String(u.Order), Parallelism: pulumi.Int(u.Parallelism), Delay: pulumi.String(u.Delay),
+		FailureAction: pulumi.String(u.FailureAction), Monitor: pulumi.String(u.Monitor),
+	}
+}
+
+func rollbackConfig(u UpdatePolicy) *docker.ServiceRollbackConfigArgs {
+	return &docker.ServiceRollbackConfigArgs{
+		Order: pulumi.String(u.Order), Parallelism: pulumi.Int(u.Parallelism), Delay: pulumi.String(u.Delay),
+		FailureAction: pulumi.String(u.FailureAction), Monitor: pulumi.String(u.Monitor),
+	}
+}
+
+func nanoCPUs(cpus float64) int { return int(math.Round(cpus * 1e9)) }

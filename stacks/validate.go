@@ -1,0 +1,618 @@
+package stacks
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/moby/swarmkit/v2/api"
+	"github.com/moby/swarmkit/v2/manager/constraint"
+
+	"github.com/jbcalling/platform/infra"
+)
+
+// Rule numbers of the checks (issue 4, "Checked before deploy").
+const (
+	RuleModel     = 0 // references, duplicates, counts
+	RuleRouting   = 1 // a routed service Traefik would skip
+	RuleCrossNode = 2 // swarm ports between nodes, overlay MTU
+	RulePlacement = 3 // constraints, host-port capacity and clashes
+	RuleExposure  = 4 // media ports, DNS names, firewall admission
+	RuleMemory    = 5 // pinned reservations vs machine memory
+)
+
+// Problem is one validation failure; Subject names the service, node, port,
+// network or label at fault.
+type Problem struct {
+	Rule    int
+	Subject string
+	Message string
+}
+
+func (p Problem) String() string { return fmt.Sprintf("rule %d: %s: %s", p.Rule, p.Subject, p.Message) }
+
+// ValidationError lists every problem Validate found.
+type ValidationError struct{ Problems []Problem }
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "service stack: %d problem(s):", len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  - " + p.String())
+	}
+	return b.String()
+}
+
+// Validate checks the stack against the declared cluster and returns a
+// *ValidationError listing every problem, or nil.
+func Validate(top infra.Topology, st *Stack) error {
+	v := &validator{top: top, cl: top.Config, st: st}
+	if v.cl == nil || st == nil {
+		return &ValidationError{[]Problem{{RuleModel, "stack", "no cluster config or no stack"}}}
+	}
+	v.model()
+	v.crossNode()
+	v.placement()
+	v.routing()
+	v.exposure()
+	v.memory()
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{v.problems}
+}
+
+type validator struct {
+	top      infra.Topology
+	cl       *infra.Config
+	st       *Stack
+	problems []Problem
+	eligible map[string][]string // service → nodes its constraints admit
+}
+
+func (v *validator) add(rule int, subject, format string, a ...any) {
+	v.problems = append(v.problems, Problem{rule, subject, fmt.Sprintf(format, a...)})
+}
+
+// model checks references inside the stack itself.
+func (v *validator) model() {
+	seen := map[string]bool{}
+	for _, s := range v.st.Services {
+		subj := "service " + s.Name
+		if s.Name == "" || seen[s.Name] {
+			v.add(RuleModel, subj, "empty or duplicate service name")
+		}
+		seen[s.Name] = true
+		if s.Image == "" {
+			v.add(RuleModel, subj, "no image")
+		}
+		if !s.Global && s.Replicas < 0 {
+			v.add(RuleModel, subj, "negative replica count %d", s.Replicas)
+		}
+		for _, n := range s.Networks {
+			if v.st.Network(n) == nil {
+				v.add(RuleModel, subj, "network %q is not declared in the stack", n)
+			}
+		}
+		for _, r := range s.Secrets {
+			if v.st.Secret(r.Secret) == nil {
+				v.add(RuleModel, subj, "secret %q is not declared in the stack", r.Secret)
+			}
+		}
+		for _, p := range s.Ports {
+			if p.Protocol != "tcp" && p.Protocol != "udp" {
+				v.add(RuleModel, fmt.Sprintf("%s port %d", subj, p.Published), "protocol %q is not tcp or udp", p.Protocol)
+			}
+			if p.Mode != ModeHost && p.Mode != ModeIngress {
+				v.add(RuleModel, fmt.Sprintf("%s port %d", subj, p.Published), "publish mode %q is not host or ingress", p.Mode)
+			}
+		}
+		for _, u := range []struct {
+			what string
+			p    UpdatePolicy
+			ok   []string
+		}{{"update", s.Update, []string{"rollback", "pause", "continue"}}, {"rollback", s.Rollback, []string{"pause", "continue"}}} {
+			if u.p.Order != StartFirst && u.p.Order != StopFirst {
+				v.add(RuleModel, subj, "%s order %q is not start-first or stop-first", u.what, u.p.Order)
+			}
+			if !contains(u.ok, u.p.FailureAction) {
+				v.add(RuleModel, subj, "%s failure action %q is not one of %s", u.what, u.p.FailureAction, strings.Join(u.ok, ", "))
+			}
+		}
+		for _, m := range s.Mounts {
+			if m.Type != "volume" && m.Type != "bind" {
+				v.add(RuleModel, subj, "mount %s: type %q is not volume or bind", m.Target, m.Type)
+			}
+		}
+	}
+}
+
+// crossNode (rule 2): every pair of nodes must reach each other on the swarm
+// ports, and no overlay may be larger than the VPC MTU.
+func (v *validator) crossNode() {
+	for _, src := range v.cl.Nodes {
+		for _, dst := range v.cl.Nodes {
+			if src.Name == dst.Name {
+				continue
+			}
+			need := []struct {
+				proto string
+				port  int
+				why   string
+			}{
+				{"tcp", 7946, "gossip"},
+				{"udp", 7946, "gossip"},
+				{"udp", 4789, "VXLAN data plane: cross-node container traffic would time out (504 after 30 s)"},
+			}
+			if dst.Role == infra.RoleManager {
+				need = append(need, struct {
+					proto string
+					port  int
+					why   string
+				}{"tcp", 2377, "cluster management"})
+			}
+			for _, n := range need {
+				if v.firewallRule(fromNode(src), dst, n.proto, n.port) == "" {
+					v.add(RuleCrossNode, fmt.Sprintf("port %d/%s", n.port, n.proto),
+						"not allowed from node %s to node %s by the declared firewall (%s)", src.Name, dst.Name, n.why)
+				}
+			}
+		}
+	}
+	for _, n := range v.st.Networks {
+		subj := "network " + v.st.FullName(n.Name)
+		switch {
+		case n.MTU == 0:
+			v.add(RuleCrossNode, subj, "no com.docker.network.driver.mtu option: docker's base of 1500 exceeds the VPC MTU %d", v.cl.MTU)
+		case n.MTU > v.cl.MTU:
+			v.add(RuleCrossNode, subj, "MTU %d is larger than the VPC MTU %d: large packets vanish", n.MTU, v.cl.MTU)
+		}
+	}
+}
+
+// swarmNode is the scheduler's view of a declared node.
+func (v *validator) swarmNode(n infra.Node) *api.Node {
+	role := api.NodeRoleWorker
+	if n.Role == infra.RoleManager {
+		role = api.NodeRoleManager
+	}
+	return &api.Node{
+		ID:   n.Name,
+		Spec: api.NodeSpec{Annotations: api.Annotations{Name: n.Name, Labels: v.cl.SwarmLabels(n)}},
+		Role: role,
+		Description: &api.NodeDescription{
+			Hostname: v.cl.ResourceName(n.Name),
+			Platform: &api.Platform{OS: "linux", Architecture: "x86_64"},
+		},
+		Status: api.NodeStatus{Addr: v.cl.NodeInternalIP(n.Name)},
+	}
+}
+
+// placement (rule 3).
+func (v *validator) placement() {
+	v.eligible = map[string][]string{}
+	allLabels := map[string]bool{}
+	for _, n := range v.cl.Nodes {
+		for k := range v.cl.SwarmLabels(n) {
+			allLabels[k] = true
+		}
+	}
+	for _, s := range v.st.Services {
+		subj := "service " + s.Name
+		cons, err := constraint.Parse(s.Constraints)
+		if err != nil {
+			v.add(RulePlacement, subj, "placement constraint %q: %v", strings.Join(s.Constraints, ", "), err)
+			v.eligible[s.Name] = nil
+			continue
+		}
+		for _, c := range s.Constraints {
+			key := constraintKey(c)
+			if lk, ok := strings.CutPrefix(strings.ToLower(key), constraint.NodeLabelPrefix); ok {
+				label := key[len(key)-len(lk):]
+				if !allLabels[label] {
+					v.add(RulePlacement, subj, "constraint %q names label %q that no declared node has", c, label)
+				}
+			}
+		}
+		var nodes []string
+		for _, n := range v.cl.Nodes {
+			if constraint.NodeMatches(cons, v.swarmNode(n)) {
+				nodes = append(nodes, n.Name)
+			}
+		}
+		v.eligible[s.Name] = nodes
+		if len(nodes) == 0 {
+			v.add(RulePlacement, subj, "no declared node satisfies constraints [%s]", strings.Join(s.Constraints, ", "))
+			continue
+		}
+		host := s.HostPorts()
+		if len(host) > 0 && !s.Global && s.Replicas > len(nodes) {
+			v.add(RulePlacement, subj, "%d replicas publish host port %d/%s but only %d node(s) are eligible (%s)",
+				s.Replicas, host[0].Published, host[0].Protocol, len(nodes), strings.Join(nodes, ", "))
+		}
+		if len(host) > 0 && s.Update.Order == StartFirst {
+			v.add(RulePlacement, subj, "update order start-first cannot bind host port %d/%s while the old task still holds it; use stop-first",
+				host[0].Published, host[0].Protocol)
+		}
+	}
+	// The same host port twice on one node; ingress ports bind on every node.
+	type key struct {
+		proto string
+		port  int
+	}
+	for _, n := range v.cl.Nodes {
+		claims := map[key][]string{}
+		for _, s := range v.st.Services {
+			for _, p := range s.Ports {
+				if p.Mode == ModeIngress || contains(v.eligible[s.Name], n.Name) {
+					claims[key{p.Protocol, p.Published}] = append(claims[key{p.Protocol, p.Published}], s.Name)
+				}
+			}
+		}
+		keys := make([]key, 0, len(claims))
+		for k := range claims {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i].port != keys[j].port {
+				return keys[i].port < keys[j].port
+			}
+			return keys[i].proto < keys[j].proto
+		})
+		for _, k := range keys {
+			if who := claims[k]; len(who) > 1 {
+				v.add(RulePlacement, fmt.Sprintf("node %s port %d/%s", n.Name, k.port, k.proto),
+					"claimed more than once (by %s)", strings.Join(who, ", "))
+			}
+		}
+	}
+}
+
+// routing (rule 1): every routed service must be one Traefik's Swarm
+// provider actually discovers.
+func (v *validator) routing() {
+	proxy := v.st.Service(ProxyService)
+	for _, s := range v.st.Services {
+		subj := "service " + s.Name
+		for _, k := range sortedKeys(s.ContainerLabels) {
+			if strings.HasPrefix(k, "traefik.") {
+				v.add(RuleRouting, subj, "label %q is a container label; Traefik's Swarm provider reads service labels only", k)
+			}
+		}
+		routed := len(s.Routes) > 0
+		for k := range s.ServiceLabels {
+			if strings.HasPrefix(k, "traefik.http.routers.") {
+				routed = true
+			}
+		}
+		if !routed {
+			continue
+		}
+		if proxy == nil {
+			v.add(RuleRouting, subj, "is routed but the stack has no %q service", ProxyService)
+			continue
+		}
+		l := s.ServiceLabels
+		if l["traefik.enable"] != "true" {
+			v.add(RuleRouting, subj, "label traefik.enable=true is missing and Traefik runs with exposedByDefault=false")
+		}
+		if len(s.Networks) == 0 {
+			if s.HostNetwork {
+				v.add(RuleRouting, subj, "is on the host network only; Traefik skips tasks without a swarm network")
+			} else {
+				v.add(RuleRouting, subj, "is on no swarm network; Traefik cannot reach it")
+			}
+			continue
+		}
+		var shared []string
+		for _, n := range s.Networks {
+			if contains(proxy.Networks, n) {
+				shared = append(shared, v.st.FullName(n))
+			}
+		}
+		if len(shared) == 0 {
+			v.add(RuleRouting, subj, "shares no network with %s (service on %s, %s on %s)",
+				ProxyService, strings.Join(s.Networks, ", "), ProxyService, strings.Join(proxy.Networks, ", "))
+		}
+		if len(s.Networks) > 1 {
+			nl, ok := l["traefik.docker.network"]
+			switch {
+			case !ok:
+				v.add(RuleRouting, subj, "is on %d networks (%s) without label traefik.docker.network: Traefik may pick one it is not on",
+					len(s.Networks), strings.Join(s.Networks, ", "))
+			case !contains(shared, nl):
+				v.add(RuleRouting, subj, "label traefik.docker.network=%s is not a network it shares with %s (%s)",
+					nl, ProxyService, strings.Join(shared, ", "))
+			}
+		}
+		// Every router must reach a load-balancer service with a port label.
+		portLabels := map[string]bool{}
+		for k := range l {
+			if rest, ok := strings.CutPrefix(k, "traefik.http.services."); ok {
+				if name, ok := strings.CutSuffix(rest, ".loadbalancer.server.port"); ok {
+					portLabels[name] = true
+				}
+			}
+		}
+		if len(portLabels) == 0 {
+			v.add(RuleRouting, subj, "no traefik.http.services.<name>.loadbalancer.server.port label; in Swarm Traefik skips the service")
+		}
+		for _, k := range sortedKeys(l) {
+			rest, ok := strings.CutPrefix(k, "traefik.http.routers.")
+			if !ok || !strings.HasSuffix(rest, ".rule") {
+				continue
+			}
+			router := strings.TrimSuffix(rest, ".rule")
+			target := l["traefik.http.routers."+router+".service"]
+			if target != "" && !strings.Contains(target, "@") && !portLabels[target] {
+				v.add(RuleRouting, "label traefik.http.routers."+router+".service",
+					"service %s: router %s targets %q which has no loadbalancer.server.port label", s.Name, router, target)
+			}
+		}
+		for _, r := range s.Routes {
+			if got := l["traefik.http.routers."+r.Name+".rule"]; got != RouteRule(r) {
+				v.add(RuleRouting, "label traefik.http.routers."+r.Name+".rule",
+					"service %s: label is %q but route %s says %q (labels must be generated from routes)", s.Name, got, r.Name, RouteRule(r))
+			}
+		}
+	}
+}
+
+// exposure (rule 4): media ports inside the media range and admitted, the
+// SFU's names pointing at its node, routed hosts with DNS records, published
+// ports admitted by the firewall.
+func (v *validator) exposure() {
+	records := map[string]infra.DNSRecord{}
+	for _, r := range v.top.DNS {
+		records[r.Name] = r
+	}
+	proxyNodes := v.eligible[ProxyService]
+	mr := v.cl.MediaPorts
+	for _, s := range v.st.Services {
+		subj := "service " + s.Name
+		for _, p := range s.Ports {
+			psubj := fmt.Sprintf("%s port %d/%s", subj, p.Published, p.Protocol)
+			if p.Media && (p.Published < mr.From || p.Published > mr.To) {
+				v.add(RuleExposure, psubj, "media port outside the firewall's media range %d-%d", mr.From, mr.To)
+			}
+			if p.Media && p.Mode != ModeHost {
+				v.add(RuleExposure, psubj, "media port published through the ingress mesh; use host mode")
+			}
+			nodes := v.eligible[s.Name]
+			if p.Mode == ModeIngress {
+				nodes = nil
+				for _, n := range v.cl.Nodes {
+					nodes = append(nodes, n.Name)
+				}
+			}
+			admitted := 0
+			for _, nn := range nodes {
+				n := v.node(nn)
+				if v.firewallRule(fromInternet, *n, p.Protocol, p.Published) != "" {
+					admitted++
+				} else if p.Mode == ModeHost {
+					v.add(RuleExposure, psubj, "no firewall rule admits it from the internet on node %s, where the service may run", nn)
+				}
+			}
+			if p.Mode == ModeIngress && admitted == 0 {
+				v.add(RuleExposure, psubj, "no firewall rule admits it on any node")
+			}
+		}
+		if len(s.DNSNames) > 0 {
+			nodes := v.eligible[s.Name]
+			if len(nodes) != 1 {
+				v.add(RuleExposure, subj, "has DNS names %s but is not pinned to exactly one node (eligible: %s)",
+					strings.Join(s.DNSNames, ", "), strings.Join(nodes, ", "))
+			}
+			for _, name := range s.DNSNames {
+				r, ok := records[name]
+				switch {
+				case !ok:
+					v.add(RuleExposure, "DNS name "+name, "service %s needs it but no DNS record is declared", s.Name)
+				case len(nodes) == 1 && r.Node != nodes[0]:
+					v.add(RuleExposure, "DNS name "+name, "points at node %s but service %s is pinned to node %s", r.Node, s.Name, nodes[0])
+				}
+			}
+		}
+		for _, rt := range s.Routes {
+			for _, h := range rt.Hosts {
+				r, ok := records[h]
+				switch {
+				case !ok:
+					v.add(RuleExposure, "host "+h, "routed by %s (router %s) but no DNS record is declared", s.Name, rt.Name)
+				case len(proxyNodes) > 0 && !contains(proxyNodes, r.Node):
+					v.add(RuleExposure, "host "+h, "DNS points at node %s but %s runs on %s", r.Node, ProxyService, strings.Join(proxyNodes, ", "))
+				}
+			}
+		}
+	}
+}
+
+// memory (rule 5): reservations of services pinned to one node must fit
+// that node's machine type; no task may reserve more than a node has.
+func (v *validator) memory() {
+	pinned := map[string]int{}
+	var who = map[string][]string{}
+	for _, s := range v.st.Services {
+		nodes := v.eligible[s.Name]
+		if len(nodes) == 0 || s.Resources.ReserveMemoryMB == 0 {
+			continue
+		}
+		tasks := s.Replicas
+		if s.Global {
+			tasks = 1
+		}
+		fits := false
+		for _, nn := range nodes {
+			if mb, err := v.memoryMB(nn); err == nil && s.Resources.ReserveMemoryMB <= mb {
+				fits = true
+			}
+		}
+		if !fits {
+			v.add(RuleMemory, "service "+s.Name, "reserves %d MB per task, more than any eligible node (%s) has",
+				s.Resources.ReserveMemoryMB, strings.Join(nodes, ", "))
+		}
+		if len(nodes) == 1 || s.Global {
+			for _, nn := range nodes {
+				pinned[nn] += tasks * s.Resources.ReserveMemoryMB
+				who[nn] = append(who[nn], fmt.Sprintf("%s %d×%d MB", s.Name, tasks, s.Resources.ReserveMemoryMB))
+			}
+		}
+	}
+	for _, n := range v.cl.Nodes {
+		mb, err := v.memoryMB(n.Name)
+		if err != nil {
+			v.add(RuleMemory, "node "+n.Name, "%v", err)
+			continue
+		}
+		if pinned[n.Name] > mb {
+			v.add(RuleMemory, "node "+n.Name, "pinned memory reservations %d MB exceed machine type %s (%d MB): %s",
+				pinned[n.Name], n.MachineType, mb, strings.Join(who[n.Name], ", "))
+		}
+	}
+}
+
+func (v *validator) memoryMB(node string) (int, error) {
+	n := v.node(node)
+	if n == nil {
+		return 0, fmt.Errorf("node %s is not declared", node)
+	}
+	mb, ok := infra.MachineMemoryMB(n.MachineType)
+	if !ok {
+		return 0, fmt.Errorf("unknown machine type %q (memory unknown)", n.MachineType)
+	}
+	return mb, nil
+}
+
+func (v *validator) node(name string) *infra.Node {
+	for i := range v.cl.Nodes {
+		if v.cl.Nodes[i].Name == name {
+			return &v.cl.Nodes[i]
+		}
+	}
+	return nil
+}
+
+// source is where traffic comes from: a node, or the internet.
+type source struct {
+	node     *infra.Node
+	internet bool
+}
+
+var fromInternet = source{internet: true}
+
+func fromNode(n infra.Node) source { return source{node: &n} }
+
+// firewallRule returns the name of the first declared rule admitting
+// proto/port from src to dst, or "".
+func (v *validator) firewallRule(src source, dst infra.Node, proto string, port int) string {
+	dstTags := v.cl.NodeTags(dst)
+	var srcTags []string
+	if src.node != nil {
+		srcTags = v.cl.NodeTags(*src.node)
+	}
+	for _, r := range v.top.Firewall {
+		if len(r.TargetTags) > 0 && !intersects(r.TargetTags, dstTags) {
+			continue
+		}
+		ok := false
+		if src.internet {
+			ok = contains(r.SourceRanges, "0.0.0.0/0")
+		} else {
+			ok = intersects(r.SourceTags, srcTags) || v.rangesCover(r.SourceRanges, *src.node)
+		}
+		if ok && allows(r.Allows, proto, port) {
+			return r.Name
+		}
+	}
+	return ""
+}
+
+// rangesCover reports whether a source range contains the node's internal
+// address (or, when none is declared, the whole subnet).
+func (v *validator) rangesCover(ranges []string, n infra.Node) bool {
+	for _, cidr := range ranges {
+		_, nw, err := net.ParseCIDR(cidr)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(v.cl.NodeInternalIP(n.Name)); ip != nil {
+			if nw.Contains(ip) {
+				return true
+			}
+			continue
+		}
+		if _, sub, err := net.ParseCIDR(v.cl.SubnetCIDR); err == nil {
+			ones, _ := nw.Mask.Size()
+			subOnes, _ := sub.Mask.Size()
+			if nw.Contains(sub.IP) && ones <= subOnes {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func allows(as []infra.Allow, proto string, port int) bool {
+	for _, a := range as {
+		if a.Protocol != proto && a.Protocol != "all" {
+			continue
+		}
+		if len(a.Ports) == 0 {
+			return true
+		}
+		for _, p := range a.Ports {
+			lo, hi, _ := strings.Cut(p, "-")
+			from, err1 := strconv.Atoi(lo)
+			to := from
+			var err2 error
+			if hi != "" {
+				to, err2 = strconv.Atoi(hi)
+			}
+			if err1 == nil && err2 == nil && port >= from && port <= to {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// constraintKey is the left side of a constraint already accepted by
+// swarmkit's parser (which keeps its key unexported).
+func constraintKey(c string) string {
+	for _, op := range []string{"==", "!="} {
+		if k, _, ok := strings.Cut(c, op); ok {
+			return strings.TrimSpace(k)
+		}
+	}
+	return ""
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		if contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func findNode(cl *infra.Config, name string) *infra.Node {
+	for i := range cl.Nodes {
+		if cl.Nodes[i].Name == name {
+			return &cl.Nodes[i]
+		}
+	}
+	return nil
+}
