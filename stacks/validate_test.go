@@ -46,10 +46,10 @@ func svc(t *testing.T, st *Stack, name string) *Service {
 // asserts the message names what is at fault.
 func TestValidateRejects(t *testing.T) {
 	cases := []struct {
-		name  string
-		rule  int
+		name   string
+		rule   int
 		break_ func(t *testing.T, top *infra.Topology, st *Stack)
-		want  []string
+		want   []string
 	}{
 		// Rule 1: a routed service Traefik would skip (seed failure 1).
 		{"no shared network with traefik", RuleRouting, func(t *testing.T, _ *infra.Topology, st *Stack) {
