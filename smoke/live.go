@@ -1,0 +1,4 @@
+package smoke
+
+// outputsEnv names the file holding `pulumi stack output --json --show-secrets`.
+const outputsEnv = "SMOKE_OUTPUTS"
