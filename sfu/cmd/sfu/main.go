@@ -1,0 +1,185 @@
+// Command sfu runs the selective forwarding unit: WebSocket signalling,
+// WebRTC forwarding, /health, /metrics and the demo page.
+//
+//	sfu [flags]            serve (every flag also reads SFU_<FLAG> from the environment)
+//	sfu healthcheck [url]  exit 0 if /health answers 200 (for the image's HEALTHCHECK)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jbcalling/platform/sfu/server"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck(os.Args[2:], os.Stderr))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "sfu:", err)
+		os.Exit(1)
+	}
+}
+
+// listFlag is a repeatable, comma-separated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+type options struct {
+	cfg                       server.Config
+	publicIPs, stun, turn     listFlag
+	turnSecretFile, jwtSecret string
+	logLevel                  string
+}
+
+func parse(args []string, getenv func(string) string, out io.Writer) (*options, error) {
+	o := &options{cfg: server.Defaults()}
+	c := &o.cfg
+	fs := flag.NewFlagSet("sfu", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.Listen, "listen", c.Listen, "plain HTTP address: demo page, /ws, /health, /metrics, /client/ (empty disables)")
+	fs.StringVar(&c.TLSListen, "tls-listen", c.TLSListen, "HTTPS address, e.g. :8443 (needs --tls-cert and --tls-key)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate chain, PEM file")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key, PEM file")
+	fs.IntVar(&c.ICEUDPPort, "ice-udp-port", c.ICEUDPPort, "single UDP port all WebRTC media shares (ICE UDP mux)")
+	fs.IntVar(&c.ICETCPPort, "ice-tcp-port", c.ICETCPPort, "ICE-TCP port for clients whose networks block UDP (-1 disables)")
+	fs.StringVar(&c.ICEPortRange, "ice-port-range", c.ICEPortRange, "min-max ephemeral UDP ports instead of the single-port mux, e.g. 40000-40100")
+	fs.StringVar(&c.ICEBind, "ice-bind", c.ICEBind, "IP address the ICE sockets bind and gather on (empty: all interfaces)")
+	fs.Var(&o.publicIPs, "public-ip", "public IP address(es) to announce instead of local ones (repeatable or comma-separated; e.g. the VM's external IP)")
+	fs.Var(&o.stun, "stun", "STUN server URL(s) for clients and the server, e.g. stun:stun.example.org:3478")
+	fs.Var(&o.turn, "turn-url", "TURN server URL(s) given to clients with time-limited credentials, e.g. turn:turn.example.org:3478")
+	fs.StringVar(&o.turnSecretFile, "turn-secret-file", "", "file holding the TURN REST shared secret (coturn static-auth-secret)")
+	fs.DurationVar(&c.TURNTTL, "turn-ttl", c.TURNTTL, "lifetime of TURN credentials")
+	fs.StringVar(&o.jwtSecret, "jwt-secret-file", "", "file holding the HS256 secret that signs join tokens")
+	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", c.AllowAnonymous, "admit joins without a token (local default; the stack sets false)")
+	fs.IntVar(&c.MaxRooms, "max-rooms", c.MaxRooms, "maximum rooms (0: unlimited)")
+	fs.IntVar(&c.MaxParticipants, "max-participants", c.MaxParticipants, "maximum participants per room (0: unlimited)")
+	fs.IntVar(&c.MaxTracks, "max-tracks", c.MaxTracks, "maximum published tracks per participant (0: unlimited)")
+	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "time a new WebSocket has to send join")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close a signalling connection that answers no ping for this long")
+	fs.DurationVar(&c.ICETimeout, "ice-timeout", c.ICETimeout, "end a participant whose peer connection is not connected this long after negotiating")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, time clients get to leave before they are disconnected")
+	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "signalling messages per second per connection")
+	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "signalling message burst per connection")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: sfu [flags]\n       sfu healthcheck [http://127.0.0.1:8080/health]\n\n"+
+			"Every flag can also be set by an environment variable: SFU_ and the flag name in capitals\n"+
+			"with - as _ (e.g. SFU_LISTEN, SFU_PUBLIC_IP). Flags win over the environment.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	// Environment first, so explicit flags override it.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "SFU_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.PublicIPs, c.STUNURLs, c.TURNURLs = o.publicIPs, o.stun, o.turn
+	var err error
+	if o.turnSecretFile != "" {
+		if c.TURNSecret, err = readSecret(o.turnSecretFile); err != nil {
+			return nil, fmt.Errorf("--turn-secret-file: %w", err)
+		}
+	}
+	if o.jwtSecret != "" {
+		if c.JWTSecret, err = readSecret(o.jwtSecret); err != nil {
+			return nil, fmt.Errorf("--jwt-secret-file: %w", err)
+		}
+	}
+	return o, nil
+}
+
+// readSecret reads a docker-secret style file; a trailing newline is not
+// part of the secret.
+func readSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b = []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(b) == 0 {
+		return nil, fmt.Errorf("%s is empty", path)
+	}
+	return b, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	o, err := parse(args, getenv, out)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	o.cfg.Logger = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	s, err := server.New(o.cfg)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+func healthcheck(args []string, out io.Writer) int {
+	url := "http://127.0.0.1:8080/health"
+	if v := os.Getenv("SFU_LISTEN"); v != "" {
+		if strings.HasPrefix(v, ":") || strings.HasPrefix(v, "0.0.0.0:") {
+			v = "127.0.0.1:" + v[strings.LastIndex(v, ":")+1:]
+		}
+		url = "http://" + v + "/health"
+	}
+	if len(args) > 0 {
+		url = args[0]
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintln(out, "healthcheck:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(out, "healthcheck:", url, "answered", strconv.Itoa(resp.StatusCode))
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,540 @@
+package room
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jbcalling/platform/sfu/forward"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// More sentinel errors, reported to the client by the server.
+var (
+	ErrBadSDP        = errors.New("room: bad SDP")
+	ErrBadCandidate  = errors.New("room: bad ICE candidate")
+	ErrUnknownTrack  = errors.New("room: unknown track")
+	ErrTooManyTracks = errors.New("room: too many tracks")
+	ErrNoOffer       = errors.New("room: no subscriber offer outstanding")
+	ErrICETimeout    = errors.New("room: peer connection did not connect in time")
+	ErrICEFailed     = errors.New("room: peer connection failed")
+)
+
+// Participant is one member of a room with its two peer connections.
+type Participant struct {
+	id, name, identity string
+	joined             time.Time
+	sink               Sink
+	onClose            func(error)
+	m                  *Manager
+	room               *Room
+	log                *slog.Logger
+
+	pub, sub *webrtc.PeerConnection
+
+	// tracks is guarded by room.mu: publishing and joining both happen
+	// under it, so each track reaches each participant exactly once.
+	tracks map[string]*publishedTrack
+
+	subMu sync.Mutex
+	subs  map[subKey]*subscription
+
+	negMu       sync.Mutex
+	awaiting    bool // a subscriber offer waits for its answer
+	again       bool // something changed meanwhile
+	pendPub     []webrtc.ICECandidateInit
+	pendSub     []webrtc.ICECandidateInit
+	pubTimerSet bool
+	subTimerSet bool
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	wgMu      sync.Mutex // orders wg.Add before Close's wg.Wait
+	wg        sync.WaitGroup
+	nTracks   atomic.Int32
+}
+
+type publishedTrack struct {
+	id    string
+	owner *Participant
+	fwd   *forward.Forwarder
+	muted bool // guarded by room.mu
+	ended atomic.Bool
+}
+
+type subKey struct{ publisher, track string }
+
+type subscription struct {
+	sender *webrtc.RTPSender
+	down   *forward.DownTrack
+}
+
+// ID is the participant's id.
+func (p *Participant) ID() string { return p.id }
+
+// Name is the display name.
+func (p *Participant) Name() string { return p.name }
+
+// RoomName is the joined room.
+func (p *Participant) RoomName() string { return p.room.name }
+
+func (p *Participant) send(m signal.Message) {
+	select {
+	case <-p.closed:
+	default:
+		p.sink(m)
+	}
+}
+
+func (p *Participant) setup() error {
+	p.joined = time.Now()
+	cfg := webrtc.Configuration{ICEServers: p.m.cfg.ICEServers}
+	var err error
+	if p.pub, err = p.m.cfg.API.NewPeerConnection(cfg); err != nil {
+		return fmt.Errorf("room: publisher peer connection: %w", err)
+	}
+	if p.sub, err = p.m.cfg.API.NewPeerConnection(cfg); err != nil {
+		p.pub.Close()
+		return fmt.Errorf("room: subscriber peer connection: %w", err)
+	}
+	for target, pc := range map[string]*webrtc.PeerConnection{signal.TargetPublisher: p.pub, signal.TargetSubscriber: p.sub} {
+		pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+			msg := &signal.Candidate{Target: target}
+			if c != nil {
+				init := c.ToJSON()
+				msg.Candidate = &signal.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}
+			}
+			p.send(msg)
+		})
+		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+			p.log.Debug("peer connection state", "target", target, "state", s.String())
+			if s == webrtc.PeerConnectionStateFailed {
+				p.m.cfg.Counters.ICEFailures.Add(1)
+				p.fail(fmt.Errorf("%w: %s", ErrICEFailed, target))
+			}
+		})
+	}
+	p.pub.OnTrack(p.onTrack)
+	return nil
+}
+
+// fail ends the participant for a reason the client did not choose.
+func (p *Participant) fail(reason error) {
+	go func() {
+		if p.Close() && p.onClose != nil {
+			p.onClose(reason)
+		}
+	}()
+}
+
+// armICETimer ends the participant if pc is not connected in time after
+// its first negotiation.
+func (p *Participant) armICETimer(pc *webrtc.PeerConnection, target string) {
+	t := time.AfterFunc(p.m.cfg.ICETimeout, func() {
+		if s := pc.ConnectionState(); s != webrtc.PeerConnectionStateConnected && s != webrtc.PeerConnectionStateClosed {
+			p.m.cfg.Counters.ICEFailures.Add(1)
+			p.fail(fmt.Errorf("%w: %s after %s", ErrICETimeout, target, p.m.cfg.ICETimeout))
+		}
+	})
+	go func() { <-p.closed; t.Stop() }()
+}
+
+// HandleOffer answers the client's publisher offer.
+func (p *Participant) HandleOffer(sdp string) error {
+	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	answer, err := p.pub.CreateAnswer(nil)
+	if err != nil {
+		p.rollback(p.pub)
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	if err := p.pub.SetLocalDescription(answer); err != nil {
+		p.rollback(p.pub)
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	p.send(&signal.Answer{Target: signal.TargetPublisher, SDP: answer.SDP})
+	p.negMu.Lock()
+	pend := p.pendPub
+	p.pendPub = nil
+	arm := !p.pubTimerSet
+	p.pubTimerSet = true
+	p.negMu.Unlock()
+	if arm {
+		p.armICETimer(p.pub, signal.TargetPublisher)
+	}
+	p.addCandidates(p.pub, pend)
+	return nil
+}
+
+func (p *Participant) rollback(pc *webrtc.PeerConnection) {
+	if err := pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+		p.log.Debug("rollback", "err", err)
+	}
+}
+
+// HandleAnswer applies the client's answer to the subscriber offer and
+// sends the next offer if the room changed meanwhile.
+func (p *Participant) HandleAnswer(sdp string) error {
+	p.negMu.Lock()
+	if !p.awaiting {
+		p.negMu.Unlock()
+		return ErrNoOffer
+	}
+	err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp})
+	if err != nil {
+		p.rollback(p.sub)
+	}
+	p.awaiting = false
+	again := p.again
+	p.again = false
+	pend := p.pendSub
+	p.pendSub = nil
+	arm := err == nil && !p.subTimerSet
+	if arm {
+		p.subTimerSet = true
+	}
+	p.negMu.Unlock()
+	if arm {
+		p.armICETimer(p.sub, signal.TargetSubscriber)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	p.addCandidates(p.sub, pend)
+	if again {
+		p.negotiate()
+	}
+	return nil
+}
+
+// HandleCandidate adds a trickled candidate; candidates that arrive before
+// the remote description are kept until it is set.
+func (p *Participant) HandleCandidate(target string, c *signal.ICECandidate) error {
+	if c == nil || strings.TrimSpace(c.Candidate) == "" {
+		return nil // end of candidates
+	}
+	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex, UsernameFragment: c.UsernameFragment}
+	pc := p.pub
+	if target == signal.TargetSubscriber {
+		pc = p.sub
+	}
+	p.negMu.Lock()
+	if pc.RemoteDescription() == nil {
+		const maxPending = 64
+		if target == signal.TargetSubscriber && len(p.pendSub) < maxPending {
+			p.pendSub = append(p.pendSub, init)
+		} else if target == signal.TargetPublisher && len(p.pendPub) < maxPending {
+			p.pendPub = append(p.pendPub, init)
+		}
+		p.negMu.Unlock()
+		return nil
+	}
+	p.negMu.Unlock()
+	if err := pc.AddICECandidate(init); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadCandidate, err)
+	}
+	return nil
+}
+
+func (p *Participant) addCandidates(pc *webrtc.PeerConnection, cs []webrtc.ICECandidateInit) {
+	for _, c := range cs {
+		if err := pc.AddICECandidate(c); err != nil {
+			p.send(&signal.Error{Code: signal.CodeBadCandidate, Message: err.Error(), Ref: signal.TypeCandidate})
+		}
+	}
+}
+
+// SetMute records a publisher's mute state and tells the others.
+func (p *Participant) SetMute(trackID string, muted bool) error {
+	r := p.room
+	r.mu.Lock()
+	t := p.tracks[trackID]
+	if t == nil {
+		r.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrUnknownTrack, trackID)
+	}
+	t.muted = muted
+	others := r.othersLocked(p)
+	r.mu.Unlock()
+	for _, o := range others {
+		o.send(&signal.Mute{ParticipantID: p.id, TrackID: trackID, Muted: muted})
+	}
+	return nil
+}
+
+// onTrack starts forwarding a newly published track.
+func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	if max := p.m.cfg.MaxTracks; max > 0 && int(p.nTracks.Add(1)) > max {
+		p.nTracks.Add(-1)
+		p.send(&signal.Error{Code: signal.CodeTooManyTracks, Message: fmt.Sprintf("at most %d tracks per participant; track %q is not forwarded", max, remote.ID())})
+		p.drain(remote)
+		return
+	} else if max <= 0 {
+		p.nTracks.Add(1)
+	}
+	ssrc := uint32(remote.SSRC())
+	t := &publishedTrack{id: remote.ID(), owner: p}
+	t.fwd = forward.New(forward.Config{
+		Codec:            remote.Codec(),
+		Extensions:       recv.GetParameters().HeaderExtensions,
+		KeyframeInterval: p.m.cfg.KeyframeInterval,
+		Counters:         &p.m.cfg.Counters.Forward,
+		RequestKeyframe: func() {
+			if err := p.pub.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+				p.log.Debug("sending PLI", "err", err)
+			}
+		},
+	})
+
+	r := p.room
+	r.mu.Lock()
+	if _, dup := p.tracks[t.id]; dup || t.id == "" {
+		t.id = fmt.Sprintf("%s-%d", t.id, ssrc) // ids are unique per publisher
+	}
+	p.tracks[t.id] = t
+	others := r.othersLocked(p)
+	r.mu.Unlock()
+	p.m.cfg.Counters.TracksCurrent.Add(1)
+	p.log.Info("track published", "track", t.id, "codec", remote.Codec().MimeType)
+
+	info := t.info()
+	for _, o := range others {
+		o.send(&signal.TrackPublished{ParticipantID: p.id, Track: info})
+		o.subscribe(t)
+	}
+	// pion calls OnTrack on its own goroutine: this is the track's reader.
+	if !p.goStart() {
+		p.unpublish(t)
+		return
+	}
+	defer p.wg.Done()
+	if err := t.fwd.Run(remote); err != nil {
+		p.log.Debug("track ended", "track", t.id, "err", err)
+	}
+	p.unpublish(t)
+}
+
+func (p *Participant) drain(remote *webrtc.TrackRemote) {
+	buf := make([]byte, forward.MaxPacketSize)
+	for {
+		if _, _, err := remote.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+func (t *publishedTrack) info() signal.Track {
+	return signal.Track{ID: t.id, Kind: t.fwd.Kind().String(), Codec: t.fwd.Codec().MimeType, Muted: t.muted}
+}
+
+// unpublish removes an ended track from every subscriber.
+func (p *Participant) unpublish(t *publishedTrack) {
+	t.ended.Store(true)
+	r := p.room
+	r.mu.Lock()
+	delete(p.tracks, t.id)
+	others := r.othersLocked(p)
+	r.mu.Unlock()
+	p.nTracks.Add(-1)
+	p.m.cfg.Counters.TracksCurrent.Add(-1)
+	leaving := p.isClosed()
+	for _, o := range others {
+		if !leaving {
+			o.send(&signal.TrackUnpublished{ParticipantID: p.id, TrackID: t.id})
+		}
+		o.unsubscribe(p.id, t.id)
+	}
+}
+
+// goStart counts a goroutine about to start unless p is closing.
+func (p *Participant) goStart() bool {
+	p.wgMu.Lock()
+	defer p.wgMu.Unlock()
+	if p.isClosed() {
+		return false
+	}
+	p.wg.Add(1)
+	return true
+}
+
+func (p *Participant) isClosed() bool {
+	select {
+	case <-p.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// publishedLocked lists p's tracks; room.mu is held.
+func (p *Participant) publishedLocked() []*publishedTrack {
+	out := make([]*publishedTrack, 0, len(p.tracks))
+	for _, t := range p.tracks {
+		out = append(out, t)
+	}
+	return out
+}
+
+func (p *Participant) infoLocked() signal.Participant {
+	info := signal.Participant{ID: p.id, Name: p.name, Tracks: []signal.Track{}}
+	for _, t := range p.tracks {
+		info.Tracks = append(info.Tracks, t.info())
+	}
+	return info
+}
+
+func (p *Participant) info() signal.Participant {
+	p.room.mu.Lock()
+	defer p.room.mu.Unlock()
+	return p.infoLocked()
+}
+
+// subscribe adds t to p's subscriber connection and renegotiates.
+func (p *Participant) subscribe(t *publishedTrack) {
+	key := subKey{t.owner.id, t.id}
+	p.subMu.Lock()
+	if p.isClosed() || t.ended.Load() || p.subs[key] != nil {
+		p.subMu.Unlock()
+		return
+	}
+	down := t.fwd.NewDownTrack(t.id, t.owner.id)
+	sender, err := p.sub.AddTrack(down)
+	if err != nil {
+		p.subMu.Unlock()
+		p.log.Warn("subscribing", "track", t.id, "err", err)
+		return
+	}
+	p.subs[key] = &subscription{sender: sender, down: down}
+	p.subMu.Unlock()
+
+	if p.goStart() {
+		go p.readSubscriberRTCP(sender, t.fwd)
+	}
+	p.negotiate()
+}
+
+// readSubscriberRTCP reads the RTCP a subscriber sends about one track:
+// reading is what runs the NACK responder, and PLI/FIR go to the
+// publisher.
+func (p *Participant) readSubscriberRTCP(s *webrtc.RTPSender, f *forward.Forwarder) {
+	defer p.wg.Done()
+	buf := make([]byte, 1500)
+	c := p.m.cfg.Counters
+	for {
+		n, _, err := s.Read(buf)
+		if err != nil {
+			return
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		for _, pkt := range pkts {
+			switch pkt.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				c.PLIs.Add(1)
+				f.RequestKeyframe()
+			case *rtcp.TransportLayerNack:
+				c.NACKs.Add(1)
+			}
+		}
+	}
+}
+
+func (p *Participant) unsubscribe(publisher, track string) {
+	key := subKey{publisher, track}
+	p.subMu.Lock()
+	s := p.subs[key]
+	delete(p.subs, key)
+	p.subMu.Unlock()
+	if s == nil {
+		return
+	}
+	s.down.Close()
+	if p.isClosed() {
+		return
+	}
+	if err := p.sub.RemoveTrack(s.sender); err != nil {
+		p.log.Debug("removing track", "err", err)
+	}
+	p.negotiate()
+}
+
+// negotiate sends a subscriber offer, or notes that one is needed once
+// the outstanding offer is answered: offers go out one at a time.
+func (p *Participant) negotiate() {
+	p.negMu.Lock()
+	defer p.negMu.Unlock()
+	if p.isClosed() {
+		return
+	}
+	if p.awaiting {
+		p.again = true
+		return
+	}
+	offer, err := p.sub.CreateOffer(nil)
+	if err == nil {
+		err = p.sub.SetLocalDescription(offer)
+	}
+	if err != nil {
+		p.log.Warn("subscriber offer", "err", err)
+		return
+	}
+	p.awaiting = true
+	p.send(&signal.Offer{Target: signal.TargetSubscriber, SDP: offer.SDP})
+}
+
+// Close removes the participant from its room, tells the others, stops
+// its tracks everywhere and waits for its goroutines. It reports whether
+// this call closed it.
+func (p *Participant) Close() bool {
+	first := false
+	p.closeOnce.Do(func() {
+		first = true
+		p.wgMu.Lock()
+		close(p.closed)
+		p.wgMu.Unlock()
+		m, r := p.m, p.room
+		m.mu.Lock()
+		r.mu.Lock()
+		delete(r.participants, p.id)
+		others := r.othersLocked(p)
+		if len(r.participants) == 0 && m.rooms[r.name] == r {
+			delete(m.rooms, r.name)
+		}
+		r.mu.Unlock()
+		m.mu.Unlock()
+		for _, o := range others {
+			o.send(&signal.ParticipantLeft{ID: p.id})
+		}
+		// Closing the publisher ends the track readers, which unpublish
+		// their tracks from everyone.
+		p.closePeerConnections()
+		p.wg.Wait()
+		p.subMu.Lock()
+		for k, s := range p.subs {
+			s.down.Close()
+			delete(p.subs, k)
+		}
+		p.subMu.Unlock()
+		p.log.Info("participant left", "room", r.name)
+		m.wg.Done()
+	})
+	return first
+}
+
+func (p *Participant) closePeerConnections() {
+	if err := p.pub.Close(); err != nil {
+		p.log.Debug("closing publisher", "err", err)
+	}
+	if err := p.sub.Close(); err != nil {
+		p.log.Debug("closing subscriber", "err", err)
+	}
+}

@@ -1,0 +1,237 @@
+// Package room holds rooms and their participants: each participant's
+// publisher and subscriber peer connections, the tracks it publishes (each
+// with a forward.Forwarder) and its subscriptions to everyone else's.
+//
+// Locking: Manager.mu, then Room.mu, each held briefly and never while
+// calling pion or sending; a participant's negMu serializes its subscriber
+// negotiation and subMu its subscription table.
+package room
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jbcalling/platform/sfu/forward"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/webrtc/v4"
+)
+
+// Sentinel errors.
+var (
+	ErrRoomFull     = errors.New("room: room is full")
+	ErrTooManyRooms = errors.New("room: too many rooms")
+	ErrDraining     = errors.New("room: server is draining")
+	ErrClosed       = errors.New("room: participant closed")
+)
+
+// Config configures a Manager.
+type Config struct {
+	// API makes the peer connections (codecs, interceptors, ICE muxes).
+	API *webrtc.API
+	// ICEServers for the server's own peer connections (STUN to learn a
+	// reflexive address); usually empty when the public IP is announced.
+	ICEServers []webrtc.ICEServer
+	// Limits; 0 means unlimited.
+	MaxRooms, MaxParticipants, MaxTracks int
+	// ICETimeout bounds the time from a negotiation to a connected peer
+	// connection; 0 means 30 s.
+	ICETimeout time.Duration
+	// KeyframeInterval throttles PLIs to a publisher; 0 means 500 ms.
+	KeyframeInterval time.Duration
+	Logger           *slog.Logger
+	// Counters, if set, collect forwarding totals.
+	Counters *Counters
+}
+
+// Counters are totals for the metrics.
+type Counters struct {
+	Forward       forward.Counters
+	NACKs         atomic.Uint64 // NACK packets received from subscribers
+	PLIs          atomic.Uint64 // PLI/FIR packets received from subscribers
+	ICEFailures   atomic.Uint64
+	TracksCurrent atomic.Int64
+}
+
+// Manager owns all rooms.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	rooms    map[string]*Room
+	draining bool
+	wg       sync.WaitGroup // participant goroutines
+}
+
+// NewManager returns an empty Manager.
+func NewManager(cfg Config) *Manager {
+	if cfg.ICETimeout == 0 {
+		cfg.ICETimeout = 30 * time.Second
+	}
+	if cfg.Counters == nil {
+		cfg.Counters = &Counters{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{cfg: cfg, log: log, rooms: map[string]*Room{}}
+}
+
+// Counters are the manager's totals.
+func (m *Manager) Counters() *Counters { return m.cfg.Counters }
+
+// Stats counts rooms and participants.
+func (m *Manager) Stats() (rooms, participants int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.rooms {
+		r.mu.Lock()
+		participants += len(r.participants)
+		r.mu.Unlock()
+	}
+	return len(m.rooms), participants
+}
+
+// Drain refuses further joins.
+func (m *Manager) Drain() {
+	m.mu.Lock()
+	m.draining = true
+	m.mu.Unlock()
+}
+
+// Wait blocks until every participant's goroutines ended.
+func (m *Manager) Wait() { m.wg.Wait() }
+
+// Sink receives messages for one client. It must not block (the server
+// queues them).
+type Sink func(signal.Message)
+
+// JoinRequest describes a participant to admit.
+type JoinRequest struct {
+	Room     string
+	Name     string
+	Identity string
+	Sink     Sink
+	// Welcome makes the first message the participant gets (the joined
+	// reply) from its id and the others; it is sent before any other.
+	Welcome func(id string, others []signal.Participant) signal.Message
+	// OnClose is called (once, from its own goroutine) when the
+	// participant ends for a reason other than Close: ICE failure or
+	// timeout.
+	OnClose func(reason error)
+}
+
+// Join admits a participant and returns it with the others already in the
+// room. The new participant is then subscribed to their tracks.
+func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, error) {
+	id := newID()
+	p := &Participant{
+		id: id, name: req.Name, identity: req.Identity, sink: req.Sink, onClose: req.OnClose,
+		m: m, log: m.log.With("participant", id), tracks: map[string]*publishedTrack{},
+		subs: map[subKey]*subscription{}, closed: make(chan struct{}),
+	}
+	if err := p.setup(); err != nil {
+		return nil, nil, err
+	}
+	m.mu.Lock()
+	if m.draining {
+		m.mu.Unlock()
+		p.closePeerConnections()
+		return nil, nil, ErrDraining
+	}
+	r := m.rooms[req.Room]
+	if r == nil {
+		if m.cfg.MaxRooms > 0 && len(m.rooms) >= m.cfg.MaxRooms {
+			m.mu.Unlock()
+			p.closePeerConnections()
+			return nil, nil, ErrTooManyRooms
+		}
+		r = &Room{name: req.Room, participants: map[string]*Participant{}}
+		m.rooms[req.Room] = r
+	}
+	r.mu.Lock()
+	if m.cfg.MaxParticipants > 0 && len(r.participants) >= m.cfg.MaxParticipants {
+		r.mu.Unlock()
+		m.mu.Unlock()
+		p.closePeerConnections()
+		return nil, nil, ErrRoomFull
+	}
+	others := r.snapshotLocked()
+	var existing []*publishedTrack
+	for _, o := range r.participants {
+		existing = append(existing, o.publishedLocked()...)
+	}
+	r.participants[id] = p
+	p.room = r
+	m.wg.Add(1) // done when p closes
+	infos := make([]signal.Participant, 0, len(others))
+	for _, o := range others {
+		infos = append(infos, o.info)
+	}
+	if req.Welcome != nil {
+		// Under the room lock: nothing can reach p before its welcome.
+		p.sink(req.Welcome(id, infos))
+	}
+	r.mu.Unlock()
+	m.mu.Unlock()
+
+	info := p.info()
+	for _, o := range others {
+		o.p.send(&signal.ParticipantJoined{Participant: info})
+	}
+	for _, t := range existing {
+		p.subscribe(t)
+	}
+	return p, infos, nil
+}
+
+// Room is a set of participants who receive each other's tracks.
+type Room struct {
+	name         string
+	mu           sync.Mutex
+	participants map[string]*Participant
+}
+
+type member struct {
+	p    *Participant
+	info signal.Participant
+}
+
+func (r *Room) snapshotLocked() []member {
+	out := make([]member, 0, len(r.participants))
+	for _, p := range r.participants {
+		out = append(out, member{p: p, info: p.infoLocked()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].p.joined.Before(out[j].p.joined) })
+	return out
+}
+
+// othersLocked lists the participants other than p.
+func (r *Room) othersLocked(p *Participant) []*Participant {
+	out := make([]*Participant, 0, len(r.participants))
+	for _, o := range r.participants {
+		if o != p {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (r *Room) others(p *Participant) []*Participant {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.othersLocked(p)
+}
+
+func newID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "p-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,141 @@
+// Package server is the SFU's HTTP side: WebSocket signalling sessions,
+// /health, /metrics and the static browser client, plus the WebRTC
+// settings (codecs, interceptors, ICE muxes, announced addresses).
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything the server needs; cmd/sfu fills it from flags and
+// SFU_* environment variables.
+type Config struct {
+	Listen    string // plain HTTP, e.g. 127.0.0.1:8080; empty disables
+	TLSListen string // HTTPS, e.g. :8443; empty disables
+	TLSCert   string // PEM file
+	TLSKey    string // PEM file
+
+	ICEUDPPort   int    // single-port UDP mux; 0 picks a free port
+	ICETCPPort   int    // ICE-TCP mux; -1 disables
+	ICEPortRange string // "min-max": ephemeral UDP ports instead of the mux
+	ICEBind      string // address the muxes bind; empty means all interfaces
+	PublicIPs    []string
+
+	STUNURLs   []string // given to clients and used by the server
+	TURNURLs   []string // given to clients with REST credentials
+	TURNSecret []byte
+	TURNTTL    time.Duration
+
+	JWTSecret      []byte
+	AllowAnonymous bool
+
+	MaxRooms, MaxParticipants, MaxTracks int
+
+	JoinTimeout  time.Duration // WebSocket open → join
+	IdleTimeout  time.Duration // no pong for this long closes a session
+	ICETimeout   time.Duration // negotiation → connected
+	DrainTimeout time.Duration // SIGTERM → forced close
+
+	// RateLimit is the sustained messages/second per connection, RateBurst
+	// the bucket size.
+	RateLimit float64
+	RateBurst int
+
+	Logger *slog.Logger
+	// Web is served at / and /client/; nil means the embedded sfu/web.
+	Web fs.FS
+}
+
+// Defaults returns the local-run configuration.
+func Defaults() Config {
+	return Config{
+		Listen:          "127.0.0.1:8080",
+		ICEUDPPort:      40000,
+		ICETCPPort:      40000,
+		TURNTTL:         12 * time.Hour,
+		AllowAnonymous:  true,
+		MaxRooms:        1000,
+		MaxParticipants: 50,
+		MaxTracks:       4,
+		JoinTimeout:     10 * time.Second,
+		IdleTimeout:     60 * time.Second,
+		ICETimeout:      30 * time.Second,
+		DrainTimeout:    10 * time.Second,
+		RateLimit:       50,
+		RateBurst:       100,
+	}
+}
+
+// ErrConfig wraps configuration errors.
+var ErrConfig = errors.New("sfu config")
+
+// Validate names the first bad setting.
+func (c *Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+	}
+	if c.Listen == "" && c.TLSListen == "" {
+		return bad("set --listen or --tls-listen")
+	}
+	if c.TLSListen != "" && (c.TLSCert == "" || c.TLSKey == "") {
+		return bad("--tls-listen needs --tls-cert and --tls-key")
+	}
+	if c.ICEUDPPort < 0 || c.ICEUDPPort > 65535 {
+		return bad("--ice-udp-port %d is not a port", c.ICEUDPPort)
+	}
+	if c.ICETCPPort < -1 || c.ICETCPPort > 65535 {
+		return bad("--ice-tcp-port %d is not a port (-1 disables ICE-TCP)", c.ICETCPPort)
+	}
+	if c.ICEPortRange != "" {
+		if _, _, err := c.PortRange(); err != nil {
+			return bad("--ice-port-range: %v", err)
+		}
+	}
+	if c.ICEBind != "" && net.ParseIP(c.ICEBind) == nil {
+		return bad("--ice-bind %q is not an IP address", c.ICEBind)
+	}
+	for _, ip := range c.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			return bad("--public-ip %q is not an IP address", ip)
+		}
+	}
+	for _, u := range append(append([]string{}, c.STUNURLs...), c.TURNURLs...) {
+		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+			return bad("ICE server URL %q must start with stun:, stuns:, turn: or turns:", u)
+		}
+	}
+	if len(c.TURNURLs) > 0 && len(c.TURNSecret) == 0 {
+		return bad("--turn-url needs --turn-secret-file")
+	}
+	if !c.AllowAnonymous && len(c.JWTSecret) == 0 {
+		return bad("without --allow-anonymous a --jwt-secret-file is required")
+	}
+	if c.MaxRooms < 0 || c.MaxParticipants < 0 || c.MaxTracks < 0 {
+		return bad("limits must not be negative")
+	}
+	if c.RateLimit <= 0 || c.RateBurst <= 0 {
+		return bad("rate limit and burst must be positive")
+	}
+	return nil
+}
+
+// PortRange parses ICEPortRange.
+func (c *Config) PortRange() (lo, hi uint16, err error) {
+	a, b, ok := strings.Cut(c.ICEPortRange, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q is not min-max", c.ICEPortRange)
+	}
+	x, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 16)
+	y, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 16)
+	if err1 != nil || err2 != nil || x == 0 || x > y {
+		return 0, 0, fmt.Errorf("%q is not min-max with 1 <= min <= max <= 65535", c.ICEPortRange)
+	}
+	return uint16(x), uint16(y), nil
+}

@@ -1,0 +1,294 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jbcalling/platform/internal/netns"
+	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/ice/v4"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+func TestMain(m *testing.M) { netns.Main(m) }
+
+// env is one SFU on loopback inside the test's network namespace.
+type env struct {
+	t   *testing.T
+	srv *server.Server
+	hs  *httptest.Server
+	url string // ws://…/ws
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("SFU_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+func start(t *testing.T, mod func(*server.Config)) *env {
+	t.Helper()
+	cfg := server.Defaults()
+	cfg.ICEBind = netns.Addr
+	cfg.ICEUDPPort, cfg.ICETCPPort = 0, 0
+	cfg.Logger = testLogger(t)
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	return &env{t: t, srv: srv, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+}
+
+// close drains the SFU (ending every session), then stops HTTP and ICE.
+func (e *env) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.srv.Drain(ctx)
+	e.hs.Close()
+	e.srv.Close()
+}
+
+// settingEngine keeps pion on the namespace's veth address.
+func settingEngine() *webrtc.SettingEngine {
+	se := &webrtc.SettingEngine{}
+	addr := net.ParseIP(netns.Addr)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(addr) })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return se
+}
+
+// peer is a test participant that records what it receives.
+type peer struct {
+	*client.Client
+	tracks chan *client.RemoteTrack
+	events chan signal.Message
+
+	mu   sync.Mutex
+	plis map[string]int // local track id → PLIs received
+}
+
+func (e *env) join(room, name string, mod func(*client.Options)) *peer {
+	e.t.Helper()
+	p, err := e.dial(room, name, mod)
+	if err != nil {
+		e.t.Fatalf("%s joins %s: %v", name, room, err)
+	}
+	return p
+}
+
+func (e *env) dial(room, name string, mod func(*client.Options)) (*peer, error) {
+	p := &peer{tracks: make(chan *client.RemoteTrack, 16), events: make(chan signal.Message, 256), plis: map[string]int{}}
+	opts := client.Options{
+		Room: room, Name: name, SettingEngine: settingEngine(),
+		OnTrack: func(t *client.RemoteTrack) { p.tracks <- t },
+		OnEvent: func(m signal.Message) {
+			select {
+			case p.events <- m:
+			default:
+			}
+		},
+		OnRTCP: func(id string, pkts []rtcp.Packet) {
+			for _, pkt := range pkts {
+				if _, ok := pkt.(*rtcp.PictureLossIndication); ok {
+					p.mu.Lock()
+					p.plis[id]++
+					p.mu.Unlock()
+				}
+			}
+		},
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, e.url, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.Client = c
+	return p, nil
+}
+
+func (p *peer) pliCount(track string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.plis[track]
+}
+
+// source publishes numbered packets on a local track until stopped.
+type source struct {
+	track *webrtc.TrackLocalStaticRTP
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+var (
+	vp8Cap  = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	opusCap = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
+)
+
+func (p *peer) publish(t *testing.T, id string, codec webrtc.RTPCodecCapability) *source {
+	t.Helper()
+	tr, err := webrtc.NewTrackLocalStaticRTP(codec, id, p.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.Publish(ctx, tr); err != nil {
+		t.Fatalf("publish %s: %v", id, err)
+	}
+	s := &source{track: tr, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+// payloadFor is packet n's payload: the counter, then bytes derived from
+// it, so a subscriber can check that each packet arrived intact.
+func payloadFor(n uint32) []byte {
+	b := make([]byte, 4, 204)
+	binary.BigEndian.PutUint32(b, n)
+	for i := range 200 {
+		b = append(b, byte(n)+byte(i*7))
+	}
+	return b
+}
+
+func (s *source) run() {
+	defer close(s.done)
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for n := uint32(1); ; n++ {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: n * 3000, Marker: true}, Payload: payloadFor(n)}
+		if err := s.track.WriteRTP(pkt); err != nil && !errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
+
+func (s *source) close() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	<-s.done
+}
+
+// expectTrack waits for a remote track from publisher.
+func (p *peer) expectTrack(t *testing.T, publisher string, kind webrtc.RTPCodecType) *client.RemoteTrack {
+	t.Helper()
+	select {
+	case rt := <-p.tracks:
+		if rt.ParticipantID != publisher || rt.Kind != kind {
+			t.Fatalf("got %s track from %q, want %s from %q", rt.Kind, rt.ParticipantID, kind, publisher)
+		}
+		return rt
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no %s track from %s", kind, publisher)
+	}
+	return nil
+}
+
+// receiveInOrder reads n packets and checks each is intact and newer than
+// the one before.
+func receiveInOrder(rt *client.RemoteTrack, n int) error {
+	var last uint32
+	for i := range n {
+		if err := rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			return err
+		}
+		pkt, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			return fmt.Errorf("packet %d: %w", i, err)
+		}
+		if len(pkt.Payload) < 4 {
+			return fmt.Errorf("packet %d: payload of %d bytes", i, len(pkt.Payload))
+		}
+		c := binary.BigEndian.Uint32(pkt.Payload)
+		if !bytes.Equal(pkt.Payload, payloadFor(c)) {
+			return fmt.Errorf("packet %d (counter %d): payload corrupted", i, c)
+		}
+		if pkt.SequenceNumber != uint16(c) {
+			return fmt.Errorf("packet %d: sequence number %d, counter %d", i, pkt.SequenceNumber, c)
+		}
+		if c <= last {
+			return fmt.Errorf("packet %d: counter %d after %d: out of order", i, c, last)
+		}
+		last = c
+	}
+	return nil
+}
+
+// drainTrack reads until the track ends, for tests that only need it
+// consumed.
+func drainTrack(rt *client.RemoteTrack) {
+	for {
+		if _, _, err := rt.Track.ReadRTP(); err != nil {
+			return
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// expectEvent waits for an event matching match, skipping others.
+func (p *peer) expectEvent(t *testing.T, what string, match func(signal.Message) bool) signal.Message {
+	t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case m := <-p.events:
+			if match(m) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("%s: no %s", p.ID(), what)
+			return nil
+		}
+	}
+}

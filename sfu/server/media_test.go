@@ -1,0 +1,213 @@
+package server_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jbcalling/platform/internal/netns"
+	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/transport/v4/test"
+	"github.com/pion/webrtc/v4"
+)
+
+// Every participant receives every other participant's audio and video,
+// intact and in order.
+func TestParticipantsExchangeMedia(t *testing.T) {
+	netns.Require(t)
+	for _, n := range []int{2, 3} {
+		t.Run(map[int]string{2: "two", 3: "three"}[n], func(t *testing.T) {
+			defer test.TimeOut(60 * time.Second).Stop()
+			defer test.CheckRoutines(t)()
+			e := start(t, nil)
+			defer e.close()
+
+			var peers []*peer
+			var sources []*source
+			for i := range n {
+				p := e.join("room", string(rune('A'+i)), nil)
+				defer p.Close()
+				peers = append(peers, p)
+			}
+			for _, p := range peers {
+				sources = append(sources, p.publish(t, "video", vp8Cap), p.publish(t, "audio", opusCap))
+			}
+			defer func() {
+				for _, s := range sources {
+					s.close()
+				}
+			}()
+			var wg sync.WaitGroup
+			var received sync.WaitGroup // each receiver's first 100 packets
+			errs := make(chan error, n*n*2)
+			for _, sub := range peers {
+				got := map[string]bool{}
+				for range 2 * (n - 1) {
+					rt := <-waitTrack(t, sub)
+					key := rt.ParticipantID + "/" + rt.Kind.String()
+					if got[key] || rt.ParticipantID == sub.ID() {
+						t.Fatalf("%s got %s twice or its own track", sub.ID(), key)
+					}
+					got[key] = true
+					wg.Add(1)
+					received.Add(1)
+					go func() {
+						defer wg.Done()
+						err := receiveInOrder(rt, 100)
+						received.Done()
+						if err != nil {
+							errs <- err
+						}
+						drainTrack(rt)
+					}()
+				}
+			}
+			received.Wait()
+			// Stopping the sources and leaving lets drainTrack return.
+			for _, s := range sources {
+				s.close()
+			}
+			for _, p := range peers {
+				p.Close()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func waitTrack(t *testing.T, p *peer) <-chan *client.RemoteTrack {
+	ch := make(chan *client.RemoteTrack, 1)
+	select {
+	case rt := <-p.tracks:
+		ch <- rt
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s: timed out waiting for a track", p.ID())
+	}
+	return ch
+}
+
+// A participant who joins after others published receives their tracks,
+// and the publisher is asked for a keyframe when it attaches.
+func TestLateJoinerReceivesExistingTracks(t *testing.T) {
+	netns.Require(t)
+	defer test.TimeOut(60 * time.Second).Stop()
+	defer test.CheckRoutines(t)()
+	e := start(t, nil)
+	defer e.close()
+
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	waitFor(t, "the SFU to receive A's track", func() bool { return e.srv.Rooms().Counters().Forward.PacketsIn.Load() > 10 })
+
+	b := e.join("room", "B", nil)
+	defer b.Close()
+	if ps := b.Participants(); len(ps) != 1 || ps[0].ID != a.ID() || len(ps[0].Tracks) != 1 || ps[0].Tracks[0].ID != "cam" {
+		t.Fatalf("joined lists %+v, want A with track cam", ps)
+	}
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	if rt.TrackID != "cam" {
+		t.Fatalf("track id %q, want cam", rt.TrackID)
+	}
+	if err := receiveInOrder(rt, 50); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a keyframe request when B attached", func() bool { return a.pliCount("cam") >= 1 })
+	src.close()
+	b.Close()
+	a.Close()
+}
+
+// A PLI from a subscriber reaches the publisher (throttled, so the test
+// asks until a second one arrives after the attach-time request).
+func TestSubscriberPLIReachesPublisher(t *testing.T) {
+	netns.Require(t)
+	defer test.TimeOut(60 * time.Second).Stop()
+	defer test.CheckRoutines(t)()
+	e := start(t, nil)
+	defer e.close()
+
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	b := e.join("room", "B", nil)
+	defer b.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	go drainTrack(rt)
+	waitFor(t, "the attach keyframe request", func() bool { return a.pliCount("cam") >= 1 })
+	before := e.srv.Rooms().Counters().PLIs.Load()
+	waitFor(t, "B's PLI at A", func() bool {
+		if err := b.RequestKeyframe(rt); err != nil {
+			t.Fatalf("RequestKeyframe: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		return a.pliCount("cam") >= 2
+	})
+	if e.srv.Rooms().Counters().PLIs.Load() <= before {
+		t.Fatal("the SFU did not count B's PLIs")
+	}
+	src.close()
+	b.Close()
+	a.Close()
+}
+
+// Leaving and disconnecting both remove the participant and its tracks
+// from the others, and free everything (CheckRoutines).
+func TestLeaveAndDisconnectCleanUp(t *testing.T) {
+	netns.Require(t)
+	for _, tc := range []struct {
+		name string
+		end  func(p *peer) error
+	}{
+		{"leave", func(p *peer) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return p.Leave(ctx)
+		}},
+		{"abrupt disconnect", func(p *peer) error { return p.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer test.TimeOut(60 * time.Second).Stop()
+			defer test.CheckRoutines(t)()
+			e := start(t, nil)
+			defer e.close()
+			a := e.join("room", "A", nil)
+			defer a.Close()
+			b := e.join("room", "B", nil)
+			defer b.Close()
+			src := b.publish(t, "cam", vp8Cap)
+			defer src.close()
+			rt := a.expectTrack(t, b.ID(), webrtc.RTPCodecTypeVideo)
+			ended := make(chan struct{})
+			go func() { drainTrack(rt); close(ended) }()
+
+			if err := tc.end(b); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			a.expectEvent(t, "participant_left for B", func(m signal.Message) bool {
+				l, ok := m.(*signal.ParticipantLeft)
+				return ok && l.ID == b.ID()
+			})
+			select {
+			case <-ended:
+			case <-time.After(15 * time.Second):
+				t.Fatal("B's track did not end at A")
+			}
+			waitFor(t, "the room to hold only A", func() bool {
+				rooms, ps := e.srv.Rooms().Stats()
+				return rooms == 1 && ps == 1 && e.srv.Rooms().Counters().TracksCurrent.Load() == 0
+			})
+			src.close()
+			a.Close()
+			waitFor(t, "the room to close", func() bool { r, _ := e.srv.Rooms().Stats(); return r == 0 })
+		})
+	}
+}

@@ -1,0 +1,63 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics live in a registry per Server, so tests can run several.
+type metrics struct {
+	reg          *prometheus.Registry
+	connections  prometheus.Gauge
+	joinLatency  prometheus.Histogram
+	joinsRefused *prometheus.CounterVec
+	rateLimited  prometheus.Counter
+}
+
+func newMetrics(s *Server) *metrics {
+	reg := prometheus.NewRegistry()
+	c := s.rooms.Counters()
+	f := &c.Forward
+	m := &metrics{
+		reg: reg,
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sfu_signalling_connections", Help: "Open signalling WebSockets."}),
+		joinLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sfu_join_duration_seconds", Help: "Time from a join message to the joined reply.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		joinsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sfu_joins_refused_total", Help: "Joins refused, by error code."}, []string{"code"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sfu_messages_rate_limited_total", Help: "Signalling messages refused by the rate limit."}),
+	}
+	gauge := func(name, help string, fn func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
+	}
+	counter := func(name, help string, fn func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn)
+	}
+	reg.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+		m.connections, m.joinLatency, m.joinsRefused, m.rateLimited,
+		gauge("sfu_rooms", "Rooms with at least one participant.", func() float64 { r, _ := s.rooms.Stats(); return float64(r) }),
+		gauge("sfu_participants", "Participants in all rooms.", func() float64 { _, p := s.rooms.Stats(); return float64(p) }),
+		gauge("sfu_tracks", "Published tracks being forwarded.", func() float64 { return float64(c.TracksCurrent.Load()) }),
+		counter("sfu_packets_received_total", "RTP packets received from publishers.", func() float64 { return float64(f.PacketsIn.Load()) }),
+		counter("sfu_bytes_received_total", "RTP bytes received from publishers.", func() float64 { return float64(f.BytesIn.Load()) }),
+		counter("sfu_packets_forwarded_total", "RTP packets written to subscribers.", func() float64 { return float64(f.PacketsOut.Load()) }),
+		counter("sfu_bytes_forwarded_total", "RTP bytes written to subscribers.", func() float64 { return float64(f.BytesOut.Load()) }),
+		counter("sfu_nacks_total", "NACK packets received from subscribers.", func() float64 { return float64(c.NACKs.Load()) }),
+		counter("sfu_plis_total", "PLI and FIR packets received from subscribers.", func() float64 { return float64(c.PLIs.Load()) }),
+		counter("sfu_keyframe_requests_total", "PLIs sent to publishers after throttling.", func() float64 { return float64(f.KeyframeRequests.Load()) }),
+		counter("sfu_ice_failures_total", "Peer connections that failed or timed out.", func() float64 { return float64(c.ICEFailures.Load()) }),
+	)
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,229 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/jbcalling/platform/sfu/auth"
+	"github.com/jbcalling/platform/sfu/room"
+	"github.com/jbcalling/platform/sfu/web"
+	"github.com/pion/webrtc/v4"
+)
+
+// Server is one SFU process: rooms, signalling sessions and HTTP.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	rooms    *room.Manager
+	verifier *auth.Verifier
+	socks    *iceSockets
+	metrics  *metrics
+	started  time.Time
+	web      http.Handler
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	draining bool
+	wg       sync.WaitGroup // sessions
+}
+
+// New validates cfg, opens the ICE sockets and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	api, socks, err := newAPI(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	var iceServers []webrtc.ICEServer
+	if len(cfg.STUNURLs) > 0 {
+		iceServers = append(iceServers, webrtc.ICEServer{URLs: cfg.STUNURLs})
+	}
+	counters := &room.Counters{}
+	s := &Server{
+		cfg: cfg, log: log, socks: socks, started: time.Now(),
+		verifier: auth.NewVerifier(cfg.JWTSecret, cfg.AllowAnonymous),
+		sessions: map[*session]struct{}{},
+		rooms: room.NewManager(room.Config{
+			API: api, ICEServers: iceServers, MaxRooms: cfg.MaxRooms, MaxParticipants: cfg.MaxParticipants,
+			MaxTracks: cfg.MaxTracks, ICETimeout: cfg.ICETimeout, Logger: log, Counters: counters,
+		}),
+	}
+	s.metrics = newMetrics(s)
+	files := cfg.Web
+	if files == nil {
+		files = web.Files
+	}
+	s.web = http.FileServer(http.FS(staticOnly{files}))
+	if cfg.AllowAnonymous {
+		log.Warn("anonymous joins are allowed (--allow-anonymous): anyone who can reach the server can join any room")
+	}
+	return s, nil
+}
+
+// ICEUDPAddr is the UDP mux's address (nil without a single-address mux).
+func (s *Server) ICEUDPAddr() net.Addr { return s.socks.UDPAddr() }
+
+// Rooms exposes the room manager (tests and metrics).
+func (s *Server) Rooms() *room.Manager { return s.rooms }
+
+// Handler serves /ws, /health, /metrics, /client/ and the demo at /.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("GET /health", s.serveHealth)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.Handle("GET /client/", http.StripPrefix("/client", s.web))
+	mux.Handle("GET /", s.web)
+	return mux
+}
+
+// Health is the /health body.
+type Health struct {
+	Status        string  `json:"status"` // "ok" or "draining"
+	Rooms         int     `json:"rooms"`
+	Participants  int     `json:"participants"`
+	UptimeSeconds float64 `json:"uptimeSeconds"`
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	rooms, participants := s.rooms.Stats()
+	h := Health{Status: "ok", Rooms: rooms, Participants: participants, UptimeSeconds: time.Since(s.started).Seconds()}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.isDraining() {
+		h.Status = "draining"
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(h)
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+// Run serves HTTP (and HTTPS) until ctx is done, then drains.
+func (s *Server) Run(ctx context.Context) error {
+	var servers []*http.Server
+	errc := make(chan error, 2)
+	start := func(addr string, tlsOn bool) error {
+		hs := &http.Server{Addr: addr, Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, hs)
+		go func() {
+			var err error
+			if tlsOn {
+				hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+				err = hs.ServeTLS(l, s.cfg.TLSCert, s.cfg.TLSKey)
+			} else {
+				err = hs.Serve(l)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		s.log.Info("listening", "addr", l.Addr().String(), "tls", tlsOn)
+		return nil
+	}
+	if s.cfg.Listen != "" {
+		if err := start(s.cfg.Listen, false); err != nil {
+			return err
+		}
+	}
+	if s.cfg.TLSListen != "" {
+		if _, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		if err := start(s.cfg.TLSListen, true); err != nil {
+			return err
+		}
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	s.Drain(dctx)
+	for _, hs := range servers {
+		_ = hs.Shutdown(dctx)
+	}
+	s.Close()
+	return runErr
+}
+
+// Drain stops accepting joins, tells every client, and waits until they
+// left or ctx ends; then it closes the remaining sessions.
+func (s *Server) Drain(ctx context.Context) {
+	s.mu.Lock()
+	s.draining = true
+	list := make([]*session, 0, len(s.sessions))
+	for se := range s.sessions {
+		list = append(list, se)
+	}
+	s.mu.Unlock()
+	s.rooms.Drain()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now()
+	}
+	s.log.Info("draining", "sessions", len(list), "deadline", deadline)
+	for _, se := range list {
+		se.drain(deadline)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		for se := range s.sessions {
+			se.cancel()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	s.rooms.Wait()
+}
+
+// Close releases the ICE sockets. Call after Drain.
+func (s *Server) Close() { s.socks.Close() }
+
+// staticOnly hides the Go sources that share the embedded directory.
+type staticOnly struct{ fs.FS }
+
+func (f staticOnly) Open(name string) (fs.File, error) {
+	switch path.Ext(name) {
+	case ".html", ".js", ".mjs", ".css", ".svg", ".png", ".ico", ".json", ".map", ".txt":
+	case "":
+		if name == "." {
+			break // the directory, for index.html
+		}
+		return nil, fs.ErrNotExist
+	default:
+		return nil, fs.ErrNotExist
+	}
+	return f.FS.Open(name)
+}

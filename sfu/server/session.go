@@ -1,0 +1,383 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jbcalling/platform/sfu/auth"
+	"github.com/jbcalling/platform/sfu/room"
+	"github.com/jbcalling/platform/sfu/signal"
+)
+
+// outQueue bounds messages waiting for a slow client; a client that lets
+// it fill is disconnected rather than slowing the room down.
+const outQueue = 256
+
+// session is one signalling WebSocket.
+type session struct {
+	s      *Server
+	conn   *websocket.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	out    chan []byte
+
+	mu sync.Mutex
+	p  *room.Participant
+
+	bucket  tokenBucket
+	strikes int
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.isDraining() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	// Cross-origin sockets are fine: authentication is the token in the
+	// join message, never a cookie, so a foreign page gains nothing.
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		s.log.Debug("websocket accept", "err", err)
+		return
+	}
+	conn.SetReadLimit(signal.MaxMessageSize)
+	ctx, cancel := context.WithCancel(context.Background())
+	se := &session{s: s, conn: conn, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
+		bucket: newTokenBucket(s.cfg.RateLimit, s.cfg.RateBurst)}
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		cancel()
+		conn.Close(websocket.StatusTryAgainLater, "draining")
+		return
+	}
+	s.sessions[se] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	s.metrics.connections.Inc()
+	defer func() {
+		s.metrics.connections.Dec()
+		s.mu.Lock()
+		delete(s.sessions, se)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	se.run()
+}
+
+func (se *session) run() {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); se.writeLoop() }()
+	go func() { defer wg.Done(); se.keepAlive() }()
+	status, reason := se.readLoop()
+	se.mu.Lock()
+	p := se.p
+	se.mu.Unlock()
+	if p != nil {
+		p.Close()
+	}
+	se.flush()
+	se.cancel()
+	wg.Wait()
+	se.conn.Close(status, reason)
+}
+
+// flush gives queued messages (an error, a goodbye) a moment to leave.
+func (se *session) flush() {
+	deadline := time.After(time.Second)
+	for len(se.out) > 0 {
+		select {
+		case <-deadline:
+			return
+		case <-se.ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (se *session) writeLoop() {
+	for {
+		select {
+		case <-se.ctx.Done():
+			return
+		case data := <-se.out:
+			ctx, cancel := context.WithTimeout(se.ctx, 10*time.Second)
+			err := se.conn.Write(ctx, websocket.MessageText, data)
+			cancel()
+			if err != nil {
+				se.cancel()
+				return
+			}
+		}
+	}
+}
+
+// keepAlive pings; a client that does not answer within IdleTimeout is
+// gone (closed laptop, dead network).
+func (se *session) keepAlive() {
+	interval := se.s.cfg.IdleTimeout / 3
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-se.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(se.ctx, se.s.cfg.IdleTimeout)
+			err := se.conn.Ping(ctx)
+			cancel()
+			if err != nil && se.ctx.Err() == nil {
+				se.s.log.Info("closing idle connection", "err", err)
+				se.cancel()
+				return
+			}
+		}
+	}
+}
+
+// send queues m; a full queue disconnects the client.
+func (se *session) send(m signal.Message) {
+	data, err := signal.Encode(m)
+	if err != nil {
+		se.s.log.Error("encoding message", "type", m.MessageType(), "err", err)
+		return
+	}
+	select {
+	case se.out <- data:
+	case <-se.ctx.Done():
+	default:
+		se.s.log.Warn("client too slow, disconnecting")
+		se.cancel()
+	}
+}
+
+func (se *session) sendError(code, ref, format string, a ...any) {
+	se.send(&signal.Error{Code: code, Message: fmt.Sprintf(format, a...), Ref: ref})
+}
+
+func (se *session) drain(deadline time.Time) {
+	se.send(&signal.Draining{DeadlineMS: time.Until(deadline).Milliseconds()})
+}
+
+// readLoop handles messages until the client leaves or misbehaves; it
+// returns the close status.
+func (se *session) readLoop() (websocket.StatusCode, string) {
+	joinBy := time.Now().Add(se.s.cfg.JoinTimeout)
+	for {
+		ctx := se.ctx
+		var cancel context.CancelFunc = func() {}
+		if se.participant() == nil && se.s.cfg.JoinTimeout > 0 {
+			ctx, cancel = context.WithDeadline(se.ctx, joinBy)
+		}
+		typ, data, err := se.conn.Read(ctx)
+		cancel()
+		if err != nil {
+			switch {
+			case errors.Is(err, context.DeadlineExceeded):
+				se.sendError(signal.CodeBadMessage, "", "no join within %s", se.s.cfg.JoinTimeout)
+				return websocket.StatusPolicyViolation, "join timeout"
+			case websocket.CloseStatus(err) != -1:
+				return websocket.StatusNormalClosure, ""
+			case se.ctx.Err() != nil:
+				return websocket.StatusGoingAway, "closing"
+			}
+			// Read errors include a frame above the read limit, which the
+			// library already answered with 1009.
+			return websocket.StatusMessageTooBig, "read error"
+		}
+		if !se.bucket.allow(time.Now()) {
+			se.strikes++
+			se.s.metrics.rateLimited.Inc()
+			if se.strikes > se.s.cfg.RateBurst {
+				return websocket.StatusPolicyViolation, "message flood"
+			}
+			se.sendError(signal.CodeRateLimited, "", "more than %g messages per second", se.s.cfg.RateLimit)
+			continue
+		}
+		if typ != websocket.MessageText {
+			se.sendError(signal.CodeBadMessage, "", "binary frames are not part of the protocol")
+			continue
+		}
+		m, err := signal.Decode(data)
+		if err != nil {
+			code := signal.CodeBadMessage
+			switch {
+			case errors.Is(err, signal.ErrUnknownType):
+				code = signal.CodeUnknownType
+			case errors.Is(err, signal.ErrTooLarge):
+				code = signal.CodeTooLarge
+			}
+			se.sendError(code, "", "%v", err)
+			continue
+		}
+		if status, reason, end := se.handle(m); end {
+			return status, reason
+		}
+	}
+}
+
+func (se *session) participant() *room.Participant {
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	return se.p
+}
+
+// handle acts on one message; end reports that the session is over.
+func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason string, end bool) {
+	p := se.participant()
+	typ := m.MessageType()
+	switch m := m.(type) {
+	case *signal.Ping:
+		se.send(&signal.Pong{})
+		return
+	case *signal.Pong:
+		return
+	case *signal.Join:
+		if p != nil {
+			se.sendError(signal.CodeAlreadyJoined, typ, "this connection already joined room %q", p.RoomName())
+			return
+		}
+		return se.join(m)
+	}
+	if p == nil {
+		se.sendError(signal.CodeNotJoined, typ, "send join first")
+		return
+	}
+	switch m := m.(type) {
+	case *signal.Offer:
+		if m.Target != signal.TargetPublisher {
+			se.sendError(signal.CodeBadMessage, typ, "clients offer only on the publisher connection")
+			return
+		}
+		if err := p.HandleOffer(m.SDP); err != nil {
+			se.sendError(signal.CodeBadSDP, typ, "%v", err)
+		}
+	case *signal.Answer:
+		if m.Target != signal.TargetSubscriber {
+			se.sendError(signal.CodeBadMessage, typ, "clients answer only on the subscriber connection")
+			return
+		}
+		if err := p.HandleAnswer(m.SDP); err != nil {
+			se.sendError(signal.CodeBadSDP, typ, "%v", err)
+		}
+	case *signal.Candidate:
+		if err := p.HandleCandidate(m.Target, m.Candidate); err != nil {
+			se.sendError(signal.CodeBadCandidate, typ, "%v", err)
+		}
+	case *signal.Mute:
+		if m.ParticipantID != "" && m.ParticipantID != p.ID() {
+			se.sendError(signal.CodeBadMessage, typ, "a client mutes only its own tracks")
+			return
+		}
+		if err := p.SetMute(m.TrackID, m.Muted); err != nil {
+			se.sendError(signal.CodeUnknownTrack, typ, "%v", err)
+		}
+	case *signal.Leave:
+		if m.Room != "" && m.Room != p.RoomName() {
+			se.sendError(signal.CodeUnknownRoom, typ, "not in room %q", m.Room)
+			return
+		}
+		return websocket.StatusNormalClosure, "left", true
+	default:
+		se.sendError(signal.CodeBadMessage, typ, "%q is a server message", typ)
+	}
+	return
+}
+
+func (se *session) join(m *signal.Join) (websocket.StatusCode, string, bool) {
+	start := time.Now()
+	refuse := func(code, format string, a ...any) (websocket.StatusCode, string, bool) {
+		se.s.metrics.joinsRefused.WithLabelValues(code).Inc()
+		se.sendError(code, signal.TypeJoin, format, a...)
+		return websocket.StatusPolicyViolation, code, true
+	}
+	if m.Version != signal.Version {
+		return refuse(signal.CodeVersion, "protocol version %d is not supported; this server speaks %d", m.Version, signal.Version)
+	}
+	id, err := se.s.verifier.Verify(m.Token, m.Room)
+	if err != nil {
+		// The reason, never the token.
+		return refuse(signal.CodeUnauthorized, "%v", err)
+	}
+	name := m.Name
+	if id.Name != "" {
+		name = id.Name
+	}
+	p, _, err := se.s.rooms.Join(room.JoinRequest{
+		Room: m.Room, Name: name, Identity: id.Subject, Sink: se.send,
+		Welcome: func(pid string, others []signal.Participant) signal.Message {
+			return &signal.Joined{Version: signal.Version, ID: pid, Room: m.Room, Participants: others, ICEServers: se.s.iceServers(pid)}
+		},
+		OnClose: func(reason error) {
+			se.sendError(signal.CodeInternal, "", "%v", reason)
+			se.flush()
+			se.cancel()
+		},
+	})
+	switch {
+	case errors.Is(err, room.ErrRoomFull):
+		return refuse(signal.CodeRoomFull, "room %q is full", m.Room)
+	case errors.Is(err, room.ErrTooManyRooms):
+		return refuse(signal.CodeTooManyRooms, "the server has its maximum number of rooms")
+	case errors.Is(err, room.ErrDraining):
+		return refuse(signal.CodeDraining, "the server is shutting down")
+	case err != nil:
+		return refuse(signal.CodeInternal, "%v", err)
+	}
+	se.mu.Lock()
+	se.p = p
+	se.mu.Unlock()
+	se.s.metrics.joinLatency.Observe(time.Since(start).Seconds())
+	se.s.log.Info("joined", "room", m.Room, "participant", p.ID(), "identity", id.Subject)
+	return 0, "", false
+}
+
+// iceServers are the STUN and TURN servers a participant gets, TURN with
+// credentials valid for TURNTTL.
+func (s *Server) iceServers(participant string) []signal.ICEServer {
+	out := []signal.ICEServer{}
+	if len(s.cfg.STUNURLs) > 0 {
+		out = append(out, signal.ICEServer{URLs: s.cfg.STUNURLs})
+	}
+	if len(s.cfg.TURNURLs) > 0 {
+		user, cred := auth.TURNCredentials(s.cfg.TURNSecret, participant, s.cfg.TURNTTL, time.Now())
+		out = append(out, signal.ICEServer{URLs: s.cfg.TURNURLs, Username: user, Credential: cred})
+	}
+	return out
+}
+
+// tokenBucket is a per-connection rate limiter, used only by the
+// session's reader goroutine.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func newTokenBucket(rate float64, burst int) tokenBucket {
+	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+}
+
+func (b *tokenBucket) allow(now time.Time) bool {
+	if !b.last.IsZero() {
+		b.tokens += now.Sub(b.last).Seconds() * b.rate
+		if b.tokens > b.burst {
+			b.tokens = b.burst
+		}
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
