@@ -1,10 +1,12 @@
 // Command platform is the Pulumi program (Pulumi.yaml main:).
 package main
 
-import "github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+import (
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/jbcalling/platform/program"
+)
 
 func main() {
-	pulumi.Run(func(ctx *pulumi.Context) error {
-		return nil // wired to program.Run once infra and stacks land
-	})
+	pulumi.Run(program.Run)
 }

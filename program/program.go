@@ -1,0 +1,78 @@
+// Package program is the whole Pulumi program (cmd/platform runs it): the
+// cluster (infra), the Swarm bootstrap (infra/bootstrap) and the service
+// stack (stacks), in one graph.
+package program
+
+import (
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/jbcalling/platform/infra"
+	"github.com/jbcalling/platform/infra/bootstrap"
+)
+
+// Run declares everything for the current stack. All configuration is
+// loaded and validated before the first resource is registered, so bad
+// config fails `pulumi preview` with a message naming the key and creates
+// nothing.
+func Run(ctx *pulumi.Context) error {
+	// 1. Config, validated in full.
+	cfg, err := infra.LoadConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if err := bootstrap.Validate(cfg); err != nil {
+		return err
+	}
+	topology := infra.Plan(cfg)
+	scripts, err := bootstrap.StartupScripts(cfg)
+	if err != nil {
+		return err
+	}
+	// (stacks: load and validate the service stack here, before any resource.)
+
+	// 2. Credentials: SSH key for the bootstrap, CA and client cert for the
+	// Docker API.
+	access, err := bootstrap.NewAccess(ctx, "access", &bootstrap.AccessArgs{})
+	if err != nil {
+		return err
+	}
+
+	// 3. VMs, network, firewall, DNS; each VM boots with its startup script
+	// (Docker installed and configured) and accepts the generated SSH key.
+	cluster, err := infra.NewCluster(ctx, "cluster", &infra.ClusterArgs{
+		Topology:       topology,
+		StartupScripts: scripts,
+		SSHPublicKey:   access.SSHPublicKey,
+	})
+	if err != nil {
+		return err
+	}
+
+	// 4. The swarm: engine ready → init → joins → labels.
+	swarm, err := bootstrap.NewSwarm(ctx, "swarm", &bootstrap.SwarmArgs{
+		Config:  cfg,
+		Cluster: cluster,
+		Access:  access,
+	})
+	if err != nil {
+		return err
+	}
+
+	// (stacks: deploy the service stack here, through swarm.Provider and with
+	// pulumi.DependsOn(swarm.Ready).)
+
+	// 5. Stack outputs. Nothing secret is exported in plaintext: the keys an
+	// operator needs to reach the cluster are secret outputs
+	// (`pulumi stack output --show-secrets`).
+	cluster.Export(ctx) // nodes (name → internal/external IP), urls
+	ctx.Export("dockerHost", swarm.DockerHost)
+	ctx.Export("swarmNodeIds", pulumi.ToStringMapOutput(swarm.NodeIDs))
+	ctx.Export("sshUser", pulumi.String(cfg.SSHUser))
+	ctx.Export("sshPrivateKey", access.SSHPrivateKey)
+	ctx.Export("dockerTls", pulumi.ToSecret(pulumi.StringMap{
+		"ca":   access.CACertPEM,
+		"cert": access.ClientCertPEM,
+		"key":  access.ClientKeyPEM,
+	}))
+	return nil
+}
