@@ -263,7 +263,7 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		// calls time to drain on SIGTERM.
 		Update: singleton, Rollback: singletonBack, Restart: restart,
 		StopGrace:   "30s",
-		Healthcheck: &Healthcheck{Test: []string{"CMD", "/sfu", "-healthcheck"}, Interval: "10s", Timeout: "3s", Retries: 3, StartPeriod: "5s"},
+		Healthcheck: &Healthcheck{Test: []string{"CMD", "/sfu", "healthcheck", "http://127.0.0.1:" + strconv.Itoa(portSFUHTTP) + "/health"}, Interval: "10s", Timeout: "3s", Retries: 3, StartPeriod: "5s"},
 		DNSNames:    []string{webrtcHost, mediaHost},
 	}
 

@@ -1,0 +1,406 @@
+package stacks
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/compute"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
+
+	"github.com/jbcalling/platform/infra"
+	"github.com/jbcalling/platform/internal/pulumitest"
+)
+
+const (
+	tService = "docker:index/service:Service"
+	tNetwork = "docker:index/network:Network"
+	tSecret  = "docker:index/secret:Secret"
+	tImage   = "docker:index/image:Image"
+	tAddress = "gcp:compute/address:Address"
+)
+
+// program is the stack part of the Pulumi program as cmd/platform runs it:
+// config, catalog and validation before any resource, then the deployment
+// with a docker provider and per-node external addresses standing in for the
+// bootstrap's and infra's outputs.
+func program(mutate func(*StackArgs)) pulumi.RunFunc {
+	return func(ctx *pulumi.Context) error {
+		cl, err := infra.LoadConfig(ctx)
+		if err != nil {
+			return err
+		}
+		top := infra.Plan(cl)
+		cfg, err := LoadConfig(ctx, cl)
+		if err != nil {
+			return err
+		}
+		st, err := Catalog(top, cfg)
+		if err != nil {
+			return err
+		}
+		if err := Validate(top, st); err != nil {
+			return err
+		}
+		prov, err := docker.NewProvider(ctx, "swarm", &docker.ProviderArgs{Host: pulumi.String("tcp://" + cl.ManagerInternalIP() + ":2376")})
+		if err != nil {
+			return err
+		}
+		ips := map[string]pulumi.StringInput{}
+		for _, n := range cl.Nodes {
+			a, err := compute.NewAddress(ctx, n.Name+"-ip", &compute.AddressArgs{Region: pulumi.String(cl.Region)})
+			if err != nil {
+				return err
+			}
+			ips[n.Name] = a.Address
+		}
+		args := &StackArgs{
+			Topology: top, Config: cfg, Stack: st,
+			DockerProvider: prov,
+			ExternalIPs:    ips,
+			ACMEDNSToken:   config.RequireSecret(ctx, KeyCloudflareToken),
+			SFUBuild:       &SFUBuildArgs{RepoRoot: "..", NodeServiceAccount: pulumi.String("nodes@mock-project.iam.gserviceaccount.com")},
+		}
+		if mutate != nil {
+			mutate(args)
+		}
+		_, err = NewStack(ctx, "stack", args)
+		return err
+	}
+}
+
+func run(t *testing.T, stack string, cfg map[string]string, mutate func(*StackArgs)) (*pulumitest.Mocks, error) {
+	t.Helper()
+	m := pulumitest.NewMocks()
+	m.OnResource(tImage, func(args pulumi.MockResourceArgs, outs resource.PropertyMap) (resource.PropertyMap, error) {
+		name := outs["imageName"].StringValue()
+		outs["repoDigest"] = resource.NewStringProperty(strings.SplitN(name, ":", 2)[0] + "@sha256:" + strings.Repeat("ab", 32))
+		return outs, nil
+	})
+	err := pulumitest.RunWith(t, m, pulumitest.ProjectName(t), stack, cfg, program(mutate))
+	return m, err
+}
+
+func stackConfig(t *testing.T, stack string) map[string]string {
+	return pulumitest.With(pulumitest.StackConfig(t, stack), KeyCloudflareToken, pulumitest.SecretPlaceholder)
+}
+
+func TestDeployEveryService(t *testing.T) {
+	for _, stack := range []string{"prod", "staging"} {
+		t.Run(stack, func(t *testing.T) {
+			m, err := run(t, stack, stackConfig(t, stack), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, st := load(t, stack)
+			netIDs := map[string]string{}
+			for _, n := range st.Networks {
+				r := m.MustGet(t, tNetwork, "stack-net-"+n.Name)
+				netIDs[n.Name] = r.ID
+				if got := r.InputString("name"); got != st.FullName(n.Name) {
+					t.Errorf("network %s name = %q", n.Name, got)
+				}
+				if got := r.InputString("driver"); got != "overlay" {
+					t.Errorf("network %s driver = %q", n.Name, got)
+				}
+				if got := r.InputString(`options["com.docker.network.driver.mtu"]`); got != "1500" {
+					t.Errorf("network %s mtu option = %q, want the VPC MTU 1500", n.Name, got)
+				}
+			}
+			secretIDs := map[string]string{}
+			for _, s := range st.Secrets {
+				r := m.MustGet(t, tSecret, "stack-secret-"+s.Name)
+				secretIDs[s.Name] = r.ID
+				if !r.IsSecretInput("data") {
+					t.Errorf("docker secret %s: data is not a Pulumi secret", s.Name)
+				}
+			}
+			if n := len(m.ByType(tService)); n != len(st.Services) {
+				t.Errorf("%d docker services registered, want %d", n, len(st.Services))
+			}
+			for _, s := range st.Services {
+				r := m.MustGet(t, tService, "stack-svc-"+s.Name)
+				in := r.InputMap()
+				if got := r.InputString("name"); got != st.FullName(s.Name) {
+					t.Errorf("%s: name = %q", s.Name, got)
+				}
+				wantImage := s.Image
+				if s.Name == "sfu" {
+					img := m.ByType(tImage)
+					if len(img) != 1 {
+						t.Fatalf("want one built SFU image, got %d", len(img))
+					}
+					wantImage = img[0].OutputString("repoDigest")
+				}
+				if got := r.InputString("taskSpec.containerSpec.image"); got != wantImage || got == "" {
+					t.Errorf("%s: image = %q, want %q", s.Name, got, wantImage)
+				}
+				if got := r.InputString("mode.replicated.replicas"); got != fmt.Sprint(s.Replicas) {
+					t.Errorf("%s: replicas = %q, want %d", s.Name, got, s.Replicas)
+				}
+				if got := fmt.Sprint(dig(in, "taskSpec", "placement", "constraints")); got != fmt.Sprint(anyList(s.Constraints)) {
+					t.Errorf("%s: constraints = %v, want %v", s.Name, got, s.Constraints)
+				}
+				var gotNets []string
+				for _, n := range list(dig(in, "taskSpec", "networksAdvanceds")) {
+					gotNets = append(gotNets, fmt.Sprint(n.(map[string]any)["name"]))
+				}
+				var wantNets []string
+				for _, n := range s.Networks {
+					wantNets = append(wantNets, netIDs[n]) // by ID, never by name (pulumi-docker#233)
+				}
+				if fmt.Sprint(gotNets) != fmt.Sprint(wantNets) {
+					t.Errorf("%s: networks = %v, want network IDs %v", s.Name, gotNets, wantNets)
+				}
+				labels := map[string]string{}
+				for _, l := range list(in["labels"]) {
+					lm := l.(map[string]any)
+					labels[lm["label"].(string)] = lm["value"].(string)
+				}
+				for k, v := range s.ServiceLabels {
+					if labels[k] != v {
+						t.Errorf("%s: service label %s = %q, want %q", s.Name, k, labels[k], v)
+					}
+				}
+				for _, l := range list(dig(in, "taskSpec", "containerSpec", "labels")) {
+					if k := l.(map[string]any)["label"].(string); strings.HasPrefix(k, "traefik.") {
+						t.Errorf("%s: Traefik label %s is a container label", s.Name, k)
+					}
+				}
+				for _, ref := range list(dig(in, "taskSpec", "containerSpec", "secrets")) {
+					rm := ref.(map[string]any)
+					file := strings.TrimPrefix(rm["fileName"].(string), "/run/secrets/")
+					var want string
+					for _, sr := range s.Secrets {
+						if sr.File == file {
+							want = secretIDs[sr.Secret]
+						}
+					}
+					if rm["secretId"] != want || want == "" {
+						t.Errorf("%s: secret file %s from secret id %v, want %q", s.Name, file, rm["secretId"], want)
+					}
+				}
+				if len(list(dig(in, "taskSpec", "containerSpec", "secrets"))) != len(s.Secrets) {
+					t.Errorf("%s: %d secrets mounted, want %d", s.Name, len(list(dig(in, "taskSpec", "containerSpec", "secrets"))), len(s.Secrets))
+				}
+				if dig(in, "convergeConfig", "timeout") == nil {
+					t.Errorf("%s: no convergeConfig", s.Name)
+				}
+				if got := r.InputString("updateConfig.order"); got != s.Update.Order {
+					t.Errorf("%s: update order %q, want %q", s.Name, got, s.Update.Order)
+				}
+				if r.Provider == "" || !strings.Contains(r.Provider, "swarm") {
+					t.Errorf("%s: provider %q is not the swarm provider", s.Name, r.Provider)
+				}
+			}
+		})
+	}
+}
+
+// TestDeploySFU checks what the SFU needs on the media node: host-mode
+// ports only, the announced IP equal to the media node's external address
+// output, auth on, secrets shared with api and coturn, stop-first.
+func TestDeploySFU(t *testing.T) {
+	for _, stack := range []string{"prod", "staging"} {
+		t.Run(stack, func(t *testing.T) {
+			m, err := run(t, stack, stackConfig(t, stack), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			top, _ := load(t, stack)
+			media := top.Config.MediaNode
+			addr := m.MustGet(t, tAddress, media+"-ip").OutputString("address")
+			sfu := m.MustGet(t, tService, "stack-svc-sfu")
+			env := func(k string) string { return sfu.InputString("taskSpec.containerSpec.env." + k) }
+			if addr == "" || env("SFU_PUBLIC_IP") != addr {
+				t.Errorf("SFU_PUBLIC_IP = %q, want the media node's external address %q", env("SFU_PUBLIC_IP"), addr)
+			}
+			if got := m.MustGet(t, tService, "stack-svc-coturn").InputString("taskSpec.containerSpec.env.TURN_EXTERNAL_IP"); got != addr {
+				t.Errorf("coturn external IP = %q, want %q", got, addr)
+			}
+			wantEnv := map[string]string{
+				"SFU_ALLOW_ANONYMOUS":  "false",
+				"SFU_LISTEN":           ":8080",
+				"SFU_TLS_LISTEN":       fmt.Sprintf(":%d", top.Config.SignallingPort),
+				"SFU_ICE_UDP_PORT":     fmt.Sprint(top.Config.MediaPorts.From),
+				"SFU_ICE_TCP_PORT":     fmt.Sprint(top.Config.MediaPorts.From),
+				"SFU_JWT_SECRET_FILE":  "/run/secrets/jwt_secret",
+				"SFU_TURN_SECRET_FILE": "/run/secrets/turn_secret",
+				"SFU_TLS_CERT":         "/run/secrets/sfu_tls_cert",
+				"SFU_TLS_KEY":          "/run/secrets/sfu_tls_key",
+			}
+			for k, v := range wantEnv {
+				if env(k) != v {
+					t.Errorf("%s = %q, want %q", k, env(k), v)
+				}
+			}
+			ports := list(dig(sfu.InputMap(), "endpointSpec", "ports"))
+			want := map[string]bool{
+				fmt.Sprintf("%d/tcp", top.Config.SignallingPort):   false,
+				fmt.Sprintf("%d/udp", top.Config.MediaPorts.From): false,
+				fmt.Sprintf("%d/tcp", top.Config.MediaPorts.From): false,
+			}
+			for _, p := range ports {
+				pm := p.(map[string]any)
+				key := fmt.Sprintf("%v/%v", pm["publishedPort"], pm["protocol"])
+				if pm["publishMode"] != "host" {
+					t.Errorf("SFU port %s published in mode %v, want host (never the ingress mesh)", key, pm["publishMode"])
+				}
+				if _, ok := want[key]; !ok {
+					t.Errorf("unexpected SFU port %s", key)
+				}
+				want[key] = true
+			}
+			for k, seen := range want {
+				if !seen {
+					t.Errorf("SFU port %s not published", k)
+				}
+			}
+			if got := sfu.InputString("updateConfig.order"); got != StopFirst {
+				t.Errorf("SFU update order %q, want stop-first", got)
+			}
+			// One JWT secret for api and SFU, one TURN secret for coturn and SFU.
+			secretOf := func(svc, file string) any {
+				for _, s := range list(dig(m.MustGet(t, tService, "stack-svc-"+svc).InputMap(), "taskSpec", "containerSpec", "secrets")) {
+					if sm := s.(map[string]any); sm["fileName"] == "/run/secrets/"+file {
+						return sm["secretId"]
+					}
+				}
+				return nil
+			}
+			if a, b := secretOf("api", "jwt_secret"), secretOf("sfu", "jwt_secret"); a == nil || a != b {
+				t.Errorf("api and sfu JWT secrets differ: %v vs %v", a, b)
+			}
+			if a, b := secretOf("coturn", "turn_secret"), secretOf("sfu", "turn_secret"); a == nil || a != b {
+				t.Errorf("coturn and sfu TURN secrets differ: %v vs %v", a, b)
+			}
+			cert := m.MustGet(t, "cloudflare:index/originCaCertificate:OriginCaCertificate", "stack-sfu_tls_cert")
+			if got := fmt.Sprint(cert.InputMap()["hostnames"]); got != fmt.Sprintf("[%s]", top.Config.Hostname("webrtc")) {
+				t.Errorf("origin certificate hostnames = %s", got)
+			}
+			if cert.InputString("minDaysForRenewal") == "" {
+				t.Error("origin certificate has no minDaysForRenewal: it would never renew by itself")
+			}
+		})
+	}
+}
+
+func TestDeployBuildsAndPushesSFU(t *testing.T) {
+	m, err := run(t, "prod", stackConfig(t, "prod"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := SourceHash("../sfu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := m.MustGet(t, "command:local:Command", "stack-sfu-binary")
+	if got := fmt.Sprint(bin.InputMap()["triggers"]); got != "["+hash+"]" {
+		t.Errorf("binary build triggers = %s, want the sfu/ source hash", got)
+	}
+	if !strings.Contains(bin.InputString("create"), "./sfu/cmd/sfu") || bin.InputString("environment.CGO_ENABLED") != "0" {
+		t.Errorf("binary build = %q env %v", bin.InputString("create"), bin.InputMap()["environment"])
+	}
+	img := m.MustGet(t, tImage, "stack-sfu-image")
+	if !img.DependsOn(bin.URN) {
+		t.Error("the image does not depend on the binary build")
+	}
+	if name := img.InputString("imageName"); !strings.HasPrefix(name, "asia-southeast1-docker.pkg.dev/replace-me-gcp-project/") || !strings.HasSuffix(name, ":"+hash[:16]) {
+		t.Errorf("image name %q: want the Artifact Registry repo, tagged with the source hash", name)
+	}
+	if !img.IsSecretInput("registry.password") {
+		t.Error("registry password is not a secret")
+	}
+	iam := m.MustGet(t, "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember", "stack-images-reader")
+	if iam.InputString("role") != "roles/artifactregistry.reader" || iam.InputString("member") != "serviceAccount:nodes@mock-project.iam.gserviceaccount.com" {
+		t.Errorf("reader IAM = %s %s", iam.InputString("role"), iam.InputString("member"))
+	}
+	if got := m.MustGet(t, tService, "stack-svc-sfu").InputString("taskSpec.containerSpec.image"); !strings.Contains(got, "@sha256:") {
+		t.Errorf("SFU runs %q, want the pushed repo digest", got)
+	}
+}
+
+// A prebuilt SFU image (the local-swarm proof, platform:sfuImage) skips the
+// build and push entirely.
+func TestDeployPrebuiltSFU(t *testing.T) {
+	cfg := pulumitest.With(stackConfig(t, "staging"), "platform:sfuImage", "sfu:local-proof")
+	m, err := run(t, "staging", cfg, func(a *StackArgs) {
+		a.SFUImage, a.SFUBuild = pulumi.String(a.Config.SFUImage), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{tImage, "command:local:Command", "gcp:artifactregistry/repository:Repository"} {
+		if n := len(m.ByType(typ)); n != 0 {
+			t.Errorf("%d %s registered with a prebuilt image", n, typ)
+		}
+	}
+	if got := m.MustGet(t, tService, "stack-svc-sfu").InputString("taskSpec.containerSpec.image"); got != "sfu:local-proof" {
+		t.Errorf("SFU image = %q", got)
+	}
+}
+
+// Bad stack config or an invalid stack fails before any resource exists.
+func TestBadStackRegistersNothing(t *testing.T) {
+	cases := []struct {
+		name   string
+		cfg    func(t *testing.T) map[string]string
+		mutate func(*StackArgs)
+		want   string
+	}{
+		{"bad replicas key", func(t *testing.T) map[string]string {
+			return pulumitest.With(stackConfig(t, "prod"), "platform:replicas", `{"sfu":3}`)
+		}, nil, `platform:replicas: service "sfu" cannot be scaled`},
+		{"ICE port outside media range", func(t *testing.T) map[string]string {
+			return pulumitest.With(stackConfig(t, "prod"), "platform:sfuIceUdpPort", "50000")
+		}, nil, "platform:sfuIceUdpPort"},
+		{"invalid stack handed to NewStack", func(t *testing.T) map[string]string { return stackConfig(t, "prod") },
+			func(a *StackArgs) { a.Stack.Service("frontend").Constraints = []string{"node.labels.instance == nowhere"} },
+			"service frontend: no declared node satisfies"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := run(t, "prod", tc.cfg(t), tc.mutate)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			for _, r := range m.Resources() {
+				if strings.HasPrefix(r.Type, "docker:") || strings.HasPrefix(r.Type, "random:") || strings.HasPrefix(r.Type, "tls:") ||
+					strings.HasPrefix(r.Type, "cloudflare:") || r.Type == "platform:stacks:ServiceStack" {
+					t.Errorf("%s %s registered although the stack is invalid", r.Type, r.Name)
+				}
+			}
+		})
+	}
+}
+
+func dig(m map[string]any, path ...string) any {
+	var v any = m
+	for _, p := range path {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = mm[p]
+	}
+	return v
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func anyList(xs []string) []any {
+	out := []any{}
+	for _, x := range xs {
+		out = append(out, x)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
