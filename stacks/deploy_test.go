@@ -239,7 +239,7 @@ func TestDeploySFU(t *testing.T) {
 			}
 			ports := list(dig(sfu.InputMap(), "endpointSpec", "ports"))
 			want := map[string]bool{
-				fmt.Sprintf("%d/tcp", top.Config.SignallingPort):   false,
+				fmt.Sprintf("%d/tcp", top.Config.SignallingPort):  false,
 				fmt.Sprintf("%d/udp", top.Config.MediaPorts.From): false,
 				fmt.Sprintf("%d/tcp", top.Config.MediaPorts.From): false,
 			}
@@ -358,7 +358,9 @@ func TestBadStackRegistersNothing(t *testing.T) {
 			return pulumitest.With(stackConfig(t, "prod"), "platform:sfuIceUdpPort", "50000")
 		}, nil, "platform:sfuIceUdpPort"},
 		{"invalid stack handed to NewStack", func(t *testing.T) map[string]string { return stackConfig(t, "prod") },
-			func(a *StackArgs) { a.Stack.Service("frontend").Constraints = []string{"node.labels.instance == nowhere"} },
+			func(a *StackArgs) {
+				a.Stack.Service("frontend").Constraints = []string{"node.labels.instance == nowhere"}
+			},
 			"service frontend: no declared node satisfies"},
 	}
 	for _, tc := range cases {
