@@ -29,6 +29,25 @@ func TestMain(m *testing.M) {
 // (unless tcpPort is -1) an ICE-TCP mux.
 func localSFU(t *testing.T, tcpPort int, jwtSecret []byte) (wsURL string) {
 	t.Helper()
+	s := localSFUServer(t, tcpPort, jwtSecret)
+	l, err := net.Listen("tcp", netns.Addr+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(s.Handler())
+	hs.Listener.Close()
+	hs.Listener = l
+	hs.Start()
+	t.Cleanup(func() {
+		hs.CloseClientConnections()
+		hs.Close()
+	})
+	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+}
+
+// localSFUServer is the SFU without its HTTP listener.
+func localSFUServer(t *testing.T, tcpPort int, jwtSecret []byte) *server.Server {
+	t.Helper()
 	cfg := server.Defaults()
 	cfg.Listen = netns.Addr + ":0" // unused: the test serves Handler itself
 	cfg.ICEUDPPort = 0
@@ -41,20 +60,8 @@ func localSFU(t *testing.T, tcpPort int, jwtSecret []byte) (wsURL string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", netns.Addr+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(s.Handler())
-	hs.Listener.Close()
-	hs.Listener = l
-	hs.Start()
-	t.Cleanup(func() {
-		hs.CloseClientConnections()
-		hs.Close()
-		s.Close()
-	})
-	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	t.Cleanup(s.Close)
+	return s
 }
 
 func namespaceOnly() *webrtc.SettingEngine {
