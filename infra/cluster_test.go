@@ -447,6 +447,29 @@ func TestThrowawayStackRuns(t *testing.T) {
 	}
 }
 
+// The throwaway workflow creates ci-<run id> with --copy-config-from staging:
+// the copy must get its own names, tags and hostnames in the same project.
+func TestStagingCopyDoesNotClashWithStaging(t *testing.T) {
+	cfg := pulumitest.StackConfig(t, "staging")
+	ms, _ := runStack(t, "staging", cfg)
+	mc, _ := runStack(t, "ci-9876543210", cfg)
+	sn := gcpNames(ms)
+	for k := range gcpNames(mc) {
+		if _, clash := sn[k]; clash {
+			t.Errorf("ci copy reuses staging's %s", k)
+		}
+	}
+	hosts := map[string]bool{}
+	for _, r := range ms.ByType(tRecord) {
+		hosts[r.InputString("name")] = true
+	}
+	for _, r := range mc.ByType(tRecord) {
+		if hosts[r.InputString("name")] || !strings.HasPrefix(r.InputString("name"), "ci-9876543210") {
+			t.Errorf("ci copy publishes %s", r.InputString("name"))
+		}
+	}
+}
+
 func TestBadConfigRegistersNothing(t *testing.T) {
 	prod := pulumitest.StackConfig(t, "prod")
 	for name, tc := range map[string]struct {

@@ -332,3 +332,21 @@ func TestHelpers(t *testing.T) {
 		t.Errorf("internalIp not omitempty: %s", b)
 	}
 }
+
+func TestSingleNodeCluster(t *testing.T) {
+	cfg := pulumitest.With(throwaway(), "platform:nodes", `[{"name":"solo","role":"manager"}]`)
+	c, err := parse("ci-1", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := c.Node("solo")
+	if c.EdgeNode != "solo" || c.MediaNode != "solo" ||
+		!reflect.DeepEqual(c.NodeTags(n), []string{"ci-1-cluster", "ci-1-manager", "ci-1-edge", "ci-1-media"}) {
+		t.Errorf("single node: edge %s media %s tags %v", c.EdgeNode, c.MediaNode, c.NodeTags(n))
+	}
+	// 443 is Traefik's (and below 1024).
+	if _, err := parse("ci-1", pulumitest.With(cfg, "platform:signallingPort", "443")); err == nil ||
+		!strings.Contains(err.Error(), "platform:signallingPort: 443 is outside 1024-65535") {
+		t.Errorf("443: %v", err)
+	}
+}

@@ -228,10 +228,9 @@ func (c *Config) Validate() error {
 	case r.Contains(sp):
 		bad("signallingPort", "%d is inside the media port range %s", sp, r)
 	case !contains(CloudflareHTTPSPorts, sp):
+		// 443 is also proxied but below 1024 and the edge proxy's port.
 		bad("signallingPort", "%d is not a port Cloudflare proxies over HTTPS (%v); the webrtc hostname is proxied",
-			sp, CloudflareHTTPSPorts)
-	case sp == 443 && c.MediaNode == c.EdgeNode:
-		bad("signallingPort", "443 is the edge proxy's port on %s, which is also the media node", c.EdgeNode)
+			sp, CloudflareHTTPSPorts[1:])
 	}
 	if c.MTU < 1300 || c.MTU > 8896 {
 		bad("mtu", "%d is outside 1300-8896 (GCP VPC limits)", c.MTU)
