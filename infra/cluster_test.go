@@ -561,3 +561,25 @@ func TestStackOutputs(t *testing.T) {
 		t.Errorf("NodeNames %v", got)
 	}
 }
+
+// `pulumi preview` (outputs unknown) declares the same resources as `up`.
+func TestPreviewDeclaresTheSameResources(t *testing.T) {
+	cfg := pulumitest.StackConfig(t, "prod")
+	up, _ := runStack(t, "prod", cfg)
+	pm := pulumitest.NewMocks()
+	pm.Preview = true
+	if err := pulumitest.RunWith(t, pm, "platform", "prod", cfg, program(nil)); err != nil {
+		t.Fatal(err)
+	}
+	names := func(m *pulumitest.Mocks) []string {
+		var out []string
+		for _, r := range m.Resources() {
+			out = append(out, r.Type+" "+r.Name)
+		}
+		sort.Strings(out)
+		return out
+	}
+	if a, b := names(up), names(pm); !reflect.DeepEqual(a, b) {
+		t.Errorf("preview declares\n%v\nup declares\n%v", b, a)
+	}
+}
