@@ -6,8 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -74,6 +76,23 @@ func (e *env) close() {
 	e.srv.Drain(ctx)
 	e.hs.Close()
 	e.srv.Close()
+}
+
+// get fetches path without keeping the connection (CheckRoutines counts
+// idle keep-alive goroutines as leaks).
+func (e *env) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := c.Get(e.hs.URL + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(body)
 }
 
 // settingEngine keeps pion on the namespace's veth address.

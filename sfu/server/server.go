@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/room"
 	"github.com/jbcalling/platform/sfu/web"
@@ -200,7 +201,7 @@ func (s *Server) Drain(ctx context.Context) {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for se := range s.sessions {
-			se.cancel()
+			se.end(websocket.StatusGoingAway, "server shutting down")
 		}
 		s.mu.Unlock()
 		<-done

@@ -25,6 +25,11 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	out    chan []byte
+	// closing ends the writer after it sent what is queued.
+	closing chan struct{}
+	endOnce sync.Once
+	status  websocket.StatusCode
+	reason  string
 
 	mu sync.Mutex
 	p  *room.Participant
@@ -47,7 +52,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(signal.MaxMessageSize)
 	ctx, cancel := context.WithCancel(context.Background())
-	se := &session{s: s, conn: conn, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue),
+	se := &session{s: s, conn: conn, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue), closing: make(chan struct{}),
 		bucket: newTokenBucket(s.cfg.RateLimit, s.cfg.RateBurst)}
 	s.mu.Lock()
 	if s.draining {
@@ -71,50 +76,71 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 }
 
 func (se *session) run() {
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); se.writeLoop() }()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); se.writeLoop() }()
+	wg.Add(1)
 	go func() { defer wg.Done(); se.keepAlive() }()
+	joinTimer := time.AfterFunc(se.s.cfg.JoinTimeout, func() {
+		if se.participant() == nil {
+			se.sendError(signal.CodeBadMessage, "", "no join within %s", se.s.cfg.JoinTimeout)
+			se.end(websocket.StatusPolicyViolation, "join timeout")
+		}
+	})
 	status, reason := se.readLoop()
-	se.mu.Lock()
-	p := se.p
-	se.mu.Unlock()
-	if p != nil {
+	joinTimer.Stop()
+	if p := se.participant(); p != nil {
 		p.Close()
 	}
-	se.flush()
+	se.end(status, reason)
+	<-writerDone
 	se.cancel()
 	wg.Wait()
-	se.conn.Close(status, reason)
 }
 
-// flush gives queued messages (an error, a goodbye) a moment to leave.
-func (se *session) flush() {
-	deadline := time.After(time.Second)
-	for len(se.out) > 0 {
-		select {
-		case <-deadline:
+// end makes the writer send what is queued (an error, a goodbye), then
+// close the connection with status; the first call wins.
+func (se *session) end(status websocket.StatusCode, reason string) {
+	se.endOnce.Do(func() {
+		se.status, se.reason = status, reason
+		close(se.closing)
+	})
+}
+
+// writeLoop is the only writer of messages and the one that closes the
+// connection, so a final error always goes out before the close frame.
+func (se *session) writeLoop() {
+	failed := false
+	write := func(data []byte, timeout time.Duration) {
+		if failed {
 			return
-		case <-se.ctx.Done():
-			return
-		case <-time.After(5 * time.Millisecond):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := se.conn.Write(ctx, websocket.MessageText, data); err != nil {
+			failed = true
+			se.cancel()
 		}
 	}
-}
-
-func (se *session) writeLoop() {
 	for {
 		select {
-		case <-se.ctx.Done():
-			return
 		case data := <-se.out:
-			ctx, cancel := context.WithTimeout(se.ctx, 10*time.Second)
-			err := se.conn.Write(ctx, websocket.MessageText, data)
-			cancel()
-			if err != nil {
-				se.cancel()
-				return
+			write(data, 10*time.Second)
+		case <-se.closing:
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				select {
+				case data := <-se.out:
+					if left := time.Until(deadline); left > 0 {
+						write(data, left)
+					}
+					continue
+				default:
+				}
+				break
 			}
+			se.conn.Close(se.status, se.reason)
+			return
 		}
 	}
 }
@@ -138,7 +164,7 @@ func (se *session) keepAlive() {
 			cancel()
 			if err != nil && se.ctx.Err() == nil {
 				se.s.log.Info("closing idle connection", "err", err)
-				se.cancel()
+				se.end(websocket.StatusGoingAway, "idle")
 				return
 			}
 		}
@@ -154,10 +180,9 @@ func (se *session) send(m signal.Message) {
 	}
 	select {
 	case se.out <- data:
-	case <-se.ctx.Done():
 	default:
 		se.s.log.Warn("client too slow, disconnecting")
-		se.cancel()
+		se.end(websocket.StatusPolicyViolation, "too slow")
 	}
 }
 
@@ -172,27 +197,14 @@ func (se *session) drain(deadline time.Time) {
 // readLoop handles messages until the client leaves or misbehaves; it
 // returns the close status.
 func (se *session) readLoop() (websocket.StatusCode, string) {
-	joinBy := time.Now().Add(se.s.cfg.JoinTimeout)
 	for {
-		ctx := se.ctx
-		var cancel context.CancelFunc = func() {}
-		if se.participant() == nil && se.s.cfg.JoinTimeout > 0 {
-			ctx, cancel = context.WithDeadline(se.ctx, joinBy)
-		}
-		typ, data, err := se.conn.Read(ctx)
-		cancel()
+		typ, data, err := se.conn.Read(se.ctx)
 		if err != nil {
-			switch {
-			case errors.Is(err, context.DeadlineExceeded):
-				se.sendError(signal.CodeBadMessage, "", "no join within %s", se.s.cfg.JoinTimeout)
-				return websocket.StatusPolicyViolation, "join timeout"
-			case websocket.CloseStatus(err) != -1:
+			if websocket.CloseStatus(err) != -1 || se.ctx.Err() != nil {
 				return websocket.StatusNormalClosure, ""
-			case se.ctx.Err() != nil:
-				return websocket.StatusGoingAway, "closing"
 			}
-			// Read errors include a frame above the read limit, which the
-			// library already answered with 1009.
+			// Includes a frame above the read limit, which the library
+			// already answered with 1009.
 			return websocket.StatusMessageTooBig, "read error"
 		}
 		if !se.bucket.allow(time.Now()) {
@@ -320,8 +332,7 @@ func (se *session) join(m *signal.Join) (websocket.StatusCode, string, bool) {
 		},
 		OnClose: func(reason error) {
 			se.sendError(signal.CodeInternal, "", "%v", reason)
-			se.flush()
-			se.cancel()
+			se.end(websocket.StatusGoingAway, "peer connection failed")
 		},
 	})
 	switch {

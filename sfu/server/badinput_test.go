@@ -1,0 +1,308 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/jbcalling/platform/internal/netns"
+	"github.com/jbcalling/platform/sfu/auth"
+	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/webrtc/v4"
+)
+
+// rawConn is a misbehaving client speaking the protocol by hand.
+type rawConn struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func (e *env) raw(t *testing.T) *rawConn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, e.url, nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c.SetReadLimit(1 << 20)
+	return &rawConn{t: t, c: c}
+}
+
+func (r *rawConn) send(msg string) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		r.t.Fatalf("write: %v", err)
+	}
+}
+
+// next reads one message; a closed connection returns its close status.
+func (r *rawConn) next() (signal.Message, websocket.StatusCode) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, data, err := r.c.Read(ctx)
+	if err != nil {
+		if s := websocket.CloseStatus(err); s != -1 {
+			return nil, s
+		}
+		r.t.Fatalf("read: %v", err)
+	}
+	m, err := signal.Decode(data)
+	if err != nil {
+		r.t.Fatalf("server sent %s: %v", data, err)
+	}
+	return m, -1
+}
+
+// expectError skips other messages until an error and checks its code.
+func (r *rawConn) expectError(code string) *signal.Error {
+	r.t.Helper()
+	for {
+		m, status := r.next()
+		if m == nil {
+			r.t.Fatalf("connection closed (%d) before error %q", status, code)
+		}
+		if e, ok := m.(*signal.Error); ok {
+			if e.Code != code {
+				r.t.Fatalf("error %q (%s), want %q", e.Code, e.Message, code)
+			}
+			return e
+		}
+	}
+}
+
+func (r *rawConn) expectClosed(status websocket.StatusCode) {
+	r.t.Helper()
+	for {
+		m, s := r.next()
+		if m == nil {
+			if s != status {
+				r.t.Fatalf("closed with %d, want %d", s, status)
+			}
+			return
+		}
+	}
+}
+
+// expectAlive checks the connection still answers.
+func (r *rawConn) expectAlive() {
+	r.t.Helper()
+	r.send(`{"type":"ping"}`)
+	for {
+		m, s := r.next()
+		if m == nil {
+			r.t.Fatalf("connection closed (%d), want it open", s)
+		}
+		if _, ok := m.(*signal.Pong); ok {
+			return
+		}
+	}
+}
+
+func (r *rawConn) join(room string) *signal.Joined {
+	r.t.Helper()
+	r.send(`{"type":"join","v":1,"room":"` + room + `","name":"raw"}`)
+	m, s := r.next()
+	j, ok := m.(*signal.Joined)
+	if !ok {
+		r.t.Fatalf("join: got %#v (close %d)", m, s)
+	}
+	return j
+}
+
+func (r *rawConn) close() { r.c.Close(websocket.StatusNormalClosure, "") }
+
+// publishOffer is a real publisher offer from pion.
+func publishOffer(t *testing.T) string {
+	t.Helper()
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(*settingEngine())).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	tr, _ := webrtc.NewTrackLocalStaticRTP(vp8Cap, "v", "s")
+	if _, err := pc.AddTrack(tr); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offer.SDP
+}
+
+func jsonString(s string) string {
+	b := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\r", `\r`, "\n", `\n`).Replace(s)
+	return `"` + b + `"`
+}
+
+// Every kind of bad input gets an error reply (the connection stays
+// usable) or a clean close; none disturbs the server.
+func TestBadInput(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.RateLimit, c.RateBurst = 20, 30 })
+	defer e.close()
+
+	tests := []struct {
+		name   string
+		joined bool // join first
+		send   []string
+		code   string // expected error code; "" for a close
+		status websocket.StatusCode
+		alive  bool // connection must stay open afterwards
+	}{
+		{name: "malformed JSON", send: []string{`{"type":"join",`}, code: signal.CodeBadMessage, alive: true},
+		{name: "not an object", send: []string{`[1,2]`}, code: signal.CodeBadMessage, alive: true},
+		{name: "no type", send: []string{`{"room":"x"}`}, code: signal.CodeBadMessage, alive: true},
+		{name: "unknown type", send: []string{`{"type":"subscribe_all"}`}, code: signal.CodeUnknownType, alive: true},
+		{name: "wrong field type", send: []string{`{"type":"join","v":"one","room":"x"}`}, code: signal.CodeBadMessage, alive: true},
+		{name: "join without room", send: []string{`{"type":"join","v":1}`}, code: signal.CodeBadMessage, alive: true},
+		{name: "offer before join", send: []string{`{"type":"offer","target":"publisher","sdp":"v=0"}`}, code: signal.CodeNotJoined, alive: true},
+		{name: "server message from client", joined: true, send: []string{`{"type":"participant_left","id":"p-1"}`}, code: signal.CodeBadMessage, alive: true},
+		{name: "unsupported version", send: []string{`{"type":"join","v":99,"room":"x"}`}, code: signal.CodeVersion, status: websocket.StatusPolicyViolation},
+		{name: "second join", joined: true, send: []string{`{"type":"join","v":1,"room":"other"}`}, code: signal.CodeAlreadyJoined, alive: true},
+		{name: "leave unknown room", joined: true, send: []string{`{"type":"leave","room":"elsewhere"}`}, code: signal.CodeUnknownRoom, alive: true},
+		{name: "malformed SDP", joined: true, send: []string{`{"type":"offer","target":"publisher","sdp":"v=0\r\nthis is not sdp"}`}, code: signal.CodeBadSDP, alive: true},
+		{name: "offer on subscriber", joined: true, send: []string{`{"type":"offer","target":"subscriber","sdp":"v=0"}`}, code: signal.CodeBadMessage, alive: true},
+		{name: "answer without offer", joined: true, send: []string{`{"type":"answer","target":"subscriber","sdp":"v=0"}`}, code: signal.CodeBadSDP, alive: true},
+		{name: "bad target", joined: true, send: []string{`{"type":"candidate","target":"both","candidate":null}`}, code: signal.CodeBadMessage, alive: true},
+		{name: "garbage candidate", joined: true, send: []string{
+			`{"type":"offer","target":"publisher","sdp":` + jsonString(publishOffer(t)) + `}`,
+			`{"type":"candidate","target":"publisher","candidate":{"candidate":"candidate:garbage","sdpMid":"0"}}`,
+		}, code: signal.CodeBadCandidate, alive: true},
+		{name: "mute unknown track", joined: true, send: []string{`{"type":"mute","trackId":"nope","muted":true}`}, code: signal.CodeUnknownTrack, alive: true},
+		{name: "oversized message", send: []string{`{"type":"join","v":1,"room":"` + strings.Repeat("x", signal.MaxMessageSize) + `"}`}, status: websocket.StatusMessageTooBig},
+		{name: "flood", send: repeat(`{"type":"ping"}`, 200), code: signal.CodeRateLimited, status: websocket.StatusPolicyViolation},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.raw(t)
+			defer r.close()
+			if tc.joined {
+				r.join("bad-input")
+			}
+			for _, m := range tc.send {
+				r.send(m)
+			}
+			if tc.code != "" {
+				r.expectError(tc.code)
+			}
+			if tc.alive {
+				r.expectAlive()
+			} else {
+				r.expectClosed(tc.status)
+			}
+		})
+	}
+	t.Run("binary frame", func(t *testing.T) {
+		r := e.raw(t)
+		defer r.close()
+		if err := r.c.Write(context.Background(), websocket.MessageBinary, []byte{1, 2, 3}); err != nil {
+			t.Fatal(err)
+		}
+		r.expectError(signal.CodeBadMessage)
+		r.expectAlive()
+	})
+	if code, body := e.get(t, "/health"); code != http.StatusOK {
+		t.Fatalf("after bad input /health: %d %s", code, body)
+	}
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}
+
+// A misbehaving client in the room does not disturb the media of others.
+func TestBadClientDoesNotDisturbOthers(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	b := e.join("room", "B", nil)
+	defer b.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+
+	bad := e.raw(t)
+	defer bad.close()
+	bad.join("room")
+	for _, m := range []string{`{`, `{"type":"offer","target":"publisher","sdp":"garbage"}`, `{"type":"answer","target":"subscriber","sdp":"garbage"}`, `{"type":"mute","trackId":"cam","muted":true}`} {
+		bad.send(m)
+	}
+	if err := receiveInOrder(rt, 100); err != nil {
+		t.Fatalf("B's media during the bad client: %v", err)
+	}
+	bad.c.CloseNow() // and an abrupt exit
+	if err := receiveInOrder(rt, 50); err != nil {
+		t.Fatalf("B's media after the bad client vanished: %v", err)
+	}
+	src.close()
+}
+
+// Joins need a valid token unless anonymous joins are allowed.
+func TestAuthentication(t *testing.T) {
+	netns.Require(t)
+	secret := []byte("test-secret")
+	e := start(t, func(c *server.Config) { c.AllowAnonymous, c.JWTSecret = false, secret })
+	defer e.close()
+	good, _ := auth.Sign(secret, "r", "user-1", "Ana", time.Hour)
+	wrongRoom, _ := auth.Sign(secret, "other", "user-1", "Ana", time.Hour)
+	forged, _ := auth.Sign([]byte("guess"), "r", "user-1", "Ana", time.Hour)
+	for _, tc := range []struct {
+		name, token string
+		ok          bool
+	}{
+		{"no token", "", false},
+		{"garbage", "abc", false},
+		{"wrong room", wrongRoom, false},
+		{"wrong secret", forged, false},
+		{"valid", good, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := e.dial("r", "x", func(o *client.Options) { o.Token = tc.token })
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("valid token refused: %v", err)
+				}
+				p.Close()
+				return
+			}
+			var se *signal.Error
+			if !errors.As(err, &se) || se.Code != signal.CodeUnauthorized {
+				if p != nil {
+					p.Close()
+				}
+				t.Fatalf("err %v, want unauthorized", err)
+			}
+			if strings.Contains(se.Message, "test-secret") || (tc.token != "" && strings.Contains(se.Message, tc.token)) {
+				t.Fatalf("error message leaks a secret: %q", se.Message)
+			}
+		})
+	}
+}
+
+// A connection that never joins is closed.
+func TestJoinTimeout(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.JoinTimeout = 300 * time.Millisecond })
+	defer e.close()
+	r := e.raw(t)
+	defer r.close()
+	r.expectError(signal.CodeBadMessage)
+	r.expectClosed(websocket.StatusPolicyViolation)
+}
