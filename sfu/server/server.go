@@ -216,15 +216,12 @@ func (s *Server) Close() { s.socks.Close() }
 type staticOnly struct{ fs.FS }
 
 func (f staticOnly) Open(name string) (fs.File, error) {
+	if name == "." {
+		return f.FS.Open(name) // the directory, for index.html
+	}
 	switch path.Ext(name) {
 	case ".html", ".js", ".mjs", ".css", ".svg", ".png", ".ico", ".json", ".map", ".txt":
-	case "":
-		if name == "." {
-			break // the directory, for index.html
-		}
-		return nil, fs.ErrNotExist
-	default:
-		return nil, fs.ErrNotExist
+		return f.FS.Open(name)
 	}
-	return f.FS.Open(name)
+	return nil, fs.ErrNotExist
 }
