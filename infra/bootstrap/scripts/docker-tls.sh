@@ -56,7 +56,7 @@ if [ "$changed" = yes ]; then
 fi
 
 for _ in $(seq 1 60); do
-	if docker info >/dev/null 2>&1 && ss -Hltn "sport = :$DOCKER_API_PORT" | grep -q .; then
+	if docker info >/dev/null 2>&1 && [ -n "$(ss -Hltn "sport = :$DOCKER_API_PORT")" ]; then
 		echo "docker API listening on tcp/$DOCKER_API_PORT with mutual TLS"
 		exit 0
 	fi

@@ -20,7 +20,10 @@ remove)
 		echo "node $NODE_ID is not in the swarm; nothing to remove" >&2
 		exit 0
 	fi
-	if docker node inspect --format '{{range $k, $v := .Spec.Labels}}{{$k}}{{"\n"}}{{end}}' "$NODE_ID" | grep -qxF -- "$KEY"; then
+	# Captured first: `cmd | grep -q` under pipefail fails at random when grep
+	# exits before cmd has written everything (SIGPIPE).
+	keys=$(docker node inspect --format '{{range $k, $v := .Spec.Labels}}{{$k}}{{"\n"}}{{end}}' "$NODE_ID")
+	if grep -qxF -- "$KEY" <<<"$keys"; then
 		docker node update --label-rm "$KEY" "$NODE_ID" >/dev/null
 	fi
 	echo "$NODE_ID -$KEY"

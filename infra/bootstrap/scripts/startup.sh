@@ -19,7 +19,7 @@ export DEBIAN_FRONTEND=noninteractive
 # docker.io comes from Debian's own signed archive, already configured on the
 # image: no third-party repository or key to fetch at boot, security updates
 # through the normal Debian channel, and Swarm mode is part of the engine.
-if ! dpkg-query -W -f='${Status}' docker.io 2>/dev/null | grep -q 'install ok installed'; then
+if [ "$(dpkg-query -W -f='${Status}' docker.io 2>/dev/null || true)" != "install ok installed" ]; then
 	log "installing docker.io"
 	for attempt in 1 2 3 4 5; do
 		if apt-get -o DPkg::Lock::Timeout=300 update -q &&
