@@ -8,6 +8,7 @@ import (
 
 	"github.com/jbcalling/platform/infra"
 	"github.com/jbcalling/platform/infra/bootstrap"
+	"github.com/jbcalling/platform/stacks"
 )
 
 // Run declares everything for the current stack. All configuration is
@@ -28,7 +29,24 @@ func Run(ctx *pulumi.Context) error {
 	if err != nil {
 		return err
 	}
-	// (stacks: load and validate the service stack here, before any resource.)
+	// The service stack: config, catalog and validation (rules 1-5 of
+	// stacks.Validate), so a bad stack fails `pulumi preview` before any
+	// resource exists.
+	stackCfg, err := stacks.LoadConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	stack, err := stacks.Catalog(topology, stackCfg)
+	if err != nil {
+		return err
+	}
+	if err := stacks.Validate(topology, stack); err != nil {
+		return err
+	}
+	acmeToken, err := stacks.ACMEToken(ctx)
+	if err != nil {
+		return err
+	}
 
 	// 2. Credentials: SSH key for the bootstrap, CA and client cert for the
 	// Docker API.
@@ -58,16 +76,42 @@ func Run(ctx *pulumi.Context) error {
 		return err
 	}
 
-	// (stacks: deploy the service stack here, through swarm.Provider and with
-	// pulumi.DependsOn(swarm.Ready).)
+	// 5. The service stack, through the manager's Docker API once the swarm
+	// is formed and labelled. The SFU image is built from sfu/ and pushed
+	// unless platform:sfuImage names a prebuilt one.
+	externalIPs := map[string]pulumi.StringInput{}
+	for name, n := range cluster.Nodes {
+		externalIPs[name] = n.ExternalIP
+	}
+	stackArgs := &stacks.StackArgs{
+		Topology: topology, Config: stackCfg, Stack: stack,
+		DockerProvider:     swarm.Provider,
+		DependsOn:          swarm.Ready,
+		ExternalIPs:        externalIPs,
+		ACMEDNSToken:       acmeToken,
+		GCPProvider:        cluster.GCPProvider,
+		CloudflareProvider: cluster.CloudflareProvider,
+	}
+	if stackCfg.SFUImage != "" {
+		stackArgs.SFUImage = pulumi.String(stackCfg.SFUImage)
+	} else {
+		stackArgs.SFUBuild = &stacks.SFUBuildArgs{RepoRoot: ".", NodeServiceAccount: cluster.ServiceAccountEmail}
+	}
+	services, err := stacks.NewStack(ctx, "services", stackArgs)
+	if err != nil {
+		return err
+	}
 
-	// 5. Stack outputs. Nothing secret is exported in plaintext: the keys an
+	// 6. Stack outputs. Nothing secret is exported in plaintext: the keys an
 	// operator needs to reach the cluster are secret outputs
 	// (`pulumi stack output --show-secrets`).
 	cluster.Export(ctx) // nodes (name → internal/external IP), urls
 	ctx.Export("dockerHost", swarm.DockerHost)
 	ctx.Export("swarmNodeIds", pulumi.ToStringMapOutput(swarm.NodeIDs))
 	ctx.Export("sshUser", pulumi.String(cfg.SSHUser))
+	ctx.Export("sfuImage", services.SFUImage)
+	ctx.Export("traefikDashboardPassword", services.DashboardPassword) // secret; user admin
+	ctx.Export("grafanaAdminPassword", services.GrafanaPassword)       // secret; user admin
 	ctx.Export("sshPrivateKey", access.SSHPrivateKey)
 	ctx.Export("dockerTls", pulumi.ToSecret(pulumi.StringMap{
 		"ca":   access.CACertPEM,

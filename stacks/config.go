@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
 	"github.com/jbcalling/platform/infra"
 )
@@ -228,4 +230,22 @@ func (c *Config) TURNRelayRange() (lo, hi int) {
 var replicable = map[string]bool{
 	"frontend": true, "api": true, "signaling": true, "stt": true,
 	"translation": true, "tts": true,
+}
+
+// ACMEToken is the Cloudflare API token Traefik's DNS-01 challenge uses, as
+// a secret: platform:acmeDnsToken if set, else cloudflare:apiToken (the
+// token infra's Cloudflare provider uses; it needs Zone:DNS:Edit either
+// way), else the CLOUDFLARE_API_TOKEN environment variable that provider
+// also falls back to.
+func ACMEToken(ctx *pulumi.Context) (pulumi.StringOutput, error) {
+	for _, k := range []string{KeyACMEToken, KeyCloudflareToken} {
+		if _, ok := ctx.GetConfig(k); ok {
+			return config.GetSecret(ctx, k), nil
+		}
+	}
+	if v := os.Getenv("CLOUDFLARE_API_TOKEN"); v != "" {
+		return pulumi.ToSecret(pulumi.String(v)).(pulumi.StringOutput), nil
+	}
+	return pulumi.StringOutput{}, fmt.Errorf("%s: no Cloudflare token for Traefik's ACME DNS-01 challenge: set it with `pulumi config set --secret %s <token>` (or %s, or CLOUDFLARE_API_TOKEN)",
+		KeyACMEToken, KeyACMEToken, KeyCloudflareToken)
 }

@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -19,7 +20,7 @@ const (
 	tService = "docker:index/service:Service"
 	tNetwork = "docker:index/network:Network"
 	tSecret  = "docker:index/secret:Secret"
-	tImage   = "docker:index/image:Image"
+	tCommand = "command:local:Command"
 	tAddress = "gcp:compute/address:Address"
 )
 
@@ -75,9 +76,10 @@ func program(mutate func(*StackArgs)) pulumi.RunFunc {
 func run(t *testing.T, stack string, cfg map[string]string, mutate func(*StackArgs)) (*pulumitest.Mocks, error) {
 	t.Helper()
 	m := pulumitest.NewMocks()
-	m.OnResource(tImage, func(args pulumi.MockResourceArgs, outs resource.PropertyMap) (resource.PropertyMap, error) {
-		name := outs["imageName"].StringValue()
-		outs["repoDigest"] = resource.NewStringProperty(strings.SplitN(name, ":", 2)[0] + "@sha256:" + strings.Repeat("ab", 32))
+	// What sfu-image.sh prints after a push: the repo digest.
+	m.OnResource(tCommand, func(args pulumi.MockResourceArgs, outs resource.PropertyMap) (resource.PropertyMap, error) {
+		image := args.Inputs["environment"].ObjectValue()["IMAGE"].StringValue()
+		outs["stdout"] = resource.NewStringProperty("\n" + strings.SplitN(image, ":", 2)[0] + "@sha256:" + strings.Repeat("ab", 32) + "\n")
 		return outs, nil
 	})
 	err := pulumitest.RunWith(t, m, pulumitest.ProjectName(t), stack, cfg, program(mutate))
@@ -129,11 +131,7 @@ func TestDeployEveryService(t *testing.T) {
 				}
 				wantImage := s.Image
 				if s.Name == "sfu" {
-					img := m.ByType(tImage)
-					if len(img) != 1 {
-						t.Fatalf("want one built SFU image, got %d", len(img))
-					}
-					wantImage = img[0].OutputString("repoDigest")
+					wantImage = strings.TrimSpace(m.MustGet(t, tCommand, "stack-sfu-image").OutputString("stdout"))
 				}
 				if got := r.InputString("taskSpec.containerSpec.image"); got != wantImage || got == "" {
 					t.Errorf("%s: image = %q, want %q", s.Name, got, wantImage)
@@ -297,29 +295,50 @@ func TestDeployBuildsAndPushesSFU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := m.MustGet(t, "command:local:Command", "stack-sfu-binary")
-	if got := fmt.Sprint(bin.InputMap()["triggers"]); got != "["+hash+"]" {
-		t.Errorf("binary build triggers = %s, want the sfu/ source hash", got)
+	build := m.MustGet(t, tCommand, "stack-sfu-image")
+	if got := fmt.Sprint(build.InputMap()["triggers"]); got != "["+hash+"]" {
+		t.Errorf("build triggers = %s, want the sfu/ source hash", got)
 	}
-	if !strings.Contains(bin.InputString("create"), "./sfu/cmd/sfu") || bin.InputString("environment.CGO_ENABLED") != "0" {
-		t.Errorf("binary build = %q env %v", bin.InputString("create"), bin.InputMap()["environment"])
+	script := build.InputString("create")
+	for _, want := range []string{"CGO_ENABLED=0", "go build", "./sfu/cmd/sfu", "docker build", "docker push"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("build script lacks %q", want)
+		}
 	}
-	img := m.MustGet(t, tImage, "stack-sfu-image")
-	if !img.DependsOn(bin.URN) {
-		t.Error("the image does not depend on the binary build")
+	image := build.InputString("environment.IMAGE")
+	if !strings.HasPrefix(image, "asia-southeast1-docker.pkg.dev/replace-me-gcp-project/prod-images/sfu:") || !strings.HasSuffix(image, ":"+hash[:16]) {
+		t.Errorf("IMAGE = %q: want the declared Artifact Registry repo, tagged with the source hash", image)
 	}
-	if name := img.InputString("imageName"); !strings.HasPrefix(name, "asia-southeast1-docker.pkg.dev/replace-me-gcp-project/") || !strings.HasSuffix(name, ":"+hash[:16]) {
-		t.Errorf("image name %q: want the Artifact Registry repo, tagged with the source hash", name)
+	if !build.IsSecretInput("environment.REGISTRY_TOKEN") {
+		t.Error("the registry token is not a secret")
 	}
-	if !img.IsSecretInput("registry.password") {
-		t.Error("registry password is not a secret")
+	if build.InputString("environment.REPO_ROOT") != ".." {
+		t.Errorf("REPO_ROOT = %q, want the repository root relative to the working directory", build.InputString("environment.REPO_ROOT"))
+	}
+	repo := m.MustGet(t, "gcp:artifactregistry/repository:Repository", "stack-images")
+	if repo.InputString("format") != "DOCKER" || repo.InputString("repositoryId") != "prod-images" {
+		t.Errorf("repository = %v", repo.InputMap())
 	}
 	iam := m.MustGet(t, "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember", "stack-images-reader")
 	if iam.InputString("role") != "roles/artifactregistry.reader" || iam.InputString("member") != "serviceAccount:nodes@mock-project.iam.gserviceaccount.com" {
 		t.Errorf("reader IAM = %s %s", iam.InputString("role"), iam.InputString("member"))
 	}
-	if got := m.MustGet(t, tService, "stack-svc-sfu").InputString("taskSpec.containerSpec.image"); !strings.Contains(got, "@sha256:") {
-		t.Errorf("SFU runs %q, want the pushed repo digest", got)
+	if !build.DependsOn(iam.URN) {
+		t.Error("the push does not wait for the nodes' read access")
+	}
+	want := strings.TrimSuffix(image, ":"+hash[:16]) + "@sha256:" + strings.Repeat("ab", 32)
+	if got := m.MustGet(t, tService, "stack-svc-sfu").InputString("taskSpec.containerSpec.image"); got != want {
+		t.Errorf("SFU runs %q, want the pushed repo digest %q", got, want)
+	}
+}
+
+func TestSFUImageScriptShellcheck(t *testing.T) {
+	sc, err := exec.LookPath("shellcheck")
+	if err != nil {
+		t.Skip("shellcheck not installed (.ci/run installs it); not linting sfu-image.sh")
+	}
+	if out, err := exec.Command(sc, "sfu-image.sh").CombinedOutput(); err != nil {
+		t.Fatalf("shellcheck sfu-image.sh: %v\n%s", err, out)
 	}
 }
 
@@ -333,7 +352,7 @@ func TestDeployPrebuiltSFU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, typ := range []string{tImage, "command:local:Command", "gcp:artifactregistry/repository:Repository"} {
+	for _, typ := range []string{tCommand, "gcp:artifactregistry/repository:Repository"} {
 		if n := len(m.ByType(typ)); n != 0 {
 			t.Errorf("%d %s registered with a prebuilt image", n, typ)
 		}

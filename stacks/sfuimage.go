@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -12,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-command/sdk/go/command/local"
-	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/artifactregistry"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/organizations"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -20,18 +20,13 @@ import (
 
 // SFUBuildArgs say how the program builds and pushes the SFU image.
 type SFUBuildArgs struct {
-	// RepoRoot is the repository root (the directory holding go.mod and
-	// sfu/); the Pulumi program runs there, so "." by default.
+	// RepoRoot is where to start looking for the repository root (the
+	// directory holding go.mod and sfu/); default the working directory.
 	RepoRoot string
 	// NodeServiceAccount is the nodes' service account email (infra
 	// output); it gets Artifact Registry read access so nodes pull the image.
 	NodeServiceAccount pulumi.StringInput
 }
-
-// sfuBinary is where the static binary is built, relative to the repo root;
-// sfu/Dockerfile copies it (the image is FROM scratch: no builder stage,
-// because no base image can be pulled where it is built).
-const sfuBinary = "sfu/bin/sfu"
 
 // SourceHash hashes every file under dir except build output (bin/) and
 // tests, in path order: the trigger that rebuilds the binary and the tag of
@@ -76,21 +71,52 @@ func SourceHash(dir string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+//go:embed sfu-image.sh
+var sfuImageScript string
+
+// repoRoot finds the directory holding go.mod at or above dir.
+func repoRoot(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod at or above %s", abs)
+		}
+	}
+}
+
 // buildSFU declares the Artifact Registry repository (with reader access
-// for the nodes), the static binary build, and the image build + push. It
-// returns the pushed repo digest, which the SFU service runs.
+// for the nodes) and the build + push of the SFU image, and returns the
+// pushed repo digest, which the SFU service runs.
 func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.ResourceOption) (pulumi.StringOutput, error) {
 	b := args.SFUBuild
-	root := b.RepoRoot
-	if root == "" {
-		root = "."
-	}
 	if b.NodeServiceAccount == nil {
 		return pulumi.StringOutput{}, fmt.Errorf("stacks.NewStack %s: SFUBuild.NodeServiceAccount is required (nodes pull the SFU image with it)", name)
+	}
+	start := b.RepoRoot
+	if start == "" {
+		start = "."
+	}
+	root, err := repoRoot(start)
+	if err != nil {
+		return pulumi.StringOutput{}, fmt.Errorf("stacks.NewStack %s: SFU build: %w", name, err)
 	}
 	hash, err := SourceHash(filepath.Join(root, "sfu"))
 	if err != nil {
 		return pulumi.StringOutput{}, fmt.Errorf("stacks.NewStack %s: %w", name, err)
+	}
+	// Relative to the working directory, so state does not change between
+	// machines that check the repository out in different places.
+	rel := root
+	if wd, err := os.Getwd(); err == nil {
+		if r, err := filepath.Rel(wd, root); err == nil {
+			rel = r
+		}
 	}
 	cl := args.Topology.Config
 	gcpOpts := []pulumi.ResourceOption{parent}
@@ -117,34 +143,33 @@ func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.R
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}
-	bin, err := local.NewCommand(ctx, name+"-sfu-binary", &local.CommandArgs{
-		Create:      pulumi.String("go build -trimpath -ldflags='-s -w' -o " + sfuBinary + " ./sfu/cmd/sfu"),
-		Dir:         pulumi.String(root),
-		Environment: pulumi.StringMap{"CGO_ENABLED": pulumi.String("0"), "GOOS": pulumi.String("linux"), "GOARCH": pulumi.String("amd64")},
-		Triggers:    pulumi.Array{pulumi.String(hash)},
-	}, parent)
+	registry := cl.Region + "-docker.pkg.dev"
+	invokeOpts := []pulumi.InvokeOption{pulumi.Parent(repo)}
+	if args.GCPProvider != nil {
+		invokeOpts = append(invokeOpts, pulumi.Provider(args.GCPProvider))
+	}
+	token := organizations.GetClientConfigOutput(ctx, invokeOpts...).AccessToken()
+	// One command builds the binary and the image and pushes it; it runs
+	// only when the sfu/ source hash (the trigger and the tag) changes.
+	build, err := local.NewCommand(ctx, name+"-sfu-image", &local.CommandArgs{
+		Create:      pulumi.String(sfuImageScript),
+		Interpreter: pulumi.ToStringArray([]string{"/bin/bash", "-c"}),
+		Environment: pulumi.StringMap{
+			"REPO_ROOT":      pulumi.String(rel),
+			"IMAGE":          pulumi.Sprintf("%s/%s/%s/sfu:%s", registry, cl.Project, repo.RepositoryId, hash[:16]),
+			"REGISTRY":       pulumi.String(registry),
+			"REGISTRY_TOKEN": pulumi.ToSecret(token).(pulumi.StringOutput),
+		},
+		Triggers: pulumi.Array{pulumi.String(hash)},
+	}, parent, pulumi.DependsOn([]pulumi.Resource{reader}))
 	if err != nil {
 		return pulumi.StringOutput{}, err
 	}
-	registry := fmt.Sprintf("%s-docker.pkg.dev", cl.Region)
-	token := organizations.GetClientConfigOutput(ctx, pulumi.Parent(repo)).AccessToken()
-	// The image builds on the deployer's local engine (default docker
-	// provider), never on the swarm manager.
-	img, err := docker.NewImage(ctx, name+"-sfu-image", &docker.ImageArgs{
-		ImageName: pulumi.Sprintf("%s/%s/%s/sfu:%s", registry, cl.Project, repo.RepositoryId, hash[:16]),
-		Build: &docker.DockerBuildArgs{
-			Context:    pulumi.String(filepath.Join(root, "sfu")),
-			Dockerfile: pulumi.String(filepath.Join(root, "sfu", "Dockerfile")),
-			Platform:   pulumi.String("linux/amd64"),
-		},
-		Registry: &docker.RegistryArgs{
-			Server:   pulumi.String(registry),
-			Username: pulumi.String("oauth2accesstoken"),
-			Password: pulumi.ToSecret(token).(pulumi.StringOutput),
-		},
-	}, parent, pulumi.DependsOn([]pulumi.Resource{bin, reader}))
-	if err != nil {
-		return pulumi.StringOutput{}, err
-	}
-	return img.RepoDigest, nil
+	return build.Stdout.ApplyT(func(s string) (string, error) {
+		d := strings.TrimSpace(s)
+		if !strings.Contains(d, "@sha256:") {
+			return "", fmt.Errorf("stacks: SFU image build printed %q, want the pushed repo digest", d)
+		}
+		return d, nil
+	}).(pulumi.StringOutput), nil
 }
