@@ -1,0 +1,279 @@
+package browsertest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/jbcalling/platform/internal/netns"
+	"github.com/jbcalling/platform/sfu/server"
+)
+
+func TestMain(m *testing.M) { netns.Main(m) }
+
+// chromiumPath finds the browser or skips: the only reason to skip.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("no chromium binary installed (apt-get install chromium); the browser end-to-end test needs one")
+	return ""
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// startSFU runs the SFU in-process with ICE on the namespace's address;
+// it returns the page URL (plain HTTP on loopback, a secure context for
+// getUserMedia).
+func startSFU(t *testing.T) (*server.Server, string) {
+	t.Helper()
+	cfg := server.Defaults()
+	cfg.ICEBind = netns.Addr
+	cfg.ICEUDPPort, cfg.ICETCPPort = 0, 0
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Drain(ctx)
+		hs.Close()
+		srv.Close()
+	})
+	return srv, hs.URL
+}
+
+// page is one browser (its own process and profile) with one tab.
+type page struct {
+	t    *testing.T
+	name string
+	ctx  context.Context
+}
+
+func newPage(t *testing.T, execPath, name string) *page {
+	t.Helper()
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(execPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		// Host candidates as IP addresses (10.203.0.1), not mDNS names.
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
+		chromedp.WindowSize(1100, 800),
+	)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	p := &page{t: t, name: name, ctx: ctx}
+	// The page's console and uncaught errors end up in the test log.
+	if err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			var args []string
+			for _, a := range ev.Args {
+				args = append(args, strings.Trim(string(a.Value), `"`))
+			}
+			t.Logf("%s console.%s: %s", name, ev.Type, strings.Join(args, " "))
+		case *runtime.EventExceptionThrown:
+			t.Logf("%s exception: %s", name, exceptionText(ev.ExceptionDetails))
+		}
+	}); err != nil {
+		t.Fatalf("%s: starting chromium: %v", name, err)
+	}
+	return p
+}
+
+func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.ctx, actions...); err != nil {
+		p.t.Fatalf("%s: %v", p.name, err)
+	}
+}
+
+func eval[T any](p *page, expr string) T {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("%s: evaluating %s: %v", p.name, expr, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript condition until it holds; the test fails
+// (saying what it waited for) if it never does.
+func (p *page) waitFor(what, expr string) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 45*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(45*time.Second))); err != nil {
+		p.t.Fatalf("%s: waiting for %s: %v", p.name, what, err)
+	}
+}
+
+// join fills in the demo's form like a user and returns the participant id.
+func (p *page) join(base, room string) string {
+	p.t.Helper()
+	p.do(
+		chromedp.Navigate(base+"/?room="+room),
+		chromedp.SendKeys(chromedp.CSS(`#join input[name=name]`), p.name),
+		chromedp.Click(chromedp.CSS(`#join button`)),
+		chromedp.WaitVisible(chromedp.CSS(`#controls`)),
+	)
+	id := eval[string](p, `window.demo.session.id`)
+	if id == "" {
+		p.t.Fatalf("%s: joined without a participant id", p.name)
+	}
+	return id
+}
+
+// mediaStats are the inbound-rtp counters of the tracks on one
+// participant's tile, read through the receivers of those very tracks.
+type mediaStats struct {
+	FramesDecoded        float64 `json:"framesDecoded"`
+	VideoWidth           float64 `json:"videoWidth"`
+	AudioPackets         float64 `json:"audioPackets"`
+	AudioSamplesReceived float64 `json:"audioSamples"`
+}
+
+func (p *page) statsOf(participant string) mediaStats {
+	p.t.Helper()
+	return eval[mediaStats](p, fmt.Sprintf(`(async () => {
+		const out = { framesDecoded: 0, videoWidth: 0, audioPackets: 0, audioSamples: 0 };
+		const tile = window.demo.tiles.get(%q);
+		if (!tile) return out;
+		out.videoWidth = tile.video.videoWidth;
+		for (const track of tile.stream.getTracks()) {
+			const r = window.demo.session.subscriber.getReceivers().find((r) => r.track === track);
+			if (!r) continue;
+			(await r.getStats()).forEach((s) => {
+				if (s.type !== "inbound-rtp") return;
+				if (s.kind === "video") out.framesDecoded += s.framesDecoded || 0;
+				if (s.kind === "audio") { out.audioPackets += s.packetsReceived || 0; out.audioSamples += s.totalSamplesReceived || 0; }
+			});
+		}
+		return out;
+	})()`, participant))
+}
+
+// receives asserts that p decodes participant's video and receives its
+// audio: every counter grows between two samples.
+func (p *page) receives(participant string) {
+	p.t.Helper()
+	var first mediaStats
+	p.poll(fmt.Sprintf("video and audio from %s", participant), func() (bool, string) {
+		first = p.statsOf(participant)
+		return first.FramesDecoded > 0 && first.AudioSamplesReceived > 0 && first.VideoWidth > 0, fmt.Sprintf("%+v", first)
+	})
+	p.poll(fmt.Sprintf("more video and audio from %s", participant), func() (bool, string) {
+		s := p.statsOf(participant)
+		return s.FramesDecoded > first.FramesDecoded && s.AudioPackets > first.AudioPackets &&
+			s.AudioSamplesReceived > first.AudioSamplesReceived, fmt.Sprintf("first %+v, now %+v", first, s)
+	})
+}
+
+// poll retries cond until it holds; the test fails with cond's last
+// description if it never does.
+func (p *page) poll(what string, cond func() (bool, string)) {
+	p.t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		ok, desc := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: never got %s (%s)", p.name, what, desc)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func tileSel(id string) string {
+	return fmt.Sprintf(`document.querySelector('#tiles [data-participant-id=%q]')`, id)
+}
+
+// screenshot saves the page when SFU_BROWSERTEST_SCREENSHOTS names a
+// directory: a way to look at the demo, not part of any assertion.
+func (p *page) screenshot(file string) {
+	dir := os.Getenv("SFU_BROWSERTEST_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, file), png, 0o644)
+	}
+	if err != nil {
+		p.t.Logf("%s: screenshot: %v", p.name, err)
+	}
+}
+
+// TestTwoBrowsers: two Chromium pages with fake camera and microphone join
+// one room through the demo page, each decodes the other's video and
+// receives its audio, sees its mute, and the tile of the one who leaves
+// goes away at the other.
+func TestTwoBrowsers(t *testing.T) {
+	execPath := chromiumPath(t)
+	netns.Require(t)
+	srv, base := startSFU(t)
+	const room = "browsertest"
+
+	ana := newPage(t, execPath, "Ana")
+	bo := newPage(t, execPath, "Bo")
+	anaID := ana.join(base, room)
+	boID := bo.join(base, room)
+
+	ana.waitFor("Bo's tile", tileSel(boID)+`?.dataset.name === "Bo"`)
+	bo.waitFor("Ana's tile", tileSel(anaID)+`?.dataset.name === "Ana"`)
+	ana.receives(boID)
+	bo.receives(anaID)
+	ana.screenshot("sfu-demo-ana.png")
+	bo.screenshot("sfu-demo-bo.png")
+
+	// Muting the microphone shows at the other side, and unmuting clears it.
+	ana.do(chromedp.Click(chromedp.CSS(`#mute-mic`)))
+	bo.waitFor("Ana's tile marked muted", tileSel(anaID)+`?.hasAttribute("data-audio-muted")`)
+	ana.do(chromedp.Click(chromedp.CSS(`#mute-mic`)))
+	bo.waitFor("Ana's tile unmuted", tileSel(anaID)+` && !`+tileSel(anaID)+`.hasAttribute("data-audio-muted")`)
+
+	bo.do(chromedp.Click(chromedp.CSS(`#leave`)))
+	ana.waitFor("Bo's tile to go away", `!`+tileSel(boID))
+	bo.waitFor("Bo back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
+	ana.poll("the server to drop Bo", func() (bool, string) {
+		rooms, participants := srv.Rooms().Stats()
+		return rooms == 1 && participants == 1, fmt.Sprintf("%d rooms, %d participants", rooms, participants)
+	})
+}
+
+func exceptionText(d *runtime.ExceptionDetails) string {
+	if d.Exception != nil && d.Exception.Description != "" {
+		return d.Exception.Description
+	}
+	return d.Text
+}

@@ -1,0 +1,441 @@
+// sfu.js: browser client for the SFU's signalling protocol, version 1
+// (sfu/PROTOCOL.md). A plain ES module with no dependencies; the SFU serves
+// it at /client/sfu.js.
+//
+//   import { join } from "https://sfu.example.org:8443/client/sfu.js";
+//   const session = await join("wss://sfu.example.org:8443/ws", {
+//     room: "standup", name: "Ana", token,
+//     on: { trackadded: (e) => show(e.detail), participantleft: (e) => hide(e.detail) },
+//   });
+//   await session.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
+//   session.mute("audio", true);
+//   await session.leave();
+//
+// Each session has two RTCPeerConnections: `publisher` (the client offers,
+// carrying its own tracks) and `subscriber` (the server offers, carrying
+// everyone else's). Offers on one connection always come from the same
+// side, so there is no glare and no polite/impolite roles are needed.
+
+/** The protocol version this client speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * An error the server reported (`code` is one of PROTOCOL.md's codes) or a
+ * client-side failure (`code` "client" or "closed").
+ */
+export class SFUError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {string} [ref] type of the message that caused it
+   */
+  constructor(code, message, ref) {
+    super(`${code}: ${message}`);
+    this.name = "SFUError";
+    this.code = code;
+    this.ref = ref;
+  }
+}
+
+/**
+ * The signalling URL of the SFU that served this page (ws(s)://host/ws).
+ * @param {Location} [loc]
+ * @returns {string}
+ */
+export function defaultURL(loc = globalThis.location) {
+  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
+}
+
+/**
+ * @typedef {object} TrackInfo
+ * @property {string} id     the publisher's track id
+ * @property {"audio"|"video"} kind
+ * @property {string} [codec]
+ * @property {boolean} [muted]
+ *
+ * @typedef {object} Participant
+ * @property {string} id
+ * @property {string} [name]
+ * @property {TrackInfo[]} tracks
+ *
+ * @typedef {object} JoinOptions
+ * @property {string} room
+ * @property {string} [name]   display name (the token's name claim wins)
+ * @property {string} [token]  HS256 JWT; omit only on servers that allow anonymous joins
+ * @property {Object<string, (e: CustomEvent) => void>} [on]
+ *   listeners added before the join is sent, so none of the first events is missed
+ * @property {RTCConfiguration} [rtcConfig] merged over {iceServers} from the join reply
+ */
+
+/**
+ * Opens the signalling socket and joins a room. Resolves once the server
+ * accepted the join; rejects with an SFUError (e.g. code "unauthorized",
+ * "room_full") otherwise.
+ *
+ * Events (CustomEvent, data in `detail`):
+ * - `participantjoined` {participant}: also fired, before join resolves, for
+ *   everyone already in the room
+ * - `participantleft` {participantId}
+ * - `trackpublished` {participantId, track}, `trackunpublished` {participantId, trackId}:
+ *   the server's notices; the media follows as `trackadded` / `trackremoved`
+ * - `trackadded` {participantId, trackId, kind, track, receiver, muted}
+ * - `trackremoved` {participantId, trackId, kind, track}
+ * - `mute` {participantId, trackId, kind, muted, local}
+ * - `connectionstatechange` {target: "publisher"|"subscriber", state}
+ * - `error` {error: SFUError}
+ * - `draining` {deadlineMs}: the server shuts down and closes the session soon
+ * - `close` {code, reason, error}: the session ended (leave, server, network)
+ *
+ * @param {string} url ws:// or wss:// signalling URL; empty for defaultURL()
+ * @param {JoinOptions} opts
+ * @returns {Promise<Session>}
+ */
+export async function join(url, opts) {
+  const session = new Session(url || defaultURL(), opts);
+  await session._joined;
+  return session;
+}
+
+/** One participant's signalling session and its two peer connections. */
+export class Session extends EventTarget {
+  /** @param {string} url @param {JoinOptions} opts */
+  constructor(url, opts) {
+    super();
+    /** This participant's id (the stream id of its tracks at the others). */
+    this.id = "";
+    this.room = opts.room;
+    /** @type {RTCIceServer[]} */
+    this.iceServers = [];
+    /** Everyone else in the room. @type {Map<string, Participant>} */
+    this.participants = new Map();
+    /** @type {RTCPeerConnection|null} */
+    this.publisher = null;
+    /** @type {RTCPeerConnection|null} */
+    this.subscriber = null;
+    this.closed = false;
+
+    this._opts = opts;
+    this._queue = Promise.resolve(); // incoming messages, handled one at a time
+    this._pubChain = Promise.resolve(); // publisher negotiations, one at a time
+    this._answer = null; // {resolve, reject} of the publisher offer in flight
+    this._pending = { publisher: [], subscriber: [] }; // candidates before a remote description
+    this._subTracks = new Map(); // subscriber mid → {participantId, trackId, kind, track}
+    this._local = new Map(); // local track id → {track, sender, muted}
+    this._muteRetries = 0;
+
+    for (const [type, fn] of Object.entries(opts.on || {})) this.addEventListener(type, fn);
+    this._joined = new Promise((resolve, reject) => {
+      this._join = { resolve, reject };
+    });
+    // Until joined, a failure rejects join() instead of firing events.
+    this._joined.then(() => (this._join = null), () => (this._join = null));
+
+    const ws = new WebSocket(url);
+    this._ws = ws;
+    ws.onopen = () =>
+      this._send({ type: "join", v: PROTOCOL_VERSION, room: opts.room, name: opts.name || undefined, token: opts.token || undefined });
+    ws.onmessage = (e) => {
+      this._queue = this._queue
+        .then(() => this._handle(JSON.parse(e.data)))
+        .catch((err) => this._fail(new SFUError("client", String(err && err.message ? err.message : err))));
+    };
+    ws.onclose = (e) => this._end(e.code, e.reason);
+  }
+
+  /**
+   * Publishes tracks (a MediaStream's or a list) on the publisher
+   * connection and resolves once the server answered.
+   * @param {MediaStream|MediaStreamTrack[]} media
+   */
+  async publish(media) {
+    const tracks = media instanceof MediaStream ? media.getTracks() : media;
+    const stream = media instanceof MediaStream ? media : new MediaStream(tracks);
+    for (const track of tracks) {
+      if (this._local.has(track.id)) continue;
+      const { sender } = this.publisher.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      this._local.set(track.id, { track, sender, muted: !track.enabled });
+    }
+    await this._negotiate();
+  }
+
+  /**
+   * Stops sending a published track and renegotiates. The track itself is
+   * the caller's to stop.
+   * @param {MediaStreamTrack} track
+   */
+  async unpublish(track) {
+    const local = this._local.get(track.id);
+    if (!local) return;
+    this._local.delete(track.id);
+    this.publisher.removeTrack(local.sender);
+    await this._negotiate();
+  }
+
+  /** Local tracks published so far. @returns {MediaStreamTrack[]} */
+  localTracks() {
+    return [...this._local.values()].map((l) => l.track);
+  }
+
+  /**
+   * Mutes or unmutes published tracks: a muted track sends silence or black
+   * frames (track.enabled = false) and the others get a `mute` event.
+   * @param {MediaStreamTrack|"audio"|"video"} what a track, or every local track of a kind
+   * @param {boolean} muted
+   */
+  mute(what, muted) {
+    for (const local of this._local.values()) {
+      if (what !== local.track && what !== local.track.kind) continue;
+      local.track.enabled = !muted;
+      local.muted = muted;
+      this._send({ type: "mute", trackId: local.track.id, muted });
+      this._emit("mute", { participantId: this.id, trackId: local.track.id, kind: local.track.kind, muted, local: true });
+    }
+  }
+
+  /**
+   * Whether a local track, or every local track of a kind, is muted.
+   * @param {MediaStreamTrack|"audio"|"video"} what
+   */
+  isMuted(what) {
+    const list = [...this._local.values()].filter((l) => what === l.track || what === l.track.kind);
+    return list.length > 0 && list.every((l) => l.muted);
+  }
+
+  /**
+   * Leaves the room: tells the server, closes both peer connections and
+   * the socket. Local tracks are the caller's to stop.
+   */
+  async leave() {
+    if (this.closed) return;
+    this._send({ type: "leave", room: this.room });
+    const gone = new Promise((resolve) => this.addEventListener("close", resolve, { once: true }));
+    // The server closes the socket after a leave; don't wait for ever.
+    const timer = setTimeout(() => this._ws.close(1000, "left"), 2000);
+    await gone;
+    clearTimeout(timer);
+  }
+
+  // ---- internals ----
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  _send(msg) {
+    if (this._ws.readyState === WebSocket.OPEN) this._ws.send(JSON.stringify(msg));
+  }
+
+  _fail(error) {
+    if (this._join) this._join.reject(error);
+    else this._emit("error", { error });
+  }
+
+  async _handle(msg) {
+    switch (msg.type) {
+      case "joined":
+        return this._onJoined(msg);
+      case "answer": {
+        const pending = this._answer;
+        if (msg.target !== "publisher" || !pending) return;
+        this._answer = null;
+        try {
+          await this.publisher.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+          await this._flush("publisher");
+          pending.resolve();
+        } catch (err) {
+          pending.reject(err); // publish() reports it
+        }
+        return;
+      }
+      case "offer":
+        if (msg.target === "subscriber") await this._onSubscriberOffer(msg.sdp);
+        return;
+      case "candidate":
+        return this._onCandidate(msg);
+      case "participant_joined": {
+        const p = normParticipant(msg.participant);
+        this.participants.set(p.id, p);
+        return this._emit("participantjoined", { participant: p });
+      }
+      case "participant_left":
+        this.participants.delete(msg.id);
+        return this._emit("participantleft", { participantId: msg.id });
+      case "track_published": {
+        const p = this.participants.get(msg.participantId);
+        if (p) p.tracks = p.tracks.filter((t) => t.id !== msg.track.id).concat([msg.track]);
+        return this._emit("trackpublished", { participantId: msg.participantId, track: msg.track });
+      }
+      case "track_unpublished": {
+        const p = this.participants.get(msg.participantId);
+        if (p) p.tracks = p.tracks.filter((t) => t.id !== msg.trackId);
+        return this._emit("trackunpublished", { participantId: msg.participantId, trackId: msg.trackId });
+      }
+      case "mute": {
+        const t = this._trackInfo(msg.participantId, msg.trackId);
+        if (t) t.muted = msg.muted;
+        return this._emit("mute", {
+          participantId: msg.participantId, trackId: msg.trackId, kind: t ? t.kind : undefined, muted: msg.muted, local: false,
+        });
+      }
+      case "draining":
+        return this._emit("draining", { deadlineMs: msg.deadlineMs });
+      case "error":
+        return this._onError(new SFUError(msg.code, msg.message, msg.ref));
+      case "ping":
+        return this._send({ type: "pong" });
+      default:
+        return; // pong, or a newer server's notice this client does not know
+    }
+  }
+
+  _onJoined(msg) {
+    this.id = msg.id;
+    this.room = msg.room;
+    this.iceServers = msg.iceServers || [];
+    const cfg = { iceServers: this.iceServers, ...(this._opts.rtcConfig || {}) };
+    this.publisher = new RTCPeerConnection(cfg);
+    this.subscriber = new RTCPeerConnection(cfg);
+    for (const [target, pc] of [["publisher", this.publisher], ["subscriber", this.subscriber]]) {
+      pc.onicecandidate = (e) => this._send({ type: "candidate", target, candidate: e.candidate ? e.candidate.toJSON() : null });
+      pc.onconnectionstatechange = () => this._emit("connectionstatechange", { target, state: pc.connectionState });
+    }
+    for (const raw of msg.participants || []) {
+      const p = normParticipant(raw);
+      this.participants.set(p.id, p);
+      this._emit("participantjoined", { participant: p });
+    }
+    this._join.resolve(this);
+  }
+
+  async _onSubscriberOffer(sdp) {
+    const next = parseTracks(sdp);
+    // Tracks the new offer drops (or whose m-section now carries another
+    // track: the server reuses transceivers) end before the new ones start.
+    for (const [mid, t] of this._subTracks) {
+      const n = next.get(mid);
+      if (!n || n.participantId !== t.participantId || n.trackId !== t.trackId) {
+        this._subTracks.delete(mid);
+        this._emit("trackremoved", { participantId: t.participantId, trackId: t.trackId, kind: t.kind, track: t.track });
+      }
+    }
+    const pc = this.subscriber;
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    await this._flush("subscriber");
+    await pc.setLocalDescription(await pc.createAnswer());
+    this._send({ type: "answer", target: "subscriber", sdp: pc.localDescription.sdp });
+    // Read the tracks from the transceivers rather than ontrack: a reused
+    // transceiver keeps its MediaStreamTrack and ontrack is not always fired again.
+    for (const tr of pc.getTransceivers()) {
+      const n = next.get(tr.mid);
+      if (!n || this._subTracks.has(tr.mid)) continue;
+      const entry = { ...n, track: tr.receiver.track };
+      this._subTracks.set(tr.mid, entry);
+      const info = this._trackInfo(n.participantId, n.trackId);
+      this._emit("trackadded", {
+        participantId: n.participantId, trackId: n.trackId, kind: n.kind, track: tr.receiver.track,
+        receiver: tr.receiver, muted: !!(info && info.muted),
+      });
+    }
+  }
+
+  async _onCandidate(msg) {
+    const pc = msg.target === "subscriber" ? this.subscriber : this.publisher;
+    if (!pc || !msg.candidate || !msg.candidate.candidate) return; // end of candidates
+    if (!pc.remoteDescription) {
+      this._pending[msg.target === "subscriber" ? "subscriber" : "publisher"].push(msg.candidate);
+      return;
+    }
+    await pc.addIceCandidate(msg.candidate);
+  }
+
+  async _flush(target) {
+    const pc = target === "subscriber" ? this.subscriber : this.publisher;
+    const list = this._pending[target];
+    this._pending[target] = [];
+    for (const c of list) await pc.addIceCandidate(c);
+  }
+
+  _onError(error) {
+    if (error.ref === "offer" && this._answer) {
+      // The server refused our publisher offer; it rolled back, so do we.
+      const a = this._answer;
+      this._answer = null;
+      this.publisher.setLocalDescription({ type: "rollback" }).catch(() => {});
+      a.reject(error);
+    }
+    if (error.code === "unknown_track" && error.ref === "mute" && this._muteRetries < 10) {
+      // The server learns a track with its first RTP packet; a mute sent
+      // just before that is refused, so send the current state again.
+      this._muteRetries++;
+      setTimeout(() => {
+        for (const l of this._local.values()) if (l.muted) this._send({ type: "mute", trackId: l.track.id, muted: true });
+      }, 500);
+      return;
+    }
+    this._fail(error);
+  }
+
+  _negotiate() {
+    const run = async () => {
+      if (this.closed) throw new SFUError("closed", "session closed");
+      const pc = this.publisher;
+      await pc.setLocalDescription(await pc.createOffer());
+      const answered = new Promise((resolve, reject) => (this._answer = { resolve, reject }));
+      this._send({ type: "offer", target: "publisher", sdp: pc.localDescription.sdp });
+      await answered;
+    };
+    const done = this._pubChain.then(run, run);
+    this._pubChain = done.catch(() => {});
+    return done;
+  }
+
+  _trackInfo(participantId, trackId) {
+    const p = this.participants.get(participantId);
+    return p ? p.tracks.find((t) => t.id === trackId) : undefined;
+  }
+
+  _end(code, reason) {
+    if (this.closed) return;
+    this.closed = true;
+    for (const pc of [this.publisher, this.subscriber]) if (pc) pc.close();
+    const error = code === 1000 ? null : new SFUError("closed", `connection closed (${code}${reason ? ": " + reason : ""})`);
+    if (this._answer) this._answer.reject(error || new SFUError("closed", "session closed"));
+    this._answer = null;
+    if (this._join) {
+      this._join.reject(error || new SFUError("closed", "connection closed before joined"));
+      return;
+    }
+    for (const t of this._subTracks.values()) {
+      this._emit("trackremoved", { participantId: t.participantId, trackId: t.trackId, kind: t.kind, track: t.track });
+    }
+    this._subTracks.clear();
+    this._emit("close", { code, reason, error });
+  }
+}
+
+function normParticipant(p) {
+  return { id: p.id, name: p.name || "", tracks: (p.tracks || []).map((t) => ({ ...t })) };
+}
+
+/**
+ * The tracks a subscriber offer sends: mid → {participantId, trackId, kind},
+ * from each live m-section's msid (stream id = publisher id).
+ * @param {string} sdp
+ */
+export function parseTracks(sdp) {
+  const out = new Map();
+  for (const section of sdp.split(/\r?\n(?=m=)/).slice(1)) {
+    const lines = section.split(/\r?\n/);
+    const [kind, port] = lines[0].slice(2).split(" ");
+    let mid = null, msid = null, dir = "sendrecv";
+    for (const l of lines) {
+      if (l.startsWith("a=mid:")) mid = l.slice(6).trim();
+      else if (l.startsWith("a=msid:")) msid = l.slice(7).trim().split(/\s+/);
+      else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(l.trim())) dir = l.trim().slice(2);
+    }
+    if (port === "0" || mid === null || !msid || msid.length < 2 || (dir !== "sendonly" && dir !== "sendrecv")) continue;
+    if (kind !== "audio" && kind !== "video") continue;
+    out.set(mid, { participantId: msid[0], trackId: msid[1], kind });
+  }
+  return out;
+}
