@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs a fresh SFU and sfuload inside a private network namespace (lo plus
+# a veth pair with 10.203.0.1), so no WebRTC packet can leave the machine,
+# and prints sfuload's report. Needs root (unshare --net) and iproute2.
+#
+#   sudo sfu/cmd/sfuload/run-in-netns.sh [sfuload flags...]
+#
+# Environment:
+#   SFU_CPUS    CPU list to pin the SFU to (taskset -c), e.g. 1
+#   LOAD_CPUS   CPU list to pin sfuload to, e.g. 0
+#   SFU_ARGS    extra flags for the SFU
+#   SFU_PERF    if set, perf-record the SFU during the run into this file
+#   BIN_DIR     where to build the binaries (default: a temporary directory)
+set -euo pipefail
+
+addr=10.203.0.1
+if [[ "${SFULOAD_NETNS:-}" != 1 ]]; then
+	exec unshare --net env SFULOAD_NETNS=1 "$0" "$@"
+fi
+
+ip link set lo up
+ip link add v0 type veth peer name v1
+ip addr add "$addr/24" dev v0
+ip link set v0 up
+ip link set v1 up
+ip route add default dev v0
+
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+bin=${BIN_DIR:-$(mktemp -d)}
+(cd "$root" && go build -o "$bin/sfu" ./sfu/cmd/sfu && go build -o "$bin/sfuload" ./sfu/cmd/sfuload)
+
+pin() { # pin CPUS cmd...: run cmd on CPUS when set
+	local cpus=$1
+	shift
+	if [[ -n "$cpus" ]]; then
+		taskset -c "$cpus" "$@"
+	else
+		"$@"
+	fi
+}
+
+# shellcheck disable=SC2086 # SFU_ARGS is a list of flags
+pin "${SFU_CPUS:-}" "$bin/sfu" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
+	--ice-tcp-port -1 --max-participants 0 --max-rooms 0 --log-level warn ${SFU_ARGS:-} &
+sfu=$!
+perf_pid=
+cleanup() {
+	if [[ -n "$perf_pid" ]]; then
+		kill -INT "$perf_pid" 2>/dev/null || true
+		wait "$perf_pid" || true
+	fi
+	kill "$sfu" 2>/dev/null || true
+	wait "$sfu" || true
+}
+trap cleanup EXIT
+
+for _ in $(seq 100); do
+	"$bin/sfu" healthcheck "http://$addr:8080/health" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+if [[ -n "${SFU_PERF:-}" ]]; then
+	perf record -F 999 -g -o "$SFU_PERF" -p "$sfu" >/dev/null 2>&1 &
+	perf_pid=$!
+fi
+pin "${LOAD_CPUS:-}" "$bin/sfuload" --url "ws://$addr:8080/ws" --ice-ip "$addr" "$@"
