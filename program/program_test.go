@@ -122,7 +122,7 @@ func TestRunDeclaresClusterAndSwarm(t *testing.T) {
 			}
 			// The VMs boot with the bootstrap's script and the generated key.
 			for _, vm := range m.ByType("gcp:compute/instance:Instance") {
-				if s := vm.InputString("metadata.startup-script"); !strings.Contains(s, "docker.io") {
+				if s := vm.InputString(`metadata["startup-script"]`); !strings.Contains(s, "docker.io") {
 					t.Errorf("%s: startup script is not the bootstrap's", vm.Name)
 				}
 				if k := vm.InputString("metadata.ssh-keys"); !strings.Contains(k, "ssh-ed25519 ") {
@@ -255,6 +255,51 @@ func TestLabelChangeTouchesOnlyThatLabel(t *testing.T) {
 			got := diff(snapshot(t, m1), snapshot(t, m2))
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 				t.Errorf("changed resources:\n got %v\nwant %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The VPC, the daemon and docker_gwbridge (startup script), the ingress
+// network (swarm init) and every overlay of the stack use one MTU: the
+// config's. A larger overlay MTU than the VPC's drops big packets silently.
+func TestOneMTUEverywhere(t *testing.T) {
+	for _, tc := range []struct{ stack, mtu string }{{"prod", ""}, {"staging", ""}, {"prod", "1460"}, {"staging", "8896"}} {
+		cfg := config(t, tc.stack)
+		if tc.mtu != "" {
+			cfg = pulumitest.With(cfg, "platform:mtu", tc.mtu)
+		}
+		t.Run(tc.stack+"/"+tc.mtu, func(t *testing.T) {
+			m, err := run(t, tc.stack, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vpc := m.ByType("gcp:compute/network:Network")
+			if len(vpc) != 1 {
+				t.Fatalf("%d VPCs", len(vpc))
+			}
+			mtu := vpc[0].InputString("mtu")
+			if tc.mtu != "" && mtu != tc.mtu {
+				t.Fatalf("VPC MTU %s, want %s", mtu, tc.mtu)
+			}
+			want := "readonly MTU='" + mtu + "'"
+			for _, vm := range m.ByType("gcp:compute/instance:Instance") {
+				if !strings.Contains(vm.InputString(`metadata["startup-script"]`), want) {
+					t.Errorf("%s: startup script lacks %s", vm.Name, want)
+				}
+			}
+			initCmd := strings.ReplaceAll(m.MustGet(t, tCommand, "swarm-init").InputString("create"), `'\''`, "'")
+			if !strings.Contains(initCmd, want) {
+				t.Errorf("swarm init (ingress network) lacks %s", want)
+			}
+			nets := m.ByType("docker:index/network:Network")
+			if len(nets) == 0 {
+				t.Fatal("the stack declares no overlay network")
+			}
+			for _, n := range nets {
+				if got := n.InputString(`options["com.docker.network.driver.mtu"]`); got != mtu {
+					t.Errorf("overlay %s: driver MTU %q, want the VPC's %s", n.Name, got, mtu)
+				}
 			}
 		})
 	}
