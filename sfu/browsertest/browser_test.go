@@ -256,11 +256,14 @@ func TestTwoBrowsers(t *testing.T) {
 	ana.screenshot("sfu-demo-ana.png")
 	bo.screenshot("sfu-demo-bo.png")
 
-	// Muting the microphone shows at the other side, and unmuting clears it.
-	ana.do(chromedp.Click(chromedp.CSS(`#mute-mic`)))
-	bo.waitFor("Ana's tile marked muted", tileSel(anaID)+`?.hasAttribute("data-audio-muted")`)
-	ana.do(chromedp.Click(chromedp.CSS(`#mute-mic`)))
-	bo.waitFor("Ana's tile unmuted", tileSel(anaID)+` && !`+tileSel(anaID)+`.hasAttribute("data-audio-muted")`)
+	// Muting the microphone and stopping the video show at the other side
+	// (a "muted" label, the initial instead of the picture); undoing both
+	// clears them.
+	ana.do(chromedp.Click(chromedp.CSS(`#mute-mic`)), chromedp.Click(chromedp.CSS(`#mute-cam`)))
+	bo.waitFor("Ana's tile marked muted, video off", tileSel(anaID)+`?.hasAttribute("data-audio-muted") && `+tileSel(anaID)+`.hasAttribute("data-video-off")`)
+	bo.screenshot("sfu-demo-bo-ana-muted.png")
+	ana.do(chromedp.Click(chromedp.CSS(`#mute-mic`)), chromedp.Click(chromedp.CSS(`#mute-cam`)))
+	bo.waitFor("Ana's tile unmuted, video on", tileSel(anaID)+` && !`+tileSel(anaID)+`.hasAttribute("data-audio-muted") && !`+tileSel(anaID)+`.hasAttribute("data-video-off")`)
 
 	bo.do(chromedp.Click(chromedp.CSS(`#leave`)))
 	ana.waitFor("Bo's tile to go away", `!`+tileSel(boID))
@@ -269,6 +272,26 @@ func TestTwoBrowsers(t *testing.T) {
 		rooms, participants := srv.Rooms().Stats()
 		return rooms == 1 && participants == 1, fmt.Sprintf("%d rooms, %d participants", rooms, participants)
 	})
+
+	// Bo comes back: the server reuses Ana's subscriber transceivers for
+	// the new tracks, and she gets a new tile with live media.
+	bo.do(chromedp.Click(chromedp.CSS(`#join button`)), chromedp.WaitVisible(chromedp.CSS(`#controls`)))
+	boID = eval[string](bo, `window.demo.session.id`)
+	ana.waitFor("Bo's new tile", tileSel(boID)+`?.dataset.name === "Bo"`)
+	ana.receives(boID)
+	bo.receives(anaID)
+
+	// A server shutdown tells the pages, then ends their sessions.
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		srv.Drain(ctx)
+	}()
+	ana.waitFor("the shutdown notice", `document.querySelector("#status").textContent.includes("shutting down")`)
+	<-drained
+	ana.waitFor("the page back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
 }
 
 func exceptionText(d *runtime.ExceptionDetails) string {
