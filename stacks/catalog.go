@@ -106,6 +106,9 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 			"--certificatesresolvers." + CertResolver + ".acme.storage=/acme/acme.json",
 			"--certificatesresolvers." + CertResolver + ".acme.dnschallenge.provider=cloudflare",
 			"--certificatesresolvers." + CertResolver + ".acme.dnschallenge.resolvers=1.1.1.1:53,1.0.0.1:53",
+			// Internal entrypoint for ping (the health check) and metrics
+			// (Prometheus); never published.
+			"--entrypoints.traefik.address=:8080",
 			"--api.dashboard=true",
 			"--ping=true",
 			"--metrics.prometheus=true",

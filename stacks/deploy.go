@@ -294,7 +294,9 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 			SecretId:   sec.ID().ToStringOutput(),
 			SecretName: sec.Name,
 			FileName:   pulumi.String("/run/secrets/" + r.File),
-			FileMode:   pulumi.Int(0o400),
+			// 0444 inside the task's own tmpfs (docker's default): coturn,
+			// Grafana and the SFU run as non-root users.
+			FileMode: pulumi.Int(0o444),
 		})
 	}
 	if len(secrets) > 0 {
