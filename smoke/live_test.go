@@ -144,7 +144,17 @@ func TestTargetFromOutputs(t *testing.T) {
 			name: "media hostname does not resolve", raw: prod, dns: map[string][]string{},
 			wantErr: "resolving the media hostname media.jbcalling.site",
 		},
-		{name: "no SFU secret anywhere", raw: edit(func(m map[string]any) { delete(m, "sfuJwtSecret") }), dns: dns, wantErr: "no SFU JWT secret"},
+		{
+			name: "no SFU secret anywhere: only the media checks can fail", raw: edit(func(m map[string]any) { delete(m, "sfuJwtSecret") }), dns: dns,
+			want: func(t *testing.T, tg Target) {
+				if tg.FrontendURL != "https://jbcalling.site/" {
+					t.Errorf("target %+v", tg)
+				}
+				if _, err := tg.Token("room", "smoke-a"); err == nil || !strings.Contains(err.Error(), "no SFU JWT secret: the stack outputs have no sfuJwtSecret and SMOKE_JWT_SECRET is not set") {
+					t.Errorf("token without a secret: %v", err)
+				}
+			},
+		},
 		{name: "no frontend URL", raw: edit(func(m map[string]any) { delete(urls(m), "apex") }), wantErr: "urls.apex is missing"},
 		{name: "signalling URL not wss", raw: edit(func(m map[string]any) { urls(m)["webrtc"] = "https://webrtc.jbcalling.site" }), wantErr: `urls.webrtc "https://webrtc.jbcalling.site" is not a wss:// URL`},
 		{name: "unknown media node", raw: edit(func(m map[string]any) { m["mediaNode"] = "translation09" }), wantErr: `mediaNode "translation09" has no nodes.translation09.externalIp`},
