@@ -349,3 +349,74 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// The Docker API is mutual TLS from one private CA: the server certificate
+// names the manager's addresses and is for server auth only, the client's
+// for client auth only.
+func TestAccessCertificates(t *testing.T) {
+	m, cfg, _, _ := runSwarm(t, "prod")
+	uses := func(r pulumitest.Resource) string {
+		v, _ := r.Input("allowedUses")
+		return fmt.Sprint(v)
+	}
+	ca := m.MustGet(t, "tls:index/selfSignedCert:SelfSignedCert", "access-docker-ca")
+	if v, _ := ca.Input("isCaCertificate"); v != true || !strings.Contains(uses(ca), "cert_signing") {
+		t.Errorf("CA: isCa=%v uses=%s", v, uses(ca))
+	}
+	client := m.MustGet(t, "tls:index/locallySignedCert:LocallySignedCert", "access-docker-client")
+	server := m.MustGet(t, "tls:index/locallySignedCert:LocallySignedCert", "swarm-docker-server")
+	if u := uses(client); !strings.Contains(u, "client_auth") || strings.Contains(u, "server_auth") {
+		t.Errorf("client certificate uses %s", u)
+	}
+	if u := uses(server); !strings.Contains(u, "server_auth") || strings.Contains(u, "client_auth") {
+		t.Errorf("server certificate uses %s", u)
+	}
+	for _, c := range []pulumitest.Resource{client, server} {
+		if !c.IsSecretInput("caPrivateKeyPem") {
+			t.Errorf("%s: CA key input is not secret", c.Name)
+		}
+		if c.InputString("caCertPem") == "" || c.InputString("caCertPem") != ca.OutputString("certPem") {
+			t.Errorf("%s is not signed by the access CA", c.Name)
+		}
+	}
+	csr := m.MustGet(t, "tls:index/certRequest:CertRequest", "swarm-docker-server")
+	ips, _ := csr.Input("ipAddresses")
+	mgrExt := m.MustGet(t, "gcp:compute/address:Address", "cluster-"+cfg.Manager().Name+"-ip").OutputString("address")
+	for _, want := range []string{cfg.ManagerInternalIP(), mgrExt} {
+		if want == "" || !strings.Contains(fmt.Sprint(ips), want) {
+			t.Errorf("server certificate IPs %v lack %q", ips, want)
+		}
+	}
+	ssh := m.MustGet(t, "tls:index/privateKey:PrivateKey", "access-ssh")
+	if a := ssh.InputString("algorithm"); a != "ED25519" {
+		t.Errorf("SSH key algorithm %s", a)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*infra.Config)
+		want string
+	}{
+		{"no SSH user", func(c *infra.Config) { c.SSHUser = "" }, "platform:sshUser"},
+		{"subnet overlaps the overlay pool", func(c *infra.Config) { c.SubnetCIDR = "10.200.16.0/20" }, "overlaps the Swarm overlay pool"},
+		{"two managers", func(c *infra.Config) { c.Nodes[1].Role = infra.RoleManager }, "exactly one manager"},
+		{"MTU out of range", func(c *infra.Config) { c.MTU = 9001 }, "MTU 9001"},
+		{"bad label key", func(c *infra.Config) { c.Nodes[2].Labels = []string{"a b=c"} }, `node translation03: label key "a b"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := loadConfig(t, "prod")
+			tc.edit(cfg)
+			if err := Validate(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if err := Validate(loadConfig(t, "prod")); err != nil {
+		t.Fatalf("prod: %v", err)
+	}
+	if err := Validate(nil); err == nil {
+		t.Fatal("nil config accepted")
+	}
+}
