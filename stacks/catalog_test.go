@@ -40,3 +40,42 @@ func TestSFUEnvMatchesItsFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedIntent: prod and staging reproduce what the seed notes settled
+// on: frontend and signaling spread with no constraint (the 504 fix), SFU
+// and coturn pinned to the media node, Traefik pinned to the edge node that
+// holds acme.json, one Traefik replica.
+func TestSeedIntent(t *testing.T) {
+	for _, stack := range []string{"prod", "staging"} {
+		top, st := load(t, stack)
+		cl := top.Config
+		cases := []struct {
+			service     string
+			replicas    int
+			constraints []string
+		}{
+			{"frontend", 3, nil},
+			{"signaling", 3, nil},
+			{"api", 3, nil},
+			{"stt", 3, nil},
+			{"translation", 3, nil},
+			{"tts", 4, nil},
+			{"traefik", 1, []string{"node.labels.instance == " + cl.EdgeNode}},
+			{"sfu", 1, []string{"node.labels.instance == " + cl.MediaNode}},
+			{"coturn", 1, []string{"node.labels.instance == " + cl.MediaNode}},
+			{"prometheus", 1, []string{"node.role == manager"}},
+			{"grafana", 1, []string{"node.role == manager"}},
+			{"redis", 1, []string{"node.role == manager"}},
+			{"redis_gateway", 1, []string{"node.role == manager"}},
+		}
+		if len(cases) != len(st.Services) {
+			t.Errorf("%s: %d services in the catalog, %d checked here", stack, len(st.Services), len(cases))
+		}
+		for _, c := range cases {
+			s := svc(t, st, c.service)
+			if s.Replicas != c.replicas || strings.Join(s.Constraints, ";") != strings.Join(c.constraints, ";") {
+				t.Errorf("%s %s: %d replicas %q, want %d %q", stack, c.service, s.Replicas, s.Constraints, c.replicas, c.constraints)
+			}
+		}
+	}
+}

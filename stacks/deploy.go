@@ -161,6 +161,13 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 		d.Services[s.Name] = svc
 	}
 
+	// A stack without these secrets still exports well-formed outputs.
+	if d.DashboardPassword == (pulumi.StringOutput{}) {
+		d.DashboardPassword = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
+	}
+	if d.GrafanaPassword == (pulumi.StringOutput{}) {
+		d.GrafanaPassword = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
+	}
 	outs := pulumi.Map{"sfuImage": d.SFUImage}
 	for _, n := range sortedKeys(d.Services) {
 		outs["service-"+n] = d.Services[n].Name

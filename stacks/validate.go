@@ -79,6 +79,32 @@ func (v *validator) add(rule int, subject, format string, a ...any) {
 // model checks references inside the stack itself.
 func (v *validator) model() {
 	seen := map[string]bool{}
+	routers, middlewares := map[string]string{}, map[string]string{}
+	for _, s := range v.st.Services {
+		// Traefik merges every service's labels into one namespace: a
+		// router or middleware name used twice is a conflict it drops.
+		for _, r := range s.Routes {
+			if other, dup := routers[r.Name]; dup {
+				v.add(RuleRouting, "router "+r.Name, "declared by both %s and %s", other, s.Name)
+			}
+			routers[r.Name] = s.Name
+		}
+		for _, m := range s.Middlewares {
+			if other, dup := middlewares[m.Name]; dup {
+				v.add(RuleRouting, "middleware "+m.Name, "declared by both %s and %s", other, s.Name)
+			}
+			middlewares[m.Name] = s.Name
+		}
+	}
+	for _, s := range v.st.Services {
+		for _, r := range s.Routes {
+			for _, m := range r.Middlewares {
+				if _, ok := middlewares[m]; !ok {
+					v.add(RuleRouting, "service "+s.Name, "router %s uses middleware %q that no service defines", r.Name, m)
+				}
+			}
+		}
+	}
 	for _, s := range v.st.Services {
 		subj := "service " + s.Name
 		if s.Name == "" || seen[s.Name] {

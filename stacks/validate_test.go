@@ -81,6 +81,17 @@ func TestValidateRejects(t *testing.T) {
 			svc(t, st, "api").ServiceLabels["traefik.http.routers.api.rule"] = "Host(`api.example.com`)"
 		}, []string{"label traefik.http.routers.api.rule", "labels must be generated from routes"}},
 
+		{"router name used twice", RuleRouting, func(t *testing.T, _ *infra.Topology, st *Stack) {
+			s := svc(t, st, "grafana")
+			s.Routes[0].Name = "api"
+			s.ServiceLabels = TraefikLabels(s, st.FullName(NetEdge))
+		}, []string{"router api", "declared by both api and grafana"}},
+		{"undefined middleware", RuleRouting, func(t *testing.T, _ *infra.Topology, st *Stack) {
+			s := svc(t, st, "grafana")
+			s.Routes[0].Middlewares = []string{"ratelimit"}
+			s.ServiceLabels = TraefikLabels(s, st.FullName(NetEdge))
+		}, []string{"service grafana", `router grafana uses middleware "ratelimit" that no service defines`}},
+
 		// Rule 2: cross-node traffic that cannot flow (seed failure 2).
 		{"vxlan port closed", RuleCrossNode, func(t *testing.T, top *infra.Topology, _ *Stack) {
 			dropPort(top, "udp", "4789")
