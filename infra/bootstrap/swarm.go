@@ -196,6 +196,8 @@ func NewSwarm(ctx *pulumi.Context, name string, args *SwarmArgs, opts ...pulumi.
 		Create:     pulumi.String(tokenCommand),
 		Triggers:   pulumi.Array{initCmd.Stdout},
 		Logging:    remote.LoggingNone,
+		// Do not hand the previous token to the next run's environment.
+		AddPreviousOutputInEnv: pulumi.Bool(false),
 	}, pulumi.Parent(s), pulumi.DependsOn([]pulumi.Resource{initCmd}), pulumi.DeletedWith(mgrVM.Instance),
 		pulumi.AdditionalSecretOutputs([]string{"stdout", "stderr"}))
 	if err != nil {

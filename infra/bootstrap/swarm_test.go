@@ -233,6 +233,9 @@ func TestSwarmSecrets(t *testing.T) {
 			t.Errorf("worker token: %s is not an additional secret output (%v)", o, token.AdditionalSecretOutputs)
 		}
 	}
+	if v, _ := token.Input("addPreviousOutputInEnv"); v != false {
+		t.Errorf("worker token: addPreviousOutputInEnv %v, want false", v)
+	}
 	if lg := token.InputString("logging"); lg != "none" {
 		t.Errorf("worker token: logging %q, want none", lg)
 	}
