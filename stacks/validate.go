@@ -300,6 +300,15 @@ func (v *validator) placement() {
 // provider actually discovers.
 func (v *validator) routing() {
 	proxy := v.st.Service(ProxyService)
+	if proxy != nil {
+		// The Swarm provider lists services through the local socket;
+		// only managers answer the Swarm API.
+		for _, nn := range v.eligible[ProxyService] {
+			if n := v.node(nn); n != nil && n.Role != infra.RoleManager {
+				v.add(RuleRouting, "service "+ProxyService, "may run on worker node %s, where the Swarm API (read through the docker socket) is unavailable; pin it to a manager", nn)
+			}
+		}
+	}
 	for _, s := range v.st.Services {
 		subj := "service " + s.Name
 		for _, k := range sortedKeys(s.ContainerLabels) {

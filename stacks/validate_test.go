@@ -92,6 +92,10 @@ func TestValidateRejects(t *testing.T) {
 			s.ServiceLabels = TraefikLabels(s, st.FullName(NetEdge))
 		}, []string{"service grafana", `router grafana uses middleware "ratelimit" that no service defines`}},
 
+		{"traefik on a worker", RuleRouting, func(t *testing.T, _ *infra.Topology, st *Stack) {
+			svc(t, st, "traefik").Constraints = []string{"node.labels.instance == translation03"}
+		}, []string{"service traefik", "may run on worker node translation03"}},
+
 		// Rule 2: cross-node traffic that cannot flow (seed failure 2).
 		{"vxlan port closed", RuleCrossNode, func(t *testing.T, top *infra.Topology, _ *Stack) {
 			dropPort(top, "udp", "4789")
