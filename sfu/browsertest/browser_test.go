@@ -253,6 +253,9 @@ func TestTwoBrowsers(t *testing.T) {
 	bo.waitFor("Ana's tile", tileSel(anaID)+`?.dataset.name === "Ana"`)
 	ana.receives(boID)
 	bo.receives(anaID)
+	// Chromium's fake microphone beeps: the audio level the SFU forwards
+	// lights up the speaker's tile.
+	bo.waitFor("Ana's tile marked speaking", tileSel(anaID)+`?.hasAttribute("data-speaking")`)
 	ana.screenshot("sfu-demo-ana.png")
 	bo.screenshot("sfu-demo-bo.png")
 

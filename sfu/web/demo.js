@@ -116,9 +116,9 @@ setInterval(async () => {
   for (const t of demo.tiles.values()) {
     let level = 0;
     if (t.el.dataset.self !== undefined) {
-      if (s.isMuted("audio")) level = 0;
-      else {
-        (await s.publisher.getStats()).forEach((r) => {
+      if (!s.isMuted("audio")) {
+        const stats = await s.publisher.getStats().catch(() => new Map()); // closed meanwhile
+        stats.forEach((r) => {
           if (r.type === "media-source" && r.kind === "audio") level = Math.max(level, r.audioLevel || 0);
         });
       }
@@ -193,7 +193,7 @@ form.addEventListener("submit", async (e) => {
         draining: ({ detail: { deadlineMs } }) =>
           setStatus(`The server is shutting down; this call ends within ${Math.ceil(deadlineMs / 1000)} s.`, true),
         close: ({ detail: d }) => {
-          if (demo.session) leftRoom(d.error ? `Disconnected: ${d.error.message}` : "Disconnected.", !!d.error);
+          if (demo.session) leftRoom(`Disconnected (${d.code}${d.reason ? `: ${d.reason}` : ""}).`, !!d.error);
         },
       },
     });
