@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/jbcalling/platform/internal/netns"
+	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/server"
 )
 
@@ -42,12 +44,15 @@ func (w testWriter) Write(b []byte) (int, error) {
 // startSFU runs the SFU in-process with ICE on the namespace's address;
 // it returns the page URL (plain HTTP on loopback, a secure context for
 // getUserMedia).
-func startSFU(t *testing.T) (*server.Server, string) {
+func startSFU(t *testing.T, mod func(*server.Config)) (*server.Server, string) {
 	t.Helper()
 	cfg := server.Defaults()
 	cfg.ICEBind = netns.Addr
 	cfg.ICEUDPPort, cfg.ICETCPPort = 0, 0
 	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if mod != nil {
+		mod(&cfg)
+	}
 	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
@@ -139,8 +144,13 @@ func (p *page) waitFor(what, expr string) {
 // join fills in the demo's form like a user and returns the participant id.
 func (p *page) join(base, room string) string {
 	p.t.Helper()
+	return p.joinURL(base + "/?room=" + url.QueryEscape(room))
+}
+
+func (p *page) joinURL(u string) string {
+	p.t.Helper()
 	p.do(
-		chromedp.Navigate(base+"/?room="+room),
+		chromedp.Navigate(u),
 		chromedp.SendKeys(chromedp.CSS(`#join input[name=name]`), p.name),
 		chromedp.Click(chromedp.CSS(`#join button`)),
 		chromedp.WaitVisible(chromedp.CSS(`#controls`)),
@@ -241,7 +251,7 @@ func (p *page) screenshot(file string) {
 func TestTwoBrowsers(t *testing.T) {
 	execPath := chromiumPath(t)
 	netns.Require(t)
-	srv, base := startSFU(t)
+	srv, base := startSFU(t, nil)
 	const room = "browsertest"
 
 	ana := newPage(t, execPath, "Ana")
@@ -302,4 +312,30 @@ func exceptionText(d *runtime.ExceptionDetails) string {
 		return d.Exception.Description
 	}
 	return d.Text
+}
+
+// TestToken: on a server that requires tokens the demo says why a join
+// without one is refused, and joins with the token from ?token=.
+func TestToken(t *testing.T) {
+	execPath := chromiumPath(t)
+	netns.Require(t)
+	secret := []byte("browsertest-secret")
+	_, base := startSFU(t, func(c *server.Config) { c.AllowAnonymous, c.JWTSecret = false, secret })
+	p := newPage(t, execPath, "Ana")
+
+	p.do(
+		chromedp.Navigate(base+"/?room=secret"),
+		chromedp.Click(chromedp.CSS(`#join button`)),
+	)
+	p.waitFor("the refusal", `document.querySelector("#status").textContent.includes("unauthorized")`)
+	if eval[bool](p, `document.querySelector("#join").hidden || document.querySelectorAll("#tiles .tile").length > 0`) {
+		t.Fatal("a refused join left the page in the call")
+	}
+
+	token, err := auth.Sign(secret, "secret", "user-1", "Ana", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := p.joinURL(base + "/?room=secret&token=" + url.QueryEscape(token))
+	p.waitFor("her own tile", tileSel(id)+`?.dataset.name === "Ana"`)
 }

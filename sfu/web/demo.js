@@ -18,8 +18,11 @@ const camBtn = $("#mute-cam");
 const demo = { session: null, local: null, tiles: new Map() };
 window.demo = demo;
 
-const room = new URLSearchParams(location.search).get("room");
-if (room) field("room").value = room;
+// ?room= presets the room; ?token= carries a join token for servers that
+// do not allow anonymous joins.
+const params = new URLSearchParams(location.search);
+if (params.get("room")) field("room").value = params.get("room");
+const token = params.get("token") || undefined;
 
 function setStatus(text, isError = false) {
   statusEl.textContent = text;
@@ -160,6 +163,7 @@ form.addEventListener("submit", async (e) => {
     const session = await join(defaultURL(), {
       room: roomName,
       name,
+      token,
       on: {
         participantjoined: ({ detail: { participant: p } }) => {
           tile(p.id, p.name || "Guest");
