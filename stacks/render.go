@@ -63,8 +63,11 @@ func Render(top infra.Topology, st *Stack) string {
 			image = "built from sfu/, pushed to Artifact Registry (digest)"
 		}
 		nets := strings.Join(s.Networks, ", ")
-		if s.HostNetwork {
+		switch {
+		case s.HostNetwork:
 			nets = "host"
+		case nets == "":
+			nets = "none (published ports only)"
 		}
 		eligible := strings.Join(v.eligible[s.Name], ", ")
 		if eligible == "" {
