@@ -13,6 +13,7 @@ const (
 	TypeNetwork = "docker:index/network:Network"
 	TypeSecret  = "docker:index/secret:Secret"
 	TypeService = "docker:index/service:Service"
+	TypeConfig  = "docker:index/serviceConfig:ServiceConfig"
 )
 
 // Declared is what a Pulumi program registered for Docker, translated to
@@ -20,6 +21,7 @@ const (
 type Declared struct {
 	Networks []Declaration[NetworkSpec]
 	Secrets  []Declaration[SecretSpec]
+	Configs  []Declaration[SecretSpec] // docker configs: same shape as secrets
 	Services []DeclaredService
 }
 
@@ -50,11 +52,17 @@ func Declarations(m *pulumitest.Mocks) (Declared, error) {
 			}
 			d.Networks = append(d.Networks, Declaration[NetworkSpec]{r.Name, r.ID, s})
 		case TypeSecret:
-			s, err := SecretFromInputs(r.InputMap())
+			s, err := SecretFromInputs(r.InputMap(), r.Name)
 			if err != nil {
 				return d, fmt.Errorf("%s: %w", r.Name, err)
 			}
 			d.Secrets = append(d.Secrets, Declaration[SecretSpec]{r.Name, r.ID, s})
+		case TypeConfig:
+			s, err := SecretFromInputs(r.InputMap(), r.Name)
+			if err != nil {
+				return d, fmt.Errorf("%s: %w", r.Name, err)
+			}
+			d.Configs = append(d.Configs, Declaration[SecretSpec]{r.Name, r.ID, s})
 		case TypeService:
 			d.Services = append(d.Services, DeclaredService{r.Name, r.InputMap()})
 		}
@@ -76,22 +84,47 @@ type Deployed struct {
 func (c *Cluster) Deploy(t testing.TB, d Declared, adjust func(spec *ServiceSpec) bool) Deployed {
 	t.Helper()
 	out := Deployed{Networks: map[string]string{}, Services: map[string]string{}, Specs: map[string]ServiceSpec{}}
-	nets, secs := IDs{}, IDs{}
+	nets, secs, cfgs := IDs{}, IDs{}, IDs{}
 	for _, n := range d.Networks {
 		id := c.CreateNetwork(t, n.Spec)
 		nets[n.MockID] = id
 		out.Networks[n.Spec.Name] = id
 	}
+	names := map[string]string{} // real secret/config ID -> name
 	for _, s := range d.Secrets {
 		secs[s.MockID] = c.CreateSecret(t, s.Spec)
+		names[secs[s.MockID]] = s.Spec.Name
 	}
+	for _, s := range d.Configs {
+		cfgs[s.MockID] = c.CreateConfig(t, s.Spec)
+		names[cfgs[s.MockID]] = s.Spec.Name
+	}
+	volumes := map[string]bool{}
 	for _, s := range d.Services {
-		spec, err := ServiceFromInputs(s.Inputs, nets, secs)
+		spec, err := ServiceFromInputs(s.Inputs, nets, secs, cfgs)
 		if err != nil {
 			t.Fatalf("translating service %s: %v", s.Name, err)
 		}
+		// An auto-named secret's name is known only once it exists (the
+		// program passes the secret's name output, unknown under mocks).
+		for i, r := range spec.TaskTemplate.ContainerSpec.Secrets {
+			if r.SecretName == "" {
+				spec.TaskTemplate.ContainerSpec.Secrets[i].SecretName = names[r.SecretID]
+			}
+		}
+		for i, r := range spec.TaskTemplate.ContainerSpec.Configs {
+			if r.ConfigName == "" {
+				spec.TaskTemplate.ContainerSpec.Configs[i].ConfigName = names[r.ConfigID]
+			}
+		}
 		if adjust != nil && !adjust(&spec) {
 			continue
+		}
+		for _, m := range spec.TaskTemplate.ContainerSpec.Mounts {
+			if m.Type == "volume" && m.Source != "" && !volumes[m.Source] {
+				volumes[m.Source] = true
+				c.removeVolumeAtCleanup(t, m.Source)
+			}
 		}
 		out.Services[spec.Name] = c.CreateService(t, spec)
 		out.Specs[spec.Name] = spec

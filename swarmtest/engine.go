@@ -109,8 +109,10 @@ func (e *Engine) Do(ctx context.Context, method, path string, query url.Values, 
 
 // Info is the subset of GET /info the harness reads.
 type Info struct {
-	Name  string
-	Swarm struct {
+	Name     string
+	NCPU     int
+	MemTotal int64
+	Swarm    struct {
 		NodeID           string
 		LocalNodeState   string // inactive, pending, active, error, locked
 		ControlAvailable bool

@@ -104,14 +104,57 @@ func GoBuild(ctx context.Context, dir, pkg string, extraEnv ...string) ([]byte, 
 }
 
 // ScratchImage builds a FROM scratch image holding one static binary at
-// /<name>, run as user ("0" where the process must bind ports below 1024 or
-// read the engine's socket), with the given extra Dockerfile lines.
-func (e *Engine) ScratchImage(ctx context.Context, tag, name, user string, bin []byte, extra ...string) (string, error) {
-	df := "FROM scratch\nCOPY " + name + " /" + name + "\nUSER " + user + "\nENTRYPOINT [\"/" + name + "\"]\n" + strings.Join(extra, "\n") + "\n"
+// path (absolute, e.g. /usr/local/bin/traefik), run as user ("0" where the
+// process must bind ports below 1024 or read the engine's socket), with the
+// given extra Dockerfile lines. PATH is set so that health checks can name
+// the binary the way the official images do.
+func (e *Engine) ScratchImage(ctx context.Context, tag, path, user string, bin []byte, extra ...string) (string, error) {
+	rel := strings.TrimPrefix(path, "/")
+	df := "FROM scratch\nENV PATH=/usr/local/bin:/usr/bin:/bin\nCOPY " + rel + " " + path + "\nUSER " + user +
+		"\nENTRYPOINT [\"" + path + "\"]\n" + strings.Join(extra, "\n") + "\n"
 	return e.BuildImage(ctx, tag, map[string]File{
 		"Dockerfile": {Data: []byte(df)},
-		name:         {Data: bin, Mode: 0o755},
+		rel:          {Data: bin, Mode: 0o755},
 	})
+}
+
+// DirImage builds an image from a directory's Dockerfile, with extra files
+// (e.g. a binary built beforehand) added to the context. Test files and
+// dot-directories are left out of the context.
+func (e *Engine) DirImage(ctx context.Context, tag, dir string, extra map[string]File) (string, error) {
+	files := map[string]File{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			if rel != "." && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(p, "_test.go") || !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		st, _ := d.Info()
+		files[filepath.ToSlash(rel)] = File{Data: data, Mode: int64(st.Mode().Perm())}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if _, ok := files["Dockerfile"]; !ok {
+		return "", fmt.Errorf("%s has no Dockerfile", dir)
+	}
+	for k, v := range extra {
+		files[k] = v
+	}
+	return e.BuildImage(ctx, tag, files)
 }
 
 // TraefikBinary returns the path of a Traefik binary built from

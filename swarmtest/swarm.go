@@ -81,7 +81,7 @@ func (c *Cluster) removeLeftovers(t testing.TB) {
 	f, _ := json.Marshal(map[string][]string{"label": {OwnerLabel}})
 	q := url.Values{"filters": {string(f)}}
 	var objs []struct{ ID string }
-	for _, kind := range []string{"services", "secrets", "networks"} {
+	for _, kind := range []string{"services", "secrets", "configs", "networks"} {
 		objs = objs[:0]
 		if err := c.E.Do(ctx, http.MethodGet, "/"+kind, q, nil, &objs); err != nil {
 			t.Fatalf("listing leftover %s: %v", kind, err)
@@ -183,6 +183,58 @@ func (c *Cluster) CreateSecret(t testing.TB, spec SecretSpec) string {
 		t.Errorf("removing secret %s: %v", spec.Name, err)
 	})
 	return id
+}
+
+// CreateConfig creates a docker config, removed at cleanup.
+func (c *Cluster) CreateConfig(t testing.TB, spec SecretSpec) string {
+	t.Helper()
+	spec.Labels = withOwner(spec.Labels)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out struct{ ID string }
+	if err := c.E.Do(ctx, http.MethodPost, "/configs/create", nil, spec, &out); err != nil {
+		t.Fatalf("creating config %s: %v", spec.Name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		var err error
+		for ctx.Err() == nil {
+			if err = c.E.Do(ctx, http.MethodDelete, "/configs/"+out.ID, nil, nil, nil); err == nil || IsNotFound(err) {
+				return
+			}
+			time.Sleep(time.Second)
+		}
+		t.Errorf("removing config %s: %v", spec.Name, err)
+	})
+	return out.ID
+}
+
+// removeVolumeAtCleanup removes a named volume a service mount will create,
+// unless it exists already. Registered before the service, so it runs after
+// the service and its containers are gone.
+func (c *Cluster) removeVolumeAtCleanup(t testing.TB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.E.Do(ctx, http.MethodGet, "/volumes/"+name, nil, nil, nil); err == nil {
+		t.Logf("volume %s exists already: it will be kept", name)
+		return
+	} else if !IsNotFound(err) {
+		t.Fatalf("inspecting volume %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var err error
+		for ctx.Err() == nil {
+			if err = c.E.Do(ctx, http.MethodDelete, "/volumes/"+name, nil, nil, nil); err == nil || IsNotFound(err) {
+				return
+			}
+			time.Sleep(time.Second)
+		}
+		t.Errorf("removing volume %s: %v", name, err)
+	})
 }
 
 // CreateService creates a service, removed at cleanup (before the networks

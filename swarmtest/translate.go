@@ -343,25 +343,33 @@ func NetworkFromInputs(in map[string]any) (NetworkSpec, error) {
 	return spec, nil
 }
 
-// SecretFromInputs translates docker:index/secret:Secret inputs.
-func SecretFromInputs(in map[string]any) (SecretSpec, error) {
+// SecretFromInputs translates docker:index/secret:Secret inputs (and, with
+// the same schema, docker:index/serviceConfig:ServiceConfig). A secret
+// without a name gets autoName: Pulumi auto-names it from the logical name
+// (plus a random suffix, which the test need not reproduce).
+func SecretFromInputs(in map[string]any, autoName string) (SecretSpec, error) {
 	var s secretInputs
 	if err := decodeStrict(in, &s); err != nil {
 		return SecretSpec{}, fmt.Errorf("secret inputs: %w", err)
 	}
-	if s.Name == nil || *s.Name == "" {
+	name := deref(s.Name)
+	if name == "" {
+		name = autoName
+	}
+	if name == "" {
 		return SecretSpec{}, fmt.Errorf("secret inputs: no name")
 	}
 	return SecretSpec{
-		Name:   *s.Name,
+		Name:   name,
 		Data:   s.Data,
 		Labels: labelMap(s.Labels, func(l docker.SecretLabel) (string, string) { return l.Label, l.Value }),
 	}, nil
 }
 
 // ServiceFromInputs translates docker:index/service:Service inputs.
-// networks and secrets map the IDs the program referenced to real IDs.
-func ServiceFromInputs(in map[string]any, networks, secrets IDs) (ServiceSpec, error) {
+// networks, secrets and configs map the IDs the program referenced to real
+// IDs.
+func ServiceFromInputs(in map[string]any, networks, secrets, configs IDs) (ServiceSpec, error) {
 	var s serviceInputs
 	if err := decodeStrict(in, &s); err != nil {
 		return ServiceSpec{}, fmt.Errorf("service inputs: %w", err)
@@ -460,8 +468,14 @@ func ServiceFromInputs(in map[string]any, networks, secrets IDs) (ServiceSpec, e
 		ref.File.Name, ref.File.UID, ref.File.GID, ref.File.Mode = sec.FileName, or(sec.FileUid, "0"), or(sec.FileGid, "0"), uint32(or(sec.FileMode, 0o444))
 		c.Secrets = append(c.Secrets, ref)
 	}
-	if len(cs.Configs) > 0 {
-		return fail("taskSpec.containerSpec.configs is not translated (the stack declares none)")
+	for _, cf := range cs.Configs {
+		id, err := configs.resolve("config", cf.ConfigId)
+		if err != nil {
+			return fail("%v", err)
+		}
+		ref := FileRef{ConfigID: id, ConfigName: deref(cf.ConfigName)}
+		ref.File.Name, ref.File.UID, ref.File.GID, ref.File.Mode = cf.FileName, or(cf.FileUid, "0"), or(cf.FileGid, "0"), uint32(or(cf.FileMode, 0o444))
+		c.Configs = append(c.Configs, ref)
 	}
 	task := TaskSpec{ContainerSpec: c, ForceUpdate: uint64(deref(ts.ForceUpdate)), Runtime: deref(ts.Runtime)}
 
@@ -494,13 +508,10 @@ func ServiceFromInputs(in map[string]any, networks, secrets IDs) (ServiceSpec, e
 	if p := ts.Placement; p != nil {
 		pl := &Placement{Constraints: p.Constraints, MaxReplicas: uint64(deref(p.MaxReplicas))}
 		for _, pref := range p.Prefs {
-			// pulumi-docker writes preferences as "spread=<descriptor>".
-			desc, ok := strings.CutPrefix(pref, "spread=")
-			if !ok {
-				return fail("placement pref %q: only spread=<descriptor> exists", pref)
-			}
+			// The provider takes each pref verbatim as the spread descriptor
+			// (terraform-provider-docker stringSetToPlacementPrefs).
 			var pr Preference
-			pr.Spread.SpreadDescriptor = desc
+			pr.Spread.SpreadDescriptor = pref
 			pl.Preferences = append(pl.Preferences, pr)
 		}
 		for _, pf := range p.Platforms {

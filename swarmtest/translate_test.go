@@ -54,7 +54,7 @@ func declareSample(ctx *pulumi.Context) error {
 			},
 			Placement: docker.ServiceTaskSpecPlacementArgs{
 				Constraints: pulumi.StringArray{pulumi.String("node.labels.media == true")},
-				Prefs:       pulumi.StringArray{pulumi.String("spread=node.labels.zone")},
+				Prefs:       pulumi.StringArray{pulumi.String("node.labels.zone")},
 				MaxReplicas: pulumi.Int(1),
 			},
 			NetworksAdvanceds: docker.ServiceTaskSpecNetworksAdvancedArray{docker.ServiceTaskSpecNetworksAdvancedArgs{
@@ -97,7 +97,7 @@ func TestTranslateDeclaredService(t *testing.T) {
 	}
 
 	spec, err := ServiceFromInputs(d.Services[0].Inputs,
-		IDs{d.Networks[0].MockID: "realnet"}, IDs{d.Secrets[0].MockID: "realsec"})
+		IDs{d.Networks[0].MockID: "realnet"}, IDs{d.Secrets[0].MockID: "realsec"}, IDs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestTranslateRejectsWhatItCannotCarry(t *testing.T) {
 		{"network not declared", func(map[string]any) {}, IDs{}, `network "backend-id" is not one the program declared`},
 		{"configs", func(in map[string]any) {
 			in["taskSpec"].(map[string]any)["containerSpec"].(map[string]any)["configs"] = []any{map[string]any{"configId": "x", "fileName": "/f"}}
-		}, nets, "configs is not translated"},
+		}, nets, `config "x" is not one the program declared`},
 		{"bad duration", func(in map[string]any) {
 			in["updateConfig"].(map[string]any)["delay"] = "soon"
 		}, nets, "updateConfig: delay"},
@@ -175,7 +175,7 @@ func TestTranslateRejectsWhatItCannotCarry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := deepCopy(good).(map[string]any)
 			tc.mutate(in)
-			_, err := ServiceFromInputs(in, tc.nets, secs)
+			_, err := ServiceFromInputs(in, tc.nets, secs, IDs{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got error %v, want one containing %q", err, tc.want)
 			}

@@ -17,6 +17,9 @@ import (
 	"strings"
 )
 
+// ReplicaHeader carries the answering task's hostname.
+const ReplicaHeader = "X-Swarmtest-Replica"
+
 func main() {
 	probe := flag.String("probe", "", "GET this URL and exit 0 on 200 (container health check; the image has no shell)")
 	flag.Parse()
@@ -37,6 +40,8 @@ func main() {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		// Tells replicas apart behind a load balancer.
+		w.Header().Set(ReplicaHeader, host)
 		_ = json.NewEncoder(w).Encode(map[string]string{
 			"service": service, "hostname": host, "host": r.Host, "path": r.URL.Path,
 		})

@@ -1,0 +1,472 @@
+package swarmtest
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/jbcalling/platform/internal/pulumitest"
+	"github.com/jbcalling/platform/sfu/auth"
+	"github.com/jbcalling/platform/smoke"
+	"github.com/jbcalling/platform/stacks"
+)
+
+// images are the three images this repository builds for the proof.
+type images struct{ backend, traefik, sfu string }
+
+// buildImages builds the stand-in backend, Traefik (from tools/traefik,
+// binary cached across runs) and the SFU (sfu/Dockerfile around a static
+// binary), all FROM scratch: nothing is pulled.
+func buildImages(t *testing.T, c *Cluster) images {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	root := pulumitest.RepoRoot(t)
+	var im images
+	bin, err := GoBuild(ctx, root, "./swarmtest/backend")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Root in the container: stand-ins keep the declared target ports, some below 1024.
+	if im.backend, err = c.E.ScratchImage(ctx, "platform-swarmtest/backend:test", "/backend", "0", bin); err != nil {
+		t.Fatal(err)
+	}
+
+	cache := os.Getenv("PLATFORM_TRAEFIK_CACHE")
+	if cache == "" {
+		cache = "/var/tmp"
+	}
+	t.Logf("Traefik %s: binary cached under %s (the first build takes minutes)", TraefikVersion, cache)
+	path, err := TraefikBinary(ctx, root, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Where the official image has it, so the declared health check
+	// (`traefik healthcheck --ping`) finds it on PATH. Root: Traefik reads
+	// the engine's socket, as with the official image.
+	if im.traefik, err = c.E.ScratchImage(ctx, "platform-swarmtest/traefik:"+TraefikVersion, "/usr/local/bin/traefik", "0", tb); err != nil {
+		t.Fatal(err)
+	}
+
+	sb, err := GoBuild(ctx, root, "./sfu/cmd/sfu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sfuDir := filepath.Join(root, "sfu")
+	if _, err := os.Stat(filepath.Join(sfuDir, "Dockerfile")); err == nil {
+		// The context the program's own build uses: sfu/ with bin/sfu.
+		im.sfu, err = c.E.DirImage(ctx, "platform-swarmtest/sfu:test", sfuDir, map[string]File{"bin/sfu": {Data: sb, Mode: 0o755}})
+	} else {
+		t.Logf("sfu/Dockerfile does not exist yet: running the SFU binary in an equivalent scratch image (/sfu, non-root)")
+		im.sfu, err = c.E.ScratchImage(ctx, "platform-swarmtest/sfu:test", "/sfu", "65534:65534", sb)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return im
+}
+
+// standIns returns the adjustment applied to every translated service
+// before it is created. The rule, the only departure from what the program
+// declares:
+//   - Traefik runs the Traefik release the stack pins (tools/traefik builds
+//     the same version from source); the SFU runs this repository's image.
+//   - Every other service (its image cannot be pulled here) runs the
+//     stand-in backend: image, command and arguments are replaced, and its
+//     health check becomes the stand-in's own (the declared ones call tools
+//     like redis-cli or wget that the stand-in lacks). Name, service labels
+//     (Traefik's input), networks, ports, placement, resources, secrets,
+//     configs, mounts, update policy and replicas are kept as declared.
+//   - Ingress-mode ports become host-mode when this kernel has no IPVS (the
+//     routing mesh needs it); on one node both bind the same port.
+//   - CPU reservations are scaled down in proportion when their sum exceeds
+//     this machine's cores: the one local node stands for the whole cluster,
+//     and the scheduler would otherwise leave tasks pending for lack of CPU.
+//     Memory reservations and all limits stay as declared.
+func standIns(t *testing.T, ls localStack, im images, cpus int) func(*ServiceSpec) bool {
+	ipvs := true
+	if _, err := os.Stat("/proc/sys/net/ipv4/vs"); err != nil {
+		ipvs = false
+	}
+	var reserved float64 // CPUs the whole stack reserves
+	for _, s := range ls.Stack.Services {
+		n := s.Replicas
+		if s.Global {
+			n = len(ls.Cluster.Nodes)
+		}
+		reserved += s.Resources.ReserveCPUs * float64(n)
+	}
+	scale := 1.0
+	if avail := 0.8 * float64(cpus); reserved > avail {
+		scale = avail / reserved
+		t.Logf("the stack reserves %.2f CPUs, this machine has %d: CPU reservations scaled by %.2f", reserved, cpus, scale)
+	}
+	return func(s *ServiceSpec) bool {
+		if r := s.TaskTemplate.Resources; r != nil && r.Reservations != nil {
+			r.Reservations.NanoCPUs = int64(float64(r.Reservations.NanoCPUs) * scale)
+		}
+		c := &s.TaskTemplate.ContainerSpec
+		switch s.Name {
+		case ls.Stack.FullName("traefik"):
+			c.Image = im.traefik
+		case ls.Stack.FullName("sfu"):
+			if c.Image != im.sfu {
+				t.Errorf("the program runs SFU image %q, not the prebuilt one it was given (%s)", c.Image, im.sfu)
+			}
+		default:
+			ports := standInPorts(*s)
+			c.Image, c.Command, c.Args = im.backend, nil, nil
+			c.Env = append(c.Env, "SERVICE_NAME="+s.Name, "PORTS="+strings.Join(ports, ","))
+			c.Healthcheck = &Healthcheck{
+				Test:     []string{"CMD", "/backend", "-probe=http://127.0.0.1:" + ports[0] + "/health"},
+				Interval: int64(2 * time.Second), Timeout: int64(2 * time.Second), Retries: 3,
+			}
+		}
+		if s.EndpointSpec != nil && !ipvs {
+			for i, p := range s.EndpointSpec.Ports {
+				if p.PublishMode == "ingress" {
+					t.Logf("%s: port %d published in host mode (no IPVS on this kernel for the routing mesh)", s.Name, p.PublishedPort)
+					s.EndpointSpec.Ports[i].PublishMode = "host"
+				}
+			}
+		}
+		return true
+	}
+}
+
+// standInPorts are the TCP ports a stand-in must listen on: the ports its
+// Traefik labels send traffic to and its published TCP target ports.
+func standInPorts(s ServiceSpec) []string {
+	var ports []string
+	add := func(p string) {
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	for _, k := range sortedNames(s.Labels) {
+		if strings.HasSuffix(k, ".loadbalancer.server.port") {
+			add(s.Labels[k])
+		}
+	}
+	if s.EndpointSpec != nil {
+		for _, p := range s.EndpointSpec.Ports {
+			if p.Protocol == "tcp" {
+				add(strconv.Itoa(int(p.TargetPort)))
+			}
+		}
+	}
+	if len(ports) == 0 {
+		add("8080") // a worker nobody calls over HTTP; the health check still needs a port
+	}
+	return ports
+}
+
+func decodeB64(t testing.TB, s string) string {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatalf("secret data is not base64: %v", err)
+	}
+	return string(b)
+}
+
+// TestLocalSwarm deploys the service stack the Pulumi program declares for
+// testdata/Pulumi.local.yaml on this machine's Docker engine, as a
+// single-node swarm, and checks it the way a user would.
+func TestLocalSwarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: skipping the local Swarm proof (needs a Docker engine and several minutes)")
+	}
+	ls := loadLocalStack(t)
+	c := Open(t)
+	im := buildImages(t, c)
+	ca := newTestCA(t)
+	m := recordStack(t, ls, ca, im.sfu)
+	d, err := Declarations(m)
+	if err != nil {
+		t.Fatalf("translating the program's docker resources: %v", err)
+	}
+	if len(d.Services) != len(ls.Stack.Services) {
+		t.Fatalf("the program registered %d services, the model has %d", len(d.Services), len(ls.Stack.Services))
+	}
+
+	// The one local node plays every declared node of the test config:
+	// it carries their labels, as the bootstrap would set them.
+	labels := map[string]string{}
+	for _, n := range ls.Cluster.Nodes {
+		for k, v := range ls.Cluster.SwarmLabels(n) {
+			labels[k] = v
+		}
+	}
+	c.SetNodeLabels(t, labels)
+
+	info, err := c.E.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep := c.Deploy(t, d, standIns(t, ls, im, info.NCPU))
+	c.WaitAll(t, dep, 4*time.Minute)
+	domain := ls.Cluster.Domain
+	httpClient := localClient(nil)
+
+	t.Run("overlay networks carry the declared MTU", func(t *testing.T) {
+		for _, n := range ls.Stack.Networks {
+			name := ls.Stack.FullName(n.Name)
+			id, ok := dep.Networks[name]
+			if !ok {
+				t.Errorf("network %s was not declared by the program (have %v)", name, sortedNames(dep.Networks))
+				continue
+			}
+			info, err := c.E.Network(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := strconv.Itoa(ls.Cluster.MTU)
+			if info.Driver != "overlay" || info.Scope != "swarm" || info.Options["com.docker.network.driver.mtu"] != want {
+				t.Errorf("network %s: driver %s scope %s mtu option %q, want overlay/swarm/%s",
+					name, info.Driver, info.Scope, info.Options["com.docker.network.driver.mtu"], want)
+			}
+		}
+	})
+
+	t.Run("Traefik routes every declared host to its service", func(t *testing.T) {
+		routed := 0
+		for _, s := range ls.Stack.Services {
+			for _, r := range s.Routes {
+				if r.Internal != "" {
+					continue
+				}
+				path := "/"
+				if len(r.PathPrefixes) > 0 {
+					path = r.PathPrefixes[0] + "/"
+				}
+				if s.Name == "sfu" {
+					path = r.PathPrefixes[0] + "/health" // stripped to the SFU's /health
+				}
+				for _, host := range r.Hosts {
+					url := "https://" + host + path
+					status, body, hdr := get(t, httpClient, url, http.StatusOK)
+					if status != http.StatusOK {
+						t.Errorf("GET %s via Traefik: status %d, want 200 (body %.200s)", url, status, body)
+						continue
+					}
+					routed++
+					var doc map[string]any
+					_ = json.Unmarshal(body, &doc)
+					if s.Name == "sfu" {
+						if doc["status"] == nil {
+							t.Errorf("GET %s: not the SFU's /health document: %.200s", url, body)
+						}
+						continue
+					}
+					if got, want := doc["service"], ls.Stack.FullName(s.Name); got != want {
+						t.Errorf("GET %s reached service %v, want %s", url, got, want)
+					}
+					if hdr.Get("X-Swarmtest-Replica") == "" {
+						t.Errorf("GET %s: no replica header from the stand-in", url)
+					}
+				}
+			}
+		}
+		if routed == 0 {
+			t.Fatal("the model declares no routes to check")
+		}
+		// A host no route claims must not reach any service.
+		if status, _, _ := get(t, httpClient, "https://nobody."+domain+"/", http.StatusNotFound); status != http.StatusNotFound {
+			t.Errorf("unrouted host: status %d, want 404", status)
+		}
+		// Plain HTTP is redirected to HTTPS, as declared on the web entrypoint.
+		if status, _, hdr := get(t, httpClient, "http://"+domain+"/", http.StatusMovedPermanently); status/100 != 3 ||
+			!strings.HasPrefix(hdr.Get("Location"), "https://"+domain) {
+			t.Errorf("http://%s/: status %d Location %q, want a redirect to https", domain, status, hdr.Get("Location"))
+		}
+	})
+
+	t.Run("every frontend replica answers through Traefik", func(t *testing.T) {
+		want := ls.Config.Replicas["frontend"]
+		hc := smoke.HTTPChecker{Client: httpClient}
+		got, err := hc.GetEveryReplica(context.Background(), "https://"+domain+"/", want, "X-Swarmtest-Replica")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d requests reached replicas %v", got.Requests, got.Seen)
+	})
+
+	sfuName := ls.Stack.FullName("sfu")
+	t.Run("the SFU is healthy on the node its constraint selects", func(t *testing.T) {
+		spec := dep.Specs[sfuName]
+		if spec.TaskTemplate.Placement == nil || len(spec.TaskTemplate.Placement.Constraints) == 0 {
+			t.Fatalf("the program declares no placement constraint for %s", sfuName)
+		}
+		node, err := c.E.Node(context.Background(), c.NodeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nl := node.NodeLabels()
+		for _, con := range spec.TaskTemplate.Placement.Constraints {
+			k, v, ok := strings.Cut(con, "==")
+			k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+			label, isLabel := strings.CutPrefix(k, "node.labels.")
+			if !ok || !isLabel {
+				t.Errorf("constraint %q is not a node label equality (the media node is chosen by label)", con)
+				continue
+			}
+			if nl[label] != v {
+				t.Errorf("constraint %q: local node has %s=%q", con, label, nl[label])
+			}
+		}
+		tasks := c.WaitRunning(t, sfuName, dep.Services[sfuName], 1, time.Minute)
+		for _, tk := range tasks {
+			if tk.NodeID != c.NodeID {
+				t.Errorf("SFU task %s runs on node %s, not the labelled node %s", tk.ID, tk.NodeID, c.NodeID)
+			}
+		}
+		// The declared signalling endpoint: wss://webrtc.<domain>:<port>, TLS
+		// with the certificate the program put in the SFU's secrets.
+		base := fmt.Sprintf("https://%s:%d", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
+		h, err := (smoke.HTTPChecker{Client: localClient(ca.Pool)}).SFUHealth(context.Background(), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("SFU health over its host-mode TLS port: %+v", h)
+	})
+
+	t.Run("a call through the containerised SFU", func(t *testing.T) {
+		jwtSecret := []byte(secretValue(t, d, "jwt_secret"))
+		token := func(room, name string) (string, error) {
+			return auth.Sign(jwtSecret, room, name, name, 5*time.Minute)
+		}
+		// coder/websocket dials with http.DefaultClient: point it at
+		// loopback with the test CA for the call's duration.
+		prev := http.DefaultClient
+		http.DefaultClient = localClient(ca.Pool)
+		t.Cleanup(func() { http.DefaultClient = prev })
+
+		// pion stays on loopback: no candidate on the host's other interfaces.
+		var se webrtc.SettingEngine
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+		url := fmt.Sprintf("wss://%s:%d/ws", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
+		for _, network := range []string{"udp", "tcp"} {
+			t.Run("ICE over "+network, func(t *testing.T) {
+				res, err := smoke.MediaCheck{
+					URL: url, Network: network, ExpectIP: "127.0.0.1", Token: token,
+					SettingEngine: &se, Timeout: 45 * time.Second,
+				}.Run(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%d packets received; pairs %v", res.Received, res.Pairs)
+			})
+		}
+	})
+
+	t.Run("an unsatisfiable constraint is rejected first and stays pending", func(t *testing.T) {
+		const con = "node.labels.instance == nowhere"
+		// The validator rejects the model with that constraint...
+		bad := *ls.Stack
+		bad.Services = slices.Clone(ls.Stack.Services)
+		var victim *stacks.Service
+		for i := range bad.Services {
+			if bad.Services[i].Name == "grafana" {
+				victim = &bad.Services[i]
+			}
+		}
+		if victim == nil {
+			t.Fatal("the model has no grafana service to misplace")
+		}
+		victim.Constraints = []string{con}
+		err := stacks.Validate(ls.Topology, &bad)
+		if err == nil {
+			t.Fatal("stacks.Validate accepted a service no node can run")
+		}
+		wantMsg := `service grafana: no declared node satisfies constraints [` + con + `]`
+		if !strings.Contains(err.Error(), wantMsg) {
+			t.Fatalf("validator message %q does not contain %q", err, wantMsg)
+		}
+		var ve *stacks.ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("validator error is %T, want *stacks.ValidationError", err)
+		}
+
+		// ...and the engine, given the program's own grafana spec with that
+		// constraint, never schedules it.
+		spec := dep.Specs[ls.Stack.FullName("grafana")]
+		spec.Name += "_unplaceable"
+		spec.Labels = map[string]string{} // no Traefik router clashing with the real grafana
+		spec.EndpointSpec = nil
+		tt := spec.TaskTemplate
+		pl := *tt.Placement
+		pl.Constraints = []string{con}
+		tt.Placement = &pl
+		spec.TaskTemplate = tt
+		id := c.CreateService(t, spec)
+		var last []Task
+		for i := 0; i < 10; i++ { // stays pending across ten polls
+			time.Sleep(time.Second)
+			ts, err := c.E.Tasks(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = ts
+			for _, tk := range ts {
+				if tk.Status.State != "pending" {
+					t.Fatalf("unplaceable task left pending: %s", DescribeTasks(ts))
+				}
+			}
+		}
+		if len(last) == 0 {
+			t.Fatal("the engine created no task for the unplaceable service")
+		}
+		if msg := last[0].Status.Err; !strings.Contains(msg, "no suitable node") {
+			t.Errorf("pending task's reason %q does not say no node is suitable", msg)
+		}
+	})
+}
+
+// get requests url through client, retrying until status want or 60 s
+// (Traefik applies provider changes asynchronously); it returns the last
+// status, body and header.
+func get(t *testing.T, client *http.Client, url string, want int) (int, []byte, http.Header) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var status int
+		var body []byte
+		var hdr http.Header
+		resp, err := client.Get(url)
+		if err == nil {
+			body, _ = io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			status, hdr = resp.StatusCode, resp.Header
+			if status == want {
+				return status, body, hdr
+			}
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				t.Logf("GET %s: %v", url, err)
+			}
+			return status, body, hdr
+		}
+		time.Sleep(time.Second)
+	}
+}
