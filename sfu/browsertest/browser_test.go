@@ -328,6 +328,7 @@ func TestToken(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#join button`)),
 	)
 	p.waitFor("the refusal", `document.querySelector("#status").textContent.includes("unauthorized")`)
+	p.screenshot("sfu-demo-refused.png")
 	if eval[bool](p, `document.querySelector("#join").hidden || document.querySelectorAll("#tiles .tile").length > 0`) {
 		t.Fatal("a refused join left the page in the call")
 	}
