@@ -100,12 +100,18 @@ func TestShellcheckEmbeddedScripts(t *testing.T) {
 		raw, _ := scriptFS.ReadFile("scripts/" + e.Name())
 		t.Run(e.Name(), func(t *testing.T) { shellcheck(t, e.Name(), raw) })
 	}
-	for _, f := range []string{"docker", "sudo"} {
-		raw, err := os.ReadFile(filepath.Join("testdata", "fakebin", f))
+	// The test doubles and the driver are shell too.
+	fixtures, _ := filepath.Glob(filepath.Join("testdata", "fakebin", "*"))
+	driver, _ := filepath.Glob(filepath.Join("testdata", "*.sh"))
+	if len(fixtures) < 5 || len(driver) == 0 {
+		t.Fatalf("test fixtures missing: %v %v", fixtures, driver)
+	}
+	for _, f := range append(fixtures, driver...) {
+		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Run("fakebin/"+f, func(t *testing.T) { shellcheck(t, f, raw) })
+		t.Run(f, func(t *testing.T) { shellcheck(t, f, raw) })
 	}
 }
 
