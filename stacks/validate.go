@@ -301,6 +301,19 @@ func (v *validator) placement() {
 func (v *validator) routing() {
 	proxy := v.st.Service(ProxyService)
 	if proxy != nil {
+		// The provider's default network must be one Traefik is on, or
+		// every single-network service behind it is unreachable.
+		for _, a := range proxy.Args {
+			if n, ok := strings.CutPrefix(a, "--providers.swarm.network="); ok {
+				on := false
+				for _, pn := range proxy.Networks {
+					on = on || v.st.FullName(pn) == n
+				}
+				if !on {
+					v.add(RuleRouting, "service "+ProxyService, "--providers.swarm.network=%s is not a network it is attached to", n)
+				}
+			}
+		}
 		// The Swarm provider lists services through the local socket;
 		// only managers answer the Swarm API.
 		for _, nn := range v.eligible[ProxyService] {

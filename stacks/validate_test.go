@@ -96,6 +96,15 @@ func TestValidateRejects(t *testing.T) {
 			svc(t, st, "traefik").Constraints = []string{"node.labels.instance == translation03"}
 		}, []string{"service traefik", "may run on worker node translation03"}},
 
+		{"traefik default network it is not on", RuleRouting, func(t *testing.T, _ *infra.Topology, st *Stack) {
+			tr := svc(t, st, "traefik")
+			for i, a := range tr.Args {
+				if strings.HasPrefix(a, "--providers.swarm.network=") {
+					tr.Args[i] = "--providers.swarm.network=translation_backend"
+				}
+			}
+		}, []string{"service traefik", "--providers.swarm.network=translation_backend is not a network it is attached to"}},
+
 		// Rule 2: cross-node traffic that cannot flow (seed failure 2).
 		{"vxlan port closed", RuleCrossNode, func(t *testing.T, top *infra.Topology, _ *Stack) {
 			dropPort(top, "udp", "4789")
