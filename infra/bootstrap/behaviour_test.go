@@ -15,15 +15,22 @@ const testToken = "SWMTKN-1-0123456789abcdefghijklmnopqrstuvwxyz-abcdefghijklmno
 // asRoot's `sudo -n bash -c '…'`), against the docker test double in
 // testdata/fakebin. It returns stdout, stderr, the docker calls made and the
 // exit error.
-func runAsRoot(t *testing.T, script, stdin string, env ...string) (stdout, stderr string, calls []string, err error) {
+// state pre-creates files in the double's state directory ($FAKE_STATE_DIR).
+func runAsRoot(t *testing.T, script, stdin string, state map[string]string, env ...string) (stdout, stderr string, calls []string, err error) {
 	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash is not installed: scripts cannot run")
 	}
 	fakebin, _ := filepath.Abs(filepath.Join("testdata", "fakebin"))
 	log := filepath.Join(t.TempDir(), "docker.log")
+	stateDir := t.TempDir()
+	for name, content := range state {
+		if err := os.WriteFile(filepath.Join(stateDir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd := exec.Command("bash", "-c", asRoot(script))
-	cmd.Env = append([]string{"PATH=" + fakebin + ":" + os.Getenv("PATH"), "FAKE_LOG=" + log}, env...)
+	cmd.Env = append([]string{"PATH=" + fakebin + ":" + os.Getenv("PATH"), "FAKE_LOG=" + log, "FAKE_STATE_DIR=" + stateDir}, env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -71,7 +78,7 @@ func TestJoinScriptBehaviour(t *testing.T) {
 		{name: "no token on stdin", stdin: "", env: []string{"FAKE_STATE=inactive"}, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, errOut, calls, err := runAsRoot(t, script, tc.stdin, tc.env...)
+			out, errOut, calls, err := runAsRoot(t, script, tc.stdin, nil, tc.env...)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error %v\nstderr: %s", err, tc.wantErr, errOut)
 			}
@@ -118,7 +125,7 @@ func TestLabelScriptBehaviour(t *testing.T) {
 			mustNot: "docker node update"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, errOut, calls, err := runAsRoot(t, tc.script, "", tc.env...)
+			_, errOut, calls, err := runAsRoot(t, tc.script, "", nil, tc.env...)
 			if err != nil {
 				t.Fatalf("exit: %v\n%s", err, errOut)
 			}
@@ -127,6 +134,66 @@ func TestLabelScriptBehaviour(t *testing.T) {
 			}
 			if tc.mustNot != "" && hasCall(calls, tc.mustNot) {
 				t.Errorf("unexpected call %q; calls %q", tc.mustNot, calls)
+			}
+		})
+	}
+}
+
+func TestInitScriptBehaviour(t *testing.T) {
+	script, err := initParams{AdvertiseAddr: "10.148.0.2", MTU: 1460, Subnet: "10.148.0.0/20"}.script()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const initCall = "docker swarm init --advertise-addr 10.148.0.2 --listen-addr 10.148.0.2:2377 --default-addr-pool 10.200.0.0/16 --default-addr-pool-mask-length 24"
+	const recreate = "docker network create --driver overlay --ingress --opt com.docker.network.driver.mtu=1460 ingress"
+	for _, tc := range []struct {
+		name      string
+		state     map[string]string
+		env       []string
+		wantErr   string
+		wantInit  bool
+		wantRm    bool
+		wantNewIn bool
+	}{
+		{name: "fresh manager: init, then ingress with the VPC MTU",
+			env: []string{"FAKE_STATE=inactive"}, state: map[string]string{"ingress.mtu": ""}, wantInit: true, wantRm: true, wantNewIn: true},
+		{name: "existing manager with the right ingress: nothing to do",
+			env: []string{"FAKE_STATE=active", "FAKE_CONTROL=true"}, state: map[string]string{"ingress.mtu": "1460"}},
+		{name: "existing manager, ingress of an older MTU, no services: recreated",
+			env: []string{"FAKE_STATE=active", "FAKE_CONTROL=true"}, state: map[string]string{"ingress.mtu": "1500"}, wantRm: true, wantNewIn: true},
+		{name: "ingress of an older MTU with services running: refuses",
+			env: []string{"FAKE_STATE=active", "FAKE_CONTROL=true", "FAKE_SERVICES=svc1"}, state: map[string]string{"ingress.mtu": "1500"},
+			wantErr: "services exist"},
+		{name: "a worker of another swarm: refuses",
+			env: []string{"FAKE_STATE=active", "FAKE_CONTROL=false"}, wantErr: "worker of another swarm"},
+		{name: "a half-joined node: refuses",
+			env: []string{"FAKE_STATE=pending"}, wantErr: "swarm state is 'pending'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, calls, err := runAsRoot(t, script, "", tc.state, append(tc.env, "FAKE_NODE_ID=managernode01", "FAKE_CLUSTER_ID=clusterid0001")...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(errOut, tc.wantErr) {
+					t.Fatalf("err %v, stderr %q; want failure saying %q", err, errOut, tc.wantErr)
+				}
+				if hasCall(calls, "docker swarm init") || hasCall(calls, "docker network rm") {
+					t.Errorf("changed a swarm it refused: %q", calls)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("exit: %v\n%s", err, errOut)
+			}
+			if got := hasCall(calls, initCall); got != tc.wantInit {
+				t.Errorf("init = %v, want %v; calls %q", got, tc.wantInit, calls)
+			}
+			if got := hasCall(calls, "docker network rm ingress"); got != tc.wantRm {
+				t.Errorf("ingress removed = %v, want %v; calls %q", got, tc.wantRm, calls)
+			}
+			if got := hasCall(calls, recreate); got != tc.wantNewIn {
+				t.Errorf("ingress created = %v, want %v; calls %q", got, tc.wantNewIn, calls)
+			}
+			if _, _, err := parseInit(out); err != nil || out != "clusterid0001 managernode01\n" {
+				t.Errorf("stdout %q is not what the program parses: %v", out, err)
 			}
 		})
 	}
