@@ -38,14 +38,21 @@ func main() {
 	}
 }
 
-// listFlag is a repeatable, comma-separated flag.
-type listFlag []string
+// listFlag is a repeatable, comma-separated flag. Values from the
+// environment are replaced, not extended, by the first flag.
+type listFlag struct {
+	vals    []string
+	fromEnv bool
+}
 
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
 func (l *listFlag) Set(v string) error {
+	if l.fromEnv {
+		l.vals, l.fromEnv = nil, false
+	}
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
+			l.vals = append(l.vals, s)
 		}
 	}
 	return nil
@@ -107,13 +114,16 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	if envErr != nil {
 		return nil, envErr
 	}
+	for _, l := range []*listFlag{&o.publicIPs, &o.stun, &o.turn} {
+		l.fromEnv = len(l.vals) > 0
+	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	c.PublicIPs, c.STUNURLs, c.TURNURLs = o.publicIPs, o.stun, o.turn
+	c.PublicIPs, c.STUNURLs, c.TURNURLs = o.publicIPs.vals, o.stun.vals, o.turn.vals
 	var err error
 	if o.turnSecretFile != "" {
 		if c.TURNSecret, err = readSecret(o.turnSecretFile); err != nil {
