@@ -138,14 +138,15 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	}
 
 	sfuImage := pulumi.StringOutput{}
+	var sfuAuth *docker.ServiceAuthArgs
 	if args.SFUImage != nil {
 		sfuImage = args.SFUImage.ToStringOutput()
 	} else {
-		img, err := buildSFU(ctx, name, args, parent)
+		img, auth, err := buildSFU(ctx, name, args, parent)
 		if err != nil {
 			return nil, err
 		}
-		sfuImage = img
+		sfuImage, sfuAuth = img, auth
 	}
 	d.SFUImage = sfuImage
 
@@ -153,6 +154,9 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 		svcArgs, err := d.serviceArgs(ctx, name, st, &s, args, sfuImage, dockerOpts)
 		if err != nil {
 			return nil, err
+		}
+		if s.Name == "sfu" && sfuAuth != nil {
+			svcArgs.Auth = sfuAuth
 		}
 		svc, err := docker.NewService(ctx, name+"-svc-"+s.Name, svcArgs, dockerOpts...)
 		if err != nil {

@@ -326,6 +326,22 @@ func TestDeployBuildsAndPushesSFU(t *testing.T) {
 	if !build.DependsOn(iam.URN) {
 		t.Error("the push does not wait for the nodes' read access")
 	}
+	// Workers pull with the auth the service spec carries: a key of the
+	// nodes' service account, as a secret.
+	key := m.MustGet(t, "gcp:serviceaccount/key:Key", "stack-images-puller")
+	if key.InputString("serviceAccountId") != "nodes@mock-project.iam.gserviceaccount.com" {
+		t.Errorf("puller key for %q, want the nodes' service account", key.InputString("serviceAccountId"))
+	}
+	sfuSvc := m.MustGet(t, tService, "stack-svc-sfu")
+	if sfuSvc.InputString("auth.serverAddress") != "asia-southeast1-docker.pkg.dev" || sfuSvc.InputString("auth.username") != "_json_key" {
+		t.Errorf("SFU service auth = %v", sfuSvc.InputMap()["auth"])
+	}
+	if !sfuSvc.IsSecretInput("auth.password") {
+		t.Error("the SFU service's registry password is not a secret")
+	}
+	if got := m.MustGet(t, tService, "stack-svc-frontend").InputMap()["auth"]; got != nil {
+		t.Errorf("frontend carries registry auth %v; only the SFU's image is private", got)
+	}
 	want := strings.TrimSuffix(image, ":"+hash[:16]) + "@sha256:" + strings.Repeat("ab", 32)
 	if got := m.MustGet(t, tService, "stack-svc-sfu").InputString("taskSpec.containerSpec.image"); got != want {
 		t.Errorf("SFU runs %q, want the pushed repo digest %q", got, want)
@@ -352,7 +368,7 @@ func TestDeployPrebuiltSFU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, typ := range []string{tCommand, "gcp:artifactregistry/repository:Repository"} {
+	for _, typ := range []string{tCommand, "gcp:artifactregistry/repository:Repository", "gcp:serviceaccount/key:Key"} {
 		if n := len(m.ByType(typ)); n != 0 {
 			t.Errorf("%d %s registered with a prebuilt image", n, typ)
 		}

@@ -3,6 +3,7 @@ package stacks
 import (
 	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -13,8 +14,10 @@ import (
 	"strings"
 
 	"github.com/pulumi/pulumi-command/sdk/go/command/local"
+	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/artifactregistry"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/organizations"
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/serviceaccount"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -92,11 +95,12 @@ func repoRoot(dir string) (string, error) {
 
 // buildSFU declares the Artifact Registry repository (with reader access
 // for the nodes) and the build + push of the SFU image, and returns the
-// pushed repo digest, which the SFU service runs.
-func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.ResourceOption) (pulumi.StringOutput, error) {
+// pushed repo digest, which the SFU service runs, with the registry auth the
+// service carries so workers can pull it.
+func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.ResourceOption) (pulumi.StringOutput, *docker.ServiceAuthArgs, error) {
 	b := args.SFUBuild
 	if b.NodeServiceAccount == nil {
-		return pulumi.StringOutput{}, fmt.Errorf("stacks.NewStack %s: SFUBuild.NodeServiceAccount is required (nodes pull the SFU image with it)", name)
+		return pulumi.StringOutput{}, nil, fmt.Errorf("stacks.NewStack %s: SFUBuild.NodeServiceAccount is required (nodes pull the SFU image with it)", name)
 	}
 	start := b.RepoRoot
 	if start == "" {
@@ -104,11 +108,11 @@ func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.R
 	}
 	root, err := repoRoot(start)
 	if err != nil {
-		return pulumi.StringOutput{}, fmt.Errorf("stacks.NewStack %s: SFU build: %w", name, err)
+		return pulumi.StringOutput{}, nil, fmt.Errorf("stacks.NewStack %s: SFU build: %w", name, err)
 	}
 	hash, err := SourceHash(filepath.Join(root, "sfu"))
 	if err != nil {
-		return pulumi.StringOutput{}, fmt.Errorf("stacks.NewStack %s: %w", name, err)
+		return pulumi.StringOutput{}, nil, fmt.Errorf("stacks.NewStack %s: %w", name, err)
 	}
 	// Relative to the working directory, so state does not change between
 	// machines that check the repository out in different places.
@@ -131,7 +135,7 @@ func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.R
 		Description:  pulumi.String("Images built by the platform program (the SFU)"),
 	}, gcpOpts...)
 	if err != nil {
-		return pulumi.StringOutput{}, err
+		return pulumi.StringOutput{}, nil, err
 	}
 	reader, err := artifactregistry.NewRepositoryIamMember(ctx, name+"-images-reader", &artifactregistry.RepositoryIamMemberArgs{
 		Project:    repo.Project,
@@ -141,7 +145,7 @@ func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.R
 		Member:     pulumi.Sprintf("serviceAccount:%s", b.NodeServiceAccount),
 	}, gcpOpts...)
 	if err != nil {
-		return pulumi.StringOutput{}, err
+		return pulumi.StringOutput{}, nil, err
 	}
 	registry := cl.Region + "-docker.pkg.dev"
 	invokeOpts := []pulumi.InvokeOption{pulumi.Parent(repo)}
@@ -163,13 +167,38 @@ func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.R
 		Triggers: pulumi.Array{pulumi.String(hash)},
 	}, parent, pulumi.DependsOn([]pulumi.Resource{reader}))
 	if err != nil {
-		return pulumi.StringOutput{}, err
+		return pulumi.StringOutput{}, nil, err
 	}
-	return build.Stdout.ApplyT(func(s string) (string, error) {
+	digest := build.Stdout.ApplyT(func(s string) (string, error) {
 		d := strings.TrimSpace(s)
 		if !strings.Contains(d, "@sha256:") {
 			return "", fmt.Errorf("stacks: SFU image build printed %q, want the pushed repo digest", d)
 		}
 		return d, nil
-	}).(pulumi.StringOutput), nil
+	}).(pulumi.StringOutput)
+
+	// Swarm workers pull with the registry auth the service spec carries
+	// (docker's --with-registry-auth), never with a node-local docker
+	// login. A key of the nodes' service account (reader on the
+	// repository) is a credential that does not expire like an access
+	// token would after an hour; it lives in state only as a secret.
+	key, err := serviceaccount.NewKey(ctx, name+"-images-puller", &serviceaccount.KeyArgs{
+		ServiceAccountId: b.NodeServiceAccount,
+	}, gcpOpts...)
+	if err != nil {
+		return pulumi.StringOutput{}, nil, err
+	}
+	keyJSON := key.PrivateKey.ApplyT(func(k string) (string, error) {
+		j, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			return "", fmt.Errorf("stacks: service account key is not base64: %w", err)
+		}
+		return string(j), nil
+	}).(pulumi.StringOutput)
+	auth := &docker.ServiceAuthArgs{
+		ServerAddress: pulumi.String(registry),
+		Username:      pulumi.String("_json_key"),
+		Password:      pulumi.ToSecret(keyJSON).(pulumi.StringOutput),
+	}
+	return digest, auth, nil
 }
