@@ -340,3 +340,32 @@ func TestToken(t *testing.T) {
 	id := p.joinURL(base + "/?room=secret&token=" + url.QueryEscape(token))
 	p.waitFor("her own tile", tileSel(id)+`?.dataset.name === "Ana"`)
 }
+
+// TestClientModule uses sfu.js directly, as another frontend would (import
+// from /client/sfu.js): a track published disabled shows as muted at the
+// other side, and trackadded names the publisher and kind of each track.
+func TestClientModule(t *testing.T) {
+	execPath := chromiumPath(t)
+	netns.Require(t)
+	_, base := startSFU(t, nil)
+	ana := newPage(t, execPath, "Ana")
+	mod := newPage(t, execPath, "Mod")
+	anaID := ana.join(base, "module")
+
+	mod.do(chromedp.Navigate(base + "/client/"))
+	modID := eval[string](mod, `(async () => {
+		const { join } = await import("/client/sfu.js");
+		const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+		media.getAudioTracks()[0].enabled = false;
+		window.added = [];
+		const s = await join("", { room: "module", name: "Mod", on: {
+			trackadded: (e) => window.added.push({ participantId: e.detail.participantId, kind: e.detail.kind, live: e.detail.track.readyState === "live" }),
+		} });
+		await s.publish(media);
+		return s.id;
+	})()`)
+
+	ana.waitFor("Mod's tile marked muted", tileSel(modID)+`?.hasAttribute("data-audio-muted")`)
+	ana.receives(modID)
+	mod.waitFor("Ana's audio and video", fmt.Sprintf(`["audio", "video"].every((k) => window.added.some((a) => a.participantId === %q && a.kind === k && a.live))`, anaID))
+}

@@ -156,6 +156,8 @@ export class Session extends EventTarget {
       this._local.set(track.id, { track, sender, muted: !track.enabled });
     }
     await this._negotiate();
+    // A track published disabled starts muted for the others too.
+    for (const track of tracks) if (!track.enabled) this._send({ type: "mute", trackId: track.id, muted: true });
   }
 
   /**
