@@ -17,8 +17,8 @@ trap 'rm -rf "$staging"' EXIT
 
 for f in ca.pem server-cert.pem server-key.pem; do
 	IFS= read -r line || { echo "stdin ended before $f" >&2; exit 1; }
-	printf '%s' "$line" | base64 -d >"$staging/$f"
-	if ! grep -q -- '-----BEGIN' "$staging/$f"; then
+	if ! printf '%s' "$line" | base64 -d >"$staging/$f" 2>/dev/null ||
+		! grep -q -- '-----BEGIN' "$staging/$f"; then
 		echo "stdin line for $f is not a base64 PEM block" >&2
 		exit 1
 	fi
