@@ -1,8 +1,10 @@
 // sfu.js: browser client for the SFU's signalling protocol, version 1
 // (sfu/PROTOCOL.md). A plain ES module with no dependencies; the SFU serves
-// it at /client/sfu.js.
+// it at /client/sfu.js. Import it from the page's own origin (module
+// scripts need CORS across origins, and the SFU sends none): a page the SFU
+// serves imports "/client/sfu.js", another frontend ships a copy.
 //
-//   import { join } from "https://sfu.example.org:8443/client/sfu.js";
+//   import { join } from "/client/sfu.js";
 //   const session = await join("wss://sfu.example.org:8443/ws", {
 //     room: "standup", name: "Ana", token,
 //     on: { trackadded: (e) => show(e.detail), participantleft: (e) => hide(e.detail) },
@@ -14,7 +16,8 @@
 // Each session has two RTCPeerConnections: `publisher` (the client offers,
 // carrying its own tracks) and `subscriber` (the server offers, carrying
 // everyone else's). Offers on one connection always come from the same
-// side, so there is no glare and no polite/impolite roles are needed.
+// side, so offers never cross (no glare) and neither side needs the
+// polite/impolite roles of "perfect negotiation".
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
