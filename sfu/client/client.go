@@ -39,6 +39,10 @@ type Options struct {
 	// SettingEngine restricts pion (interfaces, IP filter, network types,
 	// ports). Nil means pion's defaults.
 	SettingEngine *webrtc.SettingEngine
+	// Configure replaces the default codecs and interceptors (pion's
+	// defaults: Opus, VP8, VP9, H264, NACK, reports, TWCC) when set, e.g.
+	// for a load tool that wants fewer interceptors per participant.
+	Configure func(*webrtc.MediaEngine, *interceptor.Registry) error
 	// ICEServers replaces the servers from the join reply when non-nil
 	// (an empty non-nil slice means none).
 	ICEServers []webrtc.ICEServer
@@ -166,12 +170,18 @@ func (c *Client) setupPeerConnections() error {
 		se = *c.opts.SettingEngine
 	}
 	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
-		return err
-	}
 	ir := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-		return err
+	if c.opts.Configure != nil {
+		if err := c.opts.Configure(m, ir); err != nil {
+			return fmt.Errorf("client: configure: %w", err)
+		}
+	} else {
+		if err := m.RegisterDefaultCodecs(); err != nil {
+			return err
+		}
+		if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+			return err
+		}
 	}
 	c.api = webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	cfg := webrtc.Configuration{ICEServers: c.opts.ICEServers}
