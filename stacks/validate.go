@@ -509,6 +509,32 @@ func (v *validator) memory() {
 			}
 		}
 	}
+	// The scheduler refuses tasks whose reservations no longer fit: the
+	// whole stack's reservations must fit the whole cluster.
+	var wantMB, haveMB int
+	var wantCPU, haveCPU float64
+	for _, s := range v.st.Services {
+		tasks := s.Replicas
+		if s.Global {
+			tasks = len(v.eligible[s.Name])
+		}
+		wantMB += tasks * s.Resources.ReserveMemoryMB
+		wantCPU += float64(tasks) * s.Resources.ReserveCPUs
+	}
+	for _, n := range v.cl.Nodes {
+		if mb, ok := infra.MachineMemoryMB(n.MachineType); ok {
+			haveMB += mb
+		}
+		if c, ok := infra.MachineVCPUs(n.MachineType); ok {
+			haveCPU += float64(c)
+		}
+	}
+	if wantMB > haveMB {
+		v.add(RuleMemory, "stack", "memory reservations of all tasks total %d MB, more than the cluster's %d MB", wantMB, haveMB)
+	}
+	if wantCPU > haveCPU+1e-9 {
+		v.add(RuleMemory, "stack", "CPU reservations of all tasks total %.2f, more than the cluster's %.0f vCPUs", wantCPU, haveCPU)
+	}
 	for _, n := range v.cl.Nodes {
 		mb, err := v.memoryMB(n.Name)
 		if err != nil {

@@ -190,6 +190,12 @@ func TestValidateRejects(t *testing.T) {
 			svc(t, st, "redis").Resources.ReserveMemoryMB = 16400
 			svc(t, st, "redis_gateway").Resources.ReserveMemoryMB = 16400
 		}, []string{"node translation01", "exceed machine type e2-standard-8 (32768 MB)", "redis 1×16400 MB"}},
+		{"stack reservations exceed the cluster", RuleMemory, func(t *testing.T, _ *infra.Topology, st *Stack) {
+			svc(t, st, "stt").Replicas = 70
+		}, []string{"stack", "memory reservations of all tasks total", "more than the cluster's 65536 MB"}},
+		{"stack CPU reservations exceed the cluster", RuleMemory, func(t *testing.T, _ *infra.Topology, st *Stack) {
+			svc(t, st, "tts").Resources.ReserveCPUs = 8
+		}, []string{"stack", "CPU reservations of all tasks total", "more than the cluster's 20 vCPUs"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
