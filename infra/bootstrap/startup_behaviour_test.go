@@ -22,8 +22,12 @@ type run struct {
 	modes  map[string]string // captured path → octal mode
 }
 
-// nodeRun is one script run on the simulated VM, with optional stdin.
-type nodeRun struct{ script, stdin string }
+// nodeRun is one script run on the simulated VM, with optional stdin and
+// environment for the test doubles (FAKE_*).
+type nodeRun struct {
+	script, stdin string
+	env           []string
+}
 
 // onOneVM runs rendered scripts in order on one simulated VM
 // (testdata/node-driver.sh in a private mount namespace, with the test
@@ -41,7 +45,12 @@ func onOneVM(t *testing.T, capture []string, runs ...nodeRun) []run {
 	var paths []string
 	for i, r := range runs {
 		p := filepath.Join(dir, "script-"+strconv.Itoa(i)+".sh")
-		if err := os.WriteFile(p, []byte(r.script), 0o755); err != nil {
+		body := r.script
+		for _, e := range r.env {
+			k, v, _ := strings.Cut(e, "=")
+			body = "export " + k + "=" + shellQuote(v) + "\n" + body
+		}
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		if r.stdin != "" {
@@ -195,10 +204,10 @@ func TestDockerTLSScriptOnVM(t *testing.T) {
 	capture := []string{"/etc/docker/tls/ca.pem", "/etc/docker/tls/server-cert.pem", "/etc/docker/tls/server-key.pem",
 		"/etc/systemd/system/docker.service.d/platform-tls.conf", "/etc/docker/tls"}
 	runs := onOneVM(t, capture,
-		nodeRun{script, stdin(ca, cert, key1)},
-		nodeRun{script, stdin(ca, cert, key1)},
-		nodeRun{script, stdin(ca, cert, key2)},
-		nodeRun{script, "not base64 at all\n"},
+		nodeRun{script: script, stdin: stdin(ca, cert, key1)},
+		nodeRun{script: script, stdin: stdin(ca, cert, key1)},
+		nodeRun{script: script, stdin: stdin(ca, cert, key2)},
+		nodeRun{script: script, stdin: "not base64 at all\n"},
 	)
 	first, same, rotated, garbage := runs[0], runs[1], runs[2], runs[3]
 	for i, r := range runs[:3] {
@@ -249,5 +258,51 @@ func TestDockerTLSScriptOnVM(t *testing.T) {
 		if strings.Contains(r.stdout+r.stderr, "a2V5") {
 			t.Errorf("key material in the command output: %s %s", r.stdout, r.stderr)
 		}
+	}
+}
+
+// engine ready: waits for the boot-time run, re-runs a startup script whose
+// version changed since boot, and fails clearly when it cannot be applied.
+func TestEngineReadyOnVM(t *testing.T) {
+	const want = "0123456789abcdef"
+	script, err := engineReadyScript(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		env       []string
+		wantRC    string
+		wantRuns  int // google_metadata_script_runner calls
+		wantInErr string
+	}{
+		{name: "boot-time run still going: wait for it, no second run",
+			env: []string{"FAKE_ACTIVATING=3", "FAKE_BOOT_VERSION=" + want}, wantRC: "0"},
+		{name: "metadata changed after boot: re-run the current script",
+			env: []string{"FAKE_BOOT_VERSION=oldversion00000", "FAKE_RUNNER_VERSION=" + want}, wantRC: "0", wantRuns: 1},
+		{name: "script keeps failing: three attempts, then a clear error",
+			env: []string{"FAKE_BOOT_VERSION=oldversion00000"}, wantRC: "1", wantRuns: 3, wantInErr: "startup script version " + want + " was not applied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := onOneVM(t, nil, nodeRun{script: script, env: tc.env})[0]
+			if r.rc != tc.wantRC {
+				t.Fatalf("exit %s, want %s\n%s%s", r.rc, tc.wantRC, r.stdout, r.stderr)
+			}
+			runs := 0
+			for _, c := range r.calls {
+				if strings.HasPrefix(c, "google_metadata_script_runner startup") {
+					runs++
+				}
+			}
+			if runs != tc.wantRuns {
+				t.Errorf("startup script run %d times, want %d; calls %q", runs, tc.wantRuns, r.calls)
+			}
+			if tc.wantRC == "0" && strings.TrimSpace(r.stdout) != "20.10.24+dfsg1" {
+				t.Errorf("stdout %q, want the engine version", r.stdout)
+			}
+			if !strings.Contains(r.stderr, tc.wantInErr) {
+				t.Errorf("stderr %q lacks %q", r.stderr, tc.wantInErr)
+			}
+		})
 	}
 }

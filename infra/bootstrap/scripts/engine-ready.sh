@@ -25,6 +25,10 @@ for _ in $(seq 1 180); do
 		sleep 5
 		continue
 	fi
+	# The boot-time run may have finished since the first check.
+	if applied; then
+		break
+	fi
 	if [ "$reruns" -ge 3 ]; then
 		break
 	fi
