@@ -9,16 +9,19 @@
 set -euo pipefail
 cd "$REPO_ROOT"
 
-# FROM scratch image: no builder stage (no base image can be pulled where
-# the tests build it), so the binary is built here.
-CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags='-s -w' -o sfu/bin/sfu ./sfu/cmd/sfu >&2
-docker build --platform linux/amd64 -t "$IMAGE" -f sfu/Dockerfile sfu >&2
-
-# Log in with a throwaway client config so the token never lands in the
-# deployer's ~/.docker/config.json.
+# Scratch dirs: the build context (only the binary) and a throwaway docker
+# client config, so the token never lands in the deployer's ~/.docker.
+context=$(mktemp -d)
 DOCKER_CONFIG=$(mktemp -d)
 export DOCKER_CONFIG
-trap 'rm -rf "$DOCKER_CONFIG"' EXIT
+trap 'rm -rf "$context" "$DOCKER_CONFIG"' EXIT
+
+# sfu/Dockerfile is FROM scratch and copies a prebuilt static binary named
+# sfu from the context (no builder stage: no base image can be pulled where
+# it is tested), so the binary is built here.
+CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -trimpath -ldflags='-s -w' -o "$context/sfu" ./sfu/cmd/sfu >&2
+docker build --platform linux/amd64 -t "$IMAGE" -f sfu/Dockerfile "$context" >&2
+
 printf '%s' "$REGISTRY_TOKEN" | docker login --username oauth2accesstoken --password-stdin "https://$REGISTRY" >&2
 docker push "$IMAGE" >&2
 docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$IMAGE" | grep -m1 "^${IMAGE%:*}@sha256:"
