@@ -198,3 +198,40 @@ func TestInitScriptBehaviour(t *testing.T) {
 		})
 	}
 }
+
+func TestMemberScriptBehaviour(t *testing.T) {
+	keep, err := memberScript("keep", "newid0000002", "prod-translation02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remove, err := memberScript("remove", "newid0000002", "prod-translation02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := "mgr000000001 prod-translation01 Ready;oldid0000002 prod-translation02 Down;newid0000002 prod-translation02 Ready;" +
+		"other0000003 prod-translation03 Down;oldid0000009 prod-translation02x Down"
+	_, errOut, calls, err := runAsRoot(t, keep, "", nil, "FAKE_NODES="+nodes)
+	if err != nil {
+		t.Fatalf("keep: %v\n%s", err, errOut)
+	}
+	var removed []string
+	for _, c := range calls {
+		if strings.HasPrefix(c, "docker node rm") {
+			removed = append(removed, c)
+		}
+	}
+	// Only the stale entry of this hostname goes: not the live node, not
+	// another VM's, not a hostname that merely starts the same.
+	if strings.Join(removed, ";") != "docker node rm oldid0000002" {
+		t.Errorf("keep removed %q, want only the stale prod-translation02 entry", removed)
+	}
+
+	_, _, calls, err = runAsRoot(t, remove, "", nil)
+	if err != nil || !hasCall(calls, "docker node rm --force newid0000002") {
+		t.Errorf("remove: %v; calls %q", err, calls)
+	}
+	_, _, calls, err = runAsRoot(t, remove, "", nil, "FAKE_NO_NODE=1")
+	if err != nil || hasCall(calls, "docker node rm") {
+		t.Errorf("remove of a node already gone: %v; calls %q", err, calls)
+	}
+}
