@@ -28,7 +28,7 @@ type Config struct {
 	ICEBind      string // address the muxes bind; empty means all interfaces
 	PublicIPs    []string
 
-	STUNURLs   []string // given to clients and used by the server
+	STUNURLs   []string // given to clients; used by the server only without PublicIPs
 	TURNURLs   []string // given to clients with REST credentials
 	TURNSecret []byte
 	TURNTTL    time.Duration

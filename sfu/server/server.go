@@ -52,7 +52,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	var iceServers []webrtc.ICEServer
-	if len(cfg.STUNURLs) > 0 {
+	// With an announced public IP the server's own STUN lookups add
+	// nothing (and cost a DNS lookup per peer connection).
+	if len(cfg.STUNURLs) > 0 && len(cfg.PublicIPs) == 0 {
 		iceServers = append(iceServers, webrtc.ICEServer{URLs: cfg.STUNURLs})
 	}
 	counters := &room.Counters{}

@@ -79,7 +79,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.StringVar(&c.ICEPortRange, "ice-port-range", c.ICEPortRange, "min-max ephemeral UDP ports instead of the single-port mux, e.g. 40000-40100")
 	fs.StringVar(&c.ICEBind, "ice-bind", c.ICEBind, "IP address the ICE sockets bind and gather on (empty: all interfaces)")
 	fs.Var(&o.publicIPs, "public-ip", "public IP address(es) to announce instead of local ones (repeatable or comma-separated; e.g. the VM's external IP)")
-	fs.Var(&o.stun, "stun", "STUN server URL(s) for clients and the server, e.g. stun:stun.example.org:3478")
+	fs.Var(&o.stun, "stun", "STUN server URL(s) for clients (and for the server itself when no --public-ip is set), e.g. stun:stun.example.org:3478")
 	fs.Var(&o.turn, "turn-url", "TURN server URL(s) given to clients with time-limited credentials, e.g. turn:turn.example.org:3478")
 	fs.StringVar(&o.turnSecretFile, "turn-secret-file", "", "file holding the TURN REST shared secret (coturn static-auth-secret)")
 	fs.DurationVar(&c.TURNTTL, "turn-ttl", c.TURNTTL, "lifetime of TURN credentials")

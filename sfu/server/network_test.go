@@ -1,0 +1,116 @@
+package server_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jbcalling/platform/internal/netns"
+	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+)
+
+// Clients whose networks block UDP still connect through the ICE-TCP mux.
+func TestICETCP(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	tcpOnly := func(o *client.Options) {
+		se := &webrtc.SettingEngine{}
+		addr := net.ParseIP(netns.Addr)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(addr) })
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+		o.SettingEngine = se
+	}
+	a := e.join("room", "A", tcpOnly)
+	defer a.Close()
+	b := e.join("room", "B", tcpOnly)
+	defer b.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	if err := receiveInOrder(rt, 50); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := b.Subscriber().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil {
+		t.Fatalf("selected pair: %v %v", pair, err)
+	}
+	if pair.Remote.Protocol != webrtc.ICEProtocolTCP {
+		t.Fatalf("media went over %s, want TCP", pair.Remote.Protocol)
+	}
+	src.close()
+}
+
+// With --public-ip the SFU announces that address instead of its own, and
+// the join reply carries the STUN server and TURN credentials in coturn's
+// REST scheme.
+func TestAnnouncedAddressAndICEServers(t *testing.T) {
+	netns.Require(t)
+	turnSecret := []byte("turn-secret")
+	e := start(t, func(c *server.Config) {
+		c.PublicIPs = []string{"203.0.113.7"}
+		c.STUNURLs = []string{"stun:stun.example.org:3478"}
+		c.TURNURLs = []string{"turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"}
+		c.TURNSecret, c.TURNTTL = turnSecret, time.Hour
+	})
+	defer e.close()
+	r := e.raw(t)
+	defer r.close()
+	j := r.join("room")
+
+	if len(j.ICEServers) != 2 || j.ICEServers[0].URLs[0] != "stun:stun.example.org:3478" || j.ICEServers[0].Username != "" {
+		t.Fatalf("ICE servers %+v, want STUN then TURN", j.ICEServers)
+	}
+	turn := j.ICEServers[1]
+	expiry, user, _ := strings.Cut(turn.Username, ":")
+	if user != j.ID || len(turn.URLs) != 2 {
+		t.Fatalf("TURN server %+v, want username <expiry>:%s", turn, j.ID)
+	}
+	n, err := strconv.ParseInt(expiry, 10, 64)
+	if err != nil {
+		t.Fatalf("TURN username %q: %v", turn.Username, err)
+	}
+	if d := time.Until(time.Unix(n, 0)); d < 59*time.Minute || d > 61*time.Minute {
+		t.Fatalf("TURN credentials expire in %s, want about 1h", d)
+	}
+	mac := hmac.New(sha1.New, turnSecret)
+	mac.Write([]byte(turn.Username))
+	if want := base64.StdEncoding.EncodeToString(mac.Sum(nil)); turn.Credential != want {
+		t.Fatalf("TURN credential %q, want base64(HMAC-SHA1(secret, username)) = %q", turn.Credential, want)
+	}
+
+	r.send(`{"type":"offer","target":"publisher","sdp":` + jsonString(publishOffer(t)) + `}`)
+	var sdp string
+	var cands []string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && !(sdp != "" && len(cands) > 0) {
+		m, status := r.next()
+		switch m := m.(type) {
+		case *signal.Answer:
+			sdp = m.SDP
+		case *signal.Candidate:
+			if m.Candidate != nil {
+				cands = append(cands, m.Candidate.Candidate)
+			}
+		case nil:
+			t.Fatalf("closed (%d)", status)
+		}
+	}
+	all := sdp + strings.Join(cands, "\n")
+	if !strings.Contains(all, "203.0.113.7") {
+		t.Fatalf("the public IP is not announced; answer and candidates:\n%s", all)
+	}
+	if strings.Contains(all, netns.Addr+" ") {
+		t.Fatalf("the local address is announced besides the public one:\n%s", all)
+	}
+}
