@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,6 +74,10 @@ type page struct {
 	t    *testing.T
 	name string
 	ctx  context.Context
+
+	mu         sync.Mutex
+	done       bool     // the test is over: log nothing more
+	exceptions []string // uncaught errors in the page
 }
 
 func newPage(t *testing.T, execPath, name string) *page {
@@ -96,8 +101,14 @@ func newPage(t *testing.T, execPath, name string) *page {
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	p := &page{t: t, name: name, ctx: ctx}
-	// The page's console and uncaught errors end up in the test log.
+	// The page's console goes to the test log; an uncaught error in the
+	// page fails the test (a user would see a broken page).
 	if err := chromedp.Listen(ctx, func(ev any) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.done {
+			return
+		}
 		switch ev := ev.(type) {
 		case *runtime.EventConsoleAPICalled:
 			var args []string
@@ -106,11 +117,20 @@ func newPage(t *testing.T, execPath, name string) *page {
 			}
 			t.Logf("%s console.%s: %s", name, ev.Type, strings.Join(args, " "))
 		case *runtime.EventExceptionThrown:
-			t.Logf("%s exception: %s", name, exceptionText(ev.ExceptionDetails))
+			p.exceptions = append(p.exceptions, exceptionText(ev.ExceptionDetails))
 		}
 	}); err != nil {
 		t.Fatalf("%s: starting chromium: %v", name, err)
 	}
+	// Registered after the browser's cleanup, so it runs before it.
+	t.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.done = true
+		for _, e := range p.exceptions {
+			t.Errorf("%s: uncaught error in the page: %s", name, e)
+		}
+	})
 	return p
 }
 
