@@ -93,6 +93,7 @@ type Client struct {
 
 	publishMu sync.Mutex // one publish negotiation at a time
 	answers   chan *signal.Answer
+	offerErrs chan *signal.Error // the server refused a publish offer
 
 	mu       sync.Mutex
 	pendPub  []webrtc.ICECandidateInit // candidates before remote description
@@ -118,8 +119,8 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		opts: opts, log: log, conn: conn, ctx: cctx, cancel: cancel,
-		answers: make(chan *signal.Answer, 1),
-		done:    make(chan struct{}),
+		answers: make(chan *signal.Answer, 1), offerErrs: make(chan *signal.Error, 1),
+		done: make(chan struct{}),
 	}
 	if err := c.join(ctx); err != nil {
 		cancel()
@@ -290,9 +291,13 @@ func (c *Client) negotiatePublisher(ctx context.Context) error {
 	if err := c.pub.SetLocalDescription(offer); err != nil {
 		return fmt.Errorf("client: publish offer: %w", err)
 	}
-	// Drop a stale answer from an earlier, abandoned negotiation.
+	// Drop a stale answer or refusal from an earlier, abandoned negotiation.
 	select {
 	case <-c.answers:
+	default:
+	}
+	select {
+	case <-c.offerErrs:
 	default:
 	}
 	if err := c.send(ctx, &signal.Offer{Target: signal.TargetPublisher, SDP: offer.SDP}); err != nil {
@@ -305,6 +310,8 @@ func (c *Client) negotiatePublisher(ctx context.Context) error {
 		}
 		c.flushCandidates(signal.TargetPublisher)
 		return nil
+	case e := <-c.offerErrs:
+		return fmt.Errorf("client: publish refused: %w", e)
 	case <-c.done:
 		return fmt.Errorf("%w: %w", ErrNoAnswer, c.endErr())
 	case <-ctx.Done():
@@ -452,6 +459,12 @@ func (c *Client) handle(m signal.Message) error {
 		return c.send(c.ctx, &signal.Pong{})
 	case *signal.Pong:
 	default:
+		if e, ok := m.(*signal.Error); ok && e.Ref == signal.TypeOffer {
+			select {
+			case c.offerErrs <- e:
+			default:
+			}
+		}
 		if c.opts.OnEvent != nil {
 			c.opts.OnEvent(m)
 		}

@@ -306,3 +306,50 @@ func TestJoinTimeout(t *testing.T) {
 	r.expectError(signal.CodeBadMessage)
 	r.expectClosed(websocket.StatusPolicyViolation)
 }
+
+// A peer connection that never connects ends the participant after the
+// ICE timeout, with an error saying so.
+func TestICETimeout(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.ICETimeout = 500 * time.Millisecond })
+	defer e.close()
+	r := e.raw(t)
+	defer r.close()
+	r.join("room")
+	r.send(`{"type":"offer","target":"publisher","sdp":` + jsonString(publishOffer(t)) + `}`) // and never any ICE
+	if e := r.expectError(signal.CodeInternal); !strings.Contains(e.Message, "did not connect") {
+		t.Fatalf("error %q does not say why", e.Message)
+	}
+	r.expectClosed(websocket.StatusGoingAway)
+	waitFor(t, "the participant to be gone", func() bool { _, ps := e.srv.Rooms().Stats(); return ps == 0 })
+}
+
+// A client that stops answering pings is disconnected after the idle
+// timeout.
+func TestIdleTimeout(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.IdleTimeout = 600 * time.Millisecond })
+	defer e.close()
+	r := e.raw(t)
+	defer r.close()
+	r.join("room")
+	// Not reading means not answering the server's pings.
+	waitFor(t, "the idle participant to be removed", func() bool { _, ps := e.srv.Rooms().Stats(); return ps == 0 })
+	r.expectClosed(websocket.StatusGoingAway)
+}
+
+// A refused offer leaves the session usable, and its stale error does not
+// fail the client's next publish.
+func TestClientPublishAfterRefusedOffer(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.MaxTracks = 0 })
+	defer e.close()
+	p := e.join("room", "A", nil)
+	defer p.Close()
+	if err := p.Send(context.Background(), &signal.Offer{Target: signal.TargetPublisher, SDP: "v=0\r\nnonsense"}); err != nil {
+		t.Fatal(err)
+	}
+	p.expectEvent(t, "bad_sdp", func(m signal.Message) bool { se, ok := m.(*signal.Error); return ok && se.Code == signal.CodeBadSDP })
+	src := p.publish(t, "cam", vp8Cap)
+	src.close()
+}
