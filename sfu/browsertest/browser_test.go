@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -362,12 +363,17 @@ func TestToken(t *testing.T) {
 }
 
 // TestClientModule uses sfu.js directly, as another frontend would (import
-// from /client/sfu.js): a track published disabled shows as muted at the
-// other side, and trackadded names the publisher and kind of each track.
+// from /client/sfu.js): the peer connections use the ICE servers of the
+// join reply, a track published disabled shows as muted at the other side,
+// and trackadded names the publisher and kind of each track.
 func TestClientModule(t *testing.T) {
 	execPath := chromiumPath(t)
 	netns.Require(t)
-	_, base := startSFU(t, nil)
+	// Nothing answers there; the namespace keeps the attempts local.
+	stun, turn := "stun:"+netns.Addr+":3478", "turn:"+netns.Addr+":3478"
+	_, base := startSFU(t, func(c *server.Config) {
+		c.STUNURLs, c.TURNURLs, c.TURNSecret = []string{stun}, []string{turn}, []byte("turn-secret")
+	})
 	ana := newPage(t, execPath, "Ana")
 	mod := newPage(t, execPath, "Mod")
 	anaID := ana.join(base, "module")
@@ -382,8 +388,18 @@ func TestClientModule(t *testing.T) {
 			trackadded: (e) => window.added.push({ participantId: e.detail.participantId, kind: e.detail.kind, live: e.detail.track.readyState === "live" }),
 		} });
 		await s.publish(media);
+		window.session = s;
 		return s.id;
 	})()`)
+	type iceServer struct {
+		URLs                 []string
+		Username, Credential string
+	}
+	servers := eval[[]iceServer](mod, `window.session.publisher.getConfiguration().iceServers`)
+	if len(servers) != 2 || !slices.Equal(servers[0].URLs, []string{stun}) || !slices.Equal(servers[1].URLs, []string{turn}) ||
+		!strings.HasSuffix(servers[1].Username, ":"+modID) || servers[1].Credential == "" {
+		t.Errorf("publisher ICE servers = %+v, want the STUN server and the TURN server with credentials for %s from the join reply", servers, modID)
+	}
 
 	ana.waitFor("Mod's tile marked muted", tileSel(modID)+`?.hasAttribute("data-audio-muted")`)
 	ana.receives(modID)
