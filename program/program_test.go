@@ -304,3 +304,37 @@ func TestOneMTUEverywhere(t *testing.T) {
 		})
 	}
 }
+
+// The last edge of the order: the service stack deploys through the swarm's
+// provider only after every node has joined and every label is set.
+func TestStackWaitsForTheSwarm(t *testing.T) {
+	m, err := run(t, "prod", config(t, "prod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var swarmSteps []pulumitest.Resource
+	for _, c := range m.ByType(tCommand) {
+		if strings.HasPrefix(c.Name, "swarm-label-") || strings.HasPrefix(c.Name, "swarm-join-") || c.Name == "swarm-init" {
+			swarmSteps = append(swarmSteps, c)
+		}
+	}
+	provider := m.MustGet(t, "pulumi:providers:docker", "swarm-docker")
+	n := 0
+	for _, r := range m.Resources() {
+		if !r.Custom || !strings.HasPrefix(r.Type, "docker:") {
+			continue
+		}
+		n++
+		if !strings.HasPrefix(r.Provider, provider.URN+"::") {
+			t.Errorf("%s %s is not deployed through the swarm's provider (%s)", r.Type, r.Name, r.Provider)
+		}
+		for _, s := range swarmSteps {
+			if !r.DependsOn(s.URN) {
+				t.Errorf("%s %s does not wait for %s", r.Type, r.Name, s.Name)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("the program deploys no Docker resource")
+	}
+}
