@@ -90,6 +90,33 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 			}
 		}
 	}
+	// Everything that can fail is checked before the first registration.
+	hasKey := false
+	for _, sec := range st.Secrets {
+		switch sec.Kind {
+		case SecretRandom, SecretHtpasswd, SecretGrafanaPasswd, SecretACMEDNSToken:
+		case SecretTLSKey:
+			hasKey = true
+		case SecretOriginCert:
+			if len(sec.Hosts) == 0 {
+				return nil, fmt.Errorf("stacks.NewStack %s: secret %s: an origin certificate needs hostnames", name, sec.Name)
+			}
+		default:
+			return nil, fmt.Errorf("stacks.NewStack %s: secret %s: no value source for kind %q", name, sec.Name, sec.Kind)
+		}
+	}
+	for _, sec := range st.Secrets {
+		if sec.Kind == SecretOriginCert && !hasKey {
+			return nil, fmt.Errorf("stacks.NewStack %s: secret %s needs a %s secret in the stack", name, sec.Name, SecretTLSKey)
+		}
+	}
+	var src *sfuSource
+	if args.SFUImage == nil {
+		var err error
+		if src, err = sfuSources(name, args.SFUBuild); err != nil {
+			return nil, err
+		}
+	}
 
 	d := &Deployment{Networks: map[string]*docker.Network{}, Secrets: map[string]*docker.Secret{}, Services: map[string]*docker.Service{}}
 	if err := ctx.RegisterComponentResource("platform:stacks:ServiceStack", name, d, opts...); err != nil {
@@ -118,10 +145,7 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 		return nil, err
 	}
 	for _, sec := range st.Secrets {
-		val, ok := values[sec.Name]
-		if !ok {
-			return nil, fmt.Errorf("stacks.NewStack %s: secret %s: no value source for kind %q", name, sec.Name, sec.Kind)
-		}
+		val := values[sec.Name]
 		// Name left to auto-naming (logical name + random suffix): docker
 		// secrets are immutable, so a new value is a replacement that must
 		// not clash with the old one still used by running tasks.
@@ -142,7 +166,7 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	if args.SFUImage != nil {
 		sfuImage = args.SFUImage.ToStringOutput()
 	} else {
-		img, auth, err := buildSFU(ctx, name, args, parent)
+		img, auth, err := buildSFU(ctx, name, args, src, parent)
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +179,7 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 		if err != nil {
 			return nil, err
 		}
-		if s.Name == "sfu" && sfuAuth != nil {
+		if s.Build && sfuAuth != nil {
 			svcArgs.Auth = sfuAuth
 		}
 		svc, err := docker.NewService(ctx, name+"-svc-"+s.Name, svcArgs, dockerOpts...)
@@ -232,9 +256,6 @@ func (d *Deployment) secretValues(ctx *pulumi.Context, name string, args *StackA
 		if sec.Kind != SecretOriginCert {
 			continue
 		}
-		if tlsKey == nil {
-			return nil, fmt.Errorf("stacks.NewStack %s: secret %s needs a %s secret in the stack", name, sec.Name, SecretTLSKey)
-		}
 		csr, err := tls.NewCertRequest(ctx, name+"-"+sec.Name+"-csr", &tls.CertRequestArgs{
 			PrivateKeyPem: tlsKey.PrivateKeyPem,
 			DnsNames:      pulumi.ToStringArray(sec.Hosts),
@@ -268,8 +289,8 @@ func (d *Deployment) secretValues(ctx *pulumi.Context, name string, args *StackA
 func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s *Service, args *StackArgs,
 	sfuImage pulumi.StringOutput, dockerOpts []pulumi.ResourceOption) (*docker.ServiceArgs, error) {
 	image := pulumi.String(s.Image).ToStringOutput()
-	if s.Name == "sfu" {
-		image = sfuImage
+	if s.Build {
+		image = sfuImage // the pushed digest, or StackArgs.SFUImage
 	}
 	env := pulumi.StringMap{}
 	for k, v := range s.Env {

@@ -97,10 +97,20 @@ func repoRoot(dir string) (string, error) {
 // for the nodes) and the build + push of the SFU image, and returns the
 // pushed repo digest, which the SFU service runs, with the registry auth the
 // service carries so workers can pull it.
-func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.ResourceOption) (pulumi.StringOutput, *docker.ServiceAuthArgs, error) {
-	b := args.SFUBuild
+// sfuSource is the checked-out SFU source to build: the repository root
+// relative to the working directory and the hash of sfu/.
+type sfuSource struct {
+	rel, hash string
+}
+
+// sfuSources finds and hashes the SFU sources; NewStack calls it before it
+// registers anything, so a missing checkout fails cleanly.
+func sfuSources(name string, b *SFUBuildArgs) (*sfuSource, error) {
+	if b == nil {
+		return nil, fmt.Errorf("stacks.NewStack %s: set SFUImage (prebuilt) or SFUBuild", name)
+	}
 	if b.NodeServiceAccount == nil {
-		return pulumi.StringOutput{}, nil, fmt.Errorf("stacks.NewStack %s: SFUBuild.NodeServiceAccount is required (nodes pull the SFU image with it)", name)
+		return nil, fmt.Errorf("stacks.NewStack %s: SFUBuild.NodeServiceAccount is required (nodes pull the SFU image with it)", name)
 	}
 	start := b.RepoRoot
 	if start == "" {
@@ -108,11 +118,11 @@ func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.R
 	}
 	root, err := repoRoot(start)
 	if err != nil {
-		return pulumi.StringOutput{}, nil, fmt.Errorf("stacks.NewStack %s: SFU build: %w", name, err)
+		return nil, fmt.Errorf("stacks.NewStack %s: SFU build: %w", name, err)
 	}
 	hash, err := SourceHash(filepath.Join(root, "sfu"))
 	if err != nil {
-		return pulumi.StringOutput{}, nil, fmt.Errorf("stacks.NewStack %s: %w", name, err)
+		return nil, fmt.Errorf("stacks.NewStack %s: %w", name, err)
 	}
 	// Relative to the working directory, so state does not change between
 	// machines that check the repository out in different places.
@@ -122,6 +132,12 @@ func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, parent pulumi.R
 			rel = r
 		}
 	}
+	return &sfuSource{rel: rel, hash: hash}, nil
+}
+
+func buildSFU(ctx *pulumi.Context, name string, args *StackArgs, src *sfuSource, parent pulumi.ResourceOption) (pulumi.StringOutput, *docker.ServiceAuthArgs, error) {
+	b := args.SFUBuild
+	rel, hash := src.rel, src.hash
 	cl := args.Topology.Config
 	gcpOpts := []pulumi.ResourceOption{parent}
 	if args.GCPProvider != nil {
