@@ -53,6 +53,7 @@ cleanup() {
 	wait "$sfu" || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 for _ in $(seq 100); do
 	"$bin/sfu" healthcheck "http://$addr:8080/health" >/dev/null 2>&1 && break
