@@ -211,3 +211,54 @@ func TestLeaveAndDisconnectCleanUp(t *testing.T) {
 		})
 	}
 }
+
+// A publisher that stops a track (renegotiating without it) removes it
+// from its subscribers, who are told so.
+func TestUnpublish(t *testing.T) {
+	netns.Require(t)
+	defer test.TimeOut(60 * time.Second).Stop()
+	defer test.CheckRoutines(t)()
+	e := start(t, nil)
+	defer e.close()
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	b := e.join("room", "B", nil)
+	defer b.Close()
+
+	tr, err := webrtc.NewTrackLocalStaticRTP(vp8Cap, "cam", a.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	senders, err := a.Publish(ctx, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &source{track: tr, stop: make(chan struct{}), done: make(chan struct{})}
+	go src.run()
+	defer src.close()
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	if err := receiveInOrder(rt, 20); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan struct{})
+	go func() { drainTrack(rt); close(ended) }()
+
+	if err := a.Unpublish(ctx, senders[0]); err != nil {
+		t.Fatalf("Unpublish: %v", err)
+	}
+	b.expectEvent(t, "track_unpublished", func(m signal.Message) bool {
+		u, ok := m.(*signal.TrackUnpublished)
+		return ok && u.ParticipantID == a.ID() && u.TrackID == "cam"
+	})
+	select {
+	case <-ended:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the track did not end at B")
+	}
+	waitFor(t, "no tracks at the SFU", func() bool { return e.srv.Rooms().Counters().TracksCurrent.Load() == 0 })
+	src.close()
+	a.Close()
+	b.Close()
+}
