@@ -291,7 +291,7 @@ func TestDeployBuildsAndPushesSFU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash, err := SourceHash("../sfu")
+	hash, err := SFUSourceHash("..")
 	if err != nil {
 		t.Fatal(err)
 	}

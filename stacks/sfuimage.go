@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -31,45 +30,43 @@ type SFUBuildArgs struct {
 	NodeServiceAccount pulumi.StringInput
 }
 
-// SourceHash hashes every file under dir except build output (bin/) and
-// tests, in path order: the trigger that rebuilds the binary and the tag of
-// the pushed image, so any change under sfu/ rolls the SFU on the next up.
-func SourceHash(dir string) (string, error) {
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+// SFUSourceHash hashes what the SFU binary and image are built from: every
+// file under <root>/sfu except tests, test data and dot-dirs, plus go.mod
+// and go.sum (a dependency bump changes the binary), in path order. It is
+// the trigger of the build and the tag of the pushed image, so any such
+// change rolls the SFU on the next up, and nothing else does.
+func SFUSourceHash(root string) (string, error) {
+	files := []string{"go.mod", "go.sum"}
+	sfu := filepath.Join(root, "sfu")
+	err := filepath.WalkDir(sfu, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(dir, p)
+		rel, _ := filepath.Rel(root, p)
 		if e.IsDir() {
-			if rel == "bin" || strings.HasPrefix(e.Name(), ".") && rel != "." {
+			if p != sfu && (strings.HasPrefix(e.Name(), ".") || e.Name() == "testdata") {
 				return filepath.SkipDir
 			}
 			return nil
 		}
-		if strings.HasSuffix(p, "_test.go") || strings.Contains(filepath.ToSlash(rel), "/testdata/") || strings.HasPrefix(filepath.ToSlash(rel), "testdata/") {
+		if strings.HasSuffix(p, "_test.go") {
 			return nil
 		}
 		files = append(files, rel)
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("hash %s: %w", dir, err)
+		return "", fmt.Errorf("hash %s: %w", sfu, err)
 	}
 	sort.Strings(files)
 	h := sha256.New()
 	for _, f := range files {
-		fh, err := os.Open(filepath.Join(dir, f))
+		b, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("hash SFU sources: %w", err)
 		}
-		fmt.Fprintf(h, "%s\x00", filepath.ToSlash(f))
-		_, err = io.Copy(h, fh)
-		fh.Close()
-		if err != nil {
-			return "", err
-		}
-		h.Write([]byte{0})
+		fmt.Fprintf(h, "%s\x00%d\x00", filepath.ToSlash(f), len(b))
+		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -120,7 +117,7 @@ func sfuSources(name string, b *SFUBuildArgs) (*sfuSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stacks.NewStack %s: SFU build: %w", name, err)
 	}
-	hash, err := SourceHash(filepath.Join(root, "sfu"))
+	hash, err := SFUSourceHash(root)
 	if err != nil {
 		return nil, fmt.Errorf("stacks.NewStack %s: %w", name, err)
 	}
