@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
 	"github.com/jbcalling/platform/infra"
 	"github.com/jbcalling/platform/internal/pulumitest"
 )
@@ -80,6 +82,45 @@ func TestConfigRejects(t *testing.T) {
 			_, err := ConfigFromMap(cl, func(k string) (string, bool) { v, ok := cfg[k]; return v, ok })
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestACMEToken(t *testing.T) {
+	cases := []struct {
+		name    string
+		cfg     map[string]string
+		env     string
+		want    string
+		wantErr string
+	}{
+		{"dedicated key first", map[string]string{KeyACMEToken: "acme", KeyCloudflareToken: "cf"}, "env", "acme", ""},
+		{"provider token", map[string]string{KeyCloudflareToken: "cf"}, "env", "cf", ""},
+		{"environment", map[string]string{}, "env", "env", ""},
+		{"none", map[string]string{}, "", "", "platform:acmeDnsToken: no Cloudflare token"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CLOUDFLARE_API_TOKEN", tc.env)
+			var got pulumi.StringOutput
+			_, err := pulumitest.Run(t, "platform", "prod", tc.cfg, func(ctx *pulumi.Context) error {
+				var err error
+				got, err = ACMEToken(ctx)
+				return err
+			})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, _, secret := pulumitest.AwaitString(t, got)
+			if v != tc.want || !secret {
+				t.Errorf("token = %q (secret %t), want %q as a secret", v, secret, tc.want)
 			}
 		})
 	}
