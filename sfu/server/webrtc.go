@@ -141,7 +141,10 @@ func newAPI(cfg *Config) (*webrtc.API, *iceSockets, error) {
 			return fail(fmt.Errorf("ICE TCP mux: %w", err))
 		}
 		socks.tcp = l
-		socks.tcpMx = webrtc.NewICETCPMux(nil, l, 16)
+		// A write buffer per TCP client: a subscriber on a slow TCP path
+		// then loses packets instead of blocking the forwarder, which
+		// writes to every subscriber of a track in turn.
+		socks.tcpMx = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: l, ReadBufferSize: 16, WriteBufferSize: 4 << 20})
 		se.SetICETCPMux(socks.tcpMx)
 		types = append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
