@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -261,4 +262,38 @@ func TestUnpublish(t *testing.T) {
 	src.close()
 	a.Close()
 	b.Close()
+}
+
+// Each codec the SFU negotiates reaches the subscriber as that codec.
+func TestCodecs(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	for _, codec := range []webrtc.RTPCodecCapability{
+		opusCap,
+		vp8Cap,
+		{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"},
+		{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
+	} {
+		t.Run(codec.MimeType, func(t *testing.T) {
+			a := e.join("codecs-"+codec.MimeType, "A", nil)
+			defer a.Close()
+			b := e.join("codecs-"+codec.MimeType, "B", nil)
+			defer b.Close()
+			src := a.publish(t, "t", codec)
+			defer src.close()
+			kind := webrtc.RTPCodecTypeVideo
+			if codec.MimeType == webrtc.MimeTypeOpus {
+				kind = webrtc.RTPCodecTypeAudio
+			}
+			rt := b.expectTrack(t, a.ID(), kind)
+			if err := receiveInOrder(rt, 20); err != nil {
+				t.Fatal(err)
+			}
+			if got := rt.Track.Codec(); !strings.EqualFold(got.MimeType, codec.MimeType) {
+				t.Fatalf("subscriber got %s, want %s", got.MimeType, codec.MimeType)
+			}
+			src.close()
+		})
+	}
 }
