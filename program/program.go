@@ -87,6 +87,7 @@ func Run(ctx *pulumi.Context) error {
 		Topology: topology, Config: stackCfg, Stack: stack,
 		DockerProvider:     swarm.Provider,
 		DependsOn:          swarm.Ready,
+		DeletedWith:        swarm.Manager,
 		ExternalIPs:        externalIPs,
 		ACMEDNSToken:       acmeToken,
 		GCPProvider:        cluster.GCPProvider,

@@ -319,6 +319,7 @@ func TestStackWaitsForTheSwarm(t *testing.T) {
 		}
 	}
 	provider := m.MustGet(t, "pulumi:providers:docker", "swarm-docker")
+	manager := m.MustGet(t, "gcp:compute/instance:Instance", "cluster-translation01")
 	n := 0
 	for _, r := range m.Resources() {
 		if !r.Custom || !strings.HasPrefix(r.Type, "docker:") {
@@ -327,6 +328,11 @@ func TestStackWaitsForTheSwarm(t *testing.T) {
 		n++
 		if !strings.HasPrefix(r.Provider, provider.URN+"::") {
 			t.Errorf("%s %s is not deployed through the swarm's provider (%s)", r.Type, r.Name, r.Provider)
+		}
+		// Destroying a throwaway stack deletes the VMs; the swarm's objects
+		// go with the manager instead of failing against a dead API.
+		if r.DeletedWith != manager.URN {
+			t.Errorf("%s %s is deleted with %q, want the manager VM", r.Type, r.Name, r.DeletedWith)
 		}
 		for _, s := range swarmSteps {
 			if !r.DependsOn(s.URN) {

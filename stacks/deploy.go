@@ -27,6 +27,10 @@ type StackArgs struct {
 	DockerProvider pulumi.ProviderResource
 	// DependsOn is what must exist first (bootstrap: swarm ready, labels set).
 	DependsOn []pulumi.Resource
+	// DeletedWith is the manager VM: when it goes, the whole swarm goes with
+	// it, so destroy skips deleting each Docker resource through an API that
+	// no longer answers (pulumi-docker#139). Nil deletes them one by one.
+	DeletedWith pulumi.Resource
 
 	// ExternalIPs maps each logical node to its external address (infra
 	// outputs: Cluster.Nodes[n].ExternalIP); the SFU announces the media
@@ -124,6 +128,9 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	}
 	parent := pulumi.Parent(d)
 	dockerOpts := []pulumi.ResourceOption{parent, pulumi.Provider(args.DockerProvider), pulumi.DependsOn(args.DependsOn)}
+	if args.DeletedWith != nil {
+		dockerOpts = append(dockerOpts, pulumi.DeletedWith(args.DeletedWith))
+	}
 
 	for _, n := range st.Networks {
 		net, err := docker.NewNetwork(ctx, name+"-net-"+n.Name, &docker.NetworkArgs{
