@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -10,6 +11,9 @@ import (
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/client"
 	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v4/test"
 	"github.com/pion/webrtc/v4"
 )
@@ -295,5 +299,80 @@ func TestCodecs(t *testing.T) {
 			}
 			src.close()
 		})
+	}
+}
+
+// The audio-level header extension reaches subscribers, under the ID they
+// negotiated, so clients can show who speaks.
+func TestAudioLevelForwarded(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	withAudioLevel := func(o *client.Options) {
+		o.Configure = func(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
+			if err := m.RegisterDefaultCodecs(); err != nil {
+				return err
+			}
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.AudioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
+				return err
+			}
+			return webrtc.RegisterDefaultInterceptors(m, ir)
+		}
+	}
+	a := e.join("room", "A", withAudioLevel)
+	defer a.Close()
+	b := e.join("room", "B", withAudioLevel)
+	defer b.Close()
+
+	tr, err := webrtc.NewTrackLocalStaticRTP(opusCap, "mic", a.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	senders, err := a.Publish(ctx, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extID := func(exts []webrtc.RTPHeaderExtensionParameter) uint8 {
+		for _, x := range exts {
+			if x.URI == sdp.AudioLevelURI {
+				return uint8(x.ID)
+			}
+		}
+		t.Fatal("audio level extension not negotiated")
+		return 0
+	}
+	pubID := extID(senders[0].GetParameters().HeaderExtensions)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := uint16(1); ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: n, Timestamp: uint32(n) * 960}, Payload: []byte{0xfc, byte(n)}}
+			_ = p.Header.SetExtension(pubID, []byte{0x80 | byte(n%127)}) // voice activity + level
+			if err := tr.WriteRTP(p); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeAudio)
+	subID := extID(rt.Receiver.GetParameters().HeaderExtensions)
+	for range 20 {
+		_ = rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second))
+		p, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := p.GetExtension(subID), []byte{0x80 | byte(p.SequenceNumber%127)}; !bytes.Equal(got, want) {
+			t.Fatalf("packet %d: audio level %v at ID %d, want %v", p.SequenceNumber, got, subID, want)
+		}
 	}
 }
