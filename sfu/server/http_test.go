@@ -108,6 +108,16 @@ func TestStaticFiles(t *testing.T) {
 			t.Errorf("GET %s = %d %q, want %d containing %q", tc.path, code, body, tc.code, tc.want)
 		}
 	}
+	// The real frontend, on another origin, imports the module.
+	resp, err := http.Get(e.hs.URL + "/client/sfu.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Errorf("/client/sfu.js Access-Control-Allow-Origin = %q, want *", got)
+	}
 }
 
 // The room, room-count and track limits refuse what goes beyond them.

@@ -91,7 +91,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.Handle("GET /metrics", s.metrics.handler())
-	mux.Handle("GET /client/", http.StripPrefix("/client", s.web))
+	// The client module is public and token-free, so any origin (the real
+	// frontend) may import it; module scripts need CORS for that.
+	mux.Handle("GET /client/", http.StripPrefix("/client", allowAnyOrigin(s.web)))
 	mux.Handle("GET /", s.web)
 	return mux
 }
@@ -213,6 +215,13 @@ func (s *Server) Drain(ctx context.Context) {
 
 // Close releases the ICE sockets. Call after Drain.
 func (s *Server) Close() { s.socks.Close() }
+
+func allowAnyOrigin(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		h.ServeHTTP(w, r)
+	})
+}
 
 // staticOnly hides the Go sources that share the embedded directory.
 type staticOnly struct{ fs.FS }

@@ -39,17 +39,17 @@ pin() { # pin CPUS cmd...: run cmd on CPUS when set
 	fi
 }
 
+prof=()
+if [[ -n "${SFU_PERF:-}" ]]; then
+	# Under perf from the start, so every thread the Go runtime adds is sampled.
+	prof=(perf record -e cpu-clock -F 999 -g -o "$SFU_PERF" --)
+fi
 # shellcheck disable=SC2086 # SFU_ARGS is a list of flags
-pin "${SFU_CPUS:-}" "$bin/sfu" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
+pin "${SFU_CPUS:-}" "${prof[@]}" "$bin/sfu" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
 	--ice-tcp-port -1 --max-participants 0 --max-rooms 0 --log-level warn ${SFU_ARGS:-} &
 sfu=$!
-perf_pid=
 cleanup() {
-	if [[ -n "$perf_pid" ]]; then
-		kill -INT "$perf_pid" 2>/dev/null || true
-		wait "$perf_pid" || true
-	fi
-	kill "$sfu" 2>/dev/null || true
+	kill -INT "$sfu" 2>/dev/null || true
 	wait "$sfu" || true
 }
 trap cleanup EXIT
@@ -59,8 +59,4 @@ for _ in $(seq 100); do
 	"$bin/sfu" healthcheck "http://$addr:8080/health" >/dev/null 2>&1 && break
 	sleep 0.1
 done
-if [[ -n "${SFU_PERF:-}" ]]; then
-	perf record -F 999 -g -o "$SFU_PERF" -p "$sfu" >/dev/null 2>&1 &
-	perf_pid=$!
-fi
 pin "${LOAD_CPUS:-}" "$bin/sfuload" --url "ws://$addr:8080/ws" --ice-ip "$addr" "$@"
