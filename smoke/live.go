@@ -52,6 +52,7 @@ type Outputs struct {
 // Target is a cluster as the smoke test sees it.
 type Target struct {
 	FrontendURL      string // https://<domain>/
+	WWWURL           string // https://www.<domain>/ (optional)
 	FrontendReplicas int
 	ReplicaHeader    string
 	APIHealthURL     string // https://api.<domain>/health
@@ -94,6 +95,9 @@ func TargetFromOutputs(ctx context.Context, raw []byte, lookup func(ctx context.
 		return t, fmt.Errorf("stack outputs: urls.webrtc %q is not a wss:// URL", signalling)
 	}
 	t.FrontendURL = strings.TrimSuffix(apex, "/") + "/"
+	if www := o.URLs["www"]; www != "" {
+		t.WWWURL = strings.TrimSuffix(www, "/") + "/"
+	}
 	t.FrontendReplicas = o.FrontendReplicas
 	if t.FrontendReplicas <= 0 {
 		t.FrontendReplicas = 3

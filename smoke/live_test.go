@@ -45,8 +45,19 @@ func TestLive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%d requests, all 200; replicas seen: %v", r.Requests, r.Seen)
+		if target.ReplicaHeader != "" {
+			t.Logf("%d requests, all 200; replicas by %s: %v", r.Requests, target.ReplicaHeader, r.Seen)
+		} else {
+			t.Logf("%d requests, all 200 (set %s to prove each replica answered)", r.Requests, replicaHeaderEnv)
+		}
 	})
+	if target.WWWURL != "" {
+		t.Run("www", func(t *testing.T) {
+			if _, err := h.GetOK(ctx, target.WWWURL); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 	t.Run("api health", func(t *testing.T) {
 		if _, err := h.GetOK(ctx, target.APIHealthURL); err != nil {
 			t.Fatal(err)
@@ -108,7 +119,7 @@ func TestTargetFromOutputs(t *testing.T) {
 			name: "prod outputs", raw: prod, dns: dns,
 			want: func(t *testing.T, tg Target) {
 				want := Target{
-					FrontendURL: "https://jbcalling.site/", FrontendReplicas: 3,
+					FrontendURL: "https://jbcalling.site/", WWWURL: "https://www.jbcalling.site/", FrontendReplicas: 3,
 					APIHealthURL: "https://api.jbcalling.site/health",
 					SFUURL:       "https://webrtc.jbcalling.site:8443", SignallingURL: "wss://webrtc.jbcalling.site:8443/ws",
 					MediaIP: "203.0.113.20", JWTSecret: []byte("0123456789abcdef0123456789abcdef"),
@@ -202,7 +213,7 @@ func TestLiveAgainstALocalCluster(t *testing.T) {
 			frontend: replicaSet(nil),
 			want: []string{
 				"--- PASS: TestLive/frontend_through_Traefik_on_every_replica",
-				"--- PASS: TestLive/api_health", "--- PASS: TestLive/SFU_health", "--- PASS: TestLive/SFU_WebSocket_upgrade",
+				"--- PASS: TestLive/www", "--- PASS: TestLive/api_health", "--- PASS: TestLive/SFU_health", "--- PASS: TestLive/SFU_WebSocket_upgrade",
 				"--- PASS: TestLive/media_over_ICE-udp", "--- PASS: TestLive/media_over_ICE-tcp", "\nPASS",
 			},
 		},
@@ -250,6 +261,7 @@ func TestLiveAgainstALocalCluster(t *testing.T) {
 				"mediaNode": "media",
 				"urls": map[string]string{
 					"apex":   frontend.URL,
+					"www":    frontend.URL,
 					"api":    api.URL,
 					"webrtc": "wss" + strings.TrimPrefix(sfuTLS.URL, "https"),
 					"media":  netns.Addr,
