@@ -9,6 +9,10 @@ package smoke
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -719,6 +723,56 @@ func TestWorkflows(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A renamed test would make `go test -run X` pass with "no tests to run":
+// every smoke run in a workflow must select a test that exists, and the
+// stacks the workflows name must have their stack files.
+func TestWorkflowsRunRealTestsOnRealStacks(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tests []string
+	for _, p := range pkgs {
+		for _, f := range p.Files {
+			for _, d := range f.Decls {
+				if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil && strings.HasPrefix(fn.Name.Name, "Test") {
+					tests = append(tests, fn.Name.Name)
+				}
+			}
+		}
+	}
+	runFlag := regexp.MustCompile(`go test \./smoke\b.*-run[= ]+'?"?([^'"\s]+)`)
+	runs := 0
+	for _, wf := range repoWorkflows(t) {
+		for _, j := range wf.sortedJobs() {
+			for _, s := range j.Steps {
+				for _, m := range runFlag.FindAllStringSubmatch(s.Run, -1) {
+					runs++
+					re, err := regexp.Compile(m[1])
+					if err != nil {
+						t.Errorf("%s job %s: -run %q: %v", wf.File, j.ID, m[1], err)
+						continue
+					}
+					if !slices.ContainsFunc(tests, re.MatchString) {
+						t.Errorf("%s job %s: go test -run %q selects no test in ./smoke (it would pass doing nothing)", wf.File, j.ID, m[1])
+					}
+				}
+			}
+			for _, o := range j.pulumiOps() {
+				if o.Stack == "prod" || o.Stack == "staging" {
+					if _, err := os.Stat(filepath.Join("..", "Pulumi."+o.Stack+".yaml")); err != nil {
+						t.Errorf("%s job %s runs pulumi %s on %s, which has no stack file: %v", wf.File, j.ID, o.Cmd, o.Stack, err)
+					}
+				}
+			}
+		}
+	}
+	if runs < 3 {
+		t.Errorf("found %d smoke runs in the workflows, want at least 3 (staging, prod, throwaway)", runs)
+	}
 }
 
 // Every rule catches the mistake it exists for.
