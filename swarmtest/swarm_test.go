@@ -70,16 +70,19 @@ func buildImages(t *testing.T, c *Cluster) images {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sfuDir := filepath.Join(root, "sfu")
-	if _, err := os.Stat(filepath.Join(sfuDir, "Dockerfile")); err == nil {
-		// The context the program's own build uses: sfu/ with bin/sfu.
-		im.sfu, err = c.E.DirImage(ctx, "platform-swarmtest/sfu:test", sfuDir, map[string]File{"bin/sfu": {Data: sb, Mode: 0o755}})
-	} else {
-		t.Logf("sfu/Dockerfile does not exist yet: running the SFU binary in an equivalent scratch image (/sfu, non-root)")
-		im.sfu, err = c.E.ScratchImage(ctx, "platform-swarmtest/sfu:test", "/sfu", "65534:65534", sb)
-	}
+	// The context the program's own build uses (stacks/sfu-image.sh): only
+	// the static binary, named sfu, with sfu/Dockerfile.
+	df, err := os.ReadFile(filepath.Join(root, "sfu", "Dockerfile"))
 	if err != nil {
+		t.Fatalf("the SFU image: %v", err)
+	}
+	if im.sfu, err = c.E.BuildImage(ctx, "platform-swarmtest/sfu:test", map[string]File{
+		"Dockerfile": {Data: df}, "sfu": {Data: sb, Mode: 0o755},
+	}); err != nil {
 		t.Fatal(err)
+	}
+	if im.sfu == "" {
+		t.Fatal("the SFU image build returned no image ID")
 	}
 	return im
 }
@@ -224,7 +227,7 @@ func TestLocalSwarm(t *testing.T) {
 	}
 	dep := c.Deploy(t, d, standIns(t, ls, im, info.NCPU))
 	c.WaitAll(t, dep, 4*time.Minute)
-	domain := ls.Cluster.Domain
+	apex := ls.Cluster.Hostname("")
 	httpClient := localClient(nil)
 
 	t.Run("overlay networks carry the declared MTU", func(t *testing.T) {
@@ -290,20 +293,20 @@ func TestLocalSwarm(t *testing.T) {
 			t.Fatal("the model declares no routes to check")
 		}
 		// A host no route claims must not reach any service.
-		if status, _, _ := get(t, httpClient, "https://nobody."+domain+"/", http.StatusNotFound); status != http.StatusNotFound {
+		if status, _, _ := get(t, httpClient, "https://nobody."+ls.Cluster.Domain+"/", http.StatusNotFound); status != http.StatusNotFound {
 			t.Errorf("unrouted host: status %d, want 404", status)
 		}
 		// Plain HTTP is redirected to HTTPS, as declared on the web entrypoint.
-		if status, _, hdr := get(t, httpClient, "http://"+domain+"/", http.StatusMovedPermanently); status/100 != 3 ||
-			!strings.HasPrefix(hdr.Get("Location"), "https://"+domain) {
-			t.Errorf("http://%s/: status %d Location %q, want a redirect to https", domain, status, hdr.Get("Location"))
+		if status, _, hdr := get(t, httpClient, "http://"+apex+"/", http.StatusMovedPermanently); status/100 != 3 ||
+			!strings.HasPrefix(hdr.Get("Location"), "https://"+apex) {
+			t.Errorf("http://%s/: status %d Location %q, want a redirect to https", apex, status, hdr.Get("Location"))
 		}
 	})
 
 	t.Run("every frontend replica answers through Traefik", func(t *testing.T) {
 		want := ls.Config.Replicas["frontend"]
 		hc := smoke.HTTPChecker{Client: httpClient}
-		got, err := hc.GetEveryReplica(context.Background(), "https://"+domain+"/", want, "X-Swarmtest-Replica")
+		got, err := hc.GetEveryReplica(context.Background(), "https://"+apex+"/", want, "X-Swarmtest-Replica")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,10 +363,12 @@ func TestLocalSwarm(t *testing.T) {
 		http.DefaultClient = localClient(ca.Pool)
 		t.Cleanup(func() { http.DefaultClient = prev })
 
-		// pion stays on loopback: no candidate on the host's other interfaces.
+		// pion stays on loopback: no candidate on the host's other
+		// interfaces (and pion leaves loopback out unless told).
 		var se webrtc.SettingEngine
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+		se.SetIncludeLoopbackCandidate(true)
 		url := fmt.Sprintf("wss://%s:%d/ws", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
 		for _, network := range []string{"udp", "tcp"} {
 			t.Run("ICE over "+network, func(t *testing.T) {
