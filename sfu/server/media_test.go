@@ -12,6 +12,7 @@ import (
 	"github.com/jbcalling/platform/sfu/client"
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/transport/v4/test"
@@ -375,4 +376,42 @@ func TestAudioLevelForwarded(t *testing.T) {
 			t.Fatalf("packet %d: audio level %v at ID %d, want %v", p.SequenceNumber, got, subID, want)
 		}
 	}
+}
+
+// A publisher that numbers its packets for transport-cc (as browsers do)
+// gets TWCC feedback from the SFU for its bandwidth estimate.
+func TestTWCCFeedbackToPublisher(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	var mu sync.Mutex
+	feedback := 0
+	a := e.join("room", "A", func(o *client.Options) {
+		o.Configure = func(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
+			if err := m.RegisterDefaultCodecs(); err != nil {
+				return err
+			}
+			if err := webrtc.ConfigureTWCCHeaderExtensionSender(m, ir); err != nil {
+				return err
+			}
+			return webrtc.RegisterDefaultInterceptors(m, ir)
+		}
+		o.OnRTCP = func(_ string, pkts []rtcp.Packet) {
+			for _, p := range pkts {
+				if _, ok := p.(*rtcp.TransportLayerCC); ok {
+					mu.Lock()
+					feedback++
+					mu.Unlock()
+				}
+			}
+		}
+	})
+	defer a.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	waitFor(t, "TWCC feedback at the publisher", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return feedback > 0
+	})
 }
