@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"strings"
 	"sync"
 	"testing"
@@ -414,4 +415,52 @@ func TestTWCCFeedbackToPublisher(t *testing.T) {
 		defer mu.Unlock()
 		return feedback > 0
 	})
+}
+
+// A subscriber's NACK is answered by the SFU's NACK responder with a
+// retransmission of the lost packet, and counted.
+func TestNACKRetransmission(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	// The packet is not really lost, so B's SRTP replay protection would
+	// drop the retransmission; switching it off lets the test see it.
+	b := e.join("room", "B", func(o *client.Options) { o.SettingEngine.DisableSRTPReplayProtection(true) })
+	defer b.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+
+	var lost uint16
+	for range 20 {
+		_ = rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second))
+		p, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost = p.SequenceNumber - 10 // "lost" ten packets ago
+	}
+	nack := &rtcp.TransportLayerNack{MediaSSRC: uint32(rt.Track.SSRC()), Nacks: []rtcp.NackPair{{PacketID: lost}}}
+	if err := b.Subscriber().WriteRTCP([]rtcp.Packet{nack}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_ = rt.Track.SetReadDeadline(deadline)
+		p, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			t.Fatalf("no retransmission of %d: %v", lost, err)
+		}
+		if p.SequenceNumber == lost {
+			if !bytes.Equal(p.Payload, payloadFor(binary.BigEndian.Uint32(p.Payload))) || uint16(binary.BigEndian.Uint32(p.Payload)) != lost {
+				t.Fatal("the retransmission does not carry the original payload")
+			}
+			break
+		}
+	}
+	if e.srv.Rooms().Counters().NACKs.Load() == 0 {
+		t.Fatal("the SFU did not count the NACK")
+	}
 }
