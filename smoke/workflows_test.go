@@ -708,6 +708,38 @@ func TestWorkflows(t *testing.T) {
 			t.Error("throwaway.yml never runs pulumi stack init, so the always-destroy rule checked nothing")
 		}
 	})
+	t.Run("janitor.yml destroys only ci-<run id> stacks", func(t *testing.T) {
+		wf := wfs["janitor.yml"]
+		if wf == nil {
+			t.Fatal("janitor.yml is missing: a throwaway run whose runner died would leave its cluster running")
+		}
+		filter := regexp.MustCompile(`test\("([^"]+)"\)`)
+		found := false
+		for _, j := range wf.Jobs {
+			for _, s := range j.Steps {
+				if !strings.Contains(s.Run, "pulumi destroy") {
+					continue
+				}
+				m := filter.FindStringSubmatch(s.Run)
+				if m == nil {
+					t.Fatalf("job %s destroys stacks without a name filter", j.ID)
+				}
+				found = true
+				re := regexp.MustCompile(m[1])
+				for name, want := range map[string]bool{
+					"ci-123": true, "org/platform/ci-987654": true,
+					"prod": false, "staging": false, "org/platform/prod": false, "ci-prod": false, "ci-123-keep": false, "staging-ci-1": false,
+				} {
+					if re.MatchString(name) != want {
+						t.Errorf("janitor filter %q on stack %q: selected=%v, want %v", m[1], name, !want, want)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Error("janitor.yml destroys nothing")
+		}
+	})
 	t.Run("the checks run the README test command and the topology check", func(t *testing.T) {
 		raw := ""
 		for _, j := range wfs["checks.yml"].sortedJobs() {
