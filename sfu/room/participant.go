@@ -398,18 +398,38 @@ func (p *Participant) info() signal.Participant {
 
 // subscribe adds t to p's subscriber connection and renegotiates.
 func (p *Participant) subscribe(t *publishedTrack) {
+	if p.addSubscription(t) {
+		p.negotiate()
+	}
+}
+
+// subscribeAll adds tracks and renegotiates once (a late joiner gets all
+// existing tracks in its first offer).
+func (p *Participant) subscribeAll(tracks []*publishedTrack) {
+	added := false
+	for _, t := range tracks {
+		added = p.addSubscription(t) || added
+	}
+	if added {
+		p.negotiate()
+	}
+}
+
+// addSubscription adds t's DownTrack to the subscriber connection and
+// reports whether it did.
+func (p *Participant) addSubscription(t *publishedTrack) bool {
 	key := subKey{t.owner.id, t.id}
 	p.subMu.Lock()
 	if p.isClosed() || t.ended.Load() || p.subs[key] != nil {
 		p.subMu.Unlock()
-		return
+		return false
 	}
 	down := t.fwd.NewDownTrack(t.id, t.owner.id)
 	sender, err := p.sub.AddTrack(down)
 	if err != nil {
 		p.subMu.Unlock()
 		p.log.Warn("subscribing", "track", t.id, "err", err)
-		return
+		return false
 	}
 	p.subs[key] = &subscription{sender: sender, down: down}
 	p.subMu.Unlock()
@@ -417,7 +437,7 @@ func (p *Participant) subscribe(t *publishedTrack) {
 	if p.goStart() {
 		go p.readSubscriberRTCP(sender, t.fwd)
 	}
-	p.negotiate()
+	return true
 }
 
 // readSubscriberRTCP reads the RTCP a subscriber sends about one track:

@@ -186,9 +186,7 @@ func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, err
 	for _, o := range others {
 		o.p.send(&signal.ParticipantJoined{Participant: info})
 	}
-	for _, t := range existing {
-		p.subscribe(t)
-	}
+	p.subscribeAll(existing)
 	return p, infos, nil
 }
 
