@@ -47,7 +47,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	api, socks, err := newAPI(&cfg)
+	api, socks, err := newAPI(&cfg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 
 	"github.com/pion/ice/v4"
@@ -80,7 +81,8 @@ func (s *iceSockets) UDPAddr() net.Addr {
 }
 
 // newAPI builds the pion API shared by every peer connection.
-func newAPI(cfg *Config) (*webrtc.API, *iceSockets, error) {
+func newAPI(cfg *Config, log *slog.Logger) (*webrtc.API, *iceSockets, error) {
+	lf := pionLogs{log}
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, nil, err
@@ -98,7 +100,7 @@ func newAPI(cfg *Config) (*webrtc.API, *iceSockets, error) {
 		return nil, nil, err
 	}
 
-	se := webrtc.SettingEngine{}
+	se := webrtc.SettingEngine{LoggerFactory: lf}
 	socks := &iceSockets{}
 	fail := func(err error) (*webrtc.API, *iceSockets, error) {
 		socks.Close()
@@ -125,10 +127,10 @@ func newAPI(cfg *Config) (*webrtc.API, *iceSockets, error) {
 			return fail(fmt.Errorf("ICE UDP mux: %w", err))
 		}
 		socks.udp = conn
-		socks.udpMx = webrtc.NewICEUDPMux(nil, conn)
+		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
 		se.SetICEUDPMux(socks.udpMx)
 	} else {
-		mux, err := ice.NewMultiUDPMuxFromPort(cfg.ICEUDPPort, ice.UDPMuxFromPortWithLoopback())
+		mux, err := ice.NewMultiUDPMuxFromPort(cfg.ICEUDPPort, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")))
 		if err != nil {
 			return fail(fmt.Errorf("ICE UDP mux on port %d: %w", cfg.ICEUDPPort, err))
 		}
@@ -144,7 +146,7 @@ func newAPI(cfg *Config) (*webrtc.API, *iceSockets, error) {
 		// A write buffer per TCP client: a subscriber on a slow TCP path
 		// then loses packets instead of blocking the forwarder, which
 		// writes to every subscriber of a track in turn.
-		socks.tcpMx = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: l, ReadBufferSize: 16, WriteBufferSize: 4 << 20})
+		socks.tcpMx = ice.NewTCPMuxDefault(ice.TCPMuxParams{Listener: l, Logger: lf.NewLogger("tcpmux"), ReadBufferSize: 16, WriteBufferSize: 4 << 20})
 		se.SetICETCPMux(socks.tcpMx)
 		types = append(types, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
