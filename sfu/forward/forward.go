@@ -57,7 +57,10 @@ type Config struct {
 	// RequestKeyframe asks the publisher for a keyframe (sends a PLI). The
 	// Forwarder throttles calls to one per KeyframeInterval.
 	RequestKeyframe func()
-	// KeyframeInterval is the throttle; 0 means 500 ms.
+	// KeyframeInterval is the throttle; 0 means 500 ms. A new subscriber's
+	// request is sent sooner (after a fifth of it) when the publisher has
+	// answered the last request with a keyframe, and dropped while a
+	// request is still unanswered: the keyframe on its way serves it too.
 	KeyframeInterval time.Duration
 	// Counters, if set, receive packet and byte totals.
 	Counters *Counters
@@ -73,6 +76,9 @@ type Forwarder struct {
 	downs atomic.Pointer[[]*DownTrack]
 
 	lastKeyframe atomic.Int64 // unix nanos of the last keyframe request sent
+	isKey        func([]byte) bool
+	awaiting     atomic.Bool // a keyframe was requested and none forwarded since
+	now          func() time.Time
 
 	buf [MaxPacketSize]byte
 	pkt rtp.Packet
@@ -91,7 +97,7 @@ func New(cfg Config) *Forwarder {
 	if cfg.Counters == nil {
 		cfg.Counters = &Counters{}
 	}
-	f := &Forwarder{cfg: cfg, kind: kindOf(cfg.Codec.MimeType)}
+	f := &Forwarder{cfg: cfg, kind: kindOf(cfg.Codec.MimeType), isKey: keyframeDetector(cfg.Codec.MimeType), now: time.Now}
 	for _, e := range cfg.Extensions {
 		if e.ID > 0 && e.ID < 256 && forwarded(e.URI) {
 			f.ext = append(f.ext, srcExt{id: uint8(e.ID), uri: e.URI})
@@ -147,6 +153,11 @@ func (f *Forwarder) Forward(raw []byte) {
 	if err := f.pkt.Unmarshal(raw); err != nil {
 		return
 	}
+	// Before the subscriber list is loaded: a subscriber added after this
+	// check misses the keyframe's start, and its request is then sent.
+	if f.awaiting.Load() && f.isKey != nil && f.isKey(f.pkt.Payload) {
+		f.awaiting.Store(false)
+	}
 	c := f.cfg.Counters
 	c.PacketsIn.Add(1)
 	c.BytesIn.Add(uint64(len(raw)))
@@ -163,17 +174,30 @@ func (f *Forwarder) Forward(raw []byte) {
 	}
 }
 
-// RequestKeyframe asks the publisher for a keyframe unless one was asked
-// for within the throttle interval. Audio tracks ignore it.
-func (f *Forwarder) RequestKeyframe() {
+// RequestKeyframe asks the publisher for a keyframe (a subscriber's PLI or
+// FIR) unless one was asked for within the throttle interval. Audio tracks
+// ignore it.
+func (f *Forwarder) RequestKeyframe() { f.requestKeyframe(false) }
+
+// requestKeyframe for a subscriber that attaches: it has no keyframe yet,
+// so unless one is already on its way it is asked for at once, after only
+// a fifth of the throttle interval. Dropping it for the whole interval
+// left late joiners black until the publisher's next periodic keyframe
+// (seconds, measured with sfuload).
+func (f *Forwarder) requestKeyframe(attach bool) {
 	if f.kind != webrtc.RTPCodecTypeVideo || f.cfg.RequestKeyframe == nil {
 		return
 	}
-	now := time.Now().UnixNano()
+	now := f.now().UnixNano()
 	last := f.lastKeyframe.Load()
-	if now-last < int64(f.cfg.KeyframeInterval) || !f.lastKeyframe.CompareAndSwap(last, now) {
+	gap := int64(f.cfg.KeyframeInterval)
+	if attach && f.isKey != nil && !f.awaiting.Load() {
+		gap /= 5
+	}
+	if now-last < gap || !f.lastKeyframe.CompareAndSwap(last, now) {
 		return
 	}
+	f.awaiting.Store(true)
 	f.cfg.Counters.KeyframeRequests.Add(1)
 	f.cfg.RequestKeyframe()
 }
@@ -273,7 +297,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.bound.Store(b)
 	d.f.add(d)
-	d.f.RequestKeyframe()
+	d.f.requestKeyframe(true)
 	return codec, nil
 }
 

@@ -1,0 +1,92 @@
+package forward
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+func TestKeyframeDetectors(t *testing.T) {
+	tests := []struct {
+		name    string
+		mime    string
+		payload []byte
+		want    bool
+	}{
+		{"vp8 keyframe, 15-bit picture id", "video/VP8", []byte{0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a}, true},
+		{"vp8 delta frame", "video/VP8", []byte{0x90, 0x80, 0x81, 0x23, 0x11, 0x02, 0x00}, false},
+		{"vp8 keyframe continuation", "video/VP8", []byte{0x80, 0x80, 0x81, 0x23, 0x00}, false},
+		{"vp8 keyframe, no extension", "video/VP8", []byte{0x10, 0x50, 0x01}, true},
+		{"vp8 keyframe, TL0PICIDX and TID", "video/VP8", []byte{0x90, 0xe0, 0x05, 0x07, 0x20, 0x00, 0x00}, true},
+		{"vp8 truncated", "video/VP8", []byte{0x90, 0x80}, false},
+		{"vp9 keyframe start", "video/VP9", []byte{0x88, 0x01, 0x00}, true},
+		{"vp9 inter frame", "video/VP9", []byte{0xc8, 0x01}, false},
+		{"vp9 keyframe middle", "video/VP9", []byte{0x80, 0x01}, false},
+		{"vp9 keyframe spatial layer 1", "video/VP9", []byte{0xa8, 0x01, 0x02}, false},
+		{"h264 IDR", "video/H264", []byte{0x65, 0x88}, true},
+		{"h264 non-IDR slice", "video/H264", []byte{0x41, 0x9a}, false},
+		{"h264 STAP-A with SPS", "video/H264", []byte{0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce}, true},
+		{"h264 FU-A IDR start", "video/H264", []byte{0x7c, 0x85, 0x00}, true},
+		{"h264 FU-A IDR middle", "video/H264", []byte{0x7c, 0x05, 0x00}, false},
+		{"h264 empty", "video/H264", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := keyframeDetector(tc.mime)(tc.payload); got != tc.want {
+				t.Fatalf("keyframe = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if keyframeDetector("audio/opus") != nil {
+		t.Fatal("audio has a keyframe detector")
+	}
+}
+
+// A subscriber that attaches while a requested keyframe is still on its
+// way waits for it; one that attaches after it went by gets its own
+// request at once instead of waiting out the throttle.
+func TestAttachRequestsKeyframeUnlessOneIsComing(t *testing.T) {
+	plis := 0
+	f := New(Config{Codec: vp8, RequestKeyframe: func() { plis++ }, KeyframeInterval: 500 * time.Millisecond})
+	clock := time.Unix(1000, 0)
+	f.now = func() time.Time { return clock }
+	attach := func() {
+		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, w: &recorder{}}
+		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyframe := func(seq uint16) {
+		raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq}, Payload: []byte{0x90, 0x80, 0x81, 0x23, 0x10, 0x02, 0x00}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Forward(raw)
+	}
+
+	attach()
+	clock = clock.Add(150 * time.Millisecond)
+	attach() // the first request is unanswered: no second PLI
+	if plis != 1 {
+		t.Fatalf("two attaches before a keyframe sent %d PLIs, want 1", plis)
+	}
+	keyframe(1)
+	attach() // answered 150 ms ago, more than a fifth of the interval
+	if plis != 2 {
+		t.Fatalf("an attach after the keyframe sent %d PLIs in all, want 2", plis)
+	}
+	keyframe(2)
+	clock = clock.Add(50 * time.Millisecond)
+	attach() // only 50 ms after the last request: throttled
+	if plis != 2 {
+		t.Fatalf("an attach 50 ms after a request sent a PLI (%d in all)", plis)
+	}
+	clock = clock.Add(time.Second)
+	f.RequestKeyframe() // a subscriber's PLI, long after: sent
+	f.RequestKeyframe() // and again at once: throttled
+	if plis != 3 {
+		t.Fatalf("subscriber PLIs: %d in all, want 3", plis)
+	}
+}
