@@ -113,6 +113,8 @@ func Run(ctx *pulumi.Context) error {
 	ctx.Export("sfuImage", services.SFUImage)
 	ctx.Export("traefikDashboardPassword", services.DashboardPassword) // secret; user admin
 	ctx.Export("grafanaAdminPassword", services.GrafanaPassword)       // secret; user admin
+	ctx.Export("sfuJwtSecret", services.JWTSecret)                     // secret; the smoke test signs join tokens with it
+	ctx.Export("mediaNode", pulumi.String(cfg.MediaNode))
 	ctx.Export("sshPrivateKey", access.SSHPrivateKey)
 	ctx.Export("dockerTls", pulumi.ToSecret(pulumi.StringMap{
 		"ca":   access.CACertPEM,

@@ -66,6 +66,9 @@ type Deployment struct {
 	// passwords (secret outputs; `pulumi stack output --show-secrets`).
 	DashboardPassword pulumi.StringOutput
 	GrafanaPassword   pulumi.StringOutput
+	// JWTSecret signs join tokens for the SFU (shared with api); a secret
+	// output so the smoke test can mint a token against a live cluster.
+	JWTSecret pulumi.StringOutput
 }
 
 // NewStack validates the stack and deploys it: overlay networks, docker
@@ -150,6 +153,9 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	values, err := d.secretValues(ctx, name, args)
 	if err != nil {
 		return nil, err
+	}
+	if v, ok := values["jwt_secret"]; ok {
+		d.JWTSecret = pulumi.ToSecret(v).(pulumi.StringOutput)
 	}
 	for _, sec := range st.Secrets {
 		val := values[sec.Name]

@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -28,7 +29,10 @@ const (
 // config, catalog and validation before any resource, then the deployment
 // with a docker provider and per-node external addresses standing in for the
 // bootstrap's and infra's outputs.
-func program(mutate func(*StackArgs)) pulumi.RunFunc {
+func program(mutate func(*StackArgs)) pulumi.RunFunc { return programInto(mutate, nil) }
+
+// programInto is program that also hands back the deployment.
+func programInto(mutate func(*StackArgs), out **Deployment) pulumi.RunFunc {
 	return func(ctx *pulumi.Context) error {
 		cl, err := infra.LoadConfig(ctx)
 		if err != nil {
@@ -68,7 +72,10 @@ func program(mutate func(*StackArgs)) pulumi.RunFunc {
 		if mutate != nil {
 			mutate(args)
 		}
-		_, err = NewStack(ctx, "stack", args)
+		d, err := NewStack(ctx, "stack", args)
+		if out != nil {
+			*out = d
+		}
 		return err
 	}
 }
@@ -454,4 +461,26 @@ func anyList(xs []string) []any {
 		return nil
 	}
 	return out
+}
+
+// The smoke test signs join tokens with the JWTSecret output: it must be the
+// value the SFU's jwt_secret docker secret carries, and secret in state.
+func TestJWTSecretOutputIsTheSFUsSecret(t *testing.T) {
+	var d *Deployment
+	m := pulumitest.NewMocks()
+	m.OnResource(tCommand, func(args pulumi.MockResourceArgs, outs resource.PropertyMap) (resource.PropertyMap, error) {
+		outs["stdout"] = resource.NewStringProperty("registry/sfu@sha256:" + strings.Repeat("ab", 32) + "\n")
+		return outs, nil
+	})
+	if err := pulumitest.RunWith(t, m, pulumitest.ProjectName(t), "staging", stackConfig(t, "staging"), programInto(nil, &d)); err != nil {
+		t.Fatal(err)
+	}
+	value, known, secret := pulumitest.AwaitString(t, d.JWTSecret)
+	if !known || !secret || value == "" {
+		t.Fatalf("JWTSecret known=%v secret=%v empty=%v; want a known secret value", known, secret, value == "")
+	}
+	data, _, _ := pulumitest.AwaitString(t, d.Secrets["jwt_secret"].Data)
+	if got, err := base64.StdEncoding.DecodeString(data); err != nil || string(got) != value {
+		t.Errorf("jwt_secret docker secret carries %q (%v), not the exported JWTSecret", got, err)
+	}
 }
