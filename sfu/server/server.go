@@ -205,7 +205,10 @@ func (s *Server) Drain(ctx context.Context) {
 	case <-ctx.Done():
 		s.mu.Lock()
 		for se := range s.sessions {
+			// No close handshake: a client that ignored draining gets no
+			// more time than the deadline.
 			se.end(websocket.StatusGoingAway, "server shutting down")
+			se.conn.CloseNow()
 		}
 		s.mu.Unlock()
 		<-done
