@@ -274,7 +274,10 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	if max := p.m.cfg.MaxTracks; max > 0 && int(p.nTracks.Add(1)) > max {
 		p.nTracks.Add(-1)
 		p.send(&signal.Error{Code: signal.CodeTooManyTracks, Message: fmt.Sprintf("at most %d tracks per participant; track %q is not forwarded", max, remote.ID())})
-		p.drain(remote)
+		if p.goStart() {
+			defer p.wg.Done()
+			p.drain(remote)
+		}
 		return
 	} else if max <= 0 {
 		p.nTracks.Add(1)
