@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -170,13 +171,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 }
 
 func healthcheck(args []string, out io.Writer) int {
-	url := "http://127.0.0.1:8080/health"
-	if v := os.Getenv("SFU_LISTEN"); v != "" {
-		if strings.HasPrefix(v, ":") || strings.HasPrefix(v, "0.0.0.0:") {
-			v = "127.0.0.1:" + v[strings.LastIndex(v, ":")+1:]
-		}
-		url = "http://" + v + "/health"
-	}
+	url := healthURL(os.Getenv("SFU_LISTEN"))
 	if len(args) > 0 {
 		url = args[0]
 	}
@@ -192,4 +187,20 @@ func healthcheck(args []string, out io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// healthURL is where the server listening on listen (SFU_LISTEN) answers
+// from inside its own container: wildcard addresses mean loopback.
+func healthURL(listen string) string {
+	if listen == "" {
+		listen = "127.0.0.1:8080"
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen + "/health"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/health"
 }

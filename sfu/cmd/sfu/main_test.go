@@ -222,3 +222,18 @@ func TestDockerImage(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 }
+
+func TestHealthURL(t *testing.T) {
+	for listen, want := range map[string]string{
+		"":              "http://127.0.0.1:8080/health",
+		":8080":         "http://127.0.0.1:8080/health",
+		"0.0.0.0:9000":  "http://127.0.0.1:9000/health",
+		"[::]:9000":     "http://127.0.0.1:9000/health",
+		"10.0.0.5:8080": "http://10.0.0.5:8080/health",
+		"[::1]:8080":    "http://[::1]:8080/health",
+	} {
+		if got := healthURL(listen); got != want {
+			t.Errorf("healthURL(%q) = %q, want %q", listen, got, want)
+		}
+	}
+}
