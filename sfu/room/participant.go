@@ -24,6 +24,7 @@ var (
 	ErrNoOffer       = errors.New("room: no subscriber offer outstanding")
 	ErrICETimeout    = errors.New("room: peer connection did not connect in time")
 	ErrICEFailed     = errors.New("room: peer connection failed")
+	ErrNoAnswer      = errors.New("room: no answer to the subscriber offer")
 )
 
 // Participant is one member of a room with its two peer connections.
@@ -47,6 +48,7 @@ type Participant struct {
 
 	negMu       sync.Mutex
 	awaiting    bool // a subscriber offer waits for its answer
+	offerSeq    uint64
 	again       bool // something changed meanwhile
 	pendPub     []webrtc.ICECandidateInit
 	pendSub     []webrtc.ICECandidateInit
@@ -511,7 +513,20 @@ func (p *Participant) negotiate() {
 		return
 	}
 	p.awaiting = true
+	p.offerSeq++
+	seq := p.offerSeq
 	p.send(&signal.Offer{Target: signal.TargetSubscriber, SDP: offer.SDP})
+	// A client that never answers would never receive another track;
+	// end it instead so that it can rejoin.
+	t := time.AfterFunc(p.m.cfg.ICETimeout, func() {
+		p.negMu.Lock()
+		stale := p.awaiting && p.offerSeq == seq
+		p.negMu.Unlock()
+		if stale {
+			p.fail(fmt.Errorf("%w within %s", ErrNoAnswer, p.m.cfg.ICETimeout))
+		}
+	})
+	go func() { <-p.closed; t.Stop() }()
 }
 
 // Close removes the participant from its room, tells the others, stops

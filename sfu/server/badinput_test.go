@@ -353,3 +353,25 @@ func TestClientPublishAfterRefusedOffer(t *testing.T) {
 	src := p.publish(t, "cam", vp8Cap)
 	src.close()
 }
+
+// A client that never answers the server's subscriber offer is ended
+// (it would otherwise silently miss every later track).
+func TestSubscriberOfferUnanswered(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.ICETimeout = 2 * time.Second })
+	defer e.close()
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	waitFor(t, "A's track at the SFU", func() bool { return e.srv.Rooms().Counters().TracksCurrent.Load() == 1 })
+
+	r := e.raw(t)
+	defer r.close()
+	r.join("room") // gets an offer for A's track and ignores it
+	if e := r.expectError(signal.CodeInternal); !strings.Contains(e.Message, "no answer") {
+		t.Fatalf("error %q does not say why", e.Message)
+	}
+	r.expectClosed(websocket.StatusGoingAway)
+	src.close()
+}
