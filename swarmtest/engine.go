@@ -298,6 +298,13 @@ func (e *Engine) ContainerHealth(ctx context.Context, id string) (string, error)
 	return c.State.Health.Status, nil
 }
 
+// ContainerPID returns the host PID of a running container's main process.
+func (e *Engine) ContainerPID(ctx context.Context, id string) (int, error) {
+	var c struct{ State struct{ Pid int } }
+	err := e.Do(ctx, http.MethodGet, "/containers/"+id+"/json", nil, nil, &c)
+	return c.State.Pid, err
+}
+
 // ServiceLogs returns the last lines of a service's logs (for failure
 // messages; the engine multiplexes stdout/stderr with 8-byte frame headers,
 // which are stripped).

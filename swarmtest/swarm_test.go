@@ -3,6 +3,7 @@ package swarmtest
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -377,7 +378,7 @@ func TestLocalSwarm(t *testing.T) {
 					SettingEngine: &se, Timeout: 45 * time.Second,
 				}.Run(context.Background())
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("%v\nthe SFU container's sockets on its ICE port: %s", err, iceSockets(c, dep.Services[sfuName], ls.Config.ICEUDPPort))
 				}
 				t.Logf("%d packets received; pairs %v", res.Received, res.Pairs)
 			})
@@ -445,6 +446,57 @@ func TestLocalSwarm(t *testing.T) {
 			t.Errorf("pending task's reason %q does not say no node is suitable", msg)
 		}
 	})
+}
+
+// iceSockets lists the addresses the SFU container's sockets bind on port
+// (from its network namespace's /proc tables), to tell a failed call's
+// cause: per-address sockets answer from an address the host-mode port
+// mapping does not expect.
+func iceSockets(c *Cluster, serviceID string, port int) string {
+	ctx := context.Background()
+	ts, err := c.E.Tasks(ctx, serviceID)
+	if err != nil || len(ts) == 0 {
+		return fmt.Sprintf("(no task: %v)", err)
+	}
+	var out []string
+	for _, tk := range ts {
+		if tk.Status.State != "running" {
+			continue
+		}
+		pid, err := c.E.ContainerPID(ctx, tk.Status.ContainerStatus.ContainerID)
+		if err != nil {
+			return err.Error()
+		}
+		for _, proto := range []string{"udp", "tcp", "udp6", "tcp6"} {
+			raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, proto))
+			if err != nil {
+				return err.Error()
+			}
+			for _, line := range strings.Split(string(raw), "\n")[1:] {
+				f := strings.Fields(line)
+				if len(f) < 4 {
+					continue
+				}
+				addr, p, ok := strings.Cut(f[1], ":")
+				if n, _ := strconv.ParseUint(p, 16, 32); !ok || int(n) != port {
+					continue
+				}
+				if strings.HasPrefix(proto, "tcp") && f[3] != "0A" { // listening sockets only
+					continue
+				}
+				b, _ := hex.DecodeString(addr)
+				switch {
+				case len(b) == 4:
+					out = append(out, fmt.Sprintf("%s %d.%d.%d.%d:%d", proto, b[3], b[2], b[1], b[0], port))
+				case strings.Trim(addr, "0") == "":
+					out = append(out, fmt.Sprintf("%s [::]:%d", proto, port))
+				default:
+					out = append(out, fmt.Sprintf("%s %s:%d", proto, addr, port))
+				}
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // get requests url through client, retrying until status want or 60 s
