@@ -77,8 +77,13 @@ type Forwarder struct {
 
 	lastKeyframe atomic.Int64 // unix nanos of the last keyframe request sent
 	isKey        func([]byte) bool
-	awaiting     atomic.Bool // a keyframe was requested and none forwarded since
+	awaiting     atomic.Bool  // a keyframe was requested and none forwarded since
+	lastKeySeen  atomic.Int64 // unix nanos of the last keyframe forwarded
+	lastAttach   atomic.Int64 // unix nanos of the last subscriber bound
+	retrying     atomic.Bool  // a deferred request for attached subscribers is pending
+	ended        atomic.Bool  // Run returned: no more retries
 	now          func() time.Time
+	after        func(time.Duration, func())
 
 	buf [MaxPacketSize]byte
 	pkt rtp.Packet
@@ -97,7 +102,8 @@ func New(cfg Config) *Forwarder {
 	if cfg.Counters == nil {
 		cfg.Counters = &Counters{}
 	}
-	f := &Forwarder{cfg: cfg, kind: kindOf(cfg.Codec.MimeType), isKey: keyframeDetector(cfg.Codec.MimeType), now: time.Now}
+	f := &Forwarder{cfg: cfg, kind: kindOf(cfg.Codec.MimeType), isKey: keyframeDetector(cfg.Codec.MimeType), now: time.Now,
+		after: func(d time.Duration, fn func()) { time.AfterFunc(d, fn) }}
 	for _, e := range cfg.Extensions {
 		if e.ID > 0 && e.ID < 256 && forwarded(e.URI) {
 			f.ext = append(f.ext, srcExt{id: uint8(e.ID), uri: e.URI})
@@ -137,6 +143,7 @@ func (f *Forwarder) Subscribers() int { return len(*f.downs.Load()) }
 // closed) and forwards every packet. Call it from the track's one reader
 // goroutine.
 func (f *Forwarder) Run(src Source) error {
+	defer f.ended.Store(true)
 	for {
 		n, _, err := src.Read(f.buf[:])
 		if err != nil {
@@ -155,7 +162,8 @@ func (f *Forwarder) Forward(raw []byte) {
 	}
 	// Before the subscriber list is loaded: a subscriber added after this
 	// check misses the keyframe's start, and its request is then sent.
-	if f.awaiting.Load() && f.isKey != nil && f.isKey(f.pkt.Payload) {
+	if f.isKey != nil && f.isKey(f.pkt.Payload) {
+		f.lastKeySeen.Store(f.now().UnixNano())
 		f.awaiting.Store(false)
 	}
 	c := f.cfg.Counters
@@ -180,10 +188,11 @@ func (f *Forwarder) Forward(raw []byte) {
 func (f *Forwarder) RequestKeyframe() { f.requestKeyframe(false) }
 
 // requestKeyframe for a subscriber that attaches: it has no keyframe yet,
-// so unless one is already on its way it is asked for at once, after only
-// a fifth of the throttle interval. Dropping it for the whole interval
-// left late joiners black until the publisher's next periodic keyframe
-// (seconds, measured with sfuload).
+// so unless one is already on its way it is asked for after only a fifth
+// of the throttle interval, and a throttled request is retried when the
+// throttle allows unless a keyframe went by meanwhile. Dropping it for the
+// whole interval left late joiners black until the publisher's next
+// periodic keyframe (seconds, measured with sfuload).
 func (f *Forwarder) requestKeyframe(attach bool) {
 	if f.kind != webrtc.RTPCodecTypeVideo || f.cfg.RequestKeyframe == nil {
 		return
@@ -195,11 +204,28 @@ func (f *Forwarder) requestKeyframe(attach bool) {
 		gap /= 5
 	}
 	if now-last < gap || !f.lastKeyframe.CompareAndSwap(last, now) {
+		if attach && f.isKey != nil {
+			f.retryAttach(time.Duration(gap - (now - last)))
+		}
 		return
 	}
 	f.awaiting.Store(true)
 	f.cfg.Counters.KeyframeRequests.Add(1)
 	f.cfg.RequestKeyframe()
+}
+
+// retryAttach asks again after wait if a subscriber attached after the
+// last keyframe went by; one retry is pending at a time.
+func (f *Forwarder) retryAttach(wait time.Duration) {
+	if !f.retrying.CompareAndSwap(false, true) {
+		return
+	}
+	f.after(max(wait, 0)+time.Millisecond, func() {
+		f.retrying.Store(false)
+		if f.lastAttach.Load() > f.lastKeySeen.Load() && !f.ended.Load() && f.Subscribers() > 0 {
+			f.requestKeyframe(true)
+		}
+	})
 }
 
 func (f *Forwarder) add(d *DownTrack) {
@@ -297,6 +323,7 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	d.bound.Store(b)
 	d.f.add(d)
+	d.f.lastAttach.Store(d.f.now().UnixNano())
 	d.f.requestKeyframe(true)
 	return codec, nil
 }

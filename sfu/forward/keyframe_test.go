@@ -52,6 +52,8 @@ func TestAttachRequestsKeyframeUnlessOneIsComing(t *testing.T) {
 	f := New(Config{Codec: vp8, RequestKeyframe: func() { plis++ }, KeyframeInterval: 500 * time.Millisecond})
 	clock := time.Unix(1000, 0)
 	f.now = func() time.Time { return clock }
+	var retries []func()
+	f.after = func(_ time.Duration, fn func()) { retries = append(retries, fn) }
 	attach := func() {
 		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, w: &recorder{}}
 		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
@@ -83,10 +85,49 @@ func TestAttachRequestsKeyframeUnlessOneIsComing(t *testing.T) {
 	if plis != 2 {
 		t.Fatalf("an attach 50 ms after a request sent a PLI (%d in all)", plis)
 	}
+	// The throttled attach is retried once the throttle allows.
+	if len(retries) != 1 {
+		t.Fatalf("%d retries scheduled, want 1", len(retries))
+	}
+	clock = clock.Add(50 * time.Millisecond)
+	retries[0]()
+	if plis != 3 {
+		t.Fatalf("the retry sent no PLI (%d in all)", plis)
+	}
+	keyframe(3)
 	clock = clock.Add(time.Second)
 	f.RequestKeyframe() // a subscriber's PLI, long after: sent
 	f.RequestKeyframe() // and again at once: throttled
-	if plis != 3 {
-		t.Fatalf("subscriber PLIs: %d in all, want 3", plis)
+	if plis != 4 || len(retries) != 1 {
+		t.Fatalf("subscriber PLIs: %d in all, %d retries; want 4, 1", plis, len(retries))
+	}
+}
+
+// A retry is not sent when a keyframe reached the new subscriber first.
+func TestAttachRetrySkippedAfterKeyframe(t *testing.T) {
+	plis := 0
+	f := New(Config{Codec: vp8, RequestKeyframe: func() { plis++ }, KeyframeInterval: 500 * time.Millisecond})
+	clock := time.Unix(1000, 0)
+	f.now = func() time.Time { return clock }
+	var retries []func()
+	f.after = func(_ time.Duration, fn func()) { retries = append(retries, fn) }
+	for range 2 {
+		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, w: &recorder{}}
+		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(time.Millisecond)
+	}
+	raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96}, Payload: []byte{0x10, 0x00}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Forward(raw)
+	clock = clock.Add(time.Second)
+	for _, r := range retries {
+		r()
+	}
+	if plis != 1 || len(retries) != 1 {
+		t.Fatalf("%d PLIs, %d retries; want 1, 1: the keyframe served both subscribers", plis, len(retries))
 	}
 }

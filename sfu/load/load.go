@@ -52,6 +52,9 @@ type Config struct {
 	JWTSecret []byte
 	// JoinConcurrency bounds simultaneous joins.
 	JoinConcurrency int
+	// Probes is how many single subscribers join one after another after
+	// the window, to time one new subscriber's first keyframe under load.
+	Probes int
 	// ConnectTimeout bounds each phase: publishers connected, every track
 	// flowing.
 	ConnectTimeout time.Duration
@@ -67,7 +70,7 @@ func Defaults() Config {
 		Warmup: 2 * time.Second, Duration: 10 * time.Second,
 		Audio: true, AudioPayload: 100,
 		VideoBitrate: 1_500_000, FPS: 30, KeyframeInterval: 3 * time.Second, PacketSize: 1200,
-		JoinConcurrency: 4, ConnectTimeout: 60 * time.Second, RoomPrefix: "load",
+		JoinConcurrency: 4, Probes: 3, ConnectTimeout: 60 * time.Second, RoomPrefix: "load",
 	}
 }
 
@@ -128,12 +131,16 @@ type runner struct {
 	readers    []*reader
 	firstVideo []time.Duration // join → first video packet, per (subscriber, video track)
 	firstKey   []time.Duration // join → first keyframe packet
+	probeVideo []time.Duration // the same for probes: one new subscriber at a time, under load
+	probeKey   []time.Duration
 }
 
 type participant struct {
 	c      *client.Client
 	joinAt time.Time
 	late   bool // joined after the publishers: its join times are measured
+	probe  bool // joined alone after the window
+	keys   atomic.Int32
 	pub    *publisher
 }
 
@@ -204,7 +211,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				p, err := r.join(ctx, room, who, late)
+				p, err := r.join(ctx, room, who, late, false)
 				if err != nil {
 					errs <- err
 					return
@@ -252,6 +259,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	dropsA := udpDrops()
 	r.snapshot(false)
 	sentA, sentBytesA := r.sentPackets.Load(), r.sentBytes.Load()
 	r.measuring.Store(true)
@@ -262,9 +270,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	r.snapshot(true)
+	rep.UDPReceiveBufferDrops = udpDrops() - dropsA
 	rep.LoadAvgEnd = loadAvg()
 	window := b.at.Sub(a.at).Seconds()
 	rep.fill(r, base, a, b, window, r.sentPackets.Load()-sentA, r.sentBytes.Load()-sentBytesA)
+	r.probe(ctx, roomName(0), cfg.Probes, rep)
 	closeAll()
 
 	// The denominator of the ratio, in the same run, at the mean size of
@@ -306,8 +316,8 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-func (r *runner) join(ctx context.Context, room, name string, late bool) (*participant, error) {
-	p := &participant{late: late}
+func (r *runner) join(ctx context.Context, room, name string, late, probe bool) (*participant, error) {
+	p := &participant{late: late, probe: probe}
 	var token string
 	if r.cfg.JWTSecret != nil {
 		var err error
@@ -342,6 +352,32 @@ func (r *runner) join(ctx context.Context, room, name string, late bool) (*parti
 		}
 	}
 	return p, nil
+}
+
+// probe joins n subscribers to room one after another, each alone, under
+// the running load, and records their join → first video and keyframe:
+// the experience of one person joining a busy call, without the crowd of
+// simultaneous joins the subscriber phase makes.
+func (r *runner) probe(ctx context.Context, room string, n int, rep *Report) {
+	video := r.cfg.VideoBitrate > 0
+	for i := range n {
+		if ctx.Err() != nil || !video {
+			return
+		}
+		p, err := r.join(ctx, room, fmt.Sprintf("probe-%d", i), true, true)
+		if err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+			return
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for int(p.keys.Load()) < r.cfg.Publishers && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		p.c.Close()
+	}
+	r.mu.Lock()
+	rep.ProbeJoinToFirstVideo, rep.ProbeJoinToFirstKeyframe = summarize(r.probeVideo), summarize(r.probeKey)
+	r.mu.Unlock()
 }
 
 func (r *runner) waitConnected(ctx context.Context, parts []*participant) error {
@@ -440,14 +476,21 @@ func (r *runner) read(p *participant, t *client.RemoteTrack) {
 		if first {
 			r.flowing.Add(1)
 		}
+		if key {
+			p.keys.Add(1)
+		}
 		if p.late && rd.video && (first || key) {
 			d := now.Sub(p.joinAt)
+			fv, fk := &r.firstVideo, &r.firstKey
+			if p.probe {
+				fv, fk = &r.probeVideo, &r.probeKey
+			}
 			r.mu.Lock()
 			if first {
-				r.firstVideo = append(r.firstVideo, d)
+				*fv = append(*fv, d)
 			}
 			if key {
-				r.firstKey = append(r.firstKey, d)
+				*fk = append(*fk, d)
 			}
 			r.mu.Unlock()
 		}

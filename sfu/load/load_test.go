@@ -75,6 +75,9 @@ func TestRunAgainstSFU(t *testing.T) {
 	if rep.JoinToFirstVideo.N != 2 || rep.JoinToFirstKeyframe.N != 2 || rep.JoinToFirstKeyframe.P50 < rep.JoinToFirstVideo.P50 {
 		t.Errorf("join → first video %+v, → first keyframe %+v", rep.JoinToFirstVideo, rep.JoinToFirstKeyframe)
 	}
+	if rep.ProbeJoinToFirstKeyframe.N != 3*2 || rep.ProbeJoinToFirstKeyframe.P50 < rep.ProbeJoinToFirstVideo.P50 {
+		t.Errorf("probes: join → first video %+v, → first keyframe %+v; want 3 probes × 2 publishers", rep.ProbeJoinToFirstVideo, rep.ProbeJoinToFirstKeyframe)
+	}
 	if rep.SFUCPUCores <= 0 || rep.CPUPerForwardedMicros <= 0 || rep.UDPSendMicros <= 0 || rep.ForwardingRatio <= 0 {
 		t.Errorf("cpu %.3f cores, %.2f µs/packet, udp %.2f µs, ratio %.2f", rep.SFUCPUCores, rep.CPUPerForwardedMicros, rep.UDPSendMicros, rep.ForwardingRatio)
 	}

@@ -78,6 +78,15 @@ type Report struct {
 	// video track.
 	JoinToFirstVideo    Summary `json:"joinToFirstVideo"`
 	JoinToFirstKeyframe Summary `json:"joinToFirstKeyframe"`
+	// The same for probes: single subscribers joining after the window,
+	// one at a time, while the load runs.
+	ProbeJoinToFirstVideo    Summary `json:"probeJoinToFirstVideo"`
+	ProbeJoinToFirstKeyframe Summary `json:"probeJoinToFirstKeyframe"`
+	// UDPReceiveBufferDrops counts datagrams the kernel dropped in the
+	// window because a socket's receive buffer was full (/proc/net/snmp
+	// of the load tool's network namespace: the SFU's too when both run
+	// in one namespace, as run-in-netns.sh does).
+	UDPReceiveBufferDrops int64 `json:"udpReceiveBufferDrops"`
 
 	SFURSSBytes          float64 `json:"sfuRssBytes"`
 	SFURSSBaselineBytes  float64 `json:"sfuRssBaselineBytes"` // before the run
@@ -173,6 +182,8 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	row("latency (one-way)", "p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d packets)", rep.Latency.P50, rep.Latency.P99, rep.Latency.Max, rep.Latency.N)
 	row("join → first video", "p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d)", rep.JoinToFirstVideo.P50, rep.JoinToFirstVideo.P95, rep.JoinToFirstVideo.Max, rep.JoinToFirstVideo.N)
 	row("join → first keyframe", "p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d)", rep.JoinToFirstKeyframe.P50, rep.JoinToFirstKeyframe.P95, rep.JoinToFirstKeyframe.Max, rep.JoinToFirstKeyframe.N)
+	row("one new subscriber", "join → first video p50 %.0f ms, → first keyframe p50 %.0f ms, max %.0f ms (%d probes)", rep.ProbeJoinToFirstVideo.P50, rep.ProbeJoinToFirstKeyframe.P50, rep.ProbeJoinToFirstKeyframe.Max, rep.ProbeJoinToFirstKeyframe.N)
+	row("UDP receive-buffer drops", "%d (kernel, this network namespace, window)", rep.UDPReceiveBufferDrops)
 	row("SFU memory", "%.1f MiB RSS (%.1f MiB before), %.0f KiB per participant", rep.SFURSSBytes/(1<<20), rep.SFURSSBaselineBytes/(1<<20), rep.SFURSSPerParticipant/1024)
 	for _, e := range rep.Errors {
 		row("error", "%s", e)
