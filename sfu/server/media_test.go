@@ -464,3 +464,95 @@ func TestNACKRetransmission(t *testing.T) {
 		t.Fatal("the SFU did not count the NACK")
 	}
 }
+
+// Participants joining, publishing and leaving concurrently leave the SFU
+// consistent: survivors receive each other, and nothing is left behind.
+func TestConcurrentChurn(t *testing.T) {
+	netns.Require(t)
+	defer test.TimeOut(120 * time.Second).Stop()
+	defer test.CheckRoutines(t)()
+	e := start(t, nil)
+	defer e.close()
+
+	const n = 6
+	stop := make(chan struct{})
+	defer close(stop)
+	peers := make([]*peer, n)
+	sources := make([]*source, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := e.dial("churn", string(rune('A'+i)), nil)
+			if err != nil {
+				t.Errorf("join %d: %v", i, err)
+				return
+			}
+			peers[i] = p
+			go func() { // consume every track so pion's buffers keep moving
+				for {
+					select {
+					case rt := <-p.tracks:
+						go drainTrack(rt)
+					case <-stop:
+						return
+					}
+				}
+			}()
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		for _, p := range peers {
+			if p != nil {
+				p.Close()
+			}
+		}
+		return
+	}
+	for i, p := range peers {
+		wg.Add(1)
+		go func() { defer wg.Done(); sources[i] = p.publish(t, "cam", vp8Cap) }()
+	}
+	wg.Wait()
+	// Half leave at once, some politely, some abruptly.
+	for i := range n / 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sources[i].close()
+			if i%2 == 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = peers[i].Leave(ctx)
+			} else {
+				peers[i].Close()
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "the survivors' tracks only", func() bool {
+		_, ps := e.srv.Rooms().Stats()
+		return ps == n-n/2 && e.srv.Rooms().Counters().TracksCurrent.Load() == n-n/2
+	})
+	// A late joiner gets exactly the survivors' tracks.
+	late := e.join("churn", "late", nil)
+	got := map[string]bool{}
+	for range n - n/2 {
+		rt := <-waitTrack(t, late)
+		got[rt.ParticipantID] = true
+		go drainTrack(rt)
+	}
+	for _, p := range peers[n/2:] {
+		if !got[p.ID()] {
+			t.Errorf("late joiner did not get %s's track", p.ID())
+		}
+	}
+	late.Close()
+	for i := n / 2; i < n; i++ {
+		sources[i].close()
+		peers[i].Close()
+	}
+	waitFor(t, "an empty SFU", func() bool { r, ps := e.srv.Rooms().Stats(); return r == 0 && ps == 0 })
+}
