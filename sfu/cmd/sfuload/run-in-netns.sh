@@ -29,15 +29,12 @@ root=$(cd "$(dirname "$0")/../../.." && pwd)
 bin=${BIN_DIR:-$(mktemp -d)}
 (cd "$root" && go build -o "$bin/sfu" ./sfu/cmd/sfu && go build -o "$bin/sfuload" ./sfu/cmd/sfuload)
 
-pin() { # pin CPUS cmd...: run cmd on CPUS when set
-	local cpus=$1
-	shift
-	if [[ -n "$cpus" ]]; then
-		taskset -c "$cpus" "$@"
-	else
-		"$@"
-	fi
-}
+# Command prefixes that pin to CPUs when asked; prefixes, not a shell
+# function, so that $! below is the SFU's (or perf's) own pid.
+sfu_pin=()
+load_pin=()
+[[ -n "${SFU_CPUS:-}" ]] && sfu_pin=(taskset -c "$SFU_CPUS")
+[[ -n "${LOAD_CPUS:-}" ]] && load_pin=(taskset -c "$LOAD_CPUS")
 
 prof=()
 if [[ -n "${SFU_PERF:-}" ]]; then
@@ -45,7 +42,7 @@ if [[ -n "${SFU_PERF:-}" ]]; then
 	prof=(perf record -e cpu-clock -F 999 -g -o "$SFU_PERF" --)
 fi
 # shellcheck disable=SC2086 # SFU_ARGS is a list of flags
-pin "${SFU_CPUS:-}" "${prof[@]}" "$bin/sfu" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
+"${sfu_pin[@]}" "${prof[@]}" "$bin/sfu" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
 	--ice-tcp-port -1 --max-participants 0 --max-rooms 0 --log-level warn ${SFU_ARGS:-} &
 sfu=$!
 cleanup() {
@@ -59,4 +56,4 @@ for _ in $(seq 100); do
 	"$bin/sfu" healthcheck "http://$addr:8080/health" >/dev/null 2>&1 && break
 	sleep 0.1
 done
-pin "${LOAD_CPUS:-}" "$bin/sfuload" --url "ws://$addr:8080/ws" --ice-ip "$addr" "$@"
+"${load_pin[@]}" "$bin/sfuload" --url "ws://$addr:8080/ws" --ice-ip "$addr" "$@"
