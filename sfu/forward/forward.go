@@ -162,7 +162,8 @@ func (f *Forwarder) Forward(raw []byte) {
 	}
 	// Before the subscriber list is loaded: a subscriber added after this
 	// check misses the keyframe's start, and its request is then sent.
-	if f.isKey != nil && f.isKey(f.pkt.Payload) {
+	key := f.isKey != nil && f.isKey(f.pkt.Payload)
+	if key {
 		f.lastKeySeen.Store(f.now().UnixNano())
 		f.awaiting.Store(false)
 	}
@@ -172,7 +173,7 @@ func (f *Forwarder) Forward(raw []byte) {
 	downs := *f.downs.Load()
 	var sent uint64
 	for _, d := range downs {
-		if d.write(&f.pkt) {
+		if d.write(&f.pkt, key) {
 			sent++
 		}
 	}
@@ -212,6 +213,12 @@ func (f *Forwarder) requestKeyframe(attach bool) {
 	f.awaiting.Store(true)
 	f.cfg.Counters.KeyframeRequests.Add(1)
 	f.cfg.RequestKeyframe()
+}
+
+// attached asks for a keyframe for a subscriber that has none.
+func (f *Forwarder) attached() {
+	f.lastAttach.Store(f.now().UnixNano())
+	f.requestKeyframe(true)
 }
 
 // retryAttach asks again after wait if a subscriber attached after the
@@ -268,6 +275,11 @@ type DownTrack struct {
 }
 
 type binding struct {
+	// waitKey: no keyframe has reached this subscriber yet; asked: one was
+	// requested once its transport delivered. Both belong to the
+	// forwarder's goroutine once the binding is stored.
+	waitKey, asked bool
+
 	ssrc    uint32
 	pt      uint8
 	ws      webrtc.TrackLocalWriter
@@ -321,10 +333,10 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 			}
 		}
 	}
+	b.waitKey = d.f.isKey != nil
 	d.bound.Store(b)
 	d.f.add(d)
-	d.f.lastAttach.Store(d.f.now().UnixNano())
-	d.f.requestKeyframe(true)
+	d.f.attached()
 	return codec, nil
 }
 
@@ -338,7 +350,7 @@ func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 // Close stops forwarding to this subscriber (also done by Unbind).
 func (d *DownTrack) Close() { d.f.remove(d) }
 
-func (d *DownTrack) write(p *rtp.Packet) bool {
+func (d *DownTrack) write(p *rtp.Packet, key bool) bool {
 	b := d.bound.Load()
 	if b == nil {
 		return false
@@ -359,8 +371,21 @@ func (d *DownTrack) write(p *rtp.Packet) bool {
 		hdr.Extension, hdr.ExtensionProfile = false, 0
 	}
 	d.ext = hdr.Extensions[:0] // keep the grown scratch for the next packet
-	_, err := b.ws.WriteRTP(hdr, p.Payload)
-	return err == nil
+	n, err := b.ws.WriteRTP(hdr, p.Payload)
+	// pion drops packets (n 0, no error) until the subscriber's DTLS-SRTP
+	// is up; a keyframe requested at Bind often comes back before that.
+	// So the first packet that gets through, if not a keyframe, asks
+	// again: else the subscriber waits for the next periodic keyframe.
+	ok := err == nil && n > 0
+	if ok && b.waitKey {
+		if key {
+			b.waitKey = false
+		} else if !b.asked {
+			b.asked = true
+			d.f.attached()
+		}
+	}
+	return ok
 }
 
 // matchCodec finds the subscriber's parameters for the source codec: the

@@ -2,6 +2,8 @@ package forward
 
 import (
 	"testing"
+
+	"github.com/pion/interceptor"
 	"time"
 
 	"github.com/pion/rtp"
@@ -131,3 +133,69 @@ func TestAttachRetrySkippedAfterKeyframe(t *testing.T) {
 		t.Fatalf("%d PLIs, %d retries; want 1, 1: the keyframe served both subscribers", plis, len(retries))
 	}
 }
+
+// notReady drops packets like pion before the subscriber's DTLS-SRTP is
+// up: no error, nothing written.
+type notReady struct {
+	recorder
+	ready bool
+}
+
+func (w *notReady) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	if !w.ready {
+		return 0, nil
+	}
+	return w.recorder.WriteRTP(h, payload)
+}
+
+// A keyframe that reached the SFU before the subscriber's transport was
+// up never reached the subscriber: its first delivered packet asks again.
+func TestKeyframeRequestedAgainWhenTransportComesUp(t *testing.T) {
+	plis := 0
+	f := New(Config{Codec: vp8, RequestKeyframe: func() { plis++ }, KeyframeInterval: 500 * time.Millisecond})
+	clock := time.Unix(1000, 0)
+	f.now = func() time.Time { return clock }
+	f.after = func(time.Duration, func()) {}
+	w := &notReady{}
+	if _, err := f.NewDownTrack("v", "p").Bind(&writerContext{w}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(seq uint16, key bool) {
+		payload := []byte{0x90, 0x80, 0x81, 0x23, 0x11, 0x02, 0x00}
+		if key {
+			payload[4] = 0x10
+		}
+		raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq}, Payload: payload}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Forward(raw)
+	}
+	send(1, true) // the answer to the Bind request, dropped by pion
+	clock = clock.Add(200 * time.Millisecond)
+	w.ready = true
+	send(2, false)
+	send(3, false)
+	if plis != 2 {
+		t.Fatalf("%d PLIs, want 2: Bind's, and one when the first packet got through", plis)
+	}
+	send(4, true)
+	send(5, false)
+	if plis != 2 {
+		t.Fatalf("%d PLIs after the subscriber got its keyframe, want 2", plis)
+	}
+}
+
+// writerContext binds a DownTrack to any writer.
+type writerContext struct{ w webrtc.TrackLocalWriter }
+
+func (c *writerContext) CodecParameters() []webrtc.RTPCodecParameters {
+	return []webrtc.RTPCodecParameters{vp8}
+}
+func (c *writerContext) HeaderExtensions() []webrtc.RTPHeaderExtensionParameter { return nil }
+func (c *writerContext) SSRC() webrtc.SSRC                                      { return 7 }
+func (c *writerContext) SSRCRetransmission() webrtc.SSRC                        { return 0 }
+func (c *writerContext) SSRCForwardErrorCorrection() webrtc.SSRC                { return 0 }
+func (c *writerContext) WriteStream() webrtc.TrackLocalWriter                   { return c.w }
+func (c *writerContext) ID() string                                             { return "ctx" }
+func (c *writerContext) RTCPReader() interceptor.RTCPReader                     { return nil }

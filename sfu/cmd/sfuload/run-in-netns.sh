@@ -11,6 +11,8 @@
 #   SFU_ARGS    extra flags for the SFU
 #   SFU_PERF    if set, perf-record the SFU during the run into this file
 #   BIN_DIR     where to build the binaries (default: a temporary directory)
+#   SFU_BIN     run this SFU binary instead of building ./sfu/cmd/sfu (e.g. an
+#               older build, to compare two versions of the forwarding path)
 set -euo pipefail
 
 addr=10.203.0.1
@@ -27,7 +29,12 @@ ip route add default dev v0
 
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 bin=${BIN_DIR:-$(mktemp -d)}
-(cd "$root" && go build -o "$bin/sfu" ./sfu/cmd/sfu && go build -o "$bin/sfuload" ./sfu/cmd/sfuload)
+mkdir -p "$bin"
+(cd "$root" && go build -o "$bin/sfuload" ./sfu/cmd/sfuload)
+sfu_bin=${SFU_BIN:-$bin/sfu}
+if [[ -z "${SFU_BIN:-}" ]]; then
+	(cd "$root" && go build -o "$bin/sfu" ./sfu/cmd/sfu)
+fi
 
 # Command prefixes that pin to CPUs when asked; prefixes, not a shell
 # function, so that $! below is the SFU's (or perf's) own pid.
@@ -42,7 +49,7 @@ if [[ -n "${SFU_PERF:-}" ]]; then
 	prof=(perf record -e cpu-clock -F 999 -g -o "$SFU_PERF" --)
 fi
 # shellcheck disable=SC2086 # SFU_ARGS is a list of flags
-"${sfu_pin[@]}" "${prof[@]}" "$bin/sfu" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
+"${sfu_pin[@]}" "${prof[@]}" "$sfu_bin" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
 	--ice-tcp-port -1 --max-participants 0 --max-rooms 0 --log-level warn ${SFU_ARGS:-} &
 sfu=$!
 cleanup() {
@@ -53,7 +60,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 for _ in $(seq 100); do
-	"$bin/sfu" healthcheck "http://$addr:8080/health" >/dev/null 2>&1 && break
+	"$sfu_bin" healthcheck "http://$addr:8080/health" >/dev/null 2>&1 && break
 	sleep 0.1
 done
 "${load_pin[@]}" "$bin/sfuload" --url "ws://$addr:8080/ws" --ice-ip "$addr" "$@"
