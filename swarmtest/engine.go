@@ -37,6 +37,11 @@ func NewEngine() *Engine {
 	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
 		sock = strings.TrimPrefix(h, "unix://")
 	}
+	return NewEngineAt(sock)
+}
+
+// NewEngineAt returns a client for the engine listening on sock.
+func NewEngineAt(sock string) *Engine {
 	return &Engine{Socket: sock, hc: &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer

@@ -45,9 +45,12 @@ type localStack struct {
 // loadLocalStack reads the test stack file the way the Pulumi CLI hands
 // config to the program (scalars as strings, lists and objects as JSON) and
 // builds the model through the program's own loading path.
-func loadLocalStack(t testing.TB) localStack {
+func loadLocalStack(t testing.TB) localStack { return loadStackFile(t, "local") }
+
+// loadStackFile loads testdata/Pulumi.<stack>.yaml.
+func loadStackFile(t testing.TB, stack string) localStack {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "Pulumi.local.yaml"))
+	raw, err := os.ReadFile(filepath.Join("testdata", "Pulumi."+stack+".yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +76,7 @@ func loadLocalStack(t testing.TB) localStack {
 		}
 	}
 	get := func(k string) (string, bool) { v, ok := cfg[k]; return v, ok }
-	cl, err := infra.ParseConfig("local", get)
+	cl, err := infra.ParseConfig(stack, get)
 	if err != nil {
 		t.Fatalf("cluster config: %v", err)
 	}
@@ -183,7 +186,7 @@ func recordStack(t testing.TB, ls localStack, ca *testCA, sfuImage string) *pulu
 	t.Helper()
 	m := pulumitest.NewMocks()
 	ca.hooks(m)
-	err := pulumitest.RunWith(t, m, "platform", "local", ls.Raw, func(ctx *pulumi.Context) error {
+	err := pulumitest.RunWith(t, m, "platform", ls.Cluster.Stack, ls.Raw, func(ctx *pulumi.Context) error {
 		prov, err := docker.NewProvider(ctx, "local", &docker.ProviderArgs{Host: pulumi.String("unix:///var/run/docker.sock")})
 		if err != nil {
 			return err
@@ -224,7 +227,10 @@ func secretValue(t testing.TB, d Declared, suffix string) string {
 // localClient sends every request to 127.0.0.1 (keeping the port), so URLs
 // can carry the declared host names: Host header and TLS server name are
 // those names, as for a user whose DNS points at this machine.
-func localClient(roots *x509.CertPool) *http.Client {
+func localClient(roots *x509.CertPool) *http.Client { return clientTo("127.0.0.1", roots) }
+
+// clientTo is localClient for another address of this machine.
+func clientTo(ip string, roots *x509.CertPool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -233,7 +239,7 @@ func localClient(roots *x509.CertPool) *http.Client {
 			return nil, err
 		}
 		var d net.Dialer
-		return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", port))
+		return d.DialContext(ctx, network, net.JoinHostPort(ip, port))
 	}
 	tr.TLSClientConfig = &tls.Config{RootCAs: roots}
 	if roots == nil {

@@ -288,8 +288,11 @@ func (c *Cluster) WaitRunning(t testing.TB, name, id string, want int, timeout t
 				if tk.DesiredState != "running" || tk.Status.State != "running" {
 					continue
 				}
+				// Swarm reports a task running once its health check passed;
+				// the container's own status double-checks it where this
+				// engine runs it (on other nodes it is not found here).
 				h, err := c.E.ContainerHealth(ctx, tk.Status.ContainerStatus.ContainerID)
-				if err == nil && (h == "" || h == "healthy") {
+				if (err == nil && (h == "" || h == "healthy")) || IsNotFound(err) {
 					ready = append(ready, tk)
 				}
 			}
