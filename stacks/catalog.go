@@ -230,12 +230,15 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		Constraints: []string{onMedia},
 		Networks:    []string{NetEdge},
 		Env: map[string]string{
-			"SFU_LISTEN":           ":" + strconv.Itoa(portSFUHTTP),
-			"SFU_TLS_LISTEN":       ":" + strconv.Itoa(cl.SignallingPort),
-			"SFU_TLS_CERT":         "/run/secrets/sfu_tls_cert",
-			"SFU_TLS_KEY":          "/run/secrets/sfu_tls_key",
-			"SFU_ICE_UDP_PORT":     strconv.Itoa(cfg.ICEUDPPort),
-			"SFU_ICE_TCP_PORT":     strconv.Itoa(cfg.ICETCPPort),
+			"SFU_LISTEN":       ":" + strconv.Itoa(portSFUHTTP),
+			"SFU_TLS_LISTEN":   ":" + strconv.Itoa(cl.SignallingPort),
+			"SFU_TLS_CERT":     "/run/secrets/sfu_tls_cert",
+			"SFU_TLS_KEY":      "/run/secrets/sfu_tls_key",
+			"SFU_ICE_UDP_PORT": strconv.Itoa(cfg.ICEUDPPort),
+			"SFU_ICE_TCP_PORT": strconv.Itoa(cfg.ICETCPPort),
+			// Host-mode published ports deliver to the task's docker_gwbridge
+			// address, the default route's: ICE must answer from that socket.
+			"SFU_ICE_BIND":         "auto",
 			"SFU_JWT_SECRET_FILE":  "/run/secrets/jwt_secret",
 			"SFU_TURN_SECRET_FILE": "/run/secrets/turn_secret",
 			"SFU_TURN_URL": fmt.Sprintf("turn:%s:%d?transport=udp,turn:%s:%d?transport=tcp",

@@ -232,6 +232,7 @@ func TestDeploySFU(t *testing.T) {
 				"SFU_TLS_LISTEN":       fmt.Sprintf(":%d", top.Config.SignallingPort),
 				"SFU_ICE_UDP_PORT":     fmt.Sprint(top.Config.MediaPorts.From),
 				"SFU_ICE_TCP_PORT":     fmt.Sprint(top.Config.MediaPorts.From),
+				"SFU_ICE_BIND":         "auto", // host-mode ports deliver to the default route's address
 				"SFU_JWT_SECRET_FILE":  "/run/secrets/jwt_secret",
 				"SFU_TURN_SECRET_FILE": "/run/secrets/turn_secret",
 				"SFU_TLS_CERT":         "/run/secrets/sfu_tls_cert",

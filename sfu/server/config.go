@@ -25,7 +25,7 @@ type Config struct {
 	ICEUDPPort   int    // single-port UDP mux; 0 picks a free port
 	ICETCPPort   int    // ICE-TCP mux; -1 disables
 	ICEPortRange string // "min-max": ephemeral UDP ports instead of the mux
-	ICEBind      string // address the muxes bind; empty means all interfaces
+	ICEBind      string // address the muxes bind; empty means all interfaces, "auto" the default route's
 	PublicIPs    []string
 
 	STUNURLs   []string // given to clients; used by the server only without PublicIPs
@@ -98,8 +98,8 @@ func (c *Config) Validate() error {
 			return bad("--ice-port-range: %v", err)
 		}
 	}
-	if c.ICEBind != "" && net.ParseIP(c.ICEBind) == nil {
-		return bad("--ice-bind %q is not an IP address", c.ICEBind)
+	if c.ICEBind != "" && c.ICEBind != ICEBindAuto && net.ParseIP(c.ICEBind) == nil {
+		return bad("--ice-bind %q is neither an IP address nor %q", c.ICEBind, ICEBindAuto)
 	}
 	for _, ip := range c.PublicIPs {
 		if net.ParseIP(ip) == nil {

@@ -24,6 +24,7 @@ func TestConfigValidate(t *testing.T) {
 		{"port range form", func(c *server.Config) { c.ICEPortRange = "40000" }, "--ice-port-range"},
 		{"port range ok", func(c *server.Config) { c.ICEPortRange = "40000-40100" }, ""},
 		{"bind", func(c *server.Config) { c.ICEBind = "localhost" }, "--ice-bind"},
+		{"bind auto", func(c *server.Config) { c.ICEBind = server.ICEBindAuto }, ""},
 		{"public ip", func(c *server.Config) { c.PublicIPs = []string{"203.0.113.7", "media.example.org"} }, "media.example.org"},
 		{"stun scheme", func(c *server.Config) { c.STUNURLs = []string{"stun.example.org:3478"} }, "stun.example.org:3478"},
 		{"turn without secret", func(c *server.Config) { c.TURNURLs = []string{"turn:t:3478"} }, "--turn-secret-file"},

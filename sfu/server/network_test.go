@@ -114,3 +114,38 @@ func TestAnnouncedAddressAndICEServers(t *testing.T) {
 		t.Fatalf("the local address is announced besides the public one:\n%s", all)
 	}
 }
+
+// --ice-bind auto binds the default route's interface (in the namespace,
+// v0's address): the stack sets it so that, in a Swarm task with host-mode
+// ports, the SFU answers from the address the published ports deliver to.
+func TestICEBindAuto(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.ICEBind = server.ICEBindAuto })
+	defer e.close()
+	for _, network := range []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4} {
+		t.Run(network.String(), func(t *testing.T) {
+			only := func(o *client.Options) {
+				se := settingEngine()
+				se.SetNetworkTypes([]webrtc.NetworkType{network})
+				o.SettingEngine = se
+			}
+			a := e.join("auto-"+network.String(), "A", only)
+			defer a.Close()
+			b := e.join("auto-"+network.String(), "B", only)
+			defer b.Close()
+			src := a.publish(t, "cam", vp8Cap)
+			defer src.close()
+			rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+			if err := receiveInOrder(rt, 20); err != nil {
+				t.Fatal(err)
+			}
+			pair, err := b.Subscriber().SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+			if err != nil || pair == nil {
+				t.Fatalf("selected pair: %v %v", pair, err)
+			}
+			if pair.Remote.Address != netns.Addr {
+				t.Fatalf("SFU candidate %s, want the default route's address %s", pair.Remote.Address, netns.Addr)
+			}
+		})
+	}
+}

@@ -108,8 +108,16 @@ func newAPI(cfg *Config, log *slog.Logger) (*webrtc.API, *iceSockets, error) {
 	}
 	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	var bindIP net.IP
-	if cfg.ICEBind != "" {
+	if cfg.ICEBind == ICEBindAuto {
+		ip, err := defaultRouteIP()
+		if err != nil {
+			return fail(fmt.Errorf("--ice-bind auto: %w", err))
+		}
+		bindIP = ip
+	} else if cfg.ICEBind != "" {
 		bindIP = net.ParseIP(cfg.ICEBind)
+	}
+	if bindIP != nil {
 		// Gather only on the bound address (tests, containers).
 		se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(bindIP) })
 	}
