@@ -1,0 +1,88 @@
+package forward
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"runtime"
+	"testing"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// packets is a Source that yields raw packets, then io.EOF.
+type packets struct{ raw [][]byte }
+
+func (s *packets) Read(b []byte) (int, interceptor.Attributes, error) {
+	if len(s.raw) == 0 {
+		return 0, nil, io.EOF
+	}
+	n := copy(b, s.raw[0])
+	s.raw = s.raw[1:]
+	return n, nil, nil
+}
+
+// With more subscribers than one goroutine handles, Run splits the list
+// among helpers: every subscriber still gets every packet, intact and in
+// order, and the helpers are gone when Run returns.
+func TestLargeFanOutDeliversEverythingInOrder(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("fan-out helpers need GOMAXPROCS > 1")
+	}
+	f := newForwarder(nil)
+	var recs []*recorder
+	for i := range 5*fanOutChunk + 3 {
+		r := &recorder{keep: true}
+		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: webrtc.SSRC(i + 1), w: r}
+		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	src := &packets{}
+	var payloads [][]byte
+	for seq := range uint16(40) {
+		p := []byte(fmt.Sprintf("packet %d", seq))
+		payloads = append(payloads, p)
+		src.raw = append(src.raw, sourcePacket(t, seq, p))
+	}
+	before := runtime.NumGoroutine()
+	if err := f.Run(src); err != io.EOF {
+		t.Fatalf("Run: %v", err)
+	}
+	for i, r := range recs {
+		if len(r.got) != len(payloads) {
+			t.Fatalf("subscriber %d got %d packets, want %d", i, len(r.got), len(payloads))
+		}
+		for j, p := range r.got {
+			if p.SequenceNumber != uint16(j) || !bytes.Equal(p.Payload, payloads[j]) || p.SSRC != uint32(i+1) {
+				t.Fatalf("subscriber %d packet %d: seq %d ssrc %d payload %q", i, j, p.SequenceNumber, p.SSRC, p.Payload)
+			}
+		}
+	}
+	if f.jobs != nil || runtime.NumGoroutine() > before {
+		t.Fatalf("helpers still running after Run returned (%d goroutines, %d before)", runtime.NumGoroutine(), before)
+	}
+}
+
+// The parallel fan-out allocates nothing per packet either.
+func TestLargeFanOutAllocatesNothing(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("fan-out helpers need GOMAXPROCS > 1")
+	}
+	f := newForwarder(nil)
+	for i := range 3 * fanOutChunk {
+		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: webrtc.SSRC(i + 1), w: &recorder{}}
+		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.parallel = true
+	defer f.stopHelpers()
+	raw := sourcePacket(t, 1, bytes.Repeat([]byte{0xab}, 1200))
+	f.Forward(raw) // start the helpers, grow the scratch buffers
+	if n := testing.AllocsPerRun(100, func() { f.Forward(raw) }); n != 0 {
+		t.Fatalf("parallel Forward allocated %.1f times per packet, want 0", n)
+	}
+}
