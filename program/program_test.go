@@ -49,8 +49,11 @@ func mocks() *pulumitest.Mocks {
 	})
 	// The stack's SFU image build (a local command) prints the pushed digest.
 	m.OnResource("command:local:Command", func(args pulumi.MockResourceArgs, outs resource.PropertyMap) (resource.PropertyMap, error) {
-		if strings.HasSuffix(args.Name, "-sfu-image") {
-			outs["stdout"] = resource.NewStringProperty("asia-southeast1-docker.pkg.dev/p/r/sfu@sha256:" + strings.Repeat("ab", 32) + "\n")
+		if env, ok := args.Inputs["environment"]; ok && env.IsObject() {
+			if image, ok := env.ObjectValue()["IMAGE"]; ok && image.IsString() {
+				repo, _, _ := strings.Cut(image.StringValue(), ":")
+				outs["stdout"] = resource.NewStringProperty(repo + "@sha256:" + strings.Repeat("ab", 32) + "\n")
+			}
 		}
 		return outs, nil
 	})

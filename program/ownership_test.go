@@ -1,4 +1,4 @@
-package smoke
+package program
 
 // `pulumi destroy` of a throwaway stack must leave no VM, disk, IP, firewall
 // rule, DNS record or registry image behind. Destroy deletes exactly what the
@@ -16,10 +16,8 @@ import (
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
-	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/jbcalling/platform/internal/pulumitest"
-	"github.com/jbcalling/platform/program"
 )
 
 const throwawayStack = "ci-1234567"
@@ -49,32 +47,8 @@ func runThrowaway(t *testing.T) []pulumitest.Resource {
 	t.Helper()
 	t.Chdir(pulumitest.RepoRoot(t)) // the CLI runs the program from the project directory
 	cfg := pulumitest.With(pulumitest.StackConfig(t, "staging"), "cloudflare:apiToken", pulumitest.SecretPlaceholder)
-	m := pulumitest.NewMocks()
-	// What the bootstrap's remote commands print on a real node.
-	m.OnResource("command:remote:Command", func(args pulumi.MockResourceArgs, outs resource.PropertyMap) (resource.PropertyMap, error) {
-		var stdout string
-		switch {
-		case args.Name == "swarm-init":
-			stdout = "clusterid0123456789abcdef nodeidtranslation01\n"
-		case strings.HasPrefix(args.Name, "swarm-join-"):
-			stdout = "nodeid" + strings.TrimPrefix(args.Name, "swarm-join-") + "\n"
-		case args.Name == "swarm-worker-token":
-			stdout = "SWMTKN-1-smoketest\n"
-		}
-		outs["stdout"] = resource.NewStringProperty(stdout)
-		return outs, nil
-	})
-	// What the SFU image build prints after the push: the repo digest.
-	m.OnResource("command:local:Command", func(args pulumi.MockResourceArgs, outs resource.PropertyMap) (resource.PropertyMap, error) {
-		if env, ok := args.Inputs["environment"]; ok && env.IsObject() {
-			if image, ok := env.ObjectValue()["IMAGE"]; ok && image.IsString() {
-				repo, _, _ := strings.Cut(image.StringValue(), ":")
-				outs["stdout"] = resource.NewStringProperty(repo + "@sha256:" + strings.Repeat("ab", 32) + "\n")
-			}
-		}
-		return outs, nil
-	})
-	if err := pulumitest.RunWith(t, m, pulumitest.ProjectName(t), throwawayStack, cfg, program.Run); err != nil {
+	m := mocks()
+	if err := pulumitest.RunWith(t, m, pulumitest.ProjectName(t), throwawayStack, cfg, Run); err != nil {
 		t.Fatalf("program.Run for a throwaway stack %s: %v", throwawayStack, err)
 	}
 	return m.Resources()
