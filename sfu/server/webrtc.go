@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
-	"github.com/pion/transport/v4/udp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -57,12 +55,9 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 }
 
 // iceSockets are the listeners the ICE muxes own.
-// The single-port ICE UDP socket's tuning (measured in docs/benchmarks.md).
-const (
-	iceSocketBuffer  = 4 << 20
-	iceBatchSize     = 64
-	iceBatchInterval = 500 * time.Microsecond
-)
+// iceSocketBuffer sizes the ICE UDP socket's kernel buffers (measured in
+// docs/benchmarks.md).
+const iceSocketBuffer = 4 << 20
 
 type iceSockets struct {
 	udp   net.PacketConn
@@ -148,11 +143,11 @@ func newAPI(cfg *Config, log *slog.Logger) (*webrtc.API, *iceSockets, error) {
 		// The kernel caps the size at net.core.rmem_max / wmem_max.
 		_ = conn.SetReadBuffer(iceSocketBuffer)
 		_ = conn.SetWriteBuffer(iceSocketBuffer)
-		// Writes queued and sent with sendmmsg: ~8 % less SFU CPU per
-		// forwarded packet, no measurable latency (docs/benchmarks.md).
-		batched := udp.NewBatchConn(conn, iceBatchSize, iceBatchInterval)
-		socks.udp = batched
-		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), batched)
+		// No sendmmsg batching (pion/transport's BatchConn): it cut CPU per
+		// packet under load but its flusher ticks every 250 µs even when
+		// idle and added ~1 ms at low load (docs/benchmarks.md).
+		socks.udp = conn
+		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
 		se.SetICEUDPMux(socks.udpMx)
 	} else {
 		mux, err := ice.NewMultiUDPMuxFromPort(cfg.ICEUDPPort, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
