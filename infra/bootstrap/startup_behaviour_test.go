@@ -118,7 +118,7 @@ func TestStartupScriptBoots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	boots := onOneVM(t, []string{"/etc/docker/daemon.json", "/var/lib/platform/bootstrap.version"},
+	boots := onOneVM(t, []string{"/etc/docker/daemon.json", "/var/lib/platform/bootstrap.version", "/etc/sysctl.d/60-platform-sfu.conf"},
 		nodeRun{script: s1460}, nodeRun{script: s1460}, nodeRun{script: s1500})
 	first, again, changed := boots[0], boots[1], boots[2]
 	for i, b := range boots {
@@ -135,6 +135,15 @@ func TestStartupScriptBoots(t *testing.T) {
 	} {
 		if !hasCall(first.calls, want) {
 			t.Errorf("first boot: no %q; calls %q", want, first.calls)
+		}
+	}
+	// The host lets the SFU's ICE socket have its 4 MiB buffers, at every boot.
+	for i, b := range boots {
+		if got := b.files["60-platform-sfu.conf"]; got != "net.core.rmem_max = 4194304\nnet.core.wmem_max = 4194304\n" {
+			t.Errorf("boot %d: sysctl file %q", i+1, got)
+		}
+		if !hasCall(b.calls, "sysctl -q -p /etc/sysctl.d/60-platform-sfu.conf") {
+			t.Errorf("boot %d: socket buffer limits not applied; calls %q", i+1, b.calls)
 		}
 	}
 	wantDaemon := map[string]any{

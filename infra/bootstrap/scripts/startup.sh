@@ -34,6 +34,20 @@ if [ "$(dpkg-query -W -f='${Status}' docker.io 2>/dev/null || true)" != "install
 	done
 fi
 
+# The SFU asks for 4 MiB buffers on its one ICE UDP socket (every
+# participant's media shares it; keyframe bursts overflowed the default
+# ~208 KiB, docs/benchmarks.md). The kernel caps what a socket may ask for
+# at these host-wide limits.
+sysctl_file=/etc/sysctl.d/60-platform-sfu.conf
+printf 'net.core.rmem_max = 4194304\nnet.core.wmem_max = 4194304\n' >"$sysctl_file.new"
+if cmp -s "$sysctl_file.new" "$sysctl_file"; then
+	rm -f "$sysctl_file.new"
+else
+	mv "$sysctl_file.new" "$sysctl_file"
+	log "wrote $sysctl_file"
+fi
+sysctl -q -p "$sysctl_file"
+
 # Daemon settings the stack relies on:
 # - json-file logs with rotation, so a chatty service cannot fill the disk;
 # - mtu: containers on the default bridge must fit the VPC MTU too (overlays get
