@@ -184,6 +184,14 @@ func (ca *testCA) hooks(m *pulumitest.Mocks) {
 // every node's external IP and a prebuilt SFU image.
 func recordStack(t testing.TB, ls localStack, ca *testCA, sfuImage string) *pulumitest.Mocks {
 	t.Helper()
+	return recordStackAt(t, ls, ca, sfuImage, "127.0.0.1")
+}
+
+// recordStackAt is recordStack with mediaIPs as every node's external IP:
+// the address, or comma-separated addresses (the SFU's --public-ip takes a
+// list), of this machine where the clients reach the SFU's host-mode ports.
+func recordStackAt(t testing.TB, ls localStack, ca *testCA, sfuImage, mediaIPs string) *pulumitest.Mocks {
+	t.Helper()
 	m := pulumitest.NewMocks()
 	ca.hooks(m)
 	err := pulumitest.RunWith(t, m, "platform", ls.Cluster.Stack, ls.Raw, func(ctx *pulumi.Context) error {
@@ -194,8 +202,8 @@ func recordStack(t testing.TB, ls localStack, ca *testCA, sfuImage string) *pulu
 		ips := map[string]pulumi.StringInput{}
 		for _, n := range ls.Cluster.Nodes {
 			// The announced media address: clients here reach the SFU's
-			// host-mode ports on loopback.
-			ips[n.Name] = pulumi.String("127.0.0.1")
+			// host-mode ports there.
+			ips[n.Name] = pulumi.String(mediaIPs)
 		}
 		_, err = stacks.NewStack(ctx, "stack", &stacks.StackArgs{
 			Topology: ls.Topology, Config: ls.Config, Stack: ls.Stack,

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jbcalling/platform/internal/pulumitest"
@@ -203,7 +204,22 @@ func TestLocalSwarm(t *testing.T) {
 	c := Open(t)
 	im := buildImages(t, c)
 	ca := newTestCA(t)
-	m := recordStack(t, ls, ca, im.sfu)
+	// The in-process pion clients reach the SFU's host-mode ports on
+	// loopback. When headless Chromium can run in a network namespace of
+	// the test's own, the SFU also announces the host end of that
+	// namespace's veth pair, where the browser reaches the same ports (the
+	// SFU announces every address of its --public-ip list; each client can
+	// reach only its own).
+	mediaIPs, noBrowser := "127.0.0.1", ""
+	chromium, err := chromiumBinary()
+	if err != nil {
+		noBrowser = err.Error()
+	} else if err := setupBrowserNetns(t); err != nil {
+		noBrowser = "cannot create the browser's network namespace (Chromium must not see the host's interfaces; run as root): " + err.Error()
+	} else {
+		mediaIPs += "," + browserHostIP
+	}
+	m := recordStackAt(t, ls, ca, im.sfu, mediaIPs)
 	d, err := Declarations(m)
 	if err != nil {
 		t.Fatalf("translating the program's docker resources: %v", err)
@@ -365,7 +381,9 @@ func TestLocalSwarm(t *testing.T) {
 		t.Cleanup(func() { http.DefaultClient = prev })
 
 		// pion stays on loopback: no candidate on the host's other
-		// interfaces (and pion leaves loopback out unless told).
+		// interfaces (and pion leaves loopback out unless told). The SFU's
+		// other announced address, the browser's, is not reachable from a
+		// loopback socket: ICE must select 127.0.0.1.
 		var se webrtc.SettingEngine
 		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
@@ -383,6 +401,57 @@ func TestLocalSwarm(t *testing.T) {
 				t.Logf("%d packets received; pairs %v", res.Received, res.Pairs)
 			})
 		}
+	})
+
+	t.Run("two headless Chromium pages hold a call through the demo page", func(t *testing.T) {
+		if noBrowser != "" {
+			t.Skip(noBrowser)
+		}
+		jwtSecret := []byte(secretValue(t, d, "jwt_secret"))
+		const room = "swarmtest-browser"
+		// The demo page the SFU serves on its declared signalling endpoint,
+		// https://webrtc.<domain>:<port>/ (it signals on /ws there); a
+		// join token from ?token=, as the stack admits no anonymous joins.
+		base := fmt.Sprintf("https://%s:%d", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
+		pageURL := func(name string) string {
+			tok, err := auth.Sign(jwtSecret, room, strings.ToLower(name), name, 5*time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return base + "/?room=" + room + "&token=" + tok
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("the SFU container's sockets on its ICE port: %s", iceSockets(c, dep.Services[sfuName], ls.Config.ICEUDPPort))
+				t.Logf("the SFU's last log lines:\n%s", c.E.ServiceLogs(context.Background(), dep.Services[sfuName], 40))
+			}
+		})
+
+		ana := newBrowserPage(t, chromium, "Ana")
+		bo := newBrowserPage(t, chromium, "Bo")
+		anaID := ana.joinURL(pageURL("Ana"))
+		boID := bo.joinURL(pageURL("Bo"))
+		ana.waitFor("Bo's tile", demoTile(boID)+`?.dataset.name === "Bo"`)
+		bo.waitFor("Ana's tile", demoTile(anaID)+`?.dataset.name === "Ana"`)
+		ana.receives(boID)
+		bo.receives(anaID)
+		// The media flows over the SFU's host-mode ports at the address it
+		// announces for the browser (the program's external IP of the media
+		// node).
+		for _, p := range []*browserPage{ana, bo} {
+			pairs := p.selectedPairs()
+			for _, role := range []string{"publisher", "subscriber"} {
+				if got := pairs[role]; got.Remote != browserHostIP {
+					t.Errorf("%s's %s connection reached the SFU at %q (%s), want the announced %s", p.name, role, got.Remote, got.Protocol, browserHostIP)
+				} else {
+					t.Logf("%s's %s: ICE over %s to %s", p.name, role, got.Protocol, got.Remote)
+				}
+			}
+		}
+
+		bo.do(chromedp.Click(chromedp.CSS(`#leave`)))
+		ana.waitFor("Bo's tile to go away", `!`+demoTile(boID))
+		bo.waitFor("Bo back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
 	})
 
 	t.Run("an unsatisfiable constraint is rejected first and stays pending", func(t *testing.T) {
