@@ -409,16 +409,20 @@ func TestLocalSwarm(t *testing.T) {
 		}
 		jwtSecret := []byte(secretValue(t, d, "jwt_secret"))
 		const room = "swarmtest-browser"
-		// The demo page the SFU serves on its declared signalling endpoint,
-		// https://webrtc.<domain>:<port>/ (it signals on /ws there); a
-		// join token from ?token=, as the stack admits no anonymous joins.
-		base := fmt.Sprintf("https://%s:%d", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
-		pageURL := func(name string) string {
+		// The demo page from both ways in: Ana on the SFU's declared
+		// signalling endpoint, https://webrtc.<domain>:<port>/ (signalling
+		// on /ws there), Bo through Traefik's same-origin route
+		// https://<apex>/sfu/ (signalling on /sfu/ws, routed by the labels
+		// the program generates). A join token from ?token=, as the stack
+		// admits no anonymous joins.
+		direct := fmt.Sprintf("https://%s:%d/", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
+		viaTraefik := fmt.Sprintf("https://%s/sfu/", ls.Cluster.Hostname(""))
+		pageURL := func(base, name string) string {
 			tok, err := auth.Sign(jwtSecret, room, strings.ToLower(name), name, 5*time.Minute)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return base + "/?room=" + room + "&token=" + tok
+			return base + "?room=" + room + "&token=" + tok
 		}
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -429,8 +433,8 @@ func TestLocalSwarm(t *testing.T) {
 
 		ana := newBrowserPage(t, chromium, "Ana")
 		bo := newBrowserPage(t, chromium, "Bo")
-		anaID := ana.joinURL(pageURL("Ana"))
-		boID := bo.joinURL(pageURL("Bo"))
+		anaID := ana.joinURL(pageURL(direct, "Ana"))
+		boID := bo.joinURL(pageURL(viaTraefik, "Bo"))
 		ana.waitFor("Bo's tile", demoTile(boID)+`?.dataset.name === "Bo"`)
 		bo.waitFor("Ana's tile", demoTile(anaID)+`?.dataset.name === "Ana"`)
 		ana.receives(boID)

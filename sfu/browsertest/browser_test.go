@@ -391,6 +391,17 @@ func TestClientModule(t *testing.T) {
 		window.session = s;
 		return s.id;
 	})()`)
+	// The module finds the SFU that served it, also behind a proxy that
+	// mounts the SFU under a path prefix (Traefik's /sfu).
+	for module, want := range map[string]string{
+		base + "/client/sfu.js":                  "ws" + strings.TrimPrefix(base, "http") + "/ws",
+		"https://example.org/sfu/client/sfu.js":  "wss://example.org/sfu/ws",
+		"https://example.org:8443/client/sfu.js": "wss://example.org:8443/ws",
+	} {
+		if got := eval[string](mod, fmt.Sprintf(`(async () => (await import("/client/sfu.js")).defaultURL(%q))()`, module)); got != want {
+			t.Errorf("defaultURL(%s) = %q, want %q", module, got, want)
+		}
+	}
 	type iceServer struct {
 		URLs                 []string
 		Username, Credential string

@@ -1,6 +1,7 @@
 // demo.js: the SFU's demo page, built only on the public API of sfu.js.
 // Open it in two tabs, join the same room, and each sees and hears the other.
-import { join, defaultURL } from "./sfu.js";
+// Through ./client/ so that defaultURL() finds /ws beside it, also under a proxy prefix.
+import { join, defaultURL } from "./client/sfu.js";
 
 const $ = (sel) => document.querySelector(sel);
 const form = $("#join");

@@ -41,12 +41,16 @@ export class SFUError extends Error {
 }
 
 /**
- * The signalling URL of the SFU that served this page (ws(s)://host/ws).
- * @param {Location} [loc]
+ * The signalling URL of the SFU that served this module: the module lives at
+ * `<prefix>/client/sfu.js` and the WebSocket at `<prefix>/ws`, so this holds
+ * behind a proxy that mounts the SFU under a path (Traefik's `/sfu`) too.
+ * @param {string} [moduleURL] where sfu.js was loaded from
  * @returns {string}
  */
-export function defaultURL(loc = globalThis.location) {
-  return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
+export function defaultURL(moduleURL = import.meta.url) {
+  const u = new URL("../ws", moduleURL);
+  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+  return u.href;
 }
 
 /**
