@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/jbcalling/platform/internal/demopage"
 	"github.com/jbcalling/platform/internal/pulumitest"
 	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/smoke"
@@ -211,7 +212,7 @@ func TestLocalSwarm(t *testing.T) {
 	// SFU announces every address of its --public-ip list; each client can
 	// reach only its own).
 	mediaIPs, noBrowser := "127.0.0.1", ""
-	chromium, err := chromiumBinary()
+	chromium, err := demopage.Chromium()
 	if err != nil {
 		noBrowser = err.Error()
 	} else if err := setupBrowserNetns(t); err != nil {
@@ -433,29 +434,29 @@ func TestLocalSwarm(t *testing.T) {
 
 		ana := newBrowserPage(t, chromium, "Ana")
 		bo := newBrowserPage(t, chromium, "Bo")
-		anaID := ana.joinURL(pageURL(direct, "Ana"))
-		boID := bo.joinURL(pageURL(viaTraefik, "Bo"))
-		ana.waitFor("Bo's tile", demoTile(boID)+`?.dataset.name === "Bo"`)
-		bo.waitFor("Ana's tile", demoTile(anaID)+`?.dataset.name === "Ana"`)
-		ana.receives(boID)
-		bo.receives(anaID)
+		anaID := ana.JoinURL(pageURL(direct, "Ana"))
+		boID := bo.JoinURL(pageURL(viaTraefik, "Bo"))
+		ana.WaitFor("Bo's tile", demopage.Tile(boID)+`?.dataset.name === "Bo"`)
+		bo.WaitFor("Ana's tile", demopage.Tile(anaID)+`?.dataset.name === "Ana"`)
+		ana.Receives(boID)
+		bo.Receives(anaID)
 		// The media flows over the SFU's host-mode ports at the address it
 		// announces for the browser (the program's external IP of the media
 		// node).
-		for _, p := range []*browserPage{ana, bo} {
-			pairs := p.selectedPairs()
+		for _, p := range []*demopage.Page{ana, bo} {
+			pairs := p.SelectedPairs()
 			for _, role := range []string{"publisher", "subscriber"} {
 				if got := pairs[role]; got.Remote != browserHostIP {
-					t.Errorf("%s's %s connection reached the SFU at %q (%s), want the announced %s", p.name, role, got.Remote, got.Protocol, browserHostIP)
+					t.Errorf("%s's %s connection reached the SFU at %q (%s), want the announced %s", p.Name, role, got.Remote, got.Protocol, browserHostIP)
 				} else {
-					t.Logf("%s's %s: ICE over %s to %s", p.name, role, got.Protocol, got.Remote)
+					t.Logf("%s's %s: ICE over %s to %s", p.Name, role, got.Protocol, got.Remote)
 				}
 			}
 		}
 
-		bo.do(chromedp.Click(chromedp.CSS(`#leave`)))
-		ana.waitFor("Bo's tile to go away", `!`+demoTile(boID))
-		bo.waitFor("Bo back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
+		bo.Do(chromedp.Click(chromedp.CSS(`#leave`)))
+		ana.WaitFor("Bo's tile to go away", `!`+demopage.Tile(boID))
+		bo.WaitFor("Bo back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
 	})
 
 	t.Run("an unsatisfiable constraint is rejected first and stays pending", func(t *testing.T) {
