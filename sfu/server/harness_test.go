@@ -166,9 +166,10 @@ func (p *peer) pliCount(track string) int {
 
 // source publishes numbered packets on a local track until stopped.
 type source struct {
-	track *webrtc.TrackLocalStaticRTP
-	stop  chan struct{}
-	done  chan struct{}
+	track  *webrtc.TrackLocalStaticRTP
+	sender *webrtc.RTPSender
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 var (
@@ -176,7 +177,9 @@ var (
 	opusCap = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}
 )
 
-func (p *peer) publish(t *testing.T, id string, codec webrtc.RTPCodecCapability) *source {
+// publishTrack publishes a local track and returns it with its sender;
+// the caller writes the packets.
+func (p *peer) publishTrack(t *testing.T, id string, codec webrtc.RTPCodecCapability) (*webrtc.TrackLocalStaticRTP, *webrtc.RTPSender) {
 	t.Helper()
 	tr, err := webrtc.NewTrackLocalStaticRTP(codec, id, p.ID())
 	if err != nil {
@@ -184,10 +187,18 @@ func (p *peer) publish(t *testing.T, id string, codec webrtc.RTPCodecCapability)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := p.Publish(ctx, tr); err != nil {
+	senders, err := p.Publish(ctx, tr)
+	if err != nil {
 		t.Fatalf("publish %s: %v", id, err)
 	}
-	s := &source{track: tr, stop: make(chan struct{}), done: make(chan struct{})}
+	return tr, senders[0]
+}
+
+// publish publishes a track that sends numbered packets until closed.
+func (p *peer) publish(t *testing.T, id string, codec webrtc.RTPCodecCapability) *source {
+	t.Helper()
+	tr, sender := p.publishTrack(t, id, codec)
+	s := &source{track: tr, sender: sender, stop: make(chan struct{}), done: make(chan struct{})}
 	go s.run()
 	return s
 }

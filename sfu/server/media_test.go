@@ -232,18 +232,7 @@ func TestUnpublish(t *testing.T) {
 	b := e.join("room", "B", nil)
 	defer b.Close()
 
-	tr, err := webrtc.NewTrackLocalStaticRTP(vp8Cap, "cam", a.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	senders, err := a.Publish(ctx, tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := &source{track: tr, stop: make(chan struct{}), done: make(chan struct{})}
-	go src.run()
+	src := a.publish(t, "cam", vp8Cap)
 	defer src.close()
 	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
 	if err := receiveInOrder(rt, 20); err != nil {
@@ -252,7 +241,9 @@ func TestUnpublish(t *testing.T) {
 	ended := make(chan struct{})
 	go func() { drainTrack(rt); close(ended) }()
 
-	if err := a.Unpublish(ctx, senders[0]); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Unpublish(ctx, src.sender); err != nil {
 		t.Fatalf("Unpublish: %v", err)
 	}
 	b.expectEvent(t, "track_unpublished", func(m signal.Message) bool {
@@ -326,16 +317,7 @@ func TestAudioLevelForwarded(t *testing.T) {
 	b := e.join("room", "B", withAudioLevel)
 	defer b.Close()
 
-	tr, err := webrtc.NewTrackLocalStaticRTP(opusCap, "mic", a.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	senders, err := a.Publish(ctx, tr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, sender := a.publishTrack(t, "mic", opusCap)
 	extID := func(exts []webrtc.RTPHeaderExtensionParameter) uint8 {
 		for _, x := range exts {
 			if x.URI == sdp.AudioLevelURI {
@@ -345,7 +327,7 @@ func TestAudioLevelForwarded(t *testing.T) {
 		t.Fatal("audio level extension not negotiated")
 		return 0
 	}
-	pubID := extID(senders[0].GetParameters().HeaderExtensions)
+	pubID := extID(sender.GetParameters().HeaderExtensions)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
