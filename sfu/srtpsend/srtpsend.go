@@ -1,0 +1,215 @@
+// Package srtpsend sends a subscriber's media straight from the SFU's ICE
+// UDP socket: each forwarded packet is marshalled and SRTP-encrypted in
+// place into a batch slot, and a whole fan-out leaves in one sendmmsg.
+//
+// pion's per-subscriber write path (interceptor chain, SRTP session lock,
+// buffer pool, ICE and mux lookups, one sendto per packet) cost three times
+// a plain UDP send per forwarded packet (docs/benchmarks.md). pion still
+// owns ICE, DTLS, RTCP and every connection this package cannot serve
+// (ICE-TCP, DTLS client role); the SFU falls back to it there.
+package srtpsend
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// Sentinel errors.
+var (
+	ErrNoAddress = errors.New("srtpsend: no selected UDP address")
+	ErrTooLarge  = errors.New("srtpsend: packet larger than a batch slot")
+)
+
+// slotSize holds the largest RTP packet (the MTU) plus the SRTP tag.
+const slotSize = 1500 + 64
+
+// batchSize is the most datagrams one sendmmsg carries; a longer fan-out
+// is sent in several calls.
+const batchSize = 64
+
+// Socket is the SFU's ICE UDP socket (the one the ICE mux reads), which
+// every direct send must leave from so the 5-tuple matches ICE's pair.
+type Socket struct {
+	conn  *net.UDPConn
+	batch interface {
+		WriteBatch([]ipv4.Message, int) (int, error)
+	}
+	// Counters of datagrams and sendmmsg calls (metrics).
+	Datagrams, Calls atomic.Uint64
+}
+
+// NewSocket wraps the ICE mux's UDP socket.
+func NewSocket(conn *net.UDPConn) *Socket {
+	s := &Socket{conn: conn}
+	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil && a.IP != nil && !a.IP.IsUnspecified() {
+		s.batch = ipv6.NewPacketConn(conn)
+	} else {
+		s.batch = ipv4.NewPacketConn(conn)
+	}
+	return s
+}
+
+// Conn is one subscriber connection's direct path: its SRTP keys and the
+// remote address ICE selected. It is shared by that connection's Streams.
+type Conn struct {
+	sock    *Socket
+	key     []byte
+	salt    []byte
+	profile srtp.ProtectionProfile
+	dst     atomic.Pointer[net.UDPAddr]
+}
+
+// NewConn returns a direct path for a connection whose local SRTP master
+// key and salt (the SFU's, as the DTLS server) are given.
+func NewConn(sock *Socket, profile srtp.ProtectionProfile, key, salt []byte) (*Conn, error) {
+	// Fail now rather than per packet if pion cannot use these keys.
+	if _, err := srtp.CreateContext(key, salt, profile); err != nil {
+		return nil, fmt.Errorf("srtpsend: %w", err)
+	}
+	return &Conn{sock: sock, key: key, salt: salt, profile: profile}, nil
+}
+
+// SetAddr points the connection at the remote UDP address of ICE's
+// selected pair; an invalid address stops direct sends (ErrNoAddress).
+func (c *Conn) SetAddr(a netip.AddrPort) {
+	if !a.IsValid() {
+		c.dst.Store(nil)
+		return
+	}
+	c.dst.Store(net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.Addr().Unmap(), a.Port())))
+}
+
+// Stream is one outgoing SSRC on a Conn: its own SRTP context (the
+// rollover counter is per SSRC), used by the forwarder's goroutines and,
+// for retransmissions, by the subscriber's RTCP reader.
+type Stream struct {
+	conn *Conn
+	mu   sync.Mutex
+	ctx  *srtp.Context
+	one  [slotSize]byte // a lone packet's buffer (retransmissions)
+}
+
+// NewStream returns a stream on c.
+func (c *Conn) NewStream() (*Stream, error) {
+	ctx, err := srtp.CreateContext(c.key, c.salt, c.profile)
+	if err != nil {
+		return nil, fmt.Errorf("srtpsend: %w", err)
+	}
+	return &Stream{conn: c, ctx: ctx}, nil
+}
+
+// seal marshals hdr and payload into buf and encrypts them in place.
+func (s *Stream) seal(buf []byte, hdr *rtp.Header, payload []byte) ([]byte, error) {
+	hl := hdr.MarshalSize()
+	if hl+len(payload) > 1500 {
+		return nil, ErrTooLarge
+	}
+	if _, err := hdr.MarshalTo(buf[:hl]); err != nil {
+		return nil, err
+	}
+	n := hl + copy(buf[hl:], payload)
+	s.mu.Lock()
+	out, err := s.ctx.EncryptRTP(buf[:n], buf[:n], hdr)
+	s.mu.Unlock()
+	return out, err
+}
+
+// WriteRTP sends one packet now (a retransmission, outside any batch).
+func (s *Stream) WriteRTP(hdr *rtp.Header, payload []byte) error {
+	dst := s.conn.dst.Load()
+	if dst == nil {
+		return ErrNoAddress
+	}
+	s.mu.Lock() // one buffer: also serialises callers
+	defer s.mu.Unlock()
+	hl := hdr.MarshalSize()
+	if hl+len(payload) > 1500 {
+		return ErrTooLarge
+	}
+	buf := s.one[:]
+	if _, err := hdr.MarshalTo(buf[:hl]); err != nil {
+		return err
+	}
+	n := hl + copy(buf[hl:], payload)
+	out, err := s.ctx.EncryptRTP(buf[:n], buf[:n], hdr)
+	if err != nil {
+		return err
+	}
+	_, err = s.conn.sock.conn.WriteToUDP(out, dst)
+	s.conn.sock.Datagrams.Add(1)
+	s.conn.sock.Calls.Add(1)
+	return err
+}
+
+// Batch collects one goroutine's datagrams of a fan-out; Flush sends them.
+// A Batch belongs to one goroutine and allocates only when first used.
+type Batch struct {
+	sock *Socket
+	msgs []ipv4.Message
+	bufs [][slotSize]byte
+	n    int
+}
+
+// Add encrypts one packet for s into the batch (flushing first if the
+// batch is full or belongs to another socket). It returns ErrNoAddress
+// while s's connection has no selected address.
+func (b *Batch) Add(s *Stream, hdr *rtp.Header, payload []byte) error {
+	dst := s.conn.dst.Load()
+	if dst == nil {
+		return ErrNoAddress
+	}
+	if b.sock != s.conn.sock || b.n == batchSize {
+		if err := b.Flush(); err != nil {
+			return err
+		}
+		b.sock = s.conn.sock
+	}
+	if b.msgs == nil {
+		b.msgs = make([]ipv4.Message, batchSize)
+		b.bufs = make([][slotSize]byte, batchSize)
+		for i := range b.msgs {
+			b.msgs[i].Buffers = make([][]byte, 1)
+		}
+	}
+	out, err := s.seal(b.bufs[b.n][:], hdr, payload)
+	if err != nil {
+		return err
+	}
+	m := &b.msgs[b.n]
+	m.Buffers[0], m.Addr = out, dst
+	b.n++
+	return nil
+}
+
+// Len is the number of datagrams waiting.
+func (b *Batch) Len() int { return b.n }
+
+// Flush sends every waiting datagram. On a send error the rest of the
+// batch is dropped (like a lost packet; NACKs recover video).
+func (b *Batch) Flush() error {
+	var err error
+	for off := 0; off < b.n; {
+		k, e := b.sock.batch.WriteBatch(b.msgs[off:b.n], 0)
+		b.sock.Calls.Add(1)
+		if e != nil {
+			err = fmt.Errorf("srtpsend: sendmmsg: %w", e)
+			break
+		}
+		b.sock.Datagrams.Add(uint64(k))
+		off += k
+	}
+	for i := range b.n {
+		b.msgs[i].Addr = nil
+	}
+	b.n = 0
+	return err
+}
