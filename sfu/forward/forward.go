@@ -15,7 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/srtpsend"
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -47,6 +49,8 @@ type Source interface {
 type Counters struct {
 	PacketsIn, BytesIn, PacketsOut, BytesOut atomic.Uint64
 	KeyframeRequests                         atomic.Uint64
+	// Retransmissions answered NACKs from the track's history.
+	Retransmissions atomic.Uint64
 }
 
 // Config configures a Forwarder.
@@ -86,8 +90,18 @@ type Forwarder struct {
 	now          func() time.Time
 	after        func(time.Duration, func())
 
-	buf [MaxPacketSize]byte
-	pkt rtp.Packet
+	buf   [MaxPacketSize]byte
+	pkt   rtp.Packet
+	batch srtpsend.Batch // Run's goroutine's direct sends
+
+	// Video packets kept for retransmission: one copy per track, shared
+	// by its subscribers (nil for audio, which negotiates no NACK).
+	hist *history
+
+	// The newest packet's RTP timestamp and arrival, for sender reports.
+	srMu        sync.Mutex
+	lastTS      uint32
+	lastArrival time.Time
 
 	// Helpers for long subscriber lists, owned by Run's goroutine.
 	parallel bool
@@ -112,6 +126,9 @@ func New(cfg Config) *Forwarder {
 	}
 	f := &Forwarder{cfg: cfg, kind: kindOf(cfg.Codec.MimeType), isKey: keyframeDetector(cfg.Codec.MimeType), now: time.Now,
 		after: func(d time.Duration, fn func()) { time.AfterFunc(d, fn) }}
+	if f.kind == webrtc.RTPCodecTypeVideo {
+		f.hist = &history{}
+	}
 	for _, e := range cfg.Extensions {
 		if e.ID > 0 && e.ID < 256 && forwarded(e.URI) {
 			f.ext = append(f.ext, srcExt{id: uint8(e.ID), uri: e.URI})
@@ -180,12 +197,18 @@ func (f *Forwarder) Forward(raw []byte) {
 	c := f.cfg.Counters
 	c.PacketsIn.Add(1)
 	c.BytesIn.Add(uint64(len(raw)))
+	if f.hist != nil {
+		f.hist.add(f.pkt.SequenceNumber, raw)
+	}
+	f.srMu.Lock()
+	f.lastTS, f.lastArrival = f.pkt.Timestamp, f.now()
+	f.srMu.Unlock()
 	downs := *f.downs.Load()
 	var sent uint64
 	if f.parallel && len(downs) >= 2*fanOutChunk {
 		sent = f.fanOut(downs, key)
 	} else {
-		sent = writeAll(downs, &f.pkt, key)
+		sent = writeAll(downs, &f.pkt, key, &f.batch)
 	}
 	if sent > 0 {
 		c.PacketsOut.Add(sent)
@@ -202,12 +225,17 @@ type fanJob struct {
 	key   bool
 }
 
-func writeAll(downs []*DownTrack, p *rtp.Packet, key bool) uint64 {
+// writeAll writes p to downs: into batch for subscribers with a direct
+// path, sent in one go at the end, through pion for the others.
+func writeAll(downs []*DownTrack, p *rtp.Packet, key bool, batch *srtpsend.Batch) uint64 {
 	var sent uint64
 	for _, d := range downs {
-		if d.write(p, key) {
+		if d.write(p, key, batch) {
 			sent++
 		}
+	}
+	if batch.Len() > 0 {
+		_ = batch.Flush() // a failed send is a lost packet; NACKs recover video
 	}
 	return sent
 }
@@ -226,7 +254,7 @@ func (f *Forwarder) fanOut(downs []*DownTrack, key bool) uint64 {
 	for i := 1; i < parts; i++ {
 		f.jobs <- fanJob{downs: downs[i*size : min(len(downs), (i+1)*size)], key: key}
 	}
-	sent := writeAll(downs[:size], &f.pkt, key)
+	sent := writeAll(downs[:size], &f.pkt, key, &f.batch)
 	for i := 1; i < parts; i++ {
 		sent += <-f.results
 	}
@@ -239,8 +267,9 @@ func (f *Forwarder) startHelpers(n int) {
 		f.helperWG.Add(1)
 		go func() {
 			defer f.helperWG.Done()
+			var batch srtpsend.Batch
 			for j := range f.jobs {
-				f.results <- writeAll(j.downs, &f.pkt, j.key)
+				f.results <- writeAll(j.downs, &f.pkt, j.key, &batch)
 			}
 		}()
 	}
@@ -343,6 +372,18 @@ type DownTrack struct {
 	bound    atomic.Pointer[binding]
 	ext      []rtp.Extension // scratch, used only by the forwarder's goroutine
 	hdr      rtp.Header      // scratch, likewise
+
+	// direct, once the subscriber's connection has one, is where packets
+	// go instead of pion's write path.
+	direct atomic.Pointer[srtpsend.Stream]
+	// Sent so far, for sender reports.
+	packets, octets atomic.Uint32
+
+	resendMu sync.Mutex // retransmissions come from the RTCP reader
+	rbuf     [MaxPacketSize]byte
+	rpkt     rtp.Packet
+	rhdr     rtp.Header
+	rext     []rtp.Extension
 }
 
 type binding struct {
@@ -421,33 +462,66 @@ func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 // Close stops forwarding to this subscriber (also done by Unbind).
 func (d *DownTrack) Close() { d.f.remove(d) }
 
-func (d *DownTrack) write(p *rtp.Packet, key bool) bool {
-	b := d.bound.Load()
-	if b == nil {
-		return false
-	}
-	// The header copy lives in the DownTrack, not on the stack: passed to
-	// an interface method it would escape and cost an allocation.
-	hdr := &d.hdr
-	*hdr = p.Header // CSRC and extension payloads stay shared, read-only
+// SetDirect sends this subscriber's packets through s from now on (nil:
+// through pion again).
+func (d *DownTrack) SetDirect(s *srtpsend.Stream) { d.direct.Store(s) }
+
+// rewrite fills hdr with src as this subscriber receives it: its SSRC,
+// payload type and header-extension IDs (extension payloads and CSRCs
+// stay shared, read-only). ext is scratch for the extensions; the grown
+// scratch is returned for the next packet.
+func (b *binding) rewrite(hdr *rtp.Header, ext []rtp.Extension, src *rtp.Header) []rtp.Extension {
+	*hdr = *src
 	hdr.SSRC = b.ssrc
 	hdr.PayloadType = b.pt
-	hdr.Extension, hdr.ExtensionProfile, hdr.Extensions = true, b.profile, d.ext[:0]
+	hdr.Extension, hdr.ExtensionProfile, hdr.Extensions = true, b.profile, ext[:0]
 	for _, m := range b.ext {
-		if payload := p.Header.GetExtension(m.in); payload != nil {
+		if payload := src.GetExtension(m.in); payload != nil {
 			_ = hdr.SetExtension(m.out, payload) // a payload too long for the profile is dropped
 		}
 	}
 	if len(hdr.Extensions) == 0 {
 		hdr.Extension, hdr.ExtensionProfile = false, 0
 	}
-	d.ext = hdr.Extensions[:0] // keep the grown scratch for the next packet
-	n, err := b.ws.WriteRTP(hdr, p.Payload)
+	return hdr.Extensions[:0]
+}
+
+// send writes one rewritten packet: into batch (or at once when batch is
+// nil) on the direct path, else through pion.
+func (d *DownTrack) send(b *binding, hdr *rtp.Header, payload []byte, batch *srtpsend.Batch) bool {
+	if s := d.direct.Load(); s != nil {
+		var err error
+		if batch != nil {
+			err = batch.Add(s, hdr, payload)
+		} else {
+			err = s.WriteRTP(hdr, payload)
+		}
+		if !errors.Is(err, srtpsend.ErrNoAddress) {
+			return err == nil
+		}
+		// No selected UDP pair (yet): pion knows the way.
+	}
+	n, err := b.ws.WriteRTP(hdr, payload)
+	return err == nil && n > 0
+}
+
+func (d *DownTrack) write(p *rtp.Packet, key bool, batch *srtpsend.Batch) bool {
+	b := d.bound.Load()
+	if b == nil {
+		return false
+	}
+	// The header copy lives in the DownTrack, not on the stack: passed to
+	// an interface method it would escape and cost an allocation.
+	d.ext = b.rewrite(&d.hdr, d.ext, &p.Header)
+	ok := d.send(b, &d.hdr, p.Payload, batch)
+	if ok {
+		d.packets.Add(1)
+		d.octets.Add(uint32(len(p.Payload)))
+	}
 	// pion drops packets (n 0, no error) until the subscriber's DTLS-SRTP
 	// is up; a keyframe requested at Bind often comes back before that.
 	// So the first packet that gets through, if not a keyframe, asks
 	// again: else the subscriber waits for the next periodic keyframe.
-	ok := err == nil && n > 0
 	if ok && b.waitKey {
 		if key {
 			b.waitKey = false
@@ -457,6 +531,97 @@ func (d *DownTrack) write(p *rtp.Packet, key bool) bool {
 		}
 	}
 	return ok
+}
+
+// Resend answers a subscriber's NACK from the track's history and returns
+// how many packets it sent again; packets no longer kept are skipped (the
+// subscriber then asks for a keyframe).
+func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack) int {
+	b, h := d.bound.Load(), d.f.hist
+	if b == nil || h == nil {
+		return 0
+	}
+	d.resendMu.Lock()
+	defer d.resendMu.Unlock()
+	sent := 0
+	for _, pair := range nack.Nacks {
+		pair.Range(func(seq uint16) bool {
+			n, ok := h.get(seq, d.rbuf[:])
+			if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
+				return true
+			}
+			d.rext = b.rewrite(&d.rhdr, d.rext, &d.rpkt.Header)
+			if d.send(b, &d.rhdr, d.rpkt.Payload, nil) {
+				sent++
+			}
+			return true
+		})
+	}
+	d.f.cfg.Counters.Retransmissions.Add(uint64(sent))
+	return sent
+}
+
+// SenderReport describes what this subscriber was sent, for the RTCP
+// sender report browsers use to sync audio with video and measure the
+// round trip: the SFU's clock now against the track's RTP clock, derived
+// from the newest packet's timestamp and arrival. ok is false before the
+// first packet.
+func (d *DownTrack) SenderReport(now time.Time) (sr rtcp.SenderReport, ok bool) {
+	b := d.bound.Load()
+	packets := d.packets.Load()
+	if b == nil || packets == 0 {
+		return sr, false
+	}
+	f := d.f
+	f.srMu.Lock()
+	ts, at := f.lastTS, f.lastArrival
+	f.srMu.Unlock()
+	elapsed := now.Sub(at)
+	return rtcp.SenderReport{
+		SSRC:        b.ssrc,
+		NTPTime:     ntpTime(now),
+		RTPTime:     ts + uint32(elapsed.Seconds()*float64(f.cfg.Codec.ClockRate)),
+		PacketCount: packets,
+		OctetCount:  d.octets.Load(),
+	}, true
+}
+
+// ntpTime is t in NTP's 32.32 fixed-point seconds since 1900.
+func ntpTime(t time.Time) uint64 {
+	const unixToNTP = 2208988800
+	secs := uint64(t.Unix() + unixToNTP)
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
+	return secs<<32 | frac
+}
+
+// history keeps the last historySize packets of a track by sequence
+// number for retransmission.
+type history struct {
+	mu   sync.Mutex
+	seq  [historySize]uint16
+	size [historySize]uint16 // 0: empty slot
+	data [historySize][MaxPacketSize]byte
+}
+
+// historySize covers ~2.7 s of a 1.5 Mbit/s track (190 packets/s): more
+// than any NACK round trip worth answering.
+const historySize = 512
+
+func (h *history) add(seq uint16, raw []byte) {
+	i := seq % historySize
+	h.mu.Lock()
+	h.seq[i], h.size[i] = seq, uint16(copy(h.data[i][:], raw))
+	h.mu.Unlock()
+}
+
+func (h *history) get(seq uint16, dst []byte) (int, bool) {
+	i := seq % historySize
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.size[i] == 0 || h.seq[i] != seq {
+		return 0, false
+	}
+	return copy(dst, h.data[i][:h.size[i]]), true
 }
 
 // matchCodec finds the subscriber's parameters for the source codec: the

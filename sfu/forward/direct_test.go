@@ -1,0 +1,241 @@
+package forward
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/jbcalling/platform/sfu/srtpsend"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// directPeer is a subscriber reached on the direct path: a loopback UDP
+// socket and the SRTP keys it decrypts with.
+type directPeer struct {
+	rx   *net.UDPConn
+	conn *srtpsend.Conn
+	dec  *srtp.Context
+}
+
+var testKey, testSalt = bytes.Repeat([]byte{7}, 16), bytes.Repeat([]byte{9}, 12)
+
+func newDirectPeer(t testing.TB, sock *srtpsend.Socket) *directPeer {
+	t.Helper()
+	rx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	_ = rx.SetReadBuffer(4 << 20)
+	conn, err := srtpsend.NewConn(sock, srtp.ProtectionProfileAeadAes128Gcm, testKey, testSalt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetAddr(rx.LocalAddr().(*net.UDPAddr).AddrPort())
+	dec, err := srtp.CreateContext(testKey, testSalt, srtp.ProtectionProfileAeadAes128Gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &directPeer{rx: rx, conn: conn, dec: dec}
+}
+
+func (p *directPeer) read(t *testing.T) *rtp.Packet {
+	t.Helper()
+	buf := make([]byte, 2048)
+	_ = p.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _, err := p.rx.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := p.dec.DecryptRTP(nil, buf[:n], nil)
+	if err != nil {
+		t.Fatalf("not decryptable with the subscriber's keys: %v", err)
+	}
+	pkt := &rtp.Packet{}
+	if err := pkt.Unmarshal(plain); err != nil {
+		t.Fatal(err)
+	}
+	return pkt
+}
+
+func newTestSocket(t testing.TB) *srtpsend.Socket {
+	t.Helper()
+	tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Close() })
+	return srtpsend.NewSocket(tx)
+}
+
+func bindRecorder(t testing.TB, f *Forwarder, ssrc webrtc.SSRC) (*DownTrack, *recorder) {
+	t.Helper()
+	r := &recorder{keep: true}
+	c := &fakeContext{
+		codecs: []webrtc.RTPCodecParameters{vp8},
+		exts:   []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: 5}},
+		ssrc:   ssrc, w: r,
+	}
+	d := f.NewDownTrack("v", "p")
+	if _, err := d.Bind(c); err != nil {
+		t.Fatal(err)
+	}
+	return d, r
+}
+
+// A subscriber with a direct path gets every packet from the SFU's socket,
+// SRTP-encrypted with its keys and rewritten for it (SSRC, extension ID),
+// not through pion; one without keeps pion's path; a direct subscriber
+// whose address is gone falls back to pion instead of losing packets.
+func TestDirectPathDeliversAndFallsBack(t *testing.T) {
+	f := newForwarder(func() {})
+	sock := newTestSocket(t)
+	peer := newDirectPeer(t, sock)
+	direct, directPion := bindRecorder(t, f, 11)
+	s, err := peer.conn.NewStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct.SetDirect(s)
+	_, plain := bindRecorder(t, f, 22)
+
+	for seq := range uint16(5) {
+		f.Forward(sourcePacket(t, seq, []byte{0x90, byte(seq)}))
+	}
+	for seq := range uint16(5) {
+		p := peer.read(t)
+		if p.SequenceNumber != seq || p.SSRC != 11 || !bytes.Equal(p.Payload, []byte{0x90, byte(seq)}) {
+			t.Fatalf("direct packet %d: seq %d ssrc %d payload %x", seq, p.SequenceNumber, p.SSRC, p.Payload)
+		}
+		if ext := p.GetExtension(5); !bytes.Equal(ext, []byte{0x1f}) {
+			t.Fatalf("direct packet %d: audio level at the subscriber's ID 5 = %x", seq, ext)
+		}
+		if p.GetExtension(4) != nil || p.GetExtension(3) != nil {
+			t.Fatalf("direct packet %d kept the publisher's extension IDs", seq)
+		}
+	}
+	if len(directPion.got) != 0 {
+		t.Fatalf("%d packets of the direct subscriber went through pion too", len(directPion.got))
+	}
+	if len(plain.got) != 5 || plain.got[4].SSRC != 22 {
+		t.Fatalf("pion subscriber got %d packets", len(plain.got))
+	}
+
+	peer.conn.SetAddr(netip.AddrPort{})
+	f.Forward(sourcePacket(t, 5, []byte{0x90, 5}))
+	if len(directPion.got) != 1 || directPion.got[0].SequenceNumber != 5 {
+		t.Fatalf("without an address the direct subscriber's packet did not go through pion: %d", len(directPion.got))
+	}
+	if got := f.cfg.Counters.PacketsOut.Load(); got != 12 {
+		t.Fatalf("PacketsOut = %d, want 12", got)
+	}
+}
+
+// A NACK is answered from the track's one shared history, rewritten for
+// the subscriber that asked, on whichever path it uses; packets older
+// than the history are skipped.
+func TestResendAnswersNACKsFromHistory(t *testing.T) {
+	f := newForwarder(func() {})
+	sock := newTestSocket(t)
+	peer := newDirectPeer(t, sock)
+	direct, _ := bindRecorder(t, f, 11)
+	s, _ := peer.conn.NewStream()
+	direct.SetDirect(s)
+	viaPion, rec := bindRecorder(t, f, 22)
+
+	const total = historySize + 100
+	for seq := range uint16(total) {
+		f.Forward(sourcePacket(t, seq, []byte{0x90, byte(seq), byte(seq >> 8)}))
+	}
+	for range total {
+		peer.read(t)
+	}
+	rec.got = nil
+	nack := &rtcp.TransportLayerNack{Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{total - 3, total - 1, 5})}
+
+	if n := viaPion.Resend(nack); n != 2 {
+		t.Fatalf("Resend via pion sent %d, want 2 (seq 5 is older than the history)", n)
+	}
+	for i, want := range []uint16{total - 3, total - 1} {
+		p := rec.got[i]
+		if p.SequenceNumber != want || p.SSRC != 22 || !bytes.Equal(p.Payload, []byte{0x90, byte(want), byte(want >> 8)}) {
+			t.Fatalf("retransmission %d: seq %d ssrc %d payload %x", i, p.SequenceNumber, p.SSRC, p.Payload)
+		}
+	}
+	if n := direct.Resend(nack); n != 2 {
+		t.Fatalf("Resend on the direct path sent %d, want 2", n)
+	}
+	for _, want := range []uint16{total - 3, total - 1} {
+		p := peer.read(t)
+		if p.SequenceNumber != want || p.SSRC != 11 {
+			t.Fatalf("direct retransmission: seq %d ssrc %d, want seq %d ssrc 11", p.SequenceNumber, p.SSRC, want)
+		}
+	}
+	if got := f.cfg.Counters.Retransmissions.Load(); got != 4 {
+		t.Fatalf("Retransmissions = %d, want 4", got)
+	}
+}
+
+// A sender report maps the SFU's clock now to the track's RTP clock from
+// the newest packet's timestamp and arrival, with what this subscriber was
+// sent; before the first packet there is none.
+func TestSenderReport(t *testing.T) {
+	f := newForwarder(func() {})
+	t0 := time.Date(2026, 11, 22, 7, 0, 0, 0, time.UTC)
+	f.now = func() time.Time { return t0 }
+	d, _ := bindRecorder(t, f, 33)
+	if _, ok := d.SenderReport(t0); ok {
+		t.Fatal("a sender report before any packet")
+	}
+	f.Forward(sourcePacket(t, 1, []byte{0x90, 1, 2, 3})) // timestamp 9000
+	f.Forward(sourcePacket(t, 2, []byte{0x90, 1}))       // timestamp 18000
+	sr, ok := d.SenderReport(t0.Add(100 * time.Millisecond))
+	if !ok {
+		t.Fatal("no sender report after two packets")
+	}
+	want := rtcp.SenderReport{
+		SSRC:        33,
+		RTPTime:     18000 + 9000, // + 100 ms at 90 kHz
+		PacketCount: 2,
+		OctetCount:  6,
+	}
+	if sr.SSRC != want.SSRC || sr.RTPTime != want.RTPTime || sr.PacketCount != want.PacketCount || sr.OctetCount != want.OctetCount {
+		t.Fatalf("sender report %+v, want %+v", sr, want)
+	}
+	if secs, frac := sr.NTPTime>>32, sr.NTPTime&0xffffffff; secs != uint64(t0.Unix()+2208988800) || frac < 0x19999999 || frac > 0x1999999a {
+		t.Fatalf("NTP time %x: want %d seconds since 1900 and 0.1 s", sr.NTPTime, t0.Unix()+2208988800)
+	}
+}
+
+// The direct path allocates nothing per forwarded packet either.
+func TestDirectForwardAllocatesNothing(t *testing.T) {
+	f := newForwarder(nil)
+	sock := newTestSocket(t)
+	peer := newDirectPeer(t, sock)
+	go func() { // drain without allocating: AllocsPerRun counts every goroutine
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := peer.rx.ReadFromUDPAddrPort(buf); err != nil {
+				return
+			}
+		}
+	}()
+	for i := range 20 {
+		d, _ := bindRecorder(t, f, webrtc.SSRC(i+1))
+		s, err := peer.conn.NewStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.SetDirect(s)
+	}
+	raw := sourcePacket(t, 1, bytes.Repeat([]byte{0xab}, 1200))
+	f.Forward(raw)
+	if n := testing.AllocsPerRun(100, func() { f.Forward(raw) }); n != 0 {
+		t.Fatalf("Forward to 20 direct subscribers allocated %.1f times per packet, want 0", n)
+	}
+}
