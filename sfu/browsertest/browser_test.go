@@ -94,6 +94,11 @@ func TestTwoBrowsers(t *testing.T) {
 	bo.WaitFor("Ana's tile", demopage.Tile(anaID)+`?.dataset.name === "Ana"`)
 	ana.Receives(boID)
 	bo.Receives(anaID)
+	// Chromium decodes what the SFU encrypted itself with the keys it
+	// recovered from the DTLS handshake, sent on the direct path.
+	if c := srv.Rooms().Counters(); c.DirectSubscribers.Load() != 2 || c.PionSubscribers.Load() != 0 {
+		t.Fatalf("subscriber connections: %d direct, %d through pion; want both browsers direct", c.DirectSubscribers.Load(), c.PionSubscribers.Load())
+	}
 	// Chromium's fake microphone beeps: the audio level the SFU forwards
 	// lights up the speaker's tile.
 	bo.WaitFor("Ana's tile marked speaking", demopage.Tile(anaID)+`?.hasAttribute("data-speaking")`)

@@ -576,11 +576,12 @@ func (d *DownTrack) SenderReport(now time.Time) (sr rtcp.SenderReport, ok bool) 
 	f.srMu.Lock()
 	ts, at := f.lastTS, f.lastArrival
 	f.srMu.Unlock()
-	elapsed := now.Sub(at)
+	// Signed: a packet may have arrived after now was read.
+	ticks := int64(now.Sub(at)) * int64(f.cfg.Codec.ClockRate) / int64(time.Second)
 	return rtcp.SenderReport{
 		SSRC:        b.ssrc,
 		NTPTime:     ntpTime(now),
-		RTPTime:     ts + uint32(elapsed.Seconds()*float64(f.cfg.Codec.ClockRate)),
+		RTPTime:     ts + uint32(ticks),
 		PacketCount: packets,
 		OctetCount:  d.octets.Load(),
 	}, true

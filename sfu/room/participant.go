@@ -11,6 +11,7 @@ import (
 
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/jbcalling/platform/sfu/srtpsend"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -43,8 +44,12 @@ type Participant struct {
 	// under it, so each track reaches each participant exactly once.
 	tracks map[string]*publishedTrack
 
-	subMu sync.Mutex
-	subs  map[subKey]*subscription
+	subMu  sync.Mutex
+	subs   map[subKey]*subscription
+	direct *srtpsend.Conn // the subscriber connection's direct path, once connected
+	// directFn makes direct; pathChosen is set once it was tried.
+	directFn   DirectFunc
+	pathChosen atomic.Bool
 
 	negMu       sync.Mutex
 	awaiting    bool // a subscriber offer waits for its answer
@@ -101,7 +106,11 @@ func (p *Participant) setup() error {
 	if p.pub, err = p.m.cfg.API.NewPeerConnection(cfg); err != nil {
 		return fmt.Errorf("room: publisher peer connection: %w", err)
 	}
-	if p.sub, err = p.m.cfg.API.NewPeerConnection(cfg); err != nil {
+	subAPI := p.m.cfg.API
+	if f := p.m.cfg.SubscriberAPI; f != nil {
+		subAPI, p.directFn = f()
+	}
+	if p.sub, err = subAPI.NewPeerConnection(cfg); err != nil {
 		p.pub.Close()
 		return fmt.Errorf("room: subscriber peer connection: %w", err)
 	}
@@ -120,10 +129,85 @@ func (p *Participant) setup() error {
 				p.m.cfg.Counters.ICEFailures.Add(1)
 				p.fail(fmt.Errorf("%w: %s", ErrICEFailed, target))
 			}
+			if s == webrtc.PeerConnectionStateConnected && target == signal.TargetSubscriber {
+				p.choosePath()
+			}
 		})
 	}
 	p.pub.OnTrack(p.onTrack)
 	return nil
+}
+
+// choosePath gives the subscriber connection its direct send path once
+// DTLS is up (the keys exist only then), or leaves pion writing.
+func (p *Participant) choosePath() {
+	if p.pathChosen.Swap(true) {
+		return // connected again after a disconnection: same keys
+	}
+	if p.goStart() {
+		go p.sendSenderReports()
+	}
+	c := p.m.cfg.Counters
+	if p.directFn == nil {
+		c.PionSubscribers.Add(1)
+		return
+	}
+	conn, err := p.directFn(p.sub)
+	if err != nil {
+		c.PionSubscribers.Add(1)
+		p.log.Debug("no direct send path, pion writes", "err", err)
+		return
+	}
+	c.DirectSubscribers.Add(1)
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	p.direct = conn
+	for _, s := range p.subs {
+		p.setDirectLocked(s.down)
+	}
+}
+
+// setDirectLocked moves one DownTrack to the direct path; subMu is held.
+func (p *Participant) setDirectLocked(d *forward.DownTrack) {
+	if p.direct == nil {
+		return
+	}
+	s, err := p.direct.NewStream()
+	if err != nil {
+		p.log.Warn("direct send path", "err", err)
+		return
+	}
+	d.SetDirect(s)
+}
+
+// sendSenderReports sends every subscribed track's RTCP sender report
+// each SenderReportInterval until the participant closes.
+func (p *Participant) sendSenderReports() {
+	defer p.wg.Done()
+	t := time.NewTicker(SenderReportInterval)
+	defer t.Stop()
+	var pkts []rtcp.Packet
+	for {
+		select {
+		case <-p.closed:
+			return
+		case now := <-t.C:
+			pkts = pkts[:0]
+			p.subMu.Lock()
+			for _, s := range p.subs {
+				if sr, ok := s.down.SenderReport(now); ok {
+					pkts = append(pkts, &sr)
+				}
+			}
+			p.subMu.Unlock()
+			if len(pkts) == 0 {
+				continue
+			}
+			if err := p.sub.WriteRTCP(pkts); err != nil {
+				p.log.Debug("sending sender reports", "err", err)
+			}
+		}
+	}
 }
 
 // fail ends the participant for a reason the client did not choose.
@@ -437,18 +521,20 @@ func (p *Participant) addSubscription(t *publishedTrack) bool {
 		return false
 	}
 	p.subs[key] = &subscription{sender: sender, down: down}
+	p.setDirectLocked(down)
 	p.subMu.Unlock()
 
 	if p.goStart() {
-		go p.readSubscriberRTCP(sender, t.fwd)
+		go p.readSubscriberRTCP(sender, down)
 	}
 	return true
 }
 
 // readSubscriberRTCP reads the RTCP a subscriber sends about one track:
-// reading is what runs the NACK responder, and PLI/FIR go to the
+// NACKs are answered from the track's history, PLI/FIR go to the
 // publisher.
-func (p *Participant) readSubscriberRTCP(s *webrtc.RTPSender, f *forward.Forwarder) {
+func (p *Participant) readSubscriberRTCP(s *webrtc.RTPSender, down *forward.DownTrack) {
+	f := down.Forwarder()
 	defer p.wg.Done()
 	buf := make([]byte, 1500)
 	c := p.m.cfg.Counters
@@ -462,12 +548,13 @@ func (p *Participant) readSubscriberRTCP(s *webrtc.RTPSender, f *forward.Forward
 			continue
 		}
 		for _, pkt := range pkts {
-			switch pkt.(type) {
+			switch pkt := pkt.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				c.PLIs.Add(1)
 				f.RequestKeyframe()
 			case *rtcp.TransportLayerNack:
 				c.NACKs.Add(1)
+				down.Resend(pkt)
 			}
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/jbcalling/platform/sfu/srtpsend"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -32,8 +33,14 @@ var (
 
 // Config configures a Manager.
 type Config struct {
-	// API makes the peer connections (codecs, interceptors, ICE muxes).
+	// API makes the publisher peer connections (codecs, interceptors, ICE
+	// muxes).
 	API *webrtc.API
+	// SubscriberAPI makes one subscriber peer connection's API: the same
+	// codecs and muxes but no interceptors, since the forwarder answers
+	// NACKs and sends sender reports itself. Its DirectFunc, if not nil,
+	// gives the connection, once connected, its direct send path.
+	SubscriberAPI func() (*webrtc.API, DirectFunc)
 	// ICEServers for the server's own peer connections (STUN to learn a
 	// reflexive address); usually empty when the public IP is announced.
 	ICEServers []webrtc.ICEServer
@@ -49,6 +56,14 @@ type Config struct {
 	Counters *Counters
 }
 
+// DirectFunc returns a connected subscriber connection's direct send
+// path, or an error: pion then writes that subscriber's packets.
+type DirectFunc func(*webrtc.PeerConnection) (*srtpsend.Conn, error)
+
+// SenderReportInterval is how often subscribers get RTCP sender reports
+// (pion's report interceptor used the same).
+const SenderReportInterval = time.Second
+
 // Counters are totals for the metrics.
 type Counters struct {
 	Forward       forward.Counters
@@ -56,6 +71,8 @@ type Counters struct {
 	PLIs          atomic.Uint64 // PLI/FIR packets received from subscribers
 	ICEFailures   atomic.Uint64
 	TracksCurrent atomic.Int64
+	// Subscriber connections by send path once connected.
+	DirectSubscribers, PionSubscribers atomic.Uint64
 }
 
 // Manager owns all rooms.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -399,8 +400,8 @@ func TestTWCCFeedbackToPublisher(t *testing.T) {
 	})
 }
 
-// A subscriber's NACK is answered by the SFU's NACK responder with a
-// retransmission of the lost packet, and counted.
+// A subscriber's NACK is answered from the track's history with a
+// retransmission of the lost packet (on the direct path), and counted.
 func TestNACKRetransmission(t *testing.T) {
 	netns.Require(t)
 	e := start(t, nil)
@@ -442,8 +443,57 @@ func TestNACKRetransmission(t *testing.T) {
 			break
 		}
 	}
-	if e.srv.Rooms().Counters().NACKs.Load() == 0 {
-		t.Fatal("the SFU did not count the NACK")
+	if e.srv.Rooms().Counters().NACKs.Load() == 0 || e.srv.Rooms().Counters().Forward.Retransmissions.Load() == 0 {
+		t.Fatal("the SFU did not count the NACK and its retransmission")
+	}
+}
+
+// Subscribers get RTCP sender reports for what they receive (browsers sync
+// audio with video and measure the round trip with them): the track's
+// SSRC, a packet count, and an RTP time that matches the media's clock.
+func TestSenderReportsReachSubscribers(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	b := e.join("room", "B", nil)
+	defer b.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	var newest uint32
+	go func() { // keep reading media so RTCP flows; remember the newest timestamp
+		for {
+			_ = rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second))
+			p, _, err := rt.Track.ReadRTP()
+			if err != nil {
+				return
+			}
+			atomic.StoreUint32(&newest, p.Timestamp)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_ = rt.Receiver.SetReadDeadline(deadline)
+		pkts, _, err := rt.Receiver.ReadRTCP()
+		if err != nil {
+			t.Fatalf("no sender report: %v", err)
+		}
+		for _, p := range pkts {
+			sr, ok := p.(*rtcp.SenderReport)
+			if !ok || sr.SSRC != uint32(rt.Track.SSRC()) {
+				continue
+			}
+			// Within half a second of the media's own clock (90 kHz).
+			if d := int32(sr.RTPTime - atomic.LoadUint32(&newest)); d < -45000 || d > 45000 {
+				t.Fatalf("sender report RTP time %d is %d ticks from the newest packet's", sr.RTPTime, d)
+			}
+			if sr.PacketCount == 0 || sr.OctetCount == 0 || sr.NTPTime>>32 < 3_900_000_000 {
+				t.Fatalf("sender report %+v", sr)
+			}
+			return
+		}
 	}
 }
 

@@ -54,7 +54,16 @@ func newMetrics(s *Server) *metrics {
 		counter("sfu_plis_total", "PLI and FIR packets received from subscribers.", func() float64 { return float64(c.PLIs.Load()) }),
 		counter("sfu_keyframe_requests_total", "PLIs sent to publishers after throttling.", func() float64 { return float64(f.KeyframeRequests.Load()) }),
 		counter("sfu_ice_failures_total", "Peer connections that failed or timed out.", func() float64 { return float64(c.ICEFailures.Load()) }),
+		counter("sfu_retransmissions_total", "Packets sent again to subscribers in answer to NACKs.", func() float64 { return float64(f.Retransmissions.Load()) }),
+		counter("sfu_subscribers_direct_total", "Subscriber connections whose media leaves through the batched direct path.", func() float64 { return float64(c.DirectSubscribers.Load()) }),
+		counter("sfu_subscribers_pion_total", "Subscriber connections whose media pion writes (ICE-TCP, DTLS client role, no single ICE UDP socket).", func() float64 { return float64(c.PionSubscribers.Load()) }),
 	)
+	if d := s.socks.direct; d != nil {
+		reg.MustRegister(
+			counter("sfu_direct_datagrams_total", "Datagrams sent on the direct path.", func() float64 { return float64(d.Datagrams.Load()) }),
+			counter("sfu_direct_send_calls_total", "sendmmsg/sendto calls on the direct path.", func() float64 { return float64(d.Calls.Load()) }),
+		)
+	}
 	return m
 }
 

@@ -48,6 +48,11 @@ func TestICETCP(t *testing.T) {
 	if pair.Remote.Protocol != webrtc.ICEProtocolTCP {
 		t.Fatalf("media went over %s, want TCP", pair.Remote.Protocol)
 	}
+	// The direct path serves only UDP: pion wrote these packets.
+	c := e.srv.Rooms().Counters()
+	if c.PionSubscribers.Load() == 0 || c.DirectSubscribers.Load() != 0 {
+		t.Fatalf("subscriber connections: %d through pion, %d direct; want ICE-TCP through pion", c.PionSubscribers.Load(), c.DirectSubscribers.Load())
+	}
 	src.close()
 }
 

@@ -47,7 +47,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	api, socks, err := newAPI(&cfg, log)
+	apis, err := newAPIs(&cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -59,11 +59,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	counters := &room.Counters{}
 	s := &Server{
-		cfg: cfg, log: log, socks: socks, started: time.Now(),
+		cfg: cfg, log: log, socks: apis.socks, started: time.Now(),
 		verifier: auth.NewVerifier(cfg.JWTSecret, cfg.AllowAnonymous),
 		sessions: map[*session]struct{}{},
 		rooms: room.NewManager(room.Config{
-			API: api, ICEServers: iceServers, MaxRooms: cfg.MaxRooms, MaxParticipants: cfg.MaxParticipants,
+			API: apis.pub, SubscriberAPI: apis.NewSubscriber, ICEServers: iceServers, MaxRooms: cfg.MaxRooms, MaxParticipants: cfg.MaxParticipants,
 			MaxTracks: cfg.MaxTracks, ICETimeout: cfg.ICETimeout, Logger: log, Counters: counters,
 		}),
 	}

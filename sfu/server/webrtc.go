@@ -1,18 +1,23 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 
+	"github.com/jbcalling/platform/sfu/dtlskeys"
+	"github.com/jbcalling/platform/sfu/room"
+	"github.com/jbcalling/platform/sfu/srtpsend"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
-// codecs are what the SFU forwards. No RTX: the SFU's own NACK responder
-// retransmits on the primary SSRC.
+// codecs are what the SFU forwards. No RTX: the forwarder answers NACKs
+// on the primary SSRC.
 func registerCodecs(m *webrtc.MediaEngine) error {
 	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
 	video := func(pt webrtc.PayloadType, mime, fmtp string) webrtc.RTPCodecParameters {
@@ -60,11 +65,13 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 const iceSocketBuffer = 4 << 20
 
 type iceSockets struct {
-	udp   net.PacketConn
-	multi *ice.MultiUDPMuxDefault
+	udp   *net.UDPConn
 	tcp   net.Listener
 	udpMx ice.UDPMux
 	tcpMx ice.TCPMux
+	// direct sends subscribers' media from udp (nil without a single
+	// UDP socket: pion then writes every packet).
+	direct *srtpsend.Socket
 }
 
 func (s *iceSockets) Close() {
@@ -84,31 +91,105 @@ func (s *iceSockets) UDPAddr() net.Addr {
 	return nil
 }
 
-// newAPI builds the pion API shared by every peer connection.
-func newAPI(cfg *Config, log *slog.Logger) (*webrtc.API, *iceSockets, error) {
+// apis are the pion APIs: one shared by publisher connections, and one per
+// subscriber connection (NewSubscriber).
+type apis struct {
+	pub   *webrtc.API
+	media *webrtc.MediaEngine
+	se    webrtc.SettingEngine
+	socks *iceSockets
+}
+
+// NewSubscriber returns one subscriber connection's API: the publishers'
+// codecs and ICE muxes, no interceptors (the forwarder answers NACKs from
+// one shared history per track and sends the sender reports, where pion's
+// responder kept a copy of every packet per subscriber), and with a single
+// ICE UDP socket the DTLS hooks that yield the connection's SRTP keys, so
+// its media can leave through srtpsend instead of pion's write path. The
+// hooks need an API per connection: they do not say which connection they
+// belong to.
+func (a *apis) NewSubscriber() (*webrtc.API, room.DirectFunc) {
+	// An explicit empty registry: without one pion registers its default
+	// interceptors, and their codecs and extensions into the shared
+	// MediaEngine.
+	if a.socks.direct == nil {
+		return webrtc.NewAPI(webrtc.WithMediaEngine(a.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
+			webrtc.WithSettingEngine(a.se)), nil
+	}
+	se := a.se
+	keys := dtlskeys.New()
+	keys.Options(&se)
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(a.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
+	sock, port := a.socks.direct, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
+	return api, func(pc *webrtc.PeerConnection) (*srtpsend.Conn, error) {
+		k, err := keys.Keys() // ErrNotServer when the browser took the DTLS server role
+		if err != nil {
+			return nil, err
+		}
+		ice := pc.SCTP().Transport().ICETransport()
+		pair, err := ice.GetSelectedCandidatePair()
+		if err != nil {
+			return nil, err
+		}
+		if !directAddr(pair, port).IsValid() {
+			return nil, errNotDirect
+		}
+		conn, err := srtpsend.NewConn(sock, k.Profile, k.LocalKey, k.LocalSalt)
+		if err != nil {
+			return nil, err
+		}
+		// A later pair that is not UDP on the mux (ICE-TCP after a
+		// restart) sends through pion again, packet by packet.
+		ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) { conn.SetAddr(directAddr(p, port)) })
+		if pair, err = ice.GetSelectedCandidatePair(); err == nil { // the newest, in case it changed meanwhile
+			conn.SetAddr(directAddr(pair, port))
+		}
+		return conn, nil
+	}
+}
+
+var errNotDirect = errors.New("selected ICE pair is not UDP through the mux socket")
+
+// directAddr is the remote address of a selected pair the direct path can
+// serve: UDP through the mux socket (local port port). Anything else
+// (ICE-TCP) is invalid, and pion writes.
+func directAddr(p *webrtc.ICECandidatePair, port int) netip.AddrPort {
+	if p == nil || p.Local == nil || p.Remote == nil || p.Local.Protocol != webrtc.ICEProtocolUDP ||
+		p.Remote.Protocol != webrtc.ICEProtocolUDP || int(p.Local.Port) != port {
+		return netip.AddrPort{}
+	}
+	ip, err := netip.ParseAddr(p.Remote.Address)
+	if err != nil {
+		return netip.AddrPort{} // an unresolved mDNS name
+	}
+	return netip.AddrPortFrom(ip, p.Remote.Port)
+}
+
+// newAPIs builds the pion APIs and opens the ICE sockets.
+func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 	lf := pionLogs{log}
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	// NACK generator (toward publishers) and responder (toward subscribers),
-	// sender/receiver reports, and transport-cc feedback to publishers.
+	// Toward publishers: NACK generator, receiver reports, transport-cc
+	// feedback. (Subscriber connections have none, see NewSubscriber.)
 	if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	socks := &iceSockets{}
-	fail := func(err error) (*webrtc.API, *iceSockets, error) {
+	fail := func(err error) (*apis, error) {
 		socks.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	types := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
 	var bindIP net.IP
@@ -143,10 +224,11 @@ func newAPI(cfg *Config, log *slog.Logger) (*webrtc.API, *iceSockets, error) {
 		// The kernel caps the size at net.core.rmem_max / wmem_max.
 		_ = conn.SetReadBuffer(iceSocketBuffer)
 		_ = conn.SetWriteBuffer(iceSocketBuffer)
-		// No sendmmsg batching (pion/transport's BatchConn): it cut CPU per
-		// packet under load but its flusher ticks every 250 µs even when
-		// idle and added ~1 ms at low load (docs/benchmarks.md).
+		// Not pion/transport's BatchConn: its flusher ticks every 250 µs
+		// even when idle and added ~1 ms at low load (docs/benchmarks.md);
+		// srtpsend batches each fan-out and sends it at once.
 		socks.udp = conn
+		socks.direct = srtpsend.NewSocket(conn)
 		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
 		se.SetICEUDPMux(socks.udpMx)
 	} else {
@@ -183,6 +265,6 @@ func newAPI(cfg *Config, log *slog.Logger) (*webrtc.API, *iceSockets, error) {
 	}
 	// The SFU answers; it never needs mDNS names.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	return api, socks, nil
+	pub := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
+	return &apis{pub: pub, media: m, se: se, socks: socks}, nil
 }

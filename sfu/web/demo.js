@@ -129,7 +129,11 @@ setInterval(async () => {
     } else {
       for (const r of t.receivers) for (const src of r.getSynchronizationSources()) level = Math.max(level, src.audioLevel || 0);
     }
-    setFlag(t.el, "speaking", level > 0.05);
+    // Held for a second after the last loud sample: levels arrive per
+    // packet, and a 300 ms poll of a beep or a syllable would flicker.
+    const now = Date.now();
+    if (level > 0.01) t.lastLoud = now; // −40 dBov: above room noise, below speech
+    setFlag(t.el, "speaking", now - (t.lastLoud || 0) < 1000);
   }
 }, 300);
 
