@@ -58,8 +58,11 @@ type Config struct {
 	// ConnectTimeout bounds each phase: publishers connected, every track
 	// flowing.
 	ConnectTimeout time.Duration
-	RoomPrefix     string
-	Logger         *slog.Logger
+	// FloorDuration is how long the fan-out floor is measured after the
+	// run (MeasureFanOutFloor); 0 skips it.
+	FloorDuration time.Duration
+	RoomPrefix    string
+	Logger        *slog.Logger
 }
 
 // Defaults are a 720p-class call: 1.5 Mbit/s video at 30 fps in
@@ -70,7 +73,7 @@ func Defaults() Config {
 		Warmup: 2 * time.Second, Duration: 10 * time.Second,
 		Audio: true, AudioPayload: 100,
 		VideoBitrate: 1_500_000, FPS: 30, KeyframeInterval: 3 * time.Second, PacketSize: 1200,
-		JoinConcurrency: 4, Probes: 3, ConnectTimeout: 60 * time.Second, RoomPrefix: "load",
+		JoinConcurrency: 4, Probes: 3, ConnectTimeout: 60 * time.Second, FloorDuration: 5 * time.Second, RoomPrefix: "load",
 	}
 }
 
@@ -294,6 +297,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.UDPSendMicros = float64(d.Nanoseconds()) / 1000
 		if rep.UDPSendMicros > 0 && rep.CPUPerForwardedMicros > 0 {
 			rep.ForwardingRatio = rep.CPUPerForwardedMicros / rep.UDPSendMicros
+		}
+	}
+	// What the same fan-out costs a process that does nothing else.
+	if cfg.FloorDuration > 0 && rep.SentPacketsPerSec > 0 && rep.ForwardedPacketsPerSec > 0 {
+		spec := FloorSpec{
+			Addr: addr, Size: size, Receivers: cfg.Rooms * (cfg.Publishers + cfg.Subscribers),
+			Fanout: max(1, int(rep.ForwardedPacketsPerSec/rep.SentPacketsPerSec+0.5)), Rate: rep.SentPacketsPerSec,
+			Duration: cfg.FloorDuration,
+		}
+		if d, err := MeasureFanOutFloor(spec); err != nil {
+			rep.Errors = append(rep.Errors, err.Error())
+		} else {
+			rep.FloorMicros = float64(d.Nanoseconds()) / 1000
+			if rep.UDPSendMicros > 0 {
+				rep.FloorRatio = rep.FloorMicros / rep.UDPSendMicros
+			}
 		}
 	}
 	return rep, nil

@@ -12,7 +12,12 @@ import (
 	"github.com/jbcalling/platform/sfu/server"
 )
 
-func TestMain(m *testing.M) { netns.Main(m) }
+func TestMain(m *testing.M) {
+	if FloorChild() { // MeasureFanOutFloor re-runs this binary as its sender
+		return
+	}
+	netns.Main(m)
+}
 
 // A short run against an in-process SFU: media flows to every
 // subscriber, the report's figures are consistent and it survives JSON.
@@ -42,7 +47,7 @@ func TestRunAgainstSFU(t *testing.T) {
 	// The SFU may throttle the keyframe request a late joiner's attach
 	// sends; the next periodic keyframe then has to arrive in the run.
 	c.KeyframeInterval = time.Second
-	c.Warmup, c.Duration = 500*time.Millisecond, 2*time.Second
+	c.Warmup, c.Duration, c.FloorDuration = 500*time.Millisecond, 2*time.Second, time.Second
 	c.ConnectTimeout = 30 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -81,6 +86,11 @@ func TestRunAgainstSFU(t *testing.T) {
 	if rep.SFUCPUCores <= 0 || rep.CPUPerForwardedMicros <= 0 || rep.UDPSendMicros <= 0 || rep.ForwardingRatio <= 0 {
 		t.Errorf("cpu %.3f cores, %.2f µs/packet, udp %.2f µs, ratio %.2f", rep.SFUCPUCores, rep.CPUPerForwardedMicros, rep.UDPSendMicros, rep.ForwardingRatio)
 	}
+	// The floor is a real send's cost: more than nothing, less than a
+	// millisecond, and its ratio consistent with the plain send.
+	if rep.FloorMicros <= 0.1 || rep.FloorMicros > 1000 || rep.FloorRatio <= 0 || abs(rep.FloorRatio-rep.FloorMicros/rep.UDPSendMicros) > 1e-9 {
+		t.Errorf("fan-out floor %.2f µs per datagram, ratio %.2f", rep.FloorMicros, rep.FloorRatio)
+	}
 	if rep.SFURSSBytes <= 0 {
 		t.Errorf("no SFU memory figure")
 	}
@@ -92,7 +102,7 @@ func TestRunAgainstSFU(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"forwardedPacketsPerSec", "loss", "forwardingRatio", "latency", "joinToFirstKeyframe", "sfuRssPerParticipantBytes"} {
+	for _, k := range []string{"forwardedPacketsPerSec", "loss", "forwardingRatio", "fanOutFloorCpuMicros", "latency", "joinToFirstKeyframe", "sfuRssPerParticipantBytes"} {
 		if _, ok := back[k]; !ok {
 			t.Errorf("JSON report has no %q", k)
 		}
@@ -103,3 +113,5 @@ func TestRunAgainstSFU(t *testing.T) {
 	}
 	t.Logf("\n%s", table.String())
 }
+
+func abs(x float64) float64 { return max(x, -x) }

@@ -70,6 +70,11 @@ type Report struct {
 	UDPSendPacketBytes int     `json:"udpSendPacketBytes"`
 	UDPSendMicros      float64 `json:"udpSendCpuMicros"`
 	ForwardingRatio    float64 `json:"forwardingRatio"`
+	// FloorMicros is the process CPU per datagram of a process doing only
+	// the same fan-out (MeasureFanOutFloor); FloorRatio is it over the
+	// plain send: the lowest forwarding ratio any SFU could show here.
+	FloorMicros float64 `json:"fanOutFloorCpuMicros"`
+	FloorRatio  float64 `json:"fanOutFloorRatio"`
 
 	// Latency is publisher WriteRTP → subscriber Read through the SFU,
 	// both pion stacks included.
@@ -179,6 +184,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	row("SFU CPU", "%.3f cores; %.2f µs per forwarded packet", rep.SFUCPUCores, rep.CPUPerForwardedMicros)
 	row("plain UDP send", "%.2f µs CPU per %d-byte send", rep.UDPSendMicros, rep.UDPSendPacketBytes)
 	row("forwarding ratio", "%.2f", rep.ForwardingRatio)
+	row("fan-out floor", "%.2f µs CPU per datagram for a process doing only the same sends (ratio %.2f); the SFU adds %.2f µs", rep.FloorMicros, rep.FloorRatio, rep.CPUPerForwardedMicros-rep.FloorMicros)
 	row("latency (one-way)", "p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d packets)", rep.Latency.P50, rep.Latency.P99, rep.Latency.Max, rep.Latency.N)
 	row("join → first video", "p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d)", rep.JoinToFirstVideo.P50, rep.JoinToFirstVideo.P95, rep.JoinToFirstVideo.Max, rep.JoinToFirstVideo.N)
 	row("join → first keyframe", "p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d)", rep.JoinToFirstKeyframe.P50, rep.JoinToFirstKeyframe.P95, rep.JoinToFirstKeyframe.Max, rep.JoinToFirstKeyframe.N)

@@ -29,6 +29,9 @@ import (
 )
 
 func main() {
+	if load.FloorChild() { // this process is the fan-out floor's sender
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -57,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.FPS, "fps", c.FPS, "video frames per second")
 	fs.DurationVar(&c.KeyframeInterval, "keyframe-interval", c.KeyframeInterval, "periodic keyframe interval (publishers also send one on every PLI)")
 	fs.IntVar(&c.PacketSize, "packet-size", c.PacketSize, "largest video RTP packet in bytes")
+	fs.DurationVar(&c.FloorDuration, "floor-duration", c.FloorDuration, "after the run, measure the fan-out floor this long (0: skip)")
 	fs.StringVar(&c.ICEAddr, "ice-ip", "", "gather ICE candidates only on this local IP (e.g. the namespace's 10.203.0.1)")
 	secretFile := fs.String("jwt-secret-file", "", "sign join tokens with this HS256 secret (default: anonymous joins)")
 	fs.IntVar(&c.JoinConcurrency, "join-concurrency", c.JoinConcurrency, "simultaneous joins")
