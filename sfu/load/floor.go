@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -22,24 +23,25 @@ const floorEnv = "SFULOAD_FLOOR_SENDER"
 // FloorSpec describes the fan-out whose bare cost the floor measures:
 // what the SFU sent in the window, without anything else it does.
 type FloorSpec struct {
-	Addr      string  // local IP of senders and receivers
-	Size      int     // datagram bytes (the mean forwarded packet)
-	Receivers int     // sockets, one per subscribing participant
-	Fanout    int     // datagrams per incoming packet (subscribers per track)
-	Rate      float64 // incoming packets per second
-	Duration  time.Duration
+	Addr      string        // local IP of senders and receivers
+	Size      int           // datagram bytes (the mean forwarded packet)
+	Receivers int           // sockets, one per subscribing participant
+	Fanout    int           // datagrams per incoming packet (subscribers per track)
+	Rate      float64       // incoming packets per second
+	Duration  time.Duration // measured, after half a second of warm-up
 }
 
 // MeasureFanOutFloor is the forwarding floor of this machine: the process
 // CPU per datagram of a second process that does nothing but the SFU's
-// fan-out — spec.Rate times a second, one datagram to each of
-// spec.Fanout receivers, sent with sendmmsg — to sockets of this process
-// on the same address, each drained by its own goroutine as the
-// subscribers' are. No SRTP, no receiving, no WebRTC: what is left is the
-// kernel's sending and loopback delivery (including waking each receiver)
-// and the Go runtime's waking up per round. Compared with the SFU's own
-// CPU per forwarded packet (the same process-wide measure), it shows how
-// much of that the SFU itself adds.
+// fan-out. It is woken as the SFU is, by an incoming datagram (spec.Rate
+// a second, sent by this process), and sends one datagram to each of
+// spec.Fanout receivers with sendmmsg, to sockets of this process on the
+// same address, each drained by its own goroutine as the subscribers'
+// are. No SRTP, no WebRTC: what is left is the kernel's receiving, sending
+// and loopback delivery (waking each receiver included) and the Go
+// runtime's waking up per incoming datagram. It is the same process-wide
+// measure as the SFU's CPU per forwarded packet, so the difference is what
+// the SFU itself adds.
 func MeasureFanOutFloor(spec FloorSpec) (time.Duration, error) {
 	if spec.Receivers <= 0 || spec.Fanout <= 0 || spec.Rate <= 0 || spec.Size <= 0 {
 		return 0, fmt.Errorf("fan-out floor: nothing to measure (%+v)", spec)
@@ -71,72 +73,147 @@ func MeasureFanOutFloor(spec FloorSpec) (time.Duration, error) {
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), floorEnv+"="+strings.Join([]string{
-		spec.Addr, strconv.Itoa(spec.Size), strconv.Itoa(spec.Fanout),
-		strconv.FormatFloat(spec.Rate, 'f', 3, 64), spec.Duration.String(), strings.Join(ports, ","),
+		spec.Addr, strconv.Itoa(spec.Size), strconv.Itoa(spec.Fanout), strings.Join(ports, ","),
 	}, ";"))
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, fmt.Errorf("fan-out floor: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("fan-out floor sender: %w", err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	fail := func(err error) (time.Duration, error) {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		return 0, fmt.Errorf("fan-out floor sender: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	ns, err := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() { // its trigger port
+		return fail(errors.New("no port"))
+	}
+	port, err := strconv.Atoi(lines.Text())
 	if err != nil {
-		return 0, fmt.Errorf("fan-out floor sender printed %q", out.String())
+		return fail(fmt.Errorf("port %q", lines.Text()))
+	}
+	trig, err := net.DialUDP("udp", nil, &net.UDPAddr{IP: ip, Port: port})
+	if err != nil {
+		return fail(err)
+	}
+	defer trig.Close()
+	payload := make([]byte, spec.Size) // what a publisher's packet would be
+	tick := time.NewTicker(time.Duration(float64(time.Second) / spec.Rate))
+	defer tick.Stop()
+	send := func(kind byte, d time.Duration) error {
+		payload[0] = kind
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			<-tick.C
+			if _, err := trig.Write(payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := errors.Join(send(floorWarmup, time.Second/2), send(floorMeasure, spec.Duration)); err != nil {
+		return fail(err)
+	}
+	// Loopback does not lose datagrams, but a sender that never answers
+	// must not hang the run.
+	stop := time.AfterFunc(10*time.Second, func() { _ = cmd.Process.Kill() })
+	defer stop.Stop()
+	payload[0] = floorStop
+	if _, err := trig.Write(payload); err != nil {
+		return fail(err)
+	}
+	if !lines.Scan() {
+		return fail(errors.New("no result"))
+	}
+	ns, err := strconv.ParseInt(lines.Text(), 10, 64)
+	if err != nil {
+		return fail(fmt.Errorf("printed %q", lines.Text()))
 	}
 	return time.Duration(ns), nil
 }
 
+// The first byte of a trigger datagram.
+const (
+	floorWarmup  = 1
+	floorMeasure = 2
+	floorStop    = 3
+)
+
 // FloorChild runs the floor sender if this process was started as one
-// (call it first thing in main and in TestMain): it sends, prints its CPU
-// nanoseconds per datagram and reports true.
+// (call it first thing in main and in TestMain): it prints its trigger
+// port, forwards until told to stop, prints its CPU nanoseconds per
+// datagram and reports true.
 func FloorChild() bool {
 	spec, ok := os.LookupEnv(floorEnv)
 	if !ok {
 		return false
 	}
-	ns, err := floorSend(spec)
-	if err != nil {
+	if err := floorSend(spec); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Println(ns)
 	return true
 }
 
-func floorSend(spec string) (int64, error) {
+func floorSend(spec string) error {
 	f := strings.Split(spec, ";")
-	if len(f) != 6 {
-		return 0, errors.New("floor sender: bad spec")
+	if len(f) != 4 {
+		return errors.New("floor sender: bad spec")
 	}
 	ip := net.ParseIP(f[0])
 	size, err1 := strconv.Atoi(f[1])
 	fanout, err2 := strconv.Atoi(f[2])
-	rate, err3 := strconv.ParseFloat(f[3], 64)
-	d, err4 := time.ParseDuration(f[4])
-	if err := errors.Join(err1, err2, err3, err4); err != nil || ip == nil {
-		return 0, fmt.Errorf("floor sender: bad spec: %v", err)
+	if err := errors.Join(err1, err2); err != nil || ip == nil || size <= 0 || fanout <= 0 {
+		return fmt.Errorf("floor sender: bad spec: %v", err)
 	}
 	var to []*net.UDPAddr
-	for _, p := range strings.Split(f[5], ",") {
+	for _, p := range strings.Split(f[3], ",") {
 		port, err := strconv.Atoi(p)
 		if err != nil {
-			return 0, fmt.Errorf("floor sender: bad port %q", p)
+			return fmt.Errorf("floor sender: bad port %q", p)
 		}
 		to = append(to, &net.UDPAddr{IP: ip, Port: port})
 	}
-	tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer tx.Close()
-	_ = tx.SetWriteBuffer(4 << 20) // as the SFU's ICE socket
-	pc := ipv4.NewPacketConn(tx)
-	payload := make([]byte, size)
+	defer conn.Close()
+	// As the SFU's ICE socket: one socket receives and sends.
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	fmt.Println(conn.LocalAddr().(*net.UDPAddr).Port)
+	pc := ipv4.NewPacketConn(conn)
 	msgs := make([]ipv4.Message, fanout)
+	for i := range msgs {
+		msgs[i].Buffers = make([][]byte, 1)
+	}
+	buf := make([]byte, 2048)
 	next := 0
-	round := func() error {
+	var start time.Duration
+	rounds := 0
+	for {
+		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return err
+		}
+		switch buf[0] {
+		case floorStop:
+			fmt.Println(int64(processCPU()-start) / int64(max(1, rounds*fanout)))
+			return nil
+		case floorMeasure:
+			if rounds == 0 {
+				start = processCPU()
+			}
+			rounds++
+		}
 		for i := range msgs { // the next fanout receivers, round robin
-			msgs[i].Buffers, msgs[i].Addr = [][]byte{payload}, to[next]
+			msgs[i].Buffers[0], msgs[i].Addr = buf[:n], to[next]
 			next = (next + 1) % len(to)
 		}
 		for off := 0; off < len(msgs); {
@@ -146,24 +223,7 @@ func floorSend(spec string) (int64, error) {
 			}
 			off += k
 		}
-		return nil
 	}
-	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer tick.Stop()
-	for range int(rate / 2) { // half a second to warm up
-		<-tick.C
-		if err := round(); err != nil {
-			return 0, err
-		}
-	}
-	start, rounds := processCPU(), 0
-	for end := time.Now().Add(d); time.Now().Before(end); rounds++ {
-		<-tick.C
-		if err := round(); err != nil {
-			return 0, err
-		}
-	}
-	return int64(processCPU()-start) / int64(max(1, rounds*fanout)), nil
 }
 
 // processCPU is this process's user+system CPU time, all threads.
