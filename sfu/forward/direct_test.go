@@ -97,10 +97,7 @@ func TestDirectPathDeliversAndFallsBack(t *testing.T) {
 	sock := newTestSocket(t)
 	peer := newDirectPeer(t, sock)
 	direct, directPion := bindRecorder(t, f, 11)
-	s, err := peer.conn.NewStream()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := peer.conn.NewStream()
 	direct.SetDirect(s)
 	_, plain := bindRecorder(t, f, 22)
 
@@ -144,7 +141,7 @@ func TestResendAnswersNACKsFromHistory(t *testing.T) {
 	sock := newTestSocket(t)
 	peer := newDirectPeer(t, sock)
 	direct, _ := bindRecorder(t, f, 11)
-	s, _ := peer.conn.NewStream()
+	s := peer.conn.NewStream()
 	direct.SetDirect(s)
 	viaPion, rec := bindRecorder(t, f, 22)
 
@@ -227,10 +224,7 @@ func TestDirectForwardAllocatesNothing(t *testing.T) {
 	}()
 	for i := range 20 {
 		d, _ := bindRecorder(t, f, webrtc.SSRC(i+1))
-		s, err := peer.conn.NewStream()
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := peer.conn.NewStream()
 		d.SetDirect(s)
 	}
 	raw := sourcePacket(t, 1, bytes.Repeat([]byte{0xab}, 1200))

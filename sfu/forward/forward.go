@@ -217,7 +217,7 @@ func (f *Forwarder) Forward(raw []byte) {
 }
 
 // fanOutChunk is the fewest subscribers worth handing to a helper
-// goroutine: a handoff costs a few µs, a write ~20 µs (docs/benchmarks.md).
+// goroutine: a handoff costs a few µs, a write ~10 µs (docs/benchmarks.md).
 const fanOutChunk = 64
 
 type fanJob struct {

@@ -169,15 +169,9 @@ func (p *Participant) choosePath() {
 
 // setDirectLocked moves one DownTrack to the direct path; subMu is held.
 func (p *Participant) setDirectLocked(d *forward.DownTrack) {
-	if p.direct == nil {
-		return
+	if p.direct != nil {
+		d.SetDirect(p.direct.NewStream())
 	}
-	s, err := p.direct.NewStream()
-	if err != nil {
-		p.log.Warn("direct send path", "err", err)
-		return
-	}
-	d.SetDirect(s)
 }
 
 // sendSenderReports sends every subscribed track's RTCP sender report

@@ -66,6 +66,36 @@ type Conn struct {
 	salt    []byte
 	profile srtp.ProtectionProfile
 	dst     atomic.Pointer[net.UDPAddr]
+
+	// One SRTP context per SSRC, kept for the connection's life like
+	// pion's session: a reused transceiver sends a new track on the same
+	// SSRC, and the subscriber's rollover-counter guess must match ours.
+	mu       sync.Mutex // creating contexts
+	contexts sync.Map   // uint32 → *ssrcContext
+}
+
+type ssrcContext struct {
+	mu  sync.Mutex // the forwarder and the retransmitter encrypt
+	ctx *srtp.Context
+}
+
+// context returns ssrc's SRTP context, made on first use.
+func (c *Conn) context(ssrc uint32) (*ssrcContext, error) {
+	if v, ok := c.contexts.Load(ssrc); ok {
+		return v.(*ssrcContext), nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.contexts.Load(ssrc); ok {
+		return v.(*ssrcContext), nil
+	}
+	ctx, err := srtp.CreateContext(c.key, c.salt, c.profile)
+	if err != nil {
+		return nil, fmt.Errorf("srtpsend: %w", err)
+	}
+	sc := &ssrcContext{ctx: ctx}
+	c.contexts.Store(ssrc, sc)
+	return sc, nil
 }
 
 // NewConn returns a direct path for a connection whose local SRTP master
@@ -88,38 +118,36 @@ func (c *Conn) SetAddr(a netip.AddrPort) {
 	c.dst.Store(net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.Addr().Unmap(), a.Port())))
 }
 
-// Stream is one outgoing SSRC on a Conn: its own SRTP context (the
-// rollover counter is per SSRC), used by the forwarder's goroutines and,
-// for retransmissions, by the subscriber's RTCP reader.
+// Stream is one subscriber track's way out on a Conn (a DownTrack's),
+// used by the forwarder's goroutines and, for retransmissions, by the
+// subscriber's RTCP reader.
 type Stream struct {
 	conn *Conn
-	mu   sync.Mutex
-	ctx  *srtp.Context
+	mu   sync.Mutex     // guards one
 	one  [slotSize]byte // a lone packet's buffer (retransmissions)
 }
 
 // NewStream returns a stream on c.
-func (c *Conn) NewStream() (*Stream, error) {
-	ctx, err := srtp.CreateContext(c.key, c.salt, c.profile)
-	if err != nil {
-		return nil, fmt.Errorf("srtpsend: %w", err)
-	}
-	return &Stream{conn: c, ctx: ctx}, nil
-}
+func (c *Conn) NewStream() *Stream { return &Stream{conn: c} }
 
-// seal marshals hdr and payload into buf and encrypts them in place.
+// seal marshals hdr and payload into buf and encrypts them in place with
+// the context of hdr's SSRC.
 func (s *Stream) seal(buf []byte, hdr *rtp.Header, payload []byte) ([]byte, error) {
 	hl := hdr.MarshalSize()
 	if hl+len(payload) > 1500 {
 		return nil, ErrTooLarge
 	}
+	sc, err := s.conn.context(hdr.SSRC)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := hdr.MarshalTo(buf[:hl]); err != nil {
 		return nil, err
 	}
 	n := hl + copy(buf[hl:], payload)
-	s.mu.Lock()
-	out, err := s.ctx.EncryptRTP(buf[:n], buf[:n], hdr)
-	s.mu.Unlock()
+	sc.mu.Lock()
+	out, err := sc.ctx.EncryptRTP(buf[:n], buf[:n], hdr)
+	sc.mu.Unlock()
 	return out, err
 }
 
@@ -129,18 +157,9 @@ func (s *Stream) WriteRTP(hdr *rtp.Header, payload []byte) error {
 	if dst == nil {
 		return ErrNoAddress
 	}
-	s.mu.Lock() // one buffer: also serialises callers
+	s.mu.Lock() // one buffer
 	defer s.mu.Unlock()
-	hl := hdr.MarshalSize()
-	if hl+len(payload) > 1500 {
-		return ErrTooLarge
-	}
-	buf := s.one[:]
-	if _, err := hdr.MarshalTo(buf[:hl]); err != nil {
-		return err
-	}
-	n := hl + copy(buf[hl:], payload)
-	out, err := s.ctx.EncryptRTP(buf[:n], buf[:n], hdr)
+	out, err := s.seal(s.one[:], hdr, payload)
 	if err != nil {
 		return err
 	}

@@ -117,10 +117,7 @@ func TestBatchDeliversDecryptablePackets(t *testing.T) {
 					t.Fatal(err)
 				}
 				c.SetAddr(p.addr())
-				s, err := c.NewStream()
-				if err != nil {
-					t.Fatal(err)
-				}
+				s := c.NewStream()
 				streams = append(streams, s)
 			}
 			// Subscribers read while the batch is sent: a long batch
@@ -183,7 +180,7 @@ func TestWriteRTPSendsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.SetAddr(p.addr())
-	s, _ := c.NewStream()
+	s := c.NewStream()
 	var batch Batch
 	for _, seq := range []uint16{10, 12} {
 		if err := batch.Add(s, header(7, seq), payload(seq, 300)); err != nil {
@@ -207,6 +204,43 @@ func TestWriteRTPSendsAlone(t *testing.T) {
 	}
 }
 
+// A new track on a reused SSRC (pion reuses a transceiver's SSRC when the
+// SFU renegotiates) continues that SSRC's rollover counter: its first
+// sequence number, 100 after 65 534, is in the next cycle for the
+// subscriber, whose context lives on, and must be for the SFU too.
+func TestReusedSSRCKeepsRolloverCounter(t *testing.T) {
+	sock := newSocket(t)
+	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
+	c, _ := NewConn(sock, p.profile, p.key, p.salt)
+	c.SetAddr(p.addr())
+	received := make(chan []*rtp.Packet, 1)
+	go func() { received <- p.receive(t, 4) }() // one subscriber context throughout
+	var batch Batch
+	old, next := c.NewStream(), c.NewStream()
+	for _, seq := range []uint16{65533, 65534} {
+		if err := batch.Add(old, header(9, seq), payload(seq, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, seq := range []uint16{100, 101} {
+		if err := batch.Add(next, header(9, seq), payload(seq, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := <-received
+	if len(got) != 4 {
+		t.FailNow() // receive said why
+	}
+	for i, want := range []uint16{65533, 65534, 100, 101} {
+		if got[i].SequenceNumber != want {
+			t.Fatalf("packet %d: seq %d, want %d", i, got[i].SequenceNumber, want)
+		}
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	sock := newSocket(t)
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
@@ -214,7 +248,7 @@ func TestRefusals(t *testing.T) {
 		t.Fatal("NewConn accepted a 3-byte key")
 	}
 	c, _ := NewConn(sock, p.profile, p.key, p.salt)
-	s, _ := c.NewStream()
+	s := c.NewStream()
 	var batch Batch
 	if err := batch.Add(s, header(1, 1), payload(1, 10)); !errors.Is(err, ErrNoAddress) {
 		t.Fatalf("Add without an address: %v, want ErrNoAddress", err)
@@ -249,7 +283,7 @@ func TestBatchAllocatesNothing(t *testing.T) {
 	}()
 	c, _ := NewConn(sock, p.profile, p.key, p.salt)
 	c.SetAddr(p.addr())
-	s, _ := c.NewStream()
+	s := c.NewStream()
 	var batch Batch
 	h, pl := header(5, 1), payload(1, 1000)
 	round := func() {
@@ -287,7 +321,7 @@ func BenchmarkBatch(b *testing.B) {
 		}()
 		c, _ := NewConn(sock, p.profile, p.key, p.salt)
 		c.SetAddr(p.addr())
-		s, _ := c.NewStream()
+		s := c.NewStream()
 		streams = append(streams, s)
 	}
 	var batch Batch
@@ -312,7 +346,7 @@ func BenchmarkSeal(b *testing.B) {
 	sock := newSocket(b)
 	p := newPeer(b, srtp.ProtectionProfileAeadAes128Gcm)
 	c, _ := NewConn(sock, p.profile, p.key, p.salt)
-	s, _ := c.NewStream()
+	s := c.NewStream()
 	h, pl := header(5, 1), payload(1, 830-16)
 	buf := make([]byte, slotSize)
 	b.ReportAllocs()
