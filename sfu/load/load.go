@@ -240,6 +240,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := r.waitConnected(ctx, parts); err != nil {
 		return nil, err
 	}
+	// The same video without the SFU, for the latency it adds.
+	var ctl *control
+	for _, p := range parts {
+		if p.pub != nil && p.pub.video != nil {
+			if ctl, err = r.startControl(ctx, p.pub.video); err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+			} else {
+				defer ctl.close()
+			}
+			break
+		}
+	}
 	if cfg.Subscribers > 0 {
 		if err := join(cfg.Rooms*cfg.Subscribers, func(i int) (string, string) {
 			return roomName(i / cfg.Subscribers), fmt.Sprintf("sub-%d", i%cfg.Subscribers)
@@ -277,6 +289,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.LoadAvgEnd = loadAvg()
 	window := b.at.Sub(a.at).Seconds()
 	rep.fill(r, base, a, b, window, r.sentPackets.Load()-sentA, r.sentBytes.Load()-sentBytesA)
+	if ctl != nil {
+		rep.LatencyWithoutSFU = ctl.latency()
+		if rep.LatencyWithoutSFU.N > 0 && rep.VideoLatency.N > 0 {
+			rep.AddedLatencyP50 = rep.VideoLatency.P50 - rep.LatencyWithoutSFU.P50
+			rep.AddedLatencyP99 = rep.VideoLatency.P99 - rep.LatencyWithoutSFU.P99
+		}
+	}
 	r.probe(ctx, roomName(0), cfg.Probes, rep)
 	closeAll()
 

@@ -86,6 +86,14 @@ func TestRunAgainstSFU(t *testing.T) {
 	if rep.SFUCPUCores <= 0 || rep.CPUPerForwardedMicros <= 0 || rep.UDPSendMicros <= 0 || rep.ForwardingRatio <= 0 {
 		t.Errorf("cpu %.3f cores, %.2f µs/packet, udp %.2f µs, ratio %.2f", rep.SFUCPUCores, rep.CPUPerForwardedMicros, rep.UDPSendMicros, rep.ForwardingRatio)
 	}
+	// Video latency through the SFU and without it, measured at once: the
+	// SFU's hop cannot make video arrive sooner than the direct path.
+	if rep.VideoLatency.N == 0 || rep.LatencyWithoutSFU.N == 0 || rep.LatencyWithoutSFU.P50 <= 0 {
+		t.Errorf("video latency %+v, without the SFU %+v", rep.VideoLatency, rep.LatencyWithoutSFU)
+	}
+	if rep.AddedLatencyP50 != rep.VideoLatency.P50-rep.LatencyWithoutSFU.P50 || rep.AddedLatencyP50 < -0.5 {
+		t.Errorf("added latency p50 %.3f ms from %.3f and %.3f", rep.AddedLatencyP50, rep.VideoLatency.P50, rep.LatencyWithoutSFU.P50)
+	}
 	// The floor is a real send's cost: more than nothing, less than a
 	// millisecond, and its ratio consistent with the plain send.
 	if rep.FloorMicros <= 0.1 || rep.FloorMicros > 1000 || rep.FloorRatio <= 0 || abs(rep.FloorRatio-rep.FloorMicros/rep.UDPSendMicros) > 1e-9 {
@@ -102,7 +110,7 @@ func TestRunAgainstSFU(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"forwardedPacketsPerSec", "loss", "forwardingRatio", "fanOutFloorCpuMicros", "latency", "joinToFirstKeyframe", "sfuRssPerParticipantBytes"} {
+	for _, k := range []string{"forwardedPacketsPerSec", "loss", "forwardingRatio", "fanOutFloorCpuMicros", "latency", "latencyWithoutSfu", "addedLatencyP99Ms", "joinToFirstKeyframe", "sfuRssPerParticipantBytes"} {
 		if _, ok := back[k]; !ok {
 			t.Errorf("JSON report has no %q", k)
 		}

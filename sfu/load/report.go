@@ -79,6 +79,14 @@ type Report struct {
 	// Latency is publisher WriteRTP → subscriber Read through the SFU,
 	// both pion stacks included.
 	Latency Summary `json:"latency"`
+	// VideoLatency is Latency for video packets only; LatencyWithoutSFU is
+	// one publisher's video sent at the same time straight to a local
+	// pion receiver (control.go). The Added figures are their difference:
+	// what the SFU adds, at p50 and p99 (ms).
+	VideoLatency      Summary `json:"videoLatency"`
+	LatencyWithoutSFU Summary `json:"latencyWithoutSfu"`
+	AddedLatencyP50   float64 `json:"addedLatencyP50Ms"`
+	AddedLatencyP99   float64 `json:"addedLatencyP99Ms"`
 	// Join → first video packet / first keyframe, per late subscriber and
 	// video track.
 	JoinToFirstVideo    Summary `json:"joinToFirstVideo"`
@@ -127,7 +135,7 @@ func (rep *Report) fill(r *runner, base, a, b sample, window float64, sent, sent
 		rep.SFURSSPerParticipant = (rep.SFURSSBytes - rep.SFURSSBaselineBytes) / rep.SFUParticipants
 	}
 
-	var lat histogram
+	var lat, vlat histogram
 	var received int64
 	r.mu.Lock()
 	readers := append([]*reader(nil), r.readers...)
@@ -136,6 +144,9 @@ func (rep *Report) fill(r *runner, base, a, b sample, window float64, sent, sent
 	for _, rd := range readers {
 		rd.mu.Lock()
 		lat.merge(&rd.lat)
+		if rd.video {
+			vlat.merge(&rd.lat)
+		}
 		s, e := rd.start, rd.end
 		first := rd.seq.first
 		rd.mu.Unlock()
@@ -160,7 +171,7 @@ func (rep *Report) fill(r *runner, base, a, b sample, window float64, sent, sent
 	if rep.ExpectedPackets > 0 {
 		rep.Loss = float64(rep.LostPackets) / float64(rep.ExpectedPackets)
 	}
-	rep.Latency = lat.summary()
+	rep.Latency, rep.VideoLatency = lat.summary(), vlat.summary()
 }
 
 // WriteTable prints the report for people.
@@ -186,6 +197,8 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	row("forwarding ratio", "%.2f", rep.ForwardingRatio)
 	row("fan-out floor", "%.2f µs CPU per datagram for a process doing only the same sends (ratio %.2f); the SFU adds %.2f µs", rep.FloorMicros, rep.FloorRatio, rep.CPUPerForwardedMicros-rep.FloorMicros)
 	row("latency (one-way)", "p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d packets)", rep.Latency.P50, rep.Latency.P99, rep.Latency.Max, rep.Latency.N)
+	row("video latency", "through the SFU p50 %.3f ms, p99 %.3f ms; without it (one publisher's video straight to a local pion receiver) p50 %.3f ms, p99 %.3f ms", rep.VideoLatency.P50, rep.VideoLatency.P99, rep.LatencyWithoutSFU.P50, rep.LatencyWithoutSFU.P99)
+	row("added by the SFU", "p50 %.3f ms, p99 %.3f ms", rep.AddedLatencyP50, rep.AddedLatencyP99)
 	row("join → first video", "p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d)", rep.JoinToFirstVideo.P50, rep.JoinToFirstVideo.P95, rep.JoinToFirstVideo.Max, rep.JoinToFirstVideo.N)
 	row("join → first keyframe", "p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d)", rep.JoinToFirstKeyframe.P50, rep.JoinToFirstKeyframe.P95, rep.JoinToFirstKeyframe.Max, rep.JoinToFirstKeyframe.N)
 	row("one new subscriber", "join → first video p50 %.0f ms, → first keyframe p50 %.0f ms, max %.0f ms (%d probes)", rep.ProbeJoinToFirstVideo.P50, rep.ProbeJoinToFirstKeyframe.P50, rep.ProbeJoinToFirstKeyframe.Max, rep.ProbeJoinToFirstKeyframe.N)
