@@ -230,13 +230,9 @@ func TestBadClientDoesNotDisturbOthers(t *testing.T) {
 	netns.Require(t)
 	e := start(t, nil)
 	defer e.close()
-	a := e.join("room", "A", nil)
-	defer a.Close()
-	b := e.join("room", "B", nil)
-	defer b.Close()
-	src := a.publish(t, "cam", vp8Cap)
-	defer src.close()
-	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	call := e.videoCall(t, nil)
+	defer call.close()
+	src, rt := call.src, call.rt
 
 	bad := e.raw(t)
 	defer bad.close()

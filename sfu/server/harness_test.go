@@ -322,3 +322,27 @@ func (p *peer) expectEvent(t *testing.T, what string, match func(signal.Message)
 		}
 	}
 }
+
+// videoCall is the setup most media tests share: A publishes a VP8 track
+// in "room" and B receives it; mod, if set, configures both clients.
+// Close it (deferred) before the env.
+type videoCall struct {
+	a, b *peer
+	src  *source
+	rt   *client.RemoteTrack
+}
+
+func (e *env) videoCall(t *testing.T, mod func(*client.Options)) *videoCall {
+	t.Helper()
+	c := &videoCall{a: e.join("room", "A", mod)}
+	c.b = e.join("room", "B", mod)
+	c.src = c.a.publish(t, "cam", vp8Cap)
+	c.rt = c.b.expectTrack(t, c.a.ID(), webrtc.RTPCodecTypeVideo)
+	return c
+}
+
+func (c *videoCall) close() {
+	c.src.close()
+	c.b.Close()
+	c.a.Close()
+}

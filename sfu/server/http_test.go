@@ -17,7 +17,6 @@ import (
 	"github.com/jbcalling/platform/sfu/server"
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/transport/v4/test"
-	"github.com/pion/webrtc/v4"
 )
 
 func metricValue(t *testing.T, text, name string) float64 {
@@ -45,13 +44,9 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatalf("/health = %d %s (%v)", code, body, err)
 	}
 
-	a := e.join("room", "A", nil)
-	defer a.Close()
-	b := e.join("room", "B", nil)
-	defer b.Close()
-	src := a.publish(t, "cam", vp8Cap)
-	defer src.close()
-	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	call := e.videoCall(t, nil)
+	defer call.close()
+	src, rt := call.src, call.rt
 	if err := receiveInOrder(rt, 20); err != nil {
 		t.Fatal(err)
 	}

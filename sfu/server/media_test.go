@@ -142,13 +142,9 @@ func TestSubscriberPLIReachesPublisher(t *testing.T) {
 	e := start(t, nil)
 	defer e.close()
 
-	a := e.join("room", "A", nil)
-	defer a.Close()
-	b := e.join("room", "B", nil)
-	defer b.Close()
-	src := a.publish(t, "cam", vp8Cap)
-	defer src.close()
-	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	call := e.videoCall(t, nil)
+	defer call.close()
+	a, b, src, rt := call.a, call.b, call.src, call.rt
 	go drainTrack(rt)
 	waitFor(t, "the attach keyframe request", func() bool { return a.pliCount("cam") >= 1 })
 	before := e.srv.Rooms().Counters().PLIs.Load()
@@ -406,15 +402,11 @@ func TestNACKRetransmission(t *testing.T) {
 	netns.Require(t)
 	e := start(t, nil)
 	defer e.close()
-	a := e.join("room", "A", nil)
-	defer a.Close()
 	// The packet is not really lost, so B's SRTP replay protection would
 	// drop the retransmission; switching it off lets the test see it.
-	b := e.join("room", "B", func(o *client.Options) { o.SettingEngine.DisableSRTPReplayProtection(true) })
-	defer b.Close()
-	src := a.publish(t, "cam", vp8Cap)
-	defer src.close()
-	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	call := e.videoCall(t, func(o *client.Options) { o.SettingEngine.DisableSRTPReplayProtection(true) })
+	defer call.close()
+	b, rt := call.b, call.rt
 
 	var lost uint16
 	for range 20 {
@@ -455,13 +447,9 @@ func TestSenderReportsReachSubscribers(t *testing.T) {
 	netns.Require(t)
 	e := start(t, nil)
 	defer e.close()
-	a := e.join("room", "A", nil)
-	defer a.Close()
-	b := e.join("room", "B", nil)
-	defer b.Close()
-	src := a.publish(t, "cam", vp8Cap)
-	defer src.close()
-	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	call := e.videoCall(t, nil)
+	defer call.close()
+	rt := call.rt
 	var newest uint32
 	go func() { // keep reading media so RTCP flows; remember the newest timestamp
 		for {

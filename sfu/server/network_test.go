@@ -31,13 +31,9 @@ func TestICETCP(t *testing.T) {
 		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 		o.SettingEngine = se
 	}
-	a := e.join("room", "A", tcpOnly)
-	defer a.Close()
-	b := e.join("room", "B", tcpOnly)
-	defer b.Close()
-	src := a.publish(t, "cam", vp8Cap)
-	defer src.close()
-	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	call := e.videoCall(t, tcpOnly)
+	defer call.close()
+	b, src, rt := call.b, call.src, call.rt
 	if err := receiveInOrder(rt, 50); err != nil {
 		t.Fatal(err)
 	}
