@@ -3,7 +3,6 @@ package smoke
 import (
 	"context"
 	"net"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/server/servertest"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -24,44 +24,39 @@ func TestMain(m *testing.M) {
 	netns.Main(m)
 }
 
-// localSFU runs the real SFU server on the namespace's address, announcing
-// that address as the media node's public IP, with a fresh UDP mux and
-// (unless tcpPort is -1) an ICE-TCP mux.
+// localSFU runs the real SFU server on the namespace's address (HTTP
+// included), announcing that address as the media node's public IP, with a
+// fresh UDP mux and (unless tcpPort is -1) an ICE-TCP mux.
 func localSFU(t *testing.T, tcpPort int, jwtSecret []byte) (wsURL string) {
 	t.Helper()
-	s := localSFUServer(t, tcpPort, jwtSecret)
-	l, err := net.Listen("tcp", netns.Addr+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(s.Handler())
-	hs.Listener.Close()
-	hs.Listener = l
-	hs.Start()
-	t.Cleanup(func() {
-		hs.CloseClientConnections()
-		hs.Close()
-	})
-	return "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	return servertest.Start(t, netns.Addr, localSFUConfig(tcpPort, jwtSecret)).WSURL()
 }
 
 // localSFUServer is the SFU without its HTTP listener.
 func localSFUServer(t *testing.T, tcpPort int, jwtSecret []byte) *server.Server {
 	t.Helper()
 	cfg := server.Defaults()
-	cfg.Listen = netns.Addr + ":0" // unused: the test serves Handler itself
-	cfg.ICEUDPPort = 0
-	cfg.ICETCPPort = tcpPort
 	cfg.ICEBind = netns.Addr
-	cfg.PublicIPs = []string{netns.Addr}
-	cfg.JWTSecret = jwtSecret
-	cfg.AllowAnonymous = len(jwtSecret) == 0
+	localSFUConfig(tcpPort, jwtSecret)(&cfg)
 	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// localSFUConfig is what localSFU and localSFUServer change in the
+// defaults besides the ICE address.
+func localSFUConfig(tcpPort int, jwtSecret []byte) func(*server.Config) {
+	return func(cfg *server.Config) {
+		cfg.Listen = netns.Addr + ":0" // localSFU serves Handler here; localSFUServer does not use it
+		cfg.ICEUDPPort = 0
+		cfg.ICETCPPort = tcpPort
+		cfg.PublicIPs = []string{netns.Addr}
+		cfg.JWTSecret = jwtSecret
+		cfg.AllowAnonymous = len(jwtSecret) == 0
+	}
 }
 
 func namespaceOnly() *webrtc.SettingEngine {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/server/servertest"
 )
 
 func TestMain(m *testing.M) { netns.Main(m) }
@@ -30,38 +30,19 @@ func chromiumPath(t *testing.T) string {
 	return p
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
-
 // startSFU runs the SFU in-process with ICE on the namespace's address;
 // it returns the page URL (plain HTTP on loopback, a secure context for
 // getUserMedia).
 func startSFU(t *testing.T, mod func(*server.Config)) (*server.Server, string) {
 	t.Helper()
-	cfg := server.Defaults()
-	cfg.ICEBind = netns.Addr
-	cfg.ICEUDPPort, cfg.ICETCPPort = 0, 0
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Drain(ctx)
-		hs.Close()
-		srv.Close()
+	sfu := servertest.Start(t, netns.Addr, func(cfg *server.Config) {
+		cfg.ICETCPPort = 0
+		cfg.Logger = servertest.Logger(t, slog.LevelWarn)
+		if mod != nil {
+			mod(cfg)
+		}
 	})
-	return srv, hs.URL
+	return sfu.Server, sfu.URL
 }
 
 // newPage starts one participant's browser in the test's namespace.

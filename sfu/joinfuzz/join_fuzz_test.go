@@ -5,13 +5,12 @@ package joinfuzz
 
 import (
 	"context"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/server/servertest"
 	"github.com/jbcalling/platform/sfu/signal"
 )
 
@@ -19,24 +18,13 @@ import (
 // join is admitted, anything else gets an error reply (or a pong), and
 // the server never panics or stops answering.
 func FuzzJoin(f *testing.F) {
-	cfg := server.Defaults()
-	cfg.ICEBind = "127.0.0.1" // no media is negotiated, so no namespace is needed
-	cfg.ICEUDPPort, cfg.ICETCPPort = 0, -1
-	cfg.MaxRooms, cfg.MaxParticipants = 0, 0
-	cfg.RateLimit, cfg.RateBurst = 1e6, 1e6
-	srv, err := server.New(cfg)
-	if err != nil {
-		f.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Drain(ctx)
-		hs.Close()
-		srv.Close()
-	}()
-	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	// No media is negotiated, so no namespace is needed.
+	sfu := servertest.Start(f, "127.0.0.1", func(cfg *server.Config) {
+		cfg.MaxRooms, cfg.MaxParticipants = 0, 0
+		cfg.RateLimit, cfg.RateBurst = 1e6, 1e6
+	})
+	defer sfu.Close()
+	url := sfu.WSURL()
 	f.Add([]byte(`{"type":"join","v":1,"room":"r","name":"n"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -3,13 +3,12 @@ package load
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jbcalling/platform/internal/netns"
-	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/server/servertest"
 )
 
 func TestMain(m *testing.M) {
@@ -23,24 +22,11 @@ func TestMain(m *testing.M) {
 // subscriber, the report's figures are consistent and it survives JSON.
 func TestRunAgainstSFU(t *testing.T) {
 	netns.Require(t)
-	cfg := server.Defaults()
-	cfg.ICEBind = netns.Addr
-	cfg.ICEUDPPort, cfg.ICETCPPort = 0, -1
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Drain(ctx)
-		hs.Close()
-		srv.Close()
-	}()
+	sfu := servertest.Start(t, netns.Addr, nil)
+	defer sfu.Close()
 
 	c := Defaults()
-	c.URL = "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	c.URL = sfu.WSURL()
 	c.ICEAddr = netns.Addr
 	c.Publishers, c.Subscribers = 2, 1
 	c.VideoBitrate = 300_000

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/client"
 	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/server/servertest"
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtcp"
@@ -32,6 +32,7 @@ func TestMain(m *testing.M) { netns.Main(m) }
 // env is one SFU on loopback inside the test's network namespace.
 type env struct {
 	t   *testing.T
+	sfu *servertest.SFU
 	srv *server.Server
 	hs  *httptest.Server
 	url string // ws://…/ws
@@ -42,41 +43,24 @@ func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("SFU_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
+	return servertest.Logger(t, level)
 }
 
 func start(t *testing.T, mod func(*server.Config)) *env {
 	t.Helper()
-	cfg := server.Defaults()
-	cfg.ICEBind = netns.Addr
-	cfg.ICEUDPPort, cfg.ICETCPPort = 0, 0
-	cfg.Logger = testLogger(t)
-	if mod != nil {
-		mod(&cfg)
-	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	return &env{t: t, srv: srv, hs: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	s := servertest.Start(t, netns.Addr, func(cfg *server.Config) {
+		cfg.ICETCPPort = 0
+		cfg.Logger = testLogger(t)
+		if mod != nil {
+			mod(cfg)
+		}
+	})
+	return &env{t: t, sfu: s, srv: s.Server, hs: s.HTTP, url: s.WSURL()}
 }
 
 // close drains the SFU (ending every session), then stops HTTP and ICE.
-func (e *env) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	e.srv.Drain(ctx)
-	e.hs.Close()
-	e.srv.Close()
-}
+// Tests call it before their routine-leak check runs.
+func (e *env) close() { e.sfu.Close() }
 
 // get fetches path without keeping the connection (CheckRoutines counts
 // idle keep-alive goroutines as leaks).
