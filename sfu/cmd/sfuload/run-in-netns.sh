@@ -7,6 +7,9 @@
 #
 # Environment:
 #   SFU_CPUS    CPU list to pin the SFU to (taskset -c), e.g. 1
+#   SFU_CPU_QUOTA  percent of one CPU the SFU may use (a cgroup v1 CFS quota,
+#               100 ms period), e.g. 25: finds where loss starts per core
+#               while the load tool keeps the rest of the machine
 #   LOAD_CPUS   CPU list to pin sfuload to, e.g. 0
 #   SFU_ARGS    extra flags for the SFU
 #   SFU_PERF    if set, perf-record the SFU during the run into this file
@@ -43,18 +46,32 @@ load_pin=()
 [[ -n "${SFU_CPUS:-}" ]] && sfu_pin=(taskset -c "$SFU_CPUS")
 [[ -n "${LOAD_CPUS:-}" ]] && load_pin=(taskset -c "$LOAD_CPUS")
 
+quota=()
+if [[ -n "${SFU_CPU_QUOTA:-}" ]]; then
+	cg=/sys/fs/cgroup/cpu/sfuload-$$
+	mkdir "$cg"
+	echo 100000 >"$cg/cpu.cfs_period_us"
+	echo $((SFU_CPU_QUOTA * 1000)) >"$cg/cpu.cfs_quota_us"
+	# The SFU enters the cgroup before it starts (exec keeps the pid).
+	# shellcheck disable=SC2016 # $0 and $@ belong to the inner shell
+	quota=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg")
+fi
+
 prof=()
 if [[ -n "${SFU_PERF:-}" ]]; then
 	# Under perf from the start, so every thread the Go runtime adds is sampled.
 	prof=(perf record -e cpu-clock -F 999 -g -o "$SFU_PERF" --)
 fi
 # shellcheck disable=SC2086 # SFU_ARGS is a list of flags
-"${sfu_pin[@]}" "${prof[@]}" "$sfu_bin" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
+"${sfu_pin[@]}" "${quota[@]}" "${prof[@]}" "$sfu_bin" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
 	--ice-tcp-port -1 --max-participants 0 --max-rooms 0 --log-level warn ${SFU_ARGS:-} &
 sfu=$!
 cleanup() {
 	kill -INT "$sfu" 2>/dev/null || true
 	wait "$sfu" || true
+	if [[ -n "${cg:-}" ]]; then
+		rmdir "$cg" 2>/dev/null || true
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
