@@ -122,6 +122,7 @@ func StartMultiNode(t *testing.T, n int, images ...string) *MultiNode {
 				<-done
 			}
 			logf.Close()
+			removeCgroups("platform-swarmtest-" + nd.Name)
 		})
 		nd.E = NewEngineAt(nd.Socket)
 		mn.Nodes = append(mn.Nodes, nd)
@@ -212,4 +213,22 @@ func (nd *MNode) InNode(args ...string) error {
 		return fmt.Errorf("%s: %v: %v: %s", nd.Name, args, err, out)
 	}
 	return nil
+}
+
+// removeCgroups removes the (empty, once dockerd is gone) cgroups that
+// --cgroup-parent made under every cgroup v1 controller, deepest first.
+func removeCgroups(parent string) {
+	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", parent))
+	for _, root := range roots {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
+		}
+	}
 }
