@@ -224,14 +224,9 @@ func TestUnpublish(t *testing.T) {
 	defer test.CheckRoutines(t)()
 	e := start(t, nil)
 	defer e.close()
-	a := e.join("room", "A", nil)
-	defer a.Close()
-	b := e.join("room", "B", nil)
-	defer b.Close()
-
-	src := a.publish(t, "cam", vp8Cap)
-	defer src.close()
-	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	call := e.videoCall(t, nil)
+	defer call.close()
+	a, b, src, rt := call.a, call.b, call.src, call.rt
 	if err := receiveInOrder(rt, 20); err != nil {
 		t.Fatal(err)
 	}
