@@ -36,18 +36,21 @@ const slotSize = 1500 + 64
 // is sent in several calls.
 const batchSize = 64
 
-// Socket is the SFU's ICE UDP socket (the one the ICE mux reads), which
-// every direct send must leave from so the 5-tuple matches ICE's pair.
+// Socket is where direct sends leave from: the SFU's ICE UDP socket (the
+// one the ICE mux reads), or its twin on the same address and port (see
+// Listen), so that the 5-tuple matches ICE's pair.
 type Socket struct {
 	conn  *net.UDPConn
 	batch interface {
 		WriteBatch([]ipv4.Message, int) (int, error)
 	}
+	twin    *twin // nil: send from conn
+	twinErr error // why there is no twin, from Listen
 	// Counters of datagrams and sendmmsg calls (metrics).
 	Datagrams, Calls atomic.Uint64
 }
 
-// NewSocket wraps the ICE mux's UDP socket.
+// NewSocket sends from the ICE mux's UDP socket itself.
 func NewSocket(conn *net.UDPConn) *Socket {
 	s := &Socket{conn: conn}
 	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil && a.IP != nil && !a.IP.IsUnspecified() {
@@ -58,6 +61,39 @@ func NewSocket(conn *net.UDPConn) *Socket {
 	return s
 }
 
+// Twin reports whether sends leave from a twin socket (Listen), and if
+// not, why.
+func (s *Socket) Twin() (bool, error) { return s.twin != nil, s.twinErr }
+
+// Close closes the twin socket, if any (the ICE socket is the mux's).
+func (s *Socket) Close() error {
+	if s.twin != nil {
+		return s.twin.close()
+	}
+	return nil
+}
+
+// WriteTo sends one datagram from the ICE port: pion's own (STUN, DTLS,
+// RTCP) when srtprecv passes them here, so that the ICE socket itself
+// never sends either.
+func (s *Socket) WriteTo(b []byte, to netip.AddrPort) (int, error) {
+	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	s.Datagrams.Add(1)
+	s.Calls.Add(1)
+	if t := s.twin; t != nil {
+		if a := t.reach(to); a.IsValid() {
+			return t.sendOne(b, a)
+		}
+	}
+	return s.conn.WriteToUDPAddrPort(b, to)
+}
+
+// dest is a remote address as both send paths want it.
+type dest struct {
+	udp *net.UDPAddr
+	ap  netip.AddrPort // in the twin's family
+}
+
 // Conn is one subscriber connection's direct path: its SRTP keys and the
 // remote address ICE selected. It is shared by that connection's Streams.
 type Conn struct {
@@ -65,7 +101,7 @@ type Conn struct {
 	key     []byte
 	salt    []byte
 	profile srtp.ProtectionProfile
-	dst     atomic.Pointer[net.UDPAddr]
+	dst     atomic.Pointer[dest]
 
 	// One SRTP context per SSRC, kept for the connection's life like
 	// pion's session: a reused transceiver sends a new track on the same
@@ -75,8 +111,9 @@ type Conn struct {
 }
 
 type ssrcContext struct {
-	mu  sync.Mutex // the forwarder and the retransmitter encrypt
-	ctx *srtp.Context
+	ssrc uint32
+	mu   sync.Mutex // the forwarder and the retransmitter encrypt
+	ctx  *srtp.Context
 }
 
 // context returns ssrc's SRTP context, made on first use.
@@ -93,7 +130,7 @@ func (c *Conn) context(ssrc uint32) (*ssrcContext, error) {
 	if err != nil {
 		return nil, fmt.Errorf("srtpsend: %w", err)
 	}
-	sc := &ssrcContext{ctx: ctx}
+	sc := &ssrcContext{ssrc: ssrc, ctx: ctx}
 	c.contexts.Store(ssrc, sc)
 	return sc, nil
 }
@@ -115,7 +152,15 @@ func (c *Conn) SetAddr(a netip.AddrPort) {
 		c.dst.Store(nil)
 		return
 	}
-	c.dst.Store(net.UDPAddrFromAddrPort(netip.AddrPortFrom(a.Addr().Unmap(), a.Port())))
+	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	d := &dest{udp: net.UDPAddrFromAddrPort(a), ap: a}
+	if t := c.sock.twin; t != nil {
+		if d.ap = t.reach(a); !d.ap.IsValid() {
+			c.dst.Store(nil) // another family than the socket's
+			return
+		}
+	}
+	c.dst.Store(d)
 }
 
 // Stream is one subscriber track's way out on a Conn (a DownTrack's),
@@ -123,6 +168,9 @@ func (c *Conn) SetAddr(a netip.AddrPort) {
 // subscriber's RTCP reader.
 type Stream struct {
 	conn *Conn
+	// last is the context of the SSRC last sent: a stream keeps one SSRC,
+	// and the connection's map lookup was 3 % of the SFU's CPU.
+	last atomic.Pointer[ssrcContext]
 	mu   sync.Mutex     // guards one
 	one  [slotSize]byte // a lone packet's buffer (retransmissions)
 }
@@ -137,9 +185,13 @@ func (s *Stream) seal(buf []byte, hdr *rtp.Header, payload []byte) ([]byte, erro
 	if hl+len(payload) > 1500 {
 		return nil, ErrTooLarge
 	}
-	sc, err := s.conn.context(hdr.SSRC)
-	if err != nil {
-		return nil, err
+	sc := s.last.Load()
+	if sc == nil || sc.ssrc != hdr.SSRC {
+		var err error
+		if sc, err = s.conn.context(hdr.SSRC); err != nil {
+			return nil, err
+		}
+		s.last.Store(sc)
 	}
 	if _, err := hdr.MarshalTo(buf[:hl]); err != nil {
 		return nil, err
@@ -163,9 +215,7 @@ func (s *Stream) WriteRTP(hdr *rtp.Header, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.conn.sock.conn.WriteToUDP(out, dst)
-	s.conn.sock.Datagrams.Add(1)
-	s.conn.sock.Calls.Add(1)
+	_, err = s.conn.sock.WriteTo(out, dst.ap)
 	return err
 }
 
@@ -173,9 +223,12 @@ func (s *Stream) WriteRTP(hdr *rtp.Header, payload []byte) error {
 // A Batch belongs to one goroutine and allocates only when first used.
 type Batch struct {
 	sock *Socket
-	msgs []ipv4.Message
 	bufs [][slotSize]byte
+	size []int
+	dst  []*dest
 	n    int
+	msgs []ipv4.Message // sending from the ICE socket
+	tw   *twinBatch     // sending from its twin
 }
 
 // Add encrypts one packet for s into the batch (flushing first if the
@@ -192,19 +245,16 @@ func (b *Batch) Add(s *Stream, hdr *rtp.Header, payload []byte) error {
 		}
 		b.sock = s.conn.sock
 	}
-	if b.msgs == nil {
-		b.msgs = make([]ipv4.Message, batchSize)
+	if b.bufs == nil {
 		b.bufs = make([][slotSize]byte, batchSize)
-		for i := range b.msgs {
-			b.msgs[i].Buffers = make([][]byte, 1)
-		}
+		b.size = make([]int, batchSize)
+		b.dst = make([]*dest, batchSize)
 	}
 	out, err := s.seal(b.bufs[b.n][:], hdr, payload)
 	if err != nil {
 		return err
 	}
-	m := &b.msgs[b.n]
-	m.Buffers[0], m.Addr = out, dst
+	b.size[b.n], b.dst[b.n] = len(out), dst
 	b.n++
 	return nil
 }
@@ -215,20 +265,46 @@ func (b *Batch) Len() int { return b.n }
 // Flush sends every waiting datagram. On a send error the rest of the
 // batch is dropped (like a lost packet; NACKs recover video).
 func (b *Batch) Flush() error {
+	if b.n == 0 {
+		return nil
+	}
+	var sent, calls int
 	var err error
-	for off := 0; off < b.n; {
-		k, e := b.sock.batch.WriteBatch(b.msgs[off:b.n], 0)
-		b.sock.Calls.Add(1)
-		if e != nil {
-			err = fmt.Errorf("srtpsend: sendmmsg: %w", e)
-			break
-		}
-		b.sock.Datagrams.Add(uint64(k))
-		off += k
+	if t := b.sock.twin; t != nil {
+		sent, calls, err = t.send(b)
+	} else {
+		sent, calls, err = b.sendFromConn()
 	}
-	for i := range b.n {
-		b.msgs[i].Addr = nil
-	}
+	b.sock.Calls.Add(uint64(calls))
+	b.sock.Datagrams.Add(uint64(sent))
+	clear(b.dst[:b.n])
 	b.n = 0
 	return err
+}
+
+// sendFromConn sends the batch from the ICE socket with x/net's sendmmsg.
+func (b *Batch) sendFromConn() (sent, calls int, err error) {
+	if b.msgs == nil {
+		b.msgs = make([]ipv4.Message, batchSize)
+		for i := range b.msgs {
+			b.msgs[i].Buffers = make([][]byte, 1)
+		}
+	}
+	for i := range b.n {
+		b.msgs[i].Buffers[0], b.msgs[i].Addr = b.bufs[i][:b.size[i]], b.dst[i].udp
+	}
+	defer func() {
+		for i := range b.n {
+			b.msgs[i].Addr = nil
+		}
+	}()
+	for sent < b.n {
+		k, e := b.sock.batch.WriteBatch(b.msgs[sent:b.n], 0)
+		calls++
+		if e != nil {
+			return sent, calls, fmt.Errorf("srtpsend: sendmmsg: %w", e)
+		}
+		sent += k
+	}
+	return sent, calls, nil
 }

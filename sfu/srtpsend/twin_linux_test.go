@@ -1,0 +1,140 @@
+package srtpsend
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/srtp/v3"
+	"golang.org/x/sys/unix"
+)
+
+// Sends through the twin leave from the ICE port, so the subscriber sees
+// the 5-tuple ICE selected; and the twin never receives: every datagram
+// sent to the port reaches the ICE socket, from whichever source (without
+// the steering program the kernel would spread them over both sockets).
+func TestTwinSharesThePortAndNeverReceives(t *testing.T) {
+	conn, sock := newTwinSocket(t)
+	ice := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
+	c, err := NewConn(sock, p.profile, p.key, p.salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetAddr(p.addr())
+	s := c.NewStream()
+	var batch Batch
+	for seq := range uint16(3) {
+		if err := batch.Add(s, header(1, seq), payload(seq, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sock.WriteTo([]byte("stun-ish"), p.addr()); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for i := range 4 {
+		_ = p.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, from, err := p.rx.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if from != ice {
+			t.Fatalf("datagram %d came from %s, want the ICE port %s", i, from, ice)
+		}
+	}
+
+	const senders, each = 8, 50
+	for range senders {
+		tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Close()
+		for range each {
+			if _, err := tx.WriteToUDPAddrPort([]byte("media"), ice); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range senders * each {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := conn.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatalf("the ICE socket got %d of %d datagrams: %v", i, senders*each, err)
+		}
+	}
+	if _, _, err := unix.Recvfrom(sock.twin.fd, buf, unix.MSG_DONTWAIT); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("the twin received a datagram (err %v)", err)
+	}
+}
+
+// An IPv4 destination is mapped on an IPv6 twin; an IPv6 one cannot be
+// reached from an IPv4 twin and stays with pion (no address).
+func TestTwinAddressFamilies(t *testing.T) {
+	_, sock4 := newTwinSocket(t)
+	c, _ := NewConn(sock4, srtp.ProtectionProfileAeadAes128Gcm, make([]byte, 16), make([]byte, 12))
+	c.SetAddr(netip.MustParseAddrPort("[2001:db8::1]:5000"))
+	if c.dst.Load() != nil {
+		t.Fatal("an IPv6 destination on an IPv4 socket has an address")
+	}
+	c.SetAddr(netip.MustParseAddrPort("[::ffff:127.0.0.1]:5000"))
+	if d := c.dst.Load(); d == nil || !d.ap.Addr().Is4() {
+		t.Fatalf("a mapped IPv4 destination: %v", d)
+	}
+
+	conn6, sock6, err := Listen(&net.UDPAddr{IP: net.IPv6loopback}, 1<<20)
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	defer conn6.Close()
+	defer sock6.Close()
+	if ok, why := sock6.Twin(); !ok {
+		t.Fatalf("no IPv6 twin: %v", why)
+	}
+	if got := sock6.twin.reach(netip.MustParseAddrPort("127.0.0.1:5000")); got != netip.MustParseAddrPort("[::ffff:127.0.0.1]:5000") {
+		t.Fatalf("IPv4 on an IPv6 twin: %s", got)
+	}
+	rx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	if _, err := sock6.WriteTo([]byte("x"), rx.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, from, err := rx.ReadFromUDPAddrPort(make([]byte, 16)); err != nil || from != conn6.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("IPv6 datagram from %s: %v", from, err)
+	}
+}
+
+// After Close a send fails; it does not write to whatever file reused the
+// descriptor's number.
+func TestTwinClosed(t *testing.T) {
+	_, sock := newTwinSocket(t)
+	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
+	c, _ := NewConn(sock, p.profile, p.key, p.salt)
+	c.SetAddr(p.addr())
+	if err := sock.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var batch Batch
+	if err := batch.Add(c.NewStream(), header(1, 1), payload(1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.Flush(); !errors.Is(err, errTwinClosed) {
+		t.Fatalf("Flush after Close: %v", err)
+	}
+	if _, err := sock.WriteTo([]byte("x"), p.addr()); !errors.Is(err, errTwinClosed) {
+		t.Fatalf("WriteTo after Close: %v", err)
+	}
+	if err := sock.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
