@@ -1,0 +1,346 @@
+package srtprecv
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+)
+
+const profile = srtp.ProtectionProfileAeadAes128Gcm
+
+// publisher is a remote peer that sends SRTP to the mux's socket.
+type publisher struct {
+	t         testing.TB
+	conn      *net.UDPConn
+	key, salt []byte
+	ctx       *srtp.Context
+	buf       []byte
+}
+
+func newPublisher(t testing.TB) *publisher {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	kl, _ := profile.KeyLen()
+	sl, _ := profile.SaltLen()
+	p := &publisher{t: t, conn: conn, key: make([]byte, kl), salt: make([]byte, sl), buf: make([]byte, 0, 1600)}
+	_, _ = rand.Read(p.key)
+	_, _ = rand.Read(p.salt)
+	if p.ctx, err = srtp.CreateContext(p.key, p.salt, profile); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (p *publisher) addr() netip.AddrPort { return p.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+func packet(ssrc uint32, seq uint16) []byte {
+	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: ssrc},
+		Payload: bytes.Repeat([]byte{byte(seq)}, 300)}
+	b, _ := pkt.Marshal()
+	return b
+}
+
+// sendRTP encrypts and sends one packet; it returns what was sent.
+func (p *publisher) sendRTP(to netip.AddrPort, ssrc uint32, seq uint16) []byte {
+	p.t.Helper()
+	out, err := p.ctx.EncryptRTP(p.buf[:0], packet(ssrc, seq), nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.send(to, out)
+	return out
+}
+
+func (p *publisher) send(to netip.AddrPort, b []byte) {
+	p.t.Helper()
+	if _, err := p.conn.WriteToUDPAddrPort(b, to); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// sink records what it receives.
+type sink struct {
+	mu   sync.Mutex
+	pkts [][]byte
+}
+
+func (s *sink) ReceiveRTP(pkt []byte, arrival time.Time) {
+	if arrival.IsZero() {
+		panic("no arrival time")
+	}
+	s.mu.Lock()
+	s.pkts = append(s.pkts, bytes.Clone(pkt))
+	s.mu.Unlock()
+}
+
+func (s *sink) got() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pkts
+}
+
+// newMux is a Mux on loopback whose pion side is a channel of what
+// ReadFromAddrPort returns.
+func newMux(t *testing.T) (*Mux, netip.AddrPort, chan []byte) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMux(conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toPion := make(chan []byte, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1600)
+		for {
+			n, _, err := m.ReadFromAddrPort(buf)
+			if err != nil {
+				return
+			}
+			toPion <- bytes.Clone(buf[:n])
+		}
+	}()
+	t.Cleanup(func() { m.Close(); <-done })
+	return m, conn.LocalAddr().(*net.UDPAddr).AddrPort(), toPion
+}
+
+func expectPion(t *testing.T, toPion chan []byte, want []byte, what string) {
+	t.Helper()
+	select {
+	case got := <-toPion:
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: pion got %x…, want %x…", what, got[:min(len(got), 16)], want[:min(len(want), 16)])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: pion got nothing", what)
+	}
+}
+
+// A registered SSRC's packets are decrypted for its sink and pion never
+// sees them; everything else reaches pion byte for byte: another SSRC,
+// RTCP, STUN and DTLS, another address, a packet that does not decrypt.
+func TestMuxKeepsRegisteredMediaAndPassesTheRest(t *testing.T) {
+	m, at, toPion := newMux(t)
+	pub, other := newPublisher(t), newPublisher(t)
+	peer, err := m.NewPeer(profile, pub.key, pub.salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.SetAddr(pub.addr())
+	var s sink
+	if err := peer.Add(1111, 0, &s); err != nil {
+		t.Fatal(err)
+	}
+
+	for seq := range uint16(5) {
+		pub.sendRTP(at, 1111, 100+seq)
+	}
+	// A marker (so that the kept ones are read first): an unregistered SSRC.
+	expectPion(t, toPion, pub.sendRTP(at, 2222, 1), "an unregistered SSRC")
+	got := s.got()
+	if len(got) != 5 {
+		t.Fatalf("sink got %d packets, want 5", len(got))
+	}
+	for i, b := range got {
+		if want := packet(1111, 100+uint16(i)); !bytes.Equal(b, want) {
+			t.Fatalf("packet %d: decrypted to %x…, want %x…", i, b[:16], want[:16])
+		}
+	}
+
+	rtcpLike := append([]byte{0x80, 200}, make([]byte, 26)...) // sender report
+	stunLike := append([]byte{0x00, 0x01}, make([]byte, 18)...)
+	dtlsLike := append([]byte{22, 0xfe, 0xfd}, make([]byte, 20)...)
+	for _, c := range []struct {
+		what string
+		b    []byte
+	}{{"RTCP", rtcpLike}, {"STUN", stunLike}, {"DTLS", dtlsLike}} {
+		pub.send(at, c.b)
+		expectPion(t, toPion, c.b, c.what)
+	}
+	// The registered SSRC from another address: not this peer's.
+	expectPion(t, toPion, other.sendRTP(at, 1111, 7), "another address")
+	// A tampered packet does not decrypt and goes to pion, unchanged.
+	bad := pubSealed(t, pub, 1111, 201)
+	bad[len(bad)-1] ^= 1
+	pub.send(at, bad)
+	expectPion(t, toPion, bad, "a tampered packet")
+	if r := m.Counters.Rejected.Load(); r != 1 {
+		t.Fatalf("Rejected = %d, want 1", r)
+	}
+	if r := m.Counters.Received.Load(); r != 5 {
+		t.Fatalf("Received = %d, want 5", r)
+	}
+}
+
+// pubSealed encrypts without sending.
+func pubSealed(t *testing.T, p *publisher, ssrc uint32, seq uint16) []byte {
+	t.Helper()
+	out, err := p.ctx.EncryptRTP(nil, packet(ssrc, seq), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Remove, a new address and Close each give the packets back to pion.
+func TestMuxGivesPacketsBack(t *testing.T) {
+	m, at, toPion := newMux(t)
+	pub, moved := newPublisher(t), newPublisher(t)
+	moved.key, moved.salt, moved.ctx = pub.key, pub.salt, nil // the same connection, another address
+	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
+	peer.SetAddr(pub.addr())
+	var s sink
+	_ = peer.Add(1, 0, &s)
+
+	pub.sendRTP(at, 1, 1)
+	expectPion(t, toPion, pub.sendRTP(at, 9, 1), "marker")
+	if len(s.got()) != 1 {
+		t.Fatalf("sink got %d, want 1", len(s.got()))
+	}
+
+	peer.Remove(1)
+	expectPion(t, toPion, pub.sendRTP(at, 1, 2), "after Remove")
+
+	_ = peer.Add(1, 0, &s)
+	moved.ctx = pub.ctx // continue the same SRTP stream from the new address
+	peer.SetAddr(moved.addr())
+	expectPion(t, toPion, pub.sendRTP(at, 1, 3), "from the old address")
+	moved.sendRTP(at, 1, 4)
+	expectPion(t, toPion, moved.sendRTP(at, 9, 2), "marker")
+	if got := s.got(); len(got) != 2 || !bytes.Equal(got[1], packet(1, 4)) {
+		t.Fatalf("sink after the move: %d packets", len(got))
+	}
+
+	peer.Close()
+	expectPion(t, toPion, moved.sendRTP(at, 1, 5), "after Close")
+	if err := peer.Add(1, 0, &s); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Add after Close: %v", err)
+	}
+}
+
+// A track that pion decrypted across a sequence-number wrap continues in
+// the same rollover cycle: with the rollover count Add is given, the
+// packets after the wrap decrypt; with a fresh guess (0) they would not.
+func TestMuxContinuesTheRolloverCounter(t *testing.T) {
+	for _, tc := range []struct {
+		roc  uint32
+		kept bool
+	}{{1, true}, {0, false}} {
+		m, at, toPion := newMux(t)
+		pub := newPublisher(t)
+		// pion's context saw 65535 and then 0: the publisher is in cycle 1.
+		for _, seq := range []uint16{65535, 0} {
+			_ = pubSealed(t, pub, 5, seq)
+		}
+		peer, _ := m.NewPeer(profile, pub.key, pub.salt)
+		peer.SetAddr(pub.addr())
+		var s sink
+		_ = peer.Add(5, tc.roc, &s)
+		sent := pub.sendRTP(at, 5, 1)
+		if !tc.kept {
+			expectPion(t, toPion, sent, "the wrong cycle")
+			continue
+		}
+		expectPion(t, toPion, pub.sendRTP(at, 6, 1), "marker")
+		if got := s.got(); len(got) != 1 || !bytes.Equal(got[0], packet(5, 1)) {
+			t.Fatalf("roc %d: sink got %d packets", tc.roc, len(got))
+		}
+	}
+}
+
+// pion's writes go through the Writer (the twin socket), not the socket
+// the mux reads.
+func TestMuxWritesThroughWriter(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var w recordingWriter
+	m, _ := NewMux(conn, &w)
+	to := netip.MustParseAddrPort("127.0.0.1:9")
+	if n, err := m.WriteToAddrPort([]byte("abc"), to); n != 3 || err != nil {
+		t.Fatalf("WriteToAddrPort = %d, %v", n, err)
+	}
+	if _, err := m.WriteTo([]byte("de"), net.UDPAddrFromAddrPort(to)); err != nil {
+		t.Fatal(err)
+	}
+	if w.n != 2 || w.to != to {
+		t.Fatalf("writer saw %d writes to %s", w.n, w.to)
+	}
+}
+
+type recordingWriter struct {
+	n  int
+	to netip.AddrPort
+}
+
+func (w *recordingWriter) WriteTo(b []byte, to netip.AddrPort) (int, error) {
+	w.n++
+	w.to = to
+	return len(b), nil
+}
+
+// Keeping a packet allocates nothing: reading, decrypting and handing it
+// to the sink.
+func TestMuxKeepAllocatesNothing(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadBuffer(1 << 20)
+	m, _ := NewMux(conn, nil)
+	at := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	pub := newPublisher(t)
+	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
+	peer.SetAddr(pub.addr())
+	var n counter
+	_ = peer.Add(3, 0, &n)
+	marker := packet(4, 1) // plain, unregistered: returned to the caller
+	buf := make([]byte, 1600)
+	plain, hdr := packet(3, 0), &rtp.Header{}
+	seq := uint16(0)
+	round := func() {
+		for range 10 {
+			seq++
+			plain[2], plain[3] = byte(seq>>8), byte(seq)
+			out, err := pub.ctx.EncryptRTP(pub.buf[:0], plain, hdr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub.send(at, out)
+		}
+		pub.send(at, marker)
+		if _, _, err := m.ReadFromAddrPort(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	round()
+	if a := testing.AllocsPerRun(50, round); a != 0 {
+		t.Fatalf("%.1f allocations per 10 kept packets", a)
+	}
+	if want := 10 * (1 + 1 + 50); n.n != want { // round, AllocsPerRun's warm-up and its runs
+		t.Fatalf("sink got %d packets, want %d", n.n, want)
+	}
+}
+
+type counter struct{ n int }
+
+func (c *counter) ReceiveRTP([]byte, time.Time) { c.n++ }
