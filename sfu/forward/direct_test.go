@@ -63,14 +63,15 @@ func (p *directPeer) read(t *testing.T) *rtp.Packet {
 	return pkt
 }
 
+// newTestSocket is the SFU's: sends leave from the ICE socket's twin.
 func newTestSocket(t testing.TB) *srtpsend.Socket {
 	t.Helper()
-	tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, sock, err := srtpsend.Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tx.Close() })
-	return srtpsend.NewSocket(tx)
+	t.Cleanup(func() { sock.Close(); conn.Close() })
+	return sock
 }
 
 func bindRecorder(t testing.TB, f *Forwarder, ssrc webrtc.SSRC) (*DownTrack, *recorder) {

@@ -69,6 +69,10 @@ type Config struct {
 	KeyframeInterval time.Duration
 	// Counters, if set, receive packet and byte totals.
 	Counters *Counters
+	// Observe, if set, sees every packet before it is forwarded, with its
+	// parsed header and arrival time (the SFU's feedback to the
+	// publisher); it must not keep raw or hdr.
+	Observe func(raw []byte, hdr *rtp.Header, arrival time.Time)
 }
 
 // Forwarder fans one incoming track out to its subscribers.
@@ -90,9 +94,19 @@ type Forwarder struct {
 	now          func() time.Time
 	after        func(time.Duration, func())
 
-	buf   [MaxPacketSize]byte
+	buf [MaxPacketSize]byte // Run's
+
+	// inMu serializes ReceiveRTP: packets come from Run's goroutine
+	// (pion's receive path) or the fast receive path's, and at the moment
+	// a track moves from one to the other, from both.
+	inMu  sync.Mutex
 	pkt   rtp.Packet
-	batch srtpsend.Batch // Run's goroutine's direct sends
+	batch srtpsend.Batch // direct sends of the receiving goroutine
+	// The sequence numbers' highest and wrap count (the SRTP rollover
+	// counter, for a receive path that takes over).
+	maxSeq  uint16
+	cycles  uint32
+	seqSeen bool
 
 	// Video packets kept for retransmission: one copy per track, shared
 	// by its subscribers (nil for audio, which negotiates no NACK).
@@ -176,16 +190,25 @@ func (f *Forwarder) Run(src Source) error {
 		if err != nil {
 			return err
 		}
-		f.Forward(f.buf[:n])
+		f.ReceiveRTP(f.buf[:n], f.now())
 	}
 }
 
-// Forward writes one raw RTP packet to every subscriber. It must only be
-// called from one goroutine at a time (Run's); malformed packets are
-// dropped.
-func (f *Forwarder) Forward(raw []byte) {
+// Forward writes one raw RTP packet to every subscriber, as if it arrived
+// now.
+func (f *Forwarder) Forward(raw []byte) { f.ReceiveRTP(raw, f.now()) }
+
+// ReceiveRTP writes one raw RTP packet, which arrived at arrival, to every
+// subscriber (srtprecv.Sink); malformed packets are dropped.
+func (f *Forwarder) ReceiveRTP(raw []byte, arrival time.Time) {
+	f.inMu.Lock()
+	defer f.inMu.Unlock()
 	if err := f.pkt.Unmarshal(raw); err != nil {
 		return
+	}
+	f.countSeq(f.pkt.SequenceNumber)
+	if f.cfg.Observe != nil {
+		f.cfg.Observe(raw, &f.pkt.Header, arrival)
 	}
 	// Before the subscriber list is loaded: a subscriber added after this
 	// check misses the keyframe's start, and its request is then sent.
@@ -201,7 +224,7 @@ func (f *Forwarder) Forward(raw []byte) {
 		f.hist.add(f.pkt.SequenceNumber, raw)
 	}
 	f.srMu.Lock()
-	f.lastTS, f.lastArrival = f.pkt.Timestamp, f.now()
+	f.lastTS, f.lastArrival = f.pkt.Timestamp, arrival
 	f.srMu.Unlock()
 	downs := *f.downs.Load()
 	var sent uint64
@@ -214,6 +237,28 @@ func (f *Forwarder) Forward(raw []byte) {
 		c.PacketsOut.Add(sent)
 		c.BytesOut.Add(sent * uint64(len(raw)))
 	}
+}
+
+// countSeq tracks the highest sequence number and how often it wrapped.
+func (f *Forwarder) countSeq(seq uint16) {
+	if !f.seqSeen {
+		f.seqSeen, f.maxSeq = true, seq
+		return
+	}
+	if d := seq - f.maxSeq; d != 0 && d < 0x8000 { // newer
+		if seq < f.maxSeq {
+			f.cycles++
+		}
+		f.maxSeq = seq
+	}
+}
+
+// RolloverCount is how often the sequence numbers received so far
+// wrapped: the SRTP rollover counter of the packets forwarded.
+func (f *Forwarder) RolloverCount() uint32 {
+	f.inMu.Lock()
+	defer f.inMu.Unlock()
+	return f.cycles
 }
 
 // fanOutChunk is the fewest subscribers worth handing to a helper

@@ -275,3 +275,66 @@ func TestForwardAllocatesNothing(t *testing.T) {
 		t.Fatalf("Forward to 20 subscribers allocated %.1f times per packet, want 0", n)
 	}
 }
+
+// Every packet is observed, with its parsed header and its arrival time,
+// before it is forwarded: the feedback to the publisher sees what the
+// subscribers get, from either receive path.
+func TestReceiveRTPObservesEachPacket(t *testing.T) {
+	type seen struct {
+		seq       uint16
+		arrival   time.Time
+		raw       int
+		forwarded int // packets the subscriber had got when this one was observed
+	}
+	rec := &recorder{keep: true}
+	var got []seen
+	f := New(Config{Codec: vp8, Observe: func(raw []byte, hdr *rtp.Header, arrival time.Time) {
+		got = append(got, seen{hdr.SequenceNumber, arrival, len(raw), len(rec.got)})
+	}})
+	d := f.NewDownTrack("v", "pub")
+	if _, err := d.Bind(&fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: 7, w: rec}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1000, 0)
+	for i, seq := range []uint16{5, 6} {
+		raw := sourcePacket(t, seq, []byte{1, 2, 3})
+		f.ReceiveRTP(raw, at.Add(time.Duration(i)*time.Millisecond))
+		if want := (seen{seq, at.Add(time.Duration(i) * time.Millisecond), len(raw), i}); len(got) != i+1 || got[i] != want {
+			t.Fatalf("observed %+v, want %+v last", got, want)
+		}
+	}
+	if len(rec.got) != 2 {
+		t.Fatalf("subscriber got %d packets, want 2", len(rec.got))
+	}
+	f.ReceiveRTP([]byte{1, 2}, at) // malformed: neither observed nor forwarded
+	if len(got) != 2 || len(rec.got) != 2 {
+		t.Fatal("a malformed packet was observed or forwarded")
+	}
+}
+
+// The rollover count is how often the newest sequence number wrapped: a
+// late packet from before a wrap, or a duplicate, does not count.
+func TestRolloverCount(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seqs []uint16
+		want uint32
+	}{
+		{"none", []uint16{1, 2, 3}, 0},
+		{"one wrap", []uint16{65534, 65535, 0, 1}, 1},
+		{"late packet across the wrap", []uint16{65534, 1, 65535, 2}, 1},
+		{"duplicate", []uint16{65535, 0, 0, 65535}, 1},
+		{"two wraps", []uint16{65000, 100, 30000, 60000, 10}, 2},
+		{"backwards is not a wrap", []uint16{100, 90, 80}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := New(Config{Codec: vp8})
+			for _, seq := range tc.seqs {
+				f.Forward(sourcePacket(t, seq, []byte{0}))
+			}
+			if got := f.RolloverCount(); got != tc.want {
+				t.Fatalf("RolloverCount after %v = %d, want %d", tc.seqs, got, tc.want)
+			}
+		})
+	}
+}
