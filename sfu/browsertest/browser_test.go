@@ -80,6 +80,12 @@ func TestTwoBrowsers(t *testing.T) {
 	if c := srv.Rooms().Counters(); c.DirectSubscribers.Load() != 2 || c.PionSubscribers.Load() != 0 {
 		t.Fatalf("subscriber connections: %d direct, %d through pion; want both browsers direct", c.DirectSubscribers.Load(), c.PionSubscribers.Load())
 	}
+	// And what they send (answered with a=setup:passive, so the SFU is
+	// the DTLS server and has their keys) was read by the fast receive
+	// path, which decrypted it and sent them their feedback.
+	if c := srv.Rooms().Counters(); c.FastPublishers.Load() != 2 || c.PionPublishers.Load() != 0 {
+		t.Fatalf("publisher connections: %d fast, %d through pion; want both browsers fast", c.FastPublishers.Load(), c.PionPublishers.Load())
+	}
 	// Chromium's fake microphone beeps: the audio level the SFU forwards
 	// lights up the speaker's tile.
 	bo.WaitFor("Ana's tile marked speaking", demopage.Tile(anaID)+`?.hasAttribute("data-speaking")`)

@@ -9,10 +9,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/feedback"
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/jbcalling/platform/sfu/srtprecv"
 	"github.com/jbcalling/platform/sfu/srtpsend"
+	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -50,6 +55,15 @@ type Participant struct {
 	// directFn makes direct; pathChosen is set once it was tried.
 	directFn   DirectFunc
 	pathChosen atomic.Bool
+
+	// The publisher connection's receive side, made with its first track:
+	// the fast receive path (nil: pion reads every packet) and the
+	// feedback to the publisher.
+	inboundFn InboundFunc
+	inMu      sync.Mutex
+	inTried   bool
+	inbound   *srtprecv.Peer
+	fb        *feedback.Publisher
 
 	negMu       sync.Mutex
 	awaiting    bool // a subscriber offer waits for its answer
@@ -103,7 +117,11 @@ func (p *Participant) setup() error {
 	p.joined = time.Now()
 	cfg := webrtc.Configuration{ICEServers: p.m.cfg.ICEServers}
 	var err error
-	if p.pub, err = p.m.cfg.API.NewPeerConnection(cfg); err != nil {
+	pubAPI := p.m.cfg.API
+	if f := p.m.cfg.PublisherAPI; f != nil {
+		pubAPI, p.inboundFn = f()
+	}
+	if p.pub, err = pubAPI.NewPeerConnection(cfg); err != nil {
 		return fmt.Errorf("room: publisher peer connection: %w", err)
 	}
 	subAPI := p.m.cfg.API
@@ -364,6 +382,12 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	}
 	ssrc := uint32(remote.SSRC())
 	t := &publishedTrack{id: remote.ID(), owner: p}
+	fb := p.feedbackFor(remote, recv)
+	var observe func([]byte, *rtp.Header, time.Time)
+	if fb != nil {
+		defer fb.Close()
+		observe = fb.Received
+	}
 	t.fwd = forward.New(forward.Config{
 		Codec:            remote.Codec(),
 		Extensions:       recv.GetParameters().HeaderExtensions,
@@ -374,6 +398,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 				p.log.Debug("sending PLI", "err", err)
 			}
 		},
+		Observe: observe,
 	})
 
 	r := p.room
@@ -398,10 +423,90 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 		return
 	}
 	defer p.wg.Done()
+	if p.goStart() {
+		go p.readPublisherRTCP(recv)
+	}
+	// From here on the fast receive path, if the connection has one,
+	// takes the track's packets; pion delivers those already in its
+	// buffers, and all of them if it has none.
+	if in := p.inboundPeer(); in != nil {
+		if err := in.Add(ssrc, t.fwd.RolloverCount(), t.fwd); err == nil {
+			defer in.Remove(ssrc)
+		}
+	}
 	if err := t.fwd.Run(remote); err != nil {
 		p.log.Debug("track ended", "track", t.id, "err", err)
 	}
 	p.unpublish(t)
+}
+
+// feedbackFor starts the feedback to the publisher for one of its tracks,
+// and the connection's feedback with its first; nil if it cannot.
+func (p *Participant) feedbackFor(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) *feedback.Receiver {
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	if p.fb == nil {
+		fb, err := feedback.New(feedback.Config{WriteRTCP: p.pub.WriteRTCP, Logger: p.log})
+		if err != nil {
+			p.log.Warn("no feedback to the publisher", "err", err)
+			return nil
+		}
+		p.fb = fb
+	}
+	c := remote.Codec()
+	s := feedback.Stream{SSRC: uint32(remote.SSRC()), PayloadType: uint8(c.PayloadType), MimeType: c.MimeType, ClockRate: c.ClockRate}
+	for _, f := range c.RTCPFeedback {
+		s.Feedback = append(s.Feedback, interceptor.RTCPFeedback{Type: f.Type, Parameter: f.Parameter})
+	}
+	for _, e := range recv.GetParameters().HeaderExtensions {
+		if e.URI == sdp.TransportCCURI && e.ID > 0 && e.ID < 256 {
+			s.TransportCCID = uint8(e.ID)
+		}
+	}
+	return p.fb.Stream(s)
+}
+
+// inboundPeer is the publisher connection's fast receive path, made once
+// (its keys and address exist only once media flows); nil when it has
+// none.
+func (p *Participant) inboundPeer() *srtprecv.Peer {
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	if !p.inTried && p.inboundFn != nil && !p.isClosed() {
+		p.inTried = true
+		in, err := p.inboundFn(p.pub)
+		c := p.m.cfg.Counters
+		if err != nil {
+			c.PionPublishers.Add(1)
+			p.log.Debug("no fast receive path, pion reads", "err", err)
+		} else {
+			c.FastPublishers.Add(1)
+			p.inbound = in
+		}
+	} else if !p.inTried && p.inboundFn == nil {
+		p.inTried = true
+		p.m.cfg.Counters.PionPublishers.Add(1)
+	}
+	return p.inbound
+}
+
+// readPublisherRTCP passes the publisher's RTCP for one track to the
+// feedback: its sender reports time the receiver reports.
+func (p *Participant) readPublisherRTCP(recv *webrtc.RTPReceiver) {
+	defer p.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := recv.Read(buf)
+		if err != nil {
+			return
+		}
+		p.inMu.Lock()
+		fb := p.fb
+		p.inMu.Unlock()
+		if fb != nil {
+			fb.ReceiveRTCP(buf[:n])
+		}
+	}
 }
 
 func (p *Participant) drain(remote *webrtc.TrackRemote) {
@@ -633,10 +738,21 @@ func (p *Participant) Close() bool {
 		for _, o := range others {
 			o.send(&signal.ParticipantLeft{ID: p.id})
 		}
-		// Closing the publisher ends the track readers, which unpublish
-		// their tracks from everyone.
+		// No more packets from the fast receive path; closing the
+		// publisher ends the track readers, which unpublish their tracks
+		// from everyone.
+		p.inMu.Lock()
+		if p.inbound != nil {
+			p.inbound.Close()
+		}
+		p.inMu.Unlock()
 		p.closePeerConnections()
 		p.wg.Wait()
+		p.inMu.Lock()
+		if p.fb != nil {
+			_ = p.fb.Close()
+		}
+		p.inMu.Unlock()
 		p.subMu.Lock()
 		for k, s := range p.subs {
 			s.down.Close()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/jbcalling/platform/sfu/srtprecv"
 	"github.com/jbcalling/platform/sfu/srtpsend"
 	"github.com/pion/webrtc/v4"
 )
@@ -33,9 +34,15 @@ var (
 
 // Config configures a Manager.
 type Config struct {
-	// API makes the publisher peer connections (codecs, interceptors, ICE
-	// muxes).
+	// API makes the peer connections (codecs, ICE muxes) when
+	// PublisherAPI or SubscriberAPI do not.
 	API *webrtc.API
+	// PublisherAPI makes one publisher peer connection's API. Its
+	// InboundFunc, if not nil, gives the connection, once its media
+	// flows, its fast receive path. Publisher connections have no pion
+	// interceptors: the SFU sends NACKs, receiver reports and
+	// transport-cc feedback itself (package feedback).
+	PublisherAPI func() (*webrtc.API, InboundFunc)
 	// SubscriberAPI makes one subscriber peer connection's API: the same
 	// codecs and muxes but no interceptors, since the forwarder answers
 	// NACKs and sends sender reports itself. Its DirectFunc, if not nil,
@@ -56,6 +63,11 @@ type Config struct {
 	Counters *Counters
 }
 
+// InboundFunc returns a publisher connection's fast receive path, set to
+// ICE's selected address, or an error: pion then reads that publisher's
+// packets.
+type InboundFunc func(*webrtc.PeerConnection) (*srtprecv.Peer, error)
+
 // DirectFunc returns a connected subscriber connection's direct send
 // path, or an error: pion then writes that subscriber's packets.
 type DirectFunc func(*webrtc.PeerConnection) (*srtpsend.Conn, error)
@@ -73,6 +85,8 @@ type Counters struct {
 	TracksCurrent atomic.Int64
 	// Subscriber connections by send path once connected.
 	DirectSubscribers, PionSubscribers atomic.Uint64
+	// Publisher connections by receive path once media flows.
+	FastPublishers, PionPublishers atomic.Uint64
 }
 
 // Manager owns all rooms.

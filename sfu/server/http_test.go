@@ -63,8 +63,10 @@ func TestHealthAndMetrics(t *testing.T) {
 		"sfu_rooms": 1, "sfu_participants": 2, "sfu_tracks": 1,
 		"sfu_packets_received_total": 20, "sfu_packets_forwarded_total": 20, "sfu_bytes_forwarded_total": 20 * 200,
 		"sfu_keyframe_requests_total": 1, "sfu_join_duration_seconds_count": 2,
-		// B's media left through the batched direct path, not pion's.
+		// B's media left through the batched direct path, not pion's;
+		// A's came in through the fast receive path.
 		"sfu_subscribers_direct_total": 1, "sfu_direct_datagrams_total": 20,
+		"sfu_publishers_fast_total": 1, "sfu_fast_received_total": 20,
 		"process_cpu_seconds_total": 0, "process_resident_memory_bytes": 1,
 	} {
 		if v := metricValue(t, text, name); v < min {
@@ -74,8 +76,10 @@ func TestHealthAndMetrics(t *testing.T) {
 	if calls, sent := metricValue(t, text, "sfu_direct_send_calls_total"), metricValue(t, text, "sfu_direct_datagrams_total"); calls == 0 || calls > sent {
 		t.Errorf("direct path: %g send calls for %g datagrams", calls, sent)
 	}
-	if v := metricValue(t, text, "sfu_subscribers_pion_total"); v != 0 {
-		t.Errorf("sfu_subscribers_pion_total = %g, want 0 (UDP through the mux is always direct)", v)
+	for _, name := range []string{"sfu_subscribers_pion_total", "sfu_publishers_pion_total", "sfu_fast_rejected_total"} {
+		if v := metricValue(t, text, name); v != 0 {
+			t.Errorf("%s = %g, want 0 (UDP through the mux is always direct and fast)", name, v)
+		}
 	}
 	for _, name := range []string{"sfu_nacks_total", "sfu_plis_total", "sfu_retransmissions_total"} {
 		metricValue(t, text, name)

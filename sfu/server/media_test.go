@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -389,6 +390,99 @@ func TestTWCCFeedbackToPublisher(t *testing.T) {
 		defer mu.Unlock()
 		return feedback > 0
 	})
+}
+
+// The SFU asks the publisher again for a packet that never arrived (its
+// NACK generator, which runs on the fast receive path's goroutine).
+func TestNACKToPublisher(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	nacked := make(chan []uint16, 16)
+	a := e.join("room", "A", func(o *client.Options) {
+		o.OnRTCP = func(_ string, pkts []rtcp.Packet) {
+			for _, p := range pkts {
+				if n, ok := p.(*rtcp.TransportLayerNack); ok {
+					var seqs []uint16
+					for _, pair := range n.Nacks {
+						seqs = append(seqs, pair.PacketList()...)
+					}
+					nacked <- seqs
+				}
+			}
+		}
+	})
+	defer a.Close()
+	tr, _ := a.publishTrack(t, "cam", vp8Cap)
+	const lost = 40
+	for n := uint32(1); n <= 80; n++ {
+		if n != lost {
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: n * 3000, Marker: true}, Payload: payloadFor(n)}
+			if err := tr.WriteRTP(pkt); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case seqs := <-nacked:
+			if slices.Contains(seqs, lost) {
+				if c := e.srv.Rooms().Counters(); c.FastPublishers.Load() != 1 {
+					t.Fatalf("%d publisher connections on the fast receive path, want 1", c.FastPublishers.Load())
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no NACK for packet %d", lost)
+		}
+	}
+}
+
+// Publishers get receiver reports for what they send: the SFU's highest
+// sequence number, and the timestamp of the publisher's last sender
+// report (LSR), from which it measures the round trip.
+func TestReceiverReportsToPublisher(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	reports := make(chan rtcp.ReceptionReport, 64)
+	a := e.join("room", "A", func(o *client.Options) {
+		o.OnRTCP = func(_ string, pkts []rtcp.Packet) {
+			for _, p := range pkts {
+				if rr, ok := p.(*rtcp.ReceiverReport); ok {
+					for _, r := range rr.Reports {
+						select {
+						case reports <- r:
+						default:
+						}
+					}
+				}
+			}
+		}
+	})
+	defer a.Close()
+	src := a.publish(t, "cam", vp8Cap)
+	defer src.close()
+	ssrc := uint32(src.sender.GetParameters().Encodings[0].SSRC)
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case r := <-reports:
+			if r.SSRC != ssrc {
+				t.Fatalf("receiver report for SSRC %#x, want %#x", r.SSRC, ssrc)
+			}
+			if r.LastSequenceNumber == 0 {
+				t.Fatalf("receiver report without a highest sequence number: %+v", r)
+			}
+			if r.LastSenderReport != 0 { // the client sends sender reports each second
+				return
+			}
+		case <-deadline:
+			t.Fatal("no receiver report answering the publisher's sender reports")
+		}
+	}
 }
 
 // A subscriber's NACK is answered from the track's history with a

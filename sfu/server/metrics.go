@@ -57,11 +57,19 @@ func newMetrics(s *Server) *metrics {
 		counter("sfu_retransmissions_total", "Packets sent again to subscribers in answer to NACKs.", func() float64 { return float64(f.Retransmissions.Load()) }),
 		counter("sfu_subscribers_direct_total", "Subscriber connections whose media leaves through the batched direct path.", func() float64 { return float64(c.DirectSubscribers.Load()) }),
 		counter("sfu_subscribers_pion_total", "Subscriber connections whose media pion writes (ICE-TCP, DTLS client role, no single ICE UDP socket).", func() float64 { return float64(c.PionSubscribers.Load()) }),
+		counter("sfu_publishers_fast_total", "Publisher connections whose media the fast receive path reads.", func() float64 { return float64(c.FastPublishers.Load()) }),
+		counter("sfu_publishers_pion_total", "Publisher connections whose media pion reads (ICE-TCP, no single ICE UDP socket).", func() float64 { return float64(c.PionPublishers.Load()) }),
 	)
+	if mx := s.socks.mux; mx != nil {
+		reg.MustRegister(
+			counter("sfu_fast_received_total", "RTP packets the fast receive path decrypted and forwarded.", func() float64 { return float64(mx.Counters.Received.Load()) }),
+			counter("sfu_fast_rejected_total", "RTP packets of a fast-path track that did not decrypt there and went to pion.", func() float64 { return float64(mx.Counters.Rejected.Load()) }),
+		)
+	}
 	if d := s.socks.direct; d != nil {
 		reg.MustRegister(
-			counter("sfu_direct_datagrams_total", "Datagrams sent on the direct path.", func() float64 { return float64(d.Datagrams.Load()) }),
-			counter("sfu_direct_send_calls_total", "sendmmsg/sendto calls on the direct path.", func() float64 { return float64(d.Calls.Load()) }),
+			counter("sfu_direct_datagrams_total", "Datagrams sent from the ICE port's send socket: subscribers' media, and pion's STUN, DTLS and RTCP.", func() float64 { return float64(d.Datagrams.Load()) }),
+			counter("sfu_direct_send_calls_total", "sendmmsg/sendto calls on the ICE port's send socket.", func() float64 { return float64(d.Calls.Load()) }),
 		)
 	}
 	return m

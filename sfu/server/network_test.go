@@ -49,6 +49,10 @@ func TestICETCP(t *testing.T) {
 	if c.PionSubscribers.Load() == 0 || c.DirectSubscribers.Load() != 0 {
 		t.Fatalf("subscriber connections: %d through pion, %d direct; want ICE-TCP through pion", c.PionSubscribers.Load(), c.DirectSubscribers.Load())
 	}
+	// Nor does the fast receive path: pion read A's packets.
+	if c.PionPublishers.Load() == 0 || c.FastPublishers.Load() != 0 {
+		t.Fatalf("publisher connections: %d through pion, %d fast; want ICE-TCP through pion", c.PionPublishers.Load(), c.FastPublishers.Load())
+	}
 	src.close()
 }
 

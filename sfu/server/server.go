@@ -63,7 +63,7 @@ func New(cfg Config) (*Server, error) {
 		verifier: auth.NewVerifier(cfg.JWTSecret, cfg.AllowAnonymous),
 		sessions: map[*session]struct{}{},
 		rooms: room.NewManager(room.Config{
-			API: apis.pub, SubscriberAPI: apis.NewSubscriber, ICEServers: iceServers, MaxRooms: cfg.MaxRooms, MaxParticipants: cfg.MaxParticipants,
+			API: apis.shared, PublisherAPI: apis.NewPublisher, SubscriberAPI: apis.NewSubscriber, ICEServers: iceServers, MaxRooms: cfg.MaxRooms, MaxParticipants: cfg.MaxParticipants,
 			MaxTracks: cfg.MaxTracks, ICETimeout: cfg.ICETimeout, Logger: log, Counters: counters,
 		}),
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jbcalling/platform/sfu/dtlskeys"
 	"github.com/jbcalling/platform/sfu/room"
+	"github.com/jbcalling/platform/sfu/srtprecv"
 	"github.com/jbcalling/platform/sfu/srtpsend"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -19,7 +20,10 @@ import (
 // codecs are what the SFU forwards. No RTX: the forwarder answers NACKs
 // on the primary SSRC.
 func registerCodecs(m *webrtc.MediaEngine) error {
-	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	// transport-cc: the SFU sends publishers the feedback their bandwidth
+	// estimate needs (package feedback).
+	cc := webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, cc}
 	video := func(pt webrtc.PayloadType, mime, fmtp string) webrtc.RTPCodecParameters {
 		return webrtc.RTPCodecParameters{PayloadType: pt, RTPCodecCapability: webrtc.RTPCodecCapability{
 			MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: fb}}
@@ -39,7 +43,8 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 		}
 	}
 	opus := webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}}
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1",
+		RTCPFeedback: []webrtc.RTCPFeedback{cc}}}
 	if err := m.RegisterCodec(opus, webrtc.RTPCodecTypeAudio); err != nil {
 		return err
 	}
@@ -50,6 +55,8 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 		{sdp.SDESMidURI, webrtc.RTPCodecTypeAudio},
 		{sdp.SDESMidURI, webrtc.RTPCodecTypeVideo},
 		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
+		{sdp.TransportCCURI, webrtc.RTPCodecTypeAudio},
+		{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo},
 		{"urn:3gpp:video-orientation", webrtc.RTPCodecTypeVideo},
 	} {
 		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, e.kind); err != nil {
@@ -72,11 +79,17 @@ type iceSockets struct {
 	// direct sends subscribers' media from udp (nil without a single
 	// UDP socket: pion then writes every packet).
 	direct *srtpsend.Socket
+	// mux reads udp for the ICE mux and keeps publishers' media (nil
+	// without a single UDP socket).
+	mux *srtprecv.Mux
 }
 
 func (s *iceSockets) Close() {
 	if s.udpMx != nil {
 		s.udpMx.Close()
+	}
+	if s.direct != nil {
+		_ = s.direct.Close()
 	}
 	if s.tcpMx != nil {
 		s.tcpMx.Close()
@@ -91,13 +104,66 @@ func (s *iceSockets) UDPAddr() net.Addr {
 	return nil
 }
 
-// apis are the pion APIs: one shared by publisher connections, and one per
-// subscriber connection (NewSubscriber).
+// apis are the pion APIs: one per publisher and per subscriber connection
+// with a single ICE UDP socket (NewPublisher, NewSubscriber), else one
+// shared by all. None has interceptors: the SFU sends publishers their
+// feedback (package feedback), and answers subscribers' NACKs and sends
+// their sender reports itself (package forward).
 type apis struct {
-	pub   *webrtc.API
-	media *webrtc.MediaEngine
-	se    webrtc.SettingEngine
-	socks *iceSockets
+	shared *webrtc.API
+	media  *webrtc.MediaEngine
+	se     webrtc.SettingEngine
+	socks  *iceSockets
+}
+
+func (a *apis) newAPI(se webrtc.SettingEngine) *webrtc.API {
+	// An explicit empty registry: without one pion registers its default
+	// interceptors, and their codecs and extensions into the shared
+	// MediaEngine.
+	return webrtc.NewAPI(webrtc.WithMediaEngine(a.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
+}
+
+// NewPublisher returns one publisher connection's API and, with a single
+// ICE UDP socket, its fast receive path: the SFU answers as the DTLS
+// server (a=setup:passive), so that the DTLS hooks yield the publisher's
+// SRTP keys, and once media flows the connection's packets are decrypted
+// by srtprecv on the socket's reading goroutine instead of pion's five.
+func (a *apis) NewPublisher() (*webrtc.API, room.InboundFunc) {
+	if a.socks.mux == nil {
+		return a.shared, nil
+	}
+	se := a.se
+	keys := dtlskeys.New()
+	keys.Options(&se)
+	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
+		return a.shared, nil // cannot happen: a valid role
+	}
+	mux, port := a.socks.mux, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
+	return a.newAPI(se), func(pc *webrtc.PeerConnection) (*srtprecv.Peer, error) {
+		k, err := keys.Keys()
+		if err != nil {
+			return nil, err
+		}
+		ice := pc.SCTP().Transport().ICETransport()
+		pair, err := ice.GetSelectedCandidatePair()
+		if err != nil {
+			return nil, err
+		}
+		if !directAddr(pair, port).IsValid() {
+			return nil, errNotDirect
+		}
+		peer, err := mux.NewPeer(k.Profile, k.RemoteKey, k.RemoteSalt)
+		if err != nil {
+			return nil, err
+		}
+		// A later pair that is not UDP on the mux (ICE-TCP after a
+		// restart) gives the packets back to pion.
+		ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) { peer.SetAddr(directAddr(p, port)) })
+		if pair, err = ice.GetSelectedCandidatePair(); err == nil {
+			peer.SetAddr(directAddr(pair, port))
+		}
+		return peer, nil
+	}
 }
 
 // NewSubscriber returns one subscriber connection's API: the publishers'
@@ -109,17 +175,13 @@ type apis struct {
 // hooks need an API per connection: they do not say which connection they
 // belong to.
 func (a *apis) NewSubscriber() (*webrtc.API, room.DirectFunc) {
-	// An explicit empty registry: without one pion registers its default
-	// interceptors, and their codecs and extensions into the shared
-	// MediaEngine.
 	if a.socks.direct == nil {
-		return webrtc.NewAPI(webrtc.WithMediaEngine(a.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}),
-			webrtc.WithSettingEngine(a.se)), nil
+		return a.shared, nil
 	}
 	se := a.se
 	keys := dtlskeys.New()
 	keys.Options(&se)
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(a.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
+	api := a.newAPI(se)
 	sock, port := a.socks.direct, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
 	return api, func(pc *webrtc.PeerConnection) (*srtpsend.Conn, error) {
 		k, err := keys.Keys() // ErrNotServer when the browser took the DTLS server role
@@ -172,19 +234,6 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 	if err := registerCodecs(m); err != nil {
 		return nil, err
 	}
-	ir := &interceptor.Registry{}
-	// Toward publishers: NACK generator, receiver reports, transport-cc
-	// feedback. (Subscriber connections have none, see NewSubscriber.)
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, err
-	}
-	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
-		return nil, err
-	}
-
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	socks := &iceSockets{}
 	fail := func(err error) (*apis, error) {
@@ -215,21 +264,28 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 			return fail(err)
 		}
 	} else if bindIP != nil {
-		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort})
+		// Every participant's media shares this one socket: the default
+		// ~200 KiB buffers overflowed on keyframe bursts (docs/benchmarks.md).
+		// The kernel caps the size at net.core.rmem_max / wmem_max.
+		// Not pion/transport's BatchConn: its flusher ticks every 250 µs
+		// even when idle and added ~1 ms at low load (docs/benchmarks.md);
+		// srtpsend batches each fan-out and sends it at once, from a twin
+		// socket on the same port that Go's netpoller does not watch.
+		conn, direct, err := srtpsend.Listen(&net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort}, iceSocketBuffer)
 		if err != nil {
 			return fail(fmt.Errorf("ICE UDP mux: %w", err))
 		}
-		// Every participant's media shares this one socket: the default
-		// ~200 KiB buffer overflowed on keyframe bursts (docs/benchmarks.md).
-		// The kernel caps the size at net.core.rmem_max / wmem_max.
-		_ = conn.SetReadBuffer(iceSocketBuffer)
-		_ = conn.SetWriteBuffer(iceSocketBuffer)
-		// Not pion/transport's BatchConn: its flusher ticks every 250 µs
-		// even when idle and added ~1 ms at low load (docs/benchmarks.md);
-		// srtpsend batches each fan-out and sends it at once.
-		socks.udp = conn
-		socks.direct = srtpsend.NewSocket(conn)
-		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+		if ok, why := direct.Twin(); !ok {
+			log.Warn("direct sends leave from the ICE socket itself (more wake-ups per packet)", "why", why)
+		}
+		mux, err := srtprecv.NewMux(conn, direct)
+		if err != nil {
+			_ = conn.Close()
+			_ = direct.Close()
+			return fail(err)
+		}
+		socks.udp, socks.direct, socks.mux = conn, direct, mux
+		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), mux)
 		se.SetICEUDPMux(socks.udpMx)
 	} else {
 		mux, err := ice.NewMultiUDPMuxFromPort(cfg.ICEUDPPort, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),
@@ -265,6 +321,7 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 	}
 	// The SFU answers; it never needs mDNS names.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	pub := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	return &apis{pub: pub, media: m, se: se, socks: socks}, nil
+	a := &apis{media: m, se: se, socks: socks}
+	a.shared = a.newAPI(se)
+	return a, nil
 }
