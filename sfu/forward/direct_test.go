@@ -66,7 +66,11 @@ func (p *directPeer) read(t *testing.T) *rtp.Packet {
 // newTestSocket is the SFU's: sends leave from the ICE socket's twin.
 func newTestSocket(t testing.TB) *srtpsend.Socket {
 	t.Helper()
-	conn, sock, err := srtpsend.Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1<<20)
+	conn, err := srtpsend.ListenICE(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := srtpsend.NewSocket(conn, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

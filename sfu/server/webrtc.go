@@ -271,17 +271,25 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 		// even when idle and added ~1 ms at low load (docs/benchmarks.md);
 		// srtpsend batches each fan-out and sends it at once, from a twin
 		// socket on the same port that Go's netpoller does not watch.
-		conn, direct, err := srtpsend.Listen(&net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort}, iceSocketBuffer)
+		conn, err := srtpsend.ListenICE(&net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort}, iceSocketBuffer)
 		if err != nil {
 			return fail(fmt.Errorf("ICE UDP mux: %w", err))
 		}
-		if ok, why := direct.Twin(); !ok {
-			log.Warn("direct sends leave from the ICE socket itself (more wake-ups per packet)", "why", why)
+		direct, err := srtpsend.NewSocket(conn, iceSocketBuffer)
+		if err != nil {
+			log.Warn("no direct send path: pion writes every packet", "err", err)
+			direct = nil
 		}
-		mux, err := srtprecv.NewMux(conn, direct)
+		var out srtprecv.Writer // pion's writes: from the twin, else from conn
+		if direct != nil {
+			out = direct
+		}
+		mux, err := srtprecv.NewMux(conn, out)
 		if err != nil {
 			_ = conn.Close()
-			_ = direct.Close()
+			if direct != nil {
+				_ = direct.Close()
+			}
 			return fail(err)
 		}
 		socks.udp, socks.direct, socks.mux = conn, direct, mux

@@ -1,5 +1,5 @@
 // Package srtpsend sends a subscriber's media straight from the SFU's ICE
-// UDP socket: each forwarded packet is marshalled and SRTP-encrypted in
+// UDP port: each forwarded packet is marshalled and SRTP-encrypted in
 // place into a batch slot, and a whole fan-out leaves in one sendmmsg.
 //
 // pion's per-subscriber write path (interceptor chain, SRTP session lock,
@@ -7,6 +7,9 @@
 // a plain UDP send per forwarded packet (docs/benchmarks.md). pion still
 // owns ICE, DTLS, RTCP and every connection this package cannot serve
 // (ICE-TCP, DTLS client role); the SFU falls back to it there.
+//
+// Datagrams leave from a send-only twin of the ICE socket (see NewSocket),
+// on Linux only; elsewhere NewSocket fails and pion writes everything.
 package srtpsend
 
 import (
@@ -19,14 +22,13 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // Sentinel errors.
 var (
 	ErrNoAddress = errors.New("srtpsend: no selected UDP address")
 	ErrTooLarge  = errors.New("srtpsend: packet larger than a batch slot")
+	ErrClosed    = errors.New("srtpsend: socket closed")
 )
 
 // slotSize holds the largest RTP packet (the MTU) plus the SRTP tag.
@@ -36,62 +38,96 @@ const slotSize = 1500 + 64
 // is sent in several calls.
 const batchSize = 64
 
-// Socket is where direct sends leave from: the SFU's ICE UDP socket (the
-// one the ICE mux reads), or its twin on the same address and port (see
-// Listen), so that the 5-tuple matches ICE's pair.
+// Socket sends from the ICE port: a twin of the ICE socket bound to the
+// same address and port, so that the 5-tuple matches ICE's pair, which Go's
+// netpoller never watches. Every datagram sent from a watched socket frees
+// write space once delivered, and the kernel then wakes the thread blocked
+// in epoll_wait for nothing: measured, half of the SFU's wake-ups under
+// fan-out (docs/benchmarks.md).
 type Socket struct {
-	conn  *net.UDPConn
-	batch interface {
-		WriteBatch([]ipv4.Message, int) (int, error)
-	}
-	twin    *twin // nil: send from conn
-	twinErr error // why there is no twin, from Listen
-	// Counters of datagrams and sendmmsg calls (metrics).
+	twin *twin
+	// Counters of datagrams and send calls (metrics).
 	Datagrams, Calls atomic.Uint64
 }
 
-// NewSocket sends from the ICE mux's UDP socket itself.
-func NewSocket(conn *net.UDPConn) *Socket {
-	s := &Socket{conn: conn}
-	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil && a.IP != nil && !a.IP.IsUnspecified() {
-		s.batch = ipv6.NewPacketConn(conn)
-	} else {
-		s.batch = ipv4.NewPacketConn(conn)
+// ListenICE opens the SFU's ICE UDP socket on addr, ready for NewSocket
+// (SO_REUSEPORT on Linux), with bufSize kernel buffers (capped by
+// net.core.rmem_max and wmem_max).
+func ListenICE(addr *net.UDPAddr, bufSize int) (*net.UDPConn, error) {
+	conn, err := listenICE(addr)
+	if err != nil {
+		return nil, err
 	}
-	return s
+	_ = conn.SetReadBuffer(bufSize)
+	_ = conn.SetWriteBuffer(bufSize)
+	return conn, nil
 }
 
-// Twin reports whether sends leave from a twin socket (Listen), and if
-// not, why.
-func (s *Socket) Twin() (bool, error) { return s.twin != nil, s.twinErr }
-
-// Close closes the twin socket, if any (the ICE socket is the mux's).
-func (s *Socket) Close() error {
-	if s.twin != nil {
-		return s.twin.close()
+// NewSocket makes the send socket for conn, an ICE socket from ListenICE:
+// the twin, and a one-instruction reuseport BPF program on conn that
+// steers every datagram arriving on the port to conn, so that the twin
+// never receives. If it fails, conn is left as it was (and no longer
+// shares its port).
+func NewSocket(conn *net.UDPConn, bufSize int) (*Socket, error) {
+	t, err := newTwin(conn, bufSize)
+	if err != nil {
+		_ = clearReuseport(conn)
+		return nil, err
 	}
-	return nil
+	return &Socket{twin: t}, nil
 }
 
-// WriteTo sends one datagram from the ICE port: pion's own (STUN, DTLS,
-// RTCP) when srtprecv passes them here, so that the ICE socket itself
-// never sends either.
+// Close closes the send socket (the ICE socket is the mux's).
+func (s *Socket) Close() error { return s.twin.close() }
+
+// WriteTo sends one datagram from the ICE port without waiting: pion's
+// own (STUN, DTLS, RTCP), which srtprecv passes here so that the ICE
+// socket itself never sends, and retransmissions.
 func (s *Socket) WriteTo(b []byte, to netip.AddrPort) (int, error) {
-	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	a := s.twin.reach(netip.AddrPortFrom(to.Addr().Unmap(), to.Port()))
+	if !a.IsValid() {
+		return 0, fmt.Errorf("srtpsend: %s: not the socket's address family", to)
+	}
 	s.Datagrams.Add(1)
 	s.Calls.Add(1)
-	if t := s.twin; t != nil {
-		if a := t.reach(to); a.IsValid() {
-			return t.sendOne(b, a)
-		}
-	}
-	return s.conn.WriteToUDPAddrPort(b, to)
+	return s.twin.sendOne(b, a)
 }
 
-// dest is a remote address as both send paths want it.
-type dest struct {
-	udp *net.UDPAddr
-	ap  netip.AddrPort // in the twin's family
+// Datagram is one datagram for a Sender: To must be in the socket's
+// family (an IPv4 address is mapped on an IPv6 socket by the caller).
+type Datagram struct {
+	B  []byte
+	To netip.AddrPort
+}
+
+// Sender sends datagrams from a Socket in as few sendmmsg calls as the
+// kernel takes. It belongs to one goroutine: it keeps the calls' arguments.
+type Sender struct {
+	sock *Socket
+	args *mmsgArgs
+}
+
+// NewSender returns a Sender on s.
+func (s *Socket) NewSender() *Sender { return &Sender{sock: s} }
+
+// Send sends ds without waiting and returns how many left: a full send
+// buffer drops the rest, as a full NIC queue would, and is an error.
+func (snd *Sender) Send(ds []Datagram) (int, error) {
+	if snd.args == nil {
+		snd.args = new(mmsgArgs)
+	}
+	sent := 0
+	for sent < len(ds) {
+		chunk := ds[sent:min(len(ds), sent+batchSize)]
+		n, calls, err := snd.sock.twin.send(snd.args, chunk)
+		snd.sock.Calls.Add(uint64(calls))
+		snd.sock.Datagrams.Add(uint64(n))
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 // Conn is one subscriber connection's direct path: its SRTP keys and the
@@ -101,7 +137,7 @@ type Conn struct {
 	key     []byte
 	salt    []byte
 	profile srtp.ProtectionProfile
-	dst     atomic.Pointer[dest]
+	dst     atomic.Pointer[netip.AddrPort] // in the socket's family
 
 	// One SRTP context per SSRC, kept for the connection's life like
 	// pion's session: a reused transceiver sends a new track on the same
@@ -152,15 +188,12 @@ func (c *Conn) SetAddr(a netip.AddrPort) {
 		c.dst.Store(nil)
 		return
 	}
-	a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
-	d := &dest{udp: net.UDPAddrFromAddrPort(a), ap: a}
-	if t := c.sock.twin; t != nil {
-		if d.ap = t.reach(a); !d.ap.IsValid() {
-			c.dst.Store(nil) // another family than the socket's
-			return
-		}
+	a = c.sock.twin.reach(netip.AddrPortFrom(a.Addr().Unmap(), a.Port()))
+	if !a.IsValid() {
+		c.dst.Store(nil) // another family than the socket's
+		return
 	}
-	c.dst.Store(d)
+	c.dst.Store(&a)
 }
 
 // Stream is one subscriber track's way out on a Conn (a DownTrack's),
@@ -215,20 +248,16 @@ func (s *Stream) WriteRTP(hdr *rtp.Header, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.conn.sock.WriteTo(out, dst.ap)
+	_, err = s.conn.sock.WriteTo(out, *dst)
 	return err
 }
 
 // Batch collects one goroutine's datagrams of a fan-out; Flush sends them.
 // A Batch belongs to one goroutine and allocates only when first used.
 type Batch struct {
-	sock *Socket
+	snd  Sender
 	bufs [][slotSize]byte
-	size []int
-	dst  []*dest
-	n    int
-	msgs []ipv4.Message // sending from the ICE socket
-	tw   *twinBatch     // sending from its twin
+	ds   []Datagram
 }
 
 // Add encrypts one packet for s into the batch (flushing first if the
@@ -239,72 +268,35 @@ func (b *Batch) Add(s *Stream, hdr *rtp.Header, payload []byte) error {
 	if dst == nil {
 		return ErrNoAddress
 	}
-	if b.sock != s.conn.sock || b.n == batchSize {
+	if b.snd.sock != s.conn.sock || len(b.ds) == batchSize {
 		if err := b.Flush(); err != nil {
 			return err
 		}
-		b.sock = s.conn.sock
+		b.snd.sock = s.conn.sock
 	}
 	if b.bufs == nil {
 		b.bufs = make([][slotSize]byte, batchSize)
-		b.size = make([]int, batchSize)
-		b.dst = make([]*dest, batchSize)
+		b.ds = make([]Datagram, 0, batchSize)
 	}
-	out, err := s.seal(b.bufs[b.n][:], hdr, payload)
+	out, err := s.seal(b.bufs[len(b.ds)][:], hdr, payload)
 	if err != nil {
 		return err
 	}
-	b.size[b.n], b.dst[b.n] = len(out), dst
-	b.n++
+	b.ds = append(b.ds, Datagram{B: out, To: *dst})
 	return nil
 }
 
 // Len is the number of datagrams waiting.
-func (b *Batch) Len() int { return b.n }
+func (b *Batch) Len() int { return len(b.ds) }
 
 // Flush sends every waiting datagram. On a send error the rest of the
 // batch is dropped (like a lost packet; NACKs recover video).
 func (b *Batch) Flush() error {
-	if b.n == 0 {
+	if len(b.ds) == 0 {
 		return nil
 	}
-	var sent, calls int
-	var err error
-	if t := b.sock.twin; t != nil {
-		sent, calls, err = t.send(b)
-	} else {
-		sent, calls, err = b.sendFromConn()
-	}
-	b.sock.Calls.Add(uint64(calls))
-	b.sock.Datagrams.Add(uint64(sent))
-	clear(b.dst[:b.n])
-	b.n = 0
+	_, err := b.snd.Send(b.ds)
+	clear(b.ds)
+	b.ds = b.ds[:0]
 	return err
-}
-
-// sendFromConn sends the batch from the ICE socket with x/net's sendmmsg.
-func (b *Batch) sendFromConn() (sent, calls int, err error) {
-	if b.msgs == nil {
-		b.msgs = make([]ipv4.Message, batchSize)
-		for i := range b.msgs {
-			b.msgs[i].Buffers = make([][]byte, 1)
-		}
-	}
-	for i := range b.n {
-		b.msgs[i].Buffers[0], b.msgs[i].Addr = b.bufs[i][:b.size[i]], b.dst[i].udp
-	}
-	defer func() {
-		for i := range b.n {
-			b.msgs[i].Addr = nil
-		}
-	}()
-	for sent < b.n {
-		k, e := b.sock.batch.WriteBatch(b.msgs[sent:b.n], 0)
-		calls++
-		if e != nil {
-			return sent, calls, fmt.Errorf("srtpsend: sendmmsg: %w", e)
-		}
-		sent += k
-	}
-	return sent, calls, nil
 }

@@ -71,38 +71,26 @@ func (p *peer) receive(t testing.TB, n int) []*rtp.Packet {
 	return out
 }
 
+// newSocket is the SFU's: an ICE socket on loopback and its twin.
 func newSocket(t testing.TB) *Socket {
 	t.Helper()
-	tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	_, sock := newICESocket(t)
+	return sock
+}
+
+func newICESocket(t testing.TB) (*net.UDPConn, *Socket) {
+	t.Helper()
+	conn, err := ListenICE(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { tx.Close() })
-	return NewSocket(tx)
-}
-
-// newTwinSocket is Listen's: sends leave from a twin on the ICE port.
-func newTwinSocket(t testing.TB) (*net.UDPConn, *Socket) {
-	t.Helper()
-	conn, sock, err := Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1<<20)
+	sock, err := NewSocket(conn, 1<<20)
 	if err != nil {
+		conn.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sock.Close(); conn.Close() })
-	if ok, why := sock.Twin(); !ok {
-		t.Fatalf("Listen made no twin socket: %v", why)
-	}
 	return conn, sock
-}
-
-// sockets are the two ways direct sends leave: from the ICE socket
-// itself (NewSocket) and from its twin (Listen).
-var sockets = []struct {
-	name string
-	make func(testing.TB) *Socket
-}{
-	{"ice socket", newSocket},
-	{"twin", func(t testing.TB) *Socket { _, s := newTwinSocket(t); return s }},
 }
 
 func header(ssrc uint32, seq uint16) *rtp.Header {
@@ -122,26 +110,17 @@ func payload(seq uint16, size int) []byte {
 // for both SRTP profiles browsers negotiate, and across several sendmmsg
 // calls when the batch is longer than one.
 func TestBatchDeliversDecryptablePackets(t *testing.T) {
-	type tcase struct {
+	for _, tc := range []struct {
 		name    string
 		profile srtp.ProtectionProfile
 		packets int
-		socket  func(testing.TB) *Socket
-	}
-	var cases []tcase
-	for _, so := range sockets {
-		for _, tc := range []tcase{
-			{"aead-aes-128-gcm", srtp.ProtectionProfileAeadAes128Gcm, 5, nil},
-			{"aes128-cm-hmac-sha1-80", srtp.ProtectionProfileAes128CmHmacSha1_80, 5, nil},
-			{"longer than one sendmmsg", srtp.ProtectionProfileAeadAes128Gcm, 2*batchSize + 7, nil},
-		} {
-			tc.name, tc.socket = so.name+"/"+tc.name, so.make
-			cases = append(cases, tc)
-		}
-	}
-	for _, tc := range cases {
+	}{
+		{"aead-aes-128-gcm", srtp.ProtectionProfileAeadAes128Gcm, 5},
+		{"aes128-cm-hmac-sha1-80", srtp.ProtectionProfileAes128CmHmacSha1_80, 5},
+		{"longer than one sendmmsg", srtp.ProtectionProfileAeadAes128Gcm, 2*batchSize + 7},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sock := tc.socket(t)
+			sock := newSocket(t)
 			a, b := newPeer(t, tc.profile), newPeer(t, tc.profile)
 			var streams []*Stream
 			for _, p := range []*peer{a, b} {
@@ -206,12 +185,7 @@ func TestBatchDeliversDecryptablePackets(t *testing.T) {
 
 // A retransmission leaves at once, in the same SRTP stream as the batch.
 func TestWriteRTPSendsAlone(t *testing.T) {
-	for _, so := range sockets {
-		t.Run(so.name, func(t *testing.T) { testWriteRTPSendsAlone(t, so.make(t)) })
-	}
-}
-
-func testWriteRTPSendsAlone(t *testing.T, sock *Socket) {
+	sock := newSocket(t)
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
 	c, err := NewConn(sock, p.profile, p.key, p.salt)
 	if err != nil {
@@ -309,12 +283,7 @@ func TestRefusals(t *testing.T) {
 
 // The per-packet path allocates nothing once the batch exists.
 func TestBatchAllocatesNothing(t *testing.T) {
-	for _, so := range sockets {
-		t.Run(so.name, func(t *testing.T) { testBatchAllocatesNothing(t, so.make(t)) })
-	}
-}
-
-func testBatchAllocatesNothing(t *testing.T, sock *Socket) {
+	sock := newSocket(t)
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
 	go func() { // drain
 		buf := make([]byte, 2048)
@@ -348,14 +317,9 @@ func testBatchAllocatesNothing(t *testing.T, sock *Socket) {
 
 // BenchmarkBatch is the direct path's cost per datagram: marshal, SRTP
 // encryption and a share of one sendmmsg, for a fan-out of 100 (compare
-// with a plain WriteToUDP in docs/benchmarks.md), from either socket.
+// with a plain WriteToUDP in docs/benchmarks.md).
 func BenchmarkBatch(b *testing.B) {
-	for _, so := range sockets {
-		b.Run(so.name, func(b *testing.B) { benchmarkBatch(b, so.make(b)) })
-	}
-}
-
-func benchmarkBatch(b *testing.B, sock *Socket) {
+	sock := newSocket(b)
 	var streams []*Stream
 	for range 100 {
 		p := newPeer(b, srtp.ProtectionProfileAeadAes128Gcm)

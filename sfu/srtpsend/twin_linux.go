@@ -3,6 +3,7 @@
 package srtpsend
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -14,21 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Listen opens the SFU's ICE UDP socket on addr, for pion's ICE mux to
-// read, and the Socket direct sends leave from: a twin socket bound to the
-// same address and port (SO_REUSEPORT), so that the 5-tuple matches ICE's
-// pair, which Go's netpoller never watches. Every datagram sent from a
-// watched socket frees write space once delivered, and the kernel then
-// wakes the thread blocked in epoll_wait for nothing: measured, that was
-// half of the SFU's wake-ups under fan-out (docs/benchmarks.md). A
-// one-instruction reuseport BPF program steers every incoming datagram to
-// the first socket, so the twin never receives. bufSize sets both
-// sockets' kernel buffers.
-//
-// If the twin cannot be made (a kernel without reuseport BPF), the
-// returned Socket sends from conn itself, as NewSocket does, and err
-// is nil; Twin reports which.
-func Listen(addr *net.UDPAddr, bufSize int) (*net.UDPConn, *Socket, error) {
+// listenICE binds the ICE socket with SO_REUSEPORT, so that its twin can
+// share the port.
+func listenICE(addr *net.UDPAddr) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var err error
 		if cerr := c.Control(func(fd uintptr) {
@@ -38,24 +27,11 @@ func Listen(addr *net.UDPAddr, bufSize int) (*net.UDPConn, *Socket, error) {
 		}
 		return err
 	}}
-	pc, err := lc.ListenPacket(nil, "udp", addr.String()) //nolint:staticcheck // no context to pass: startup
+	pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	conn := pc.(*net.UDPConn)
-	_ = conn.SetReadBuffer(bufSize)
-	_ = conn.SetWriteBuffer(bufSize)
-	s := NewSocket(conn)
-	tw, err := newTwin(conn, bufSize)
-	if err != nil {
-		// Not fatal: the mux socket works alone. Without the steering
-		// program the port must not stay shareable.
-		_ = clearReuseport(conn)
-		s.twinErr = err
-		return conn, s, nil
-	}
-	s.twin = tw
-	return conn, s, nil
+	return pc.(*net.UDPConn), nil
 }
 
 // clearReuseport stops other sockets joining conn's port.
@@ -133,8 +109,6 @@ func newTwin(conn *net.UDPConn, bufSize int) (*twin, error) {
 	return t, nil
 }
 
-var errTwinClosed = errors.New("srtpsend: socket closed")
-
 func (t *twin) close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -152,55 +126,54 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// twinBatch is a Batch's sendmmsg arguments, one entry per slot.
-type twinBatch struct {
+// mmsgArgs are a Sender's sendmmsg arguments, one entry per datagram.
+type mmsgArgs struct {
 	hdrs [batchSize]mmsghdr
 	iovs [batchSize]unix.Iovec
 	sa4  [batchSize]unix.RawSockaddrInet4
 	sa6  [batchSize]unix.RawSockaddrInet6
 }
 
-// send sends the first n slots of b with as few sendmmsg calls as the
+// send sends ds (at most batchSize) with as few sendmmsg calls as the
 // kernel takes, and returns how many left and how many calls it made.
-// The socket is non-blocking and never waits: a full send buffer drops
-// the rest, as a full NIC queue would.
-func (t *twin) send(b *Batch) (sent, calls int, err error) {
-	if b.tw == nil {
-		b.tw = new(twinBatch)
-	}
-	tb := b.tw
-	for i := range b.n {
-		iov := &tb.iovs[i]
-		iov.Base = &b.bufs[i][0]
-		iov.SetLen(b.size[i])
-		h := &tb.hdrs[i].hdr
+// The socket is non-blocking and never waits.
+func (t *twin) send(args *mmsgArgs, ds []Datagram) (sent, calls int, err error) {
+	for i, d := range ds {
+		iov := &args.iovs[i]
+		iov.Base = unsafe.SliceData(d.B)
+		iov.SetLen(len(d.B))
+		h := &args.hdrs[i].hdr
 		h.Iov, h.Iovlen = iov, 1
-		a := b.dst[i].ap
 		if t.v6 {
-			sa := &tb.sa6[i]
+			sa := &args.sa6[i]
 			sa.Family = unix.AF_INET6
-			putPort(&sa.Port, a.Port())
-			sa.Addr = a.Addr().As16()
+			putPort(&sa.Port, d.To.Port())
+			sa.Addr = d.To.Addr().As16()
 			h.Name, h.Namelen = (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet6
 		} else {
-			sa := &tb.sa4[i]
+			sa := &args.sa4[i]
 			sa.Family = unix.AF_INET
-			putPort(&sa.Port, a.Port())
-			sa.Addr = a.Addr().As4()
+			putPort(&sa.Port, d.To.Port())
+			sa.Addr = d.To.Addr().As4()
 			h.Name, h.Namelen = (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet4
 		}
 	}
+	defer func() { // the buffers are the caller's
+		for i := range ds {
+			args.iovs[i].Base = nil
+		}
+	}()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.closed {
-		return 0, 0, errTwinClosed
+		return 0, 0, ErrClosed
 	}
-	for sent < b.n {
+	for sent < len(ds) {
 		// A raw syscall: sendmmsg on a non-blocking socket never sleeps,
 		// and telling the scheduler about the syscall (entersyscall) woke
 		// its monitor thread and handed the P to another thread on long
 		// fan-outs, both measured costs (docs/benchmarks.md).
-		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(t.fd), uintptr(unsafe.Pointer(&tb.hdrs[sent])), uintptr(b.n-sent), unix.MSG_DONTWAIT, 0, 0)
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(t.fd), uintptr(unsafe.Pointer(&args.hdrs[sent])), uintptr(len(ds)-sent), unix.MSG_DONTWAIT, 0, 0)
 		calls++
 		switch {
 		case errno == unix.EINTR:
@@ -240,7 +213,7 @@ func (t *twin) sendOne(b []byte, a netip.AddrPort) (int, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.closed {
-		return 0, errTwinClosed
+		return 0, ErrClosed
 	}
 	for {
 		r, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(t.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(name), uintptr(namelen))

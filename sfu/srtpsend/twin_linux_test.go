@@ -16,7 +16,7 @@ import (
 // sent to the port reaches the ICE socket, from whichever source (without
 // the steering program the kernel would spread them over both sockets).
 func TestTwinSharesThePortAndNeverReceives(t *testing.T) {
-	conn, sock := newTwinSocket(t)
+	conn, sock := newICESocket(t)
 	ice := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
@@ -77,26 +77,27 @@ func TestTwinSharesThePortAndNeverReceives(t *testing.T) {
 // An IPv4 destination is mapped on an IPv6 twin; an IPv6 one cannot be
 // reached from an IPv4 twin and stays with pion (no address).
 func TestTwinAddressFamilies(t *testing.T) {
-	_, sock4 := newTwinSocket(t)
+	sock4 := newSocket(t)
 	c, _ := NewConn(sock4, srtp.ProtectionProfileAeadAes128Gcm, make([]byte, 16), make([]byte, 12))
 	c.SetAddr(netip.MustParseAddrPort("[2001:db8::1]:5000"))
 	if c.dst.Load() != nil {
 		t.Fatal("an IPv6 destination on an IPv4 socket has an address")
 	}
 	c.SetAddr(netip.MustParseAddrPort("[::ffff:127.0.0.1]:5000"))
-	if d := c.dst.Load(); d == nil || !d.ap.Addr().Is4() {
+	if d := c.dst.Load(); d == nil || !d.Addr().Is4() {
 		t.Fatalf("a mapped IPv4 destination: %v", d)
 	}
 
-	conn6, sock6, err := Listen(&net.UDPAddr{IP: net.IPv6loopback}, 1<<20)
+	conn6, err := ListenICE(&net.UDPAddr{IP: net.IPv6loopback}, 1<<20)
 	if err != nil {
 		t.Skipf("no IPv6 loopback here: %v", err)
 	}
 	defer conn6.Close()
-	defer sock6.Close()
-	if ok, why := sock6.Twin(); !ok {
-		t.Fatalf("no IPv6 twin: %v", why)
+	sock6, err := NewSocket(conn6, 1<<20)
+	if err != nil {
+		t.Fatalf("no IPv6 twin: %v", err)
 	}
+	defer sock6.Close()
 	if got := sock6.twin.reach(netip.MustParseAddrPort("127.0.0.1:5000")); got != netip.MustParseAddrPort("[::ffff:127.0.0.1]:5000") {
 		t.Fatalf("IPv4 on an IPv6 twin: %s", got)
 	}
@@ -117,7 +118,7 @@ func TestTwinAddressFamilies(t *testing.T) {
 // After Close a send fails; it does not write to whatever file reused the
 // descriptor's number.
 func TestTwinClosed(t *testing.T) {
-	_, sock := newTwinSocket(t)
+	sock := newSocket(t)
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
 	c, _ := NewConn(sock, p.profile, p.key, p.salt)
 	c.SetAddr(p.addr())
@@ -128,13 +129,35 @@ func TestTwinClosed(t *testing.T) {
 	if err := batch.Add(c.NewStream(), header(1, 1), payload(1, 10)); err != nil {
 		t.Fatal(err)
 	}
-	if err := batch.Flush(); !errors.Is(err, errTwinClosed) {
+	if err := batch.Flush(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Flush after Close: %v", err)
 	}
-	if _, err := sock.WriteTo([]byte("x"), p.addr()); !errors.Is(err, errTwinClosed) {
+	if _, err := sock.WriteTo([]byte("x"), p.addr()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("WriteTo after Close: %v", err)
 	}
 	if err := sock.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// NewSocket fails on a socket that was not opened to share its port, and
+// leaves it working: the SFU then lets pion write.
+func TestNewSocketNeedsListenICE(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if s, err := NewSocket(conn, 1<<20); err == nil {
+		s.Close()
+		t.Fatal("NewSocket made a twin on a port it cannot share")
+	}
+	at := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	if _, err := conn.WriteToUDPAddrPort([]byte("self"), at); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := conn.ReadFromUDPAddrPort(make([]byte, 16)); err != nil {
+		t.Fatalf("the socket no longer works: %v", err)
 	}
 }

@@ -8,28 +8,19 @@ import (
 	"net/netip"
 )
 
-var errNoTwin = errors.New("srtpsend: twin sockets need Linux")
+var errNoTwin = errors.New("srtpsend: direct sends need Linux")
 
-// Listen opens the SFU's ICE UDP socket on addr; off Linux direct sends
-// leave from it (NewSocket).
-func Listen(addr *net.UDPAddr, bufSize int) (*net.UDPConn, *Socket, error) {
-	conn, err := net.ListenUDP("udp", addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	_ = conn.SetReadBuffer(bufSize)
-	_ = conn.SetWriteBuffer(bufSize)
-	s := NewSocket(conn)
-	s.twinErr = errNoTwin
-	return conn, s, nil
-}
+func listenICE(addr *net.UDPAddr) (*net.UDPConn, error) { return net.ListenUDP("udp", addr) }
+
+func newTwin(*net.UDPConn, int) (*twin, error) { return nil, errNoTwin }
+
+func clearReuseport(*net.UDPConn) error { return nil }
 
 type twin struct{}
 
-type twinBatch struct{}
+type mmsgArgs struct{}
 
-func (*twin) close() error                        { return nil }
-func (*twin) reach(netip.AddrPort) netip.AddrPort { return netip.AddrPort{} }
-func (*twin) send(*Batch) (int, int, error)       { return 0, 0, errNoTwin }
-
-func (*twin) sendOne([]byte, netip.AddrPort) (int, error) { return 0, errNoTwin }
+func (*twin) close() error                                 { return nil }
+func (*twin) reach(netip.AddrPort) netip.AddrPort          { return netip.AddrPort{} }
+func (*twin) send(*mmsgArgs, []Datagram) (int, int, error) { return 0, 0, errNoTwin }
+func (*twin) sendOne([]byte, netip.AddrPort) (int, error)  { return 0, errNoTwin }
