@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,7 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/net/ipv4"
+	"github.com/jbcalling/platform/sfu/srtprecv"
+	"github.com/jbcalling/platform/sfu/srtpsend"
 )
 
 // floorEnv, when set in this program's environment, makes it the floor
@@ -35,13 +37,14 @@ type FloorSpec struct {
 // CPU per datagram of a second process that does nothing but the SFU's
 // fan-out. It is woken as the SFU is, by an incoming datagram (spec.Rate
 // a second, sent by this process), and sends one datagram to each of
-// spec.Fanout receivers with sendmmsg, to sockets of this process on the
-// same address, each drained by its own goroutine as the subscribers'
-// are. No SRTP, no WebRTC: what is left is the kernel's receiving, sending
-// and loopback delivery (waking each receiver included) and the Go
-// runtime's waking up per incoming datagram. It is the same process-wide
-// measure as the SFU's CPU per forwarded packet, so the difference is what
-// the SFU itself adds.
+// spec.Fanout receivers, to sockets of this process on the same address,
+// each drained by its own goroutine as the subscribers' are. It reads and
+// sends with the SFU's own code (srtprecv's raw reads of an ICE socket,
+// srtpsend's sendmmsg from its twin). No SRTP, no WebRTC: what is left is
+// the kernel's receiving, sending and loopback delivery (waking each
+// receiver included) and the Go runtime's waking up per incoming
+// datagram. It is the same process-wide measure as the SFU's CPU per
+// forwarded packet, so the difference is what the SFU itself adds.
 func MeasureFanOutFloor(spec FloorSpec) (time.Duration, error) {
 	if spec.Receivers <= 0 || spec.Fanout <= 0 || spec.Rate <= 0 || spec.Size <= 0 {
 		return 0, fmt.Errorf("fan-out floor: nothing to measure (%+v)", spec)
@@ -171,34 +174,43 @@ func floorSend(spec string) error {
 	if err := errors.Join(err1, err2); err != nil || ip == nil || size <= 0 || fanout <= 0 {
 		return fmt.Errorf("floor sender: bad spec: %v", err)
 	}
-	var to []*net.UDPAddr
+	addr, ok := netip.AddrFromSlice(ip.To4())
+	if !ok {
+		addr, _ = netip.AddrFromSlice(ip)
+	}
+	var to []netip.AddrPort
 	for _, p := range strings.Split(f[3], ",") {
-		port, err := strconv.Atoi(p)
+		port, err := strconv.ParseUint(p, 10, 16)
 		if err != nil {
 			return fmt.Errorf("floor sender: bad port %q", p)
 		}
-		to = append(to, &net.UDPAddr{IP: ip, Port: port})
+		to = append(to, netip.AddrPortFrom(addr, uint16(port)))
 	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
+	// The SFU's own sockets and calls: the ICE socket read by srtprecv
+	// (non-blocking raw reads), sends from srtpsend's twin (raw sendmmsg).
+	conn, err := srtpsend.ListenICE(&net.UDPAddr{IP: ip}, 4<<20)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	// As the SFU's ICE socket: one socket receives and sends.
-	_ = conn.SetReadBuffer(4 << 20)
-	_ = conn.SetWriteBuffer(4 << 20)
-	fmt.Println(conn.LocalAddr().(*net.UDPAddr).Port)
-	pc := ipv4.NewPacketConn(conn)
-	msgs := make([]ipv4.Message, fanout)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
+	sock, err := srtpsend.NewSocket(conn, 4<<20)
+	if err != nil {
+		return fmt.Errorf("floor sender: %w", err)
 	}
+	defer sock.Close()
+	rx, err := srtprecv.NewMux(conn, sock)
+	if err != nil {
+		return err
+	}
+	fmt.Println(conn.LocalAddr().(*net.UDPAddr).Port)
+	snd := sock.NewSender()
+	ds := make([]srtpsend.Datagram, fanout)
 	buf := make([]byte, 2048)
 	next := 0
 	var start time.Duration
 	rounds := 0
 	for {
-		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		n, _, err := rx.ReadFromAddrPort(buf)
 		if err != nil {
 			return err
 		}
@@ -212,16 +224,12 @@ func floorSend(spec string) error {
 			}
 			rounds++
 		}
-		for i := range msgs { // the next fanout receivers, round robin
-			msgs[i].Buffers[0], msgs[i].Addr = buf[:n], to[next]
+		for i := range ds { // the next fanout receivers, round robin
+			ds[i] = srtpsend.Datagram{B: buf[:n], To: to[next]}
 			next = (next + 1) % len(to)
 		}
-		for off := 0; off < len(msgs); {
-			k, err := pc.WriteBatch(msgs[off:min(off+64, len(msgs))], 0)
-			if err != nil {
-				return err
-			}
-			off += k
+		if _, err := snd.Send(ds); err != nil {
+			return err
 		}
 	}
 }
