@@ -66,16 +66,15 @@ func (p *directPeer) read(t *testing.T) *rtp.Packet {
 // newTestSocket is the SFU's: sends leave from the ICE socket's twin.
 func newTestSocket(t testing.TB) *srtpsend.Socket {
 	t.Helper()
-	conn, err := srtpsend.ListenICE(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1<<20)
+	port, err := srtpsend.Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock, err := srtpsend.NewSocket(conn, 1<<20)
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { port.Close() })
+	if port.Send == nil {
+		t.Fatalf("no send socket: %v", port.Unshared)
 	}
-	t.Cleanup(func() { sock.Close(); conn.Close() })
-	return sock
+	return port.Send
 }
 
 func bindRecorder(t testing.TB, f *Forwarder, ssrc webrtc.SSRC) (*DownTrack, *recorder) {

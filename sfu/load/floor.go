@@ -186,19 +186,19 @@ func floorSend(spec string) error {
 		}
 		to = append(to, netip.AddrPortFrom(addr, uint16(port)))
 	}
-	// The SFU's own sockets and calls: the ICE socket read by srtprecv
-	// (non-blocking raw reads), sends from srtpsend's twin (raw sendmmsg).
-	conn, err := srtpsend.ListenICE(&net.UDPAddr{IP: ip}, 4<<20)
+	// The SFU's own sockets and calls: the ICE port's socket read as
+	// srtprecv's readers do, on the goroutine that forwards (non-blocking
+	// raw reads), sends from srtpsend's twin (raw sendmmsg).
+	port, err := srtpsend.Listen(&net.UDPAddr{IP: ip}, 1, 4<<20)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	sock, err := srtpsend.NewSocket(conn, 4<<20)
-	if err != nil {
-		return fmt.Errorf("floor sender: %w", err)
+	defer port.Close()
+	sock, conn := port.Send, port.Readers[0]
+	if sock == nil {
+		return fmt.Errorf("floor sender: %w", port.Unshared)
 	}
-	defer sock.Close()
-	rx, err := srtprecv.NewMux(conn, sock)
+	rx, err := srtprecv.NewRawReader(conn)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,7 @@ func floorSend(spec string) error {
 	var start time.Duration
 	rounds := 0
 	for {
-		n, _, err := rx.ReadFromAddrPort(buf)
+		n, _, err := rx.Read(buf)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 
 	"github.com/jbcalling/platform/sfu/dtlskeys"
 	"github.com/jbcalling/platform/sfu/room"
@@ -271,28 +272,24 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 		// even when idle and added ~1 ms at low load (docs/benchmarks.md);
 		// srtpsend batches each fan-out and sends it at once, from a twin
 		// socket on the same port that Go's netpoller does not watch.
-		conn, err := srtpsend.ListenICE(&net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort}, iceSocketBuffer)
+		// One socket per core of the port, each read by its own
+		// goroutine (srtprecv), so that tracks forward in parallel.
+		port, err := srtpsend.Listen(&net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort}, runtime.GOMAXPROCS(0), iceSocketBuffer)
 		if err != nil {
 			return fail(fmt.Errorf("ICE UDP mux: %w", err))
 		}
-		direct, err := srtpsend.NewSocket(conn, iceSocketBuffer)
-		if err != nil {
-			log.Warn("no direct send path: pion writes every packet", "err", err)
-			direct = nil
+		var out srtprecv.Writer // pion's writes: from the twin, else from the reader
+		if port.Send != nil {
+			out = port.Send
+		} else {
+			log.Warn("no direct send path: pion writes every packet", "err", port.Unshared)
 		}
-		var out srtprecv.Writer // pion's writes: from the twin, else from conn
-		if direct != nil {
-			out = direct
-		}
-		mux, err := srtprecv.NewMux(conn, out)
+		mux, err := srtprecv.NewMux(port.Readers, out)
 		if err != nil {
-			_ = conn.Close()
-			if direct != nil {
-				_ = direct.Close()
-			}
+			_ = port.Close()
 			return fail(err)
 		}
-		socks.udp, socks.direct, socks.mux = conn, direct, mux
+		socks.udp, socks.direct, socks.mux = port.Readers[0], port.Send, mux
 		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), mux)
 		se.SetICEUDPMux(socks.udpMx)
 	} else {

@@ -9,9 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reader is the reading goroutine's recvmsg state, kept in the Mux so
-// that a read allocates nothing.
-type reader struct {
+// recvState is a reader's recvmsg arguments, kept so that a read
+// allocates nothing.
+type recvState struct {
 	from  unix.RawSockaddrInet6
 	iov   unix.Iovec
 	h     unix.Msghdr
@@ -20,43 +20,39 @@ type reader struct {
 	fn    func(fd uintptr) bool // recv, made once
 }
 
-// read receives one datagram into b. recvmsg with MSG_DONTWAIT never
-// sleeps, so it is a raw system call, one the scheduler does not see;
-// when nothing is queued, the raw connection waits for the socket in the
-// netpoller, as any Go read does.
-func (m *Mux) read(b []byte) (int, netip.AddrPort, error) {
-	r := &m.rd
-	if len(b) == 0 {
-		return 0, netip.AddrPort{}, nil
+// Read receives one datagram into b (not empty). recvmsg with
+// MSG_DONTWAIT never sleeps, so it is a raw system call, one the
+// scheduler does not see; when nothing is queued, the raw connection
+// waits for the socket in the netpoller, as any Go read does.
+func (r *RawReader) Read(b []byte) (int, netip.AddrPort, error) {
+	s := &r.rs
+	if s.fn == nil {
+		s.fn = s.recv
 	}
-	if r.fn == nil {
-		r.fn = r.recv
-	}
-	r.iov.Base = &b[0]
-	r.iov.SetLen(len(b))
-	r.h.Iov, r.h.Iovlen = &r.iov, 1
-	r.h.Name = (*byte)(unsafe.Pointer(&r.from))
-	if err := m.raw.Read(r.fn); err != nil {
+	s.iov.Base = &b[0]
+	s.iov.SetLen(len(b))
+	s.h.Iov, s.h.Iovlen = &s.iov, 1
+	s.h.Name = (*byte)(unsafe.Pointer(&s.from))
+	if err := r.raw.Read(s.fn); err != nil {
 		return 0, netip.AddrPort{}, err
 	}
-	r.iov.Base = nil // b is the caller's
-	if r.errno != 0 {
-		return 0, netip.AddrPort{}, r.errno
+	if s.errno != 0 {
+		return 0, netip.AddrPort{}, s.errno
 	}
-	return r.n, sockaddrAddrPort(&r.from), nil
+	return s.n, sockaddrAddrPort(&s.from), nil
 }
 
-func (r *reader) recv(fd uintptr) bool {
+func (s *recvState) recv(fd uintptr) bool {
 	for {
-		r.h.Namelen = unix.SizeofSockaddrInet6
-		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.h)), unix.MSG_DONTWAIT)
+		s.h.Namelen = unix.SizeofSockaddrInet6
+		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.h)), unix.MSG_DONTWAIT)
 		switch e {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return false // wait in the netpoller
 		}
-		r.n, r.errno = int(n), e
+		s.n, s.errno = int(n), e
 		return true
 	}
 }

@@ -4,9 +4,10 @@ package srtprecv
 
 import "net/netip"
 
-type reader struct{}
+type recvState struct{}
 
-func (m *Mux) read(b []byte) (int, netip.AddrPort, error) {
-	n, from, err := m.conn.ReadFromUDPAddrPort(b)
+// Read receives one datagram into b.
+func (r *RawReader) Read(b []byte) (int, netip.AddrPort, error) {
+	n, from, err := r.conn.ReadFromUDPAddrPort(b)
 	return n, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), err
 }

@@ -1,16 +1,18 @@
-// Package srtprecv reads the SFU's ICE UDP socket for pion's ICE mux and
+// Package srtprecv reads the SFU's ICE UDP port for pion's ICE mux and
 // keeps the SRTP media of registered publisher connections for itself: it
-// decrypts each packet and hands it to its track's Sink on the reading
-// goroutine, so a publisher's packet reaches the forwarder without the five
-// goroutine hand-offs of pion's receive path (mux, ICE, DTLS/SRTP mux, SRTP
-// session, track reader). Everything else, STUN, DTLS, RTCP and media of
-// SSRCs nobody registered, goes to pion as before.
+// decrypts each packet and hands it to its track's Sink on the goroutine
+// that read it, so a publisher's packet reaches the forwarder without the
+// five goroutine hand-offs of pion's receive path (mux, ICE, DTLS/SRTP
+// mux, SRTP session, track reader). Everything else, STUN, DTLS, RTCP and
+// media of SSRCs nobody registered, goes to pion, through one hand-off.
 //
-// The socket is read with non-blocking raw system calls (waiting in Go's
-// netpoller when it is empty) and pion's writes leave through a Writer,
-// normally srtpsend's twin socket: the scheduler's bookkeeping around
-// ordinary system calls woke its monitor thread on every burst of packets,
-// measured at an eighth of the SFU's CPU (docs/benchmarks.md).
+// The port has one socket per reading goroutine (srtpsend.Listen spreads
+// media over them by SSRC), so that tracks are forwarded on several cores.
+// Sockets are read with non-blocking raw system calls, waiting in Go's
+// netpoller when empty, and pion's writes leave through a Writer, normally
+// srtpsend's twin socket: the scheduler's bookkeeping around ordinary
+// system calls woke its monitor thread on every burst of packets, measured
+// at an eighth of the SFU's CPU (docs/benchmarks.md).
 package srtprecv
 
 import (
@@ -19,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,8 +31,8 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
-// Sink receives one SSRC's decrypted RTP packets, on the socket's reading
-// goroutine: it must not block, and must not keep pkt after returning.
+// Sink receives one SSRC's decrypted RTP packets, on a reading goroutine:
+// it must not block, and must not keep pkt after returning.
 type Sink interface {
 	ReceiveRTP(pkt []byte, arrival time.Time)
 }
@@ -46,63 +49,124 @@ type Counters struct {
 	// Packets of a registered SSRC that did not decrypt (a replay, a
 	// rollover the context missed): they go to pion instead.
 	Rejected atomic.Uint64
+	// Datagrams for pion dropped because pion had fallen behind by a
+	// whole queue.
+	Dropped atomic.Uint64
 }
 
-// replayWindow is pion's own SRTP replay window (srtp.SessionSRTP).
-const replayWindow = 64
+const (
+	// replayWindow is pion's own SRTP replay window (srtp.SessionSRTP).
+	replayWindow = 64
+	// datagramSize is the largest datagram kept (pion's receive MTU).
+	datagramSize = 8192
+	// pionQueue bounds the datagrams waiting for pion's mux worker.
+	pionQueue = 512
+)
 
-// Mux is the ICE UDP socket as pion's UDP mux reads and writes it: a
+// Mux is the ICE UDP port as pion's UDP mux reads and writes it: a
 // net.PacketConn that also offers pion's allocation-free AddrPort methods.
 type Mux struct {
-	conn *net.UDPConn
-	raw  syscall.RawConn
-	out  Writer
+	conns []*net.UDPConn
+	out   Writer
 
 	mu    sync.RWMutex
 	peers map[netip.AddrPort]*Peer
 
-	// Owned by the one goroutine that reads (pion's mux worker).
-	plain [1500]byte
-	hdr   rtp.Header
-	rd    reader
+	toPion   chan *datagram
+	free     chan *datagram
+	deadline atomic.Pointer[time.Time] // of ReadFromAddrPort
+	closed   chan struct{}
+	once     sync.Once
+	wg       sync.WaitGroup
 
 	Counters Counters
 }
 
-// NewMux wraps conn; out, if not nil, sends pion's writes (else conn does).
-func NewMux(conn *net.UDPConn, out Writer) (*Mux, error) {
+// datagram is one datagram on its way to pion.
+type datagram struct {
+	b    [datagramSize]byte
+	n    int
+	from netip.AddrPort
+}
+
+// NewMux reads conns, the port's sockets, each on its own goroutine, until
+// Close; out, if not nil, sends pion's writes (else conns[0] does).
+func NewMux(conns []*net.UDPConn, out Writer) (*Mux, error) {
+	if len(conns) == 0 {
+		return nil, errors.New("srtprecv: no socket")
+	}
+	m := &Mux{conns: conns, out: out, peers: map[netip.AddrPort]*Peer{},
+		toPion: make(chan *datagram, pionQueue), free: make(chan *datagram, pionQueue), closed: make(chan struct{})}
+	var readers []*reader
+	for _, c := range conns {
+		rr, err := NewRawReader(c)
+		if err != nil {
+			return nil, err
+		}
+		readers = append(readers, &reader{m: m, rr: rr})
+	}
+	for _, r := range readers {
+		m.wg.Add(1)
+		go r.run()
+	}
+	return m, nil
+}
+
+// RawReader reads a UDP socket as the Mux's readers do: non-blocking raw
+// recvmsg calls, waiting in the netpoller when nothing is queued. Also
+// for a process that must cost what the SFU costs (sfuload's fan-out
+// floor). One goroutine's: it keeps the call's arguments.
+type RawReader struct {
+	conn *net.UDPConn
+	raw  syscall.RawConn
+	rs   recvState
+}
+
+// NewRawReader reads conn.
+func NewRawReader(conn *net.UDPConn) (*RawReader, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("srtprecv: %w", err)
 	}
-	return &Mux{conn: conn, raw: raw, out: out, peers: map[netip.AddrPort]*Peer{}}, nil
+	return &RawReader{conn: conn, raw: raw}, nil
 }
 
-// ReadFromAddrPort returns the next datagram that is not a registered
-// publisher's media, forwarding those that are on the way.
-func (m *Mux) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+// reader is one socket's goroutine and what it owns.
+type reader struct {
+	m     *Mux
+	rr    *RawReader
+	buf   [datagramSize]byte
+	plain [datagramSize]byte
+	hdr   rtp.Header
+}
+
+func (r *reader) run() {
+	defer r.m.wg.Done()
 	for {
-		n, from, err := m.read(b)
+		n, from, err := r.rr.Read(r.buf[:])
 		if err != nil {
-			return 0, netip.AddrPort{}, err
+			_ = r.m.shutdown() // a socket closed: the port is done
+			return
 		}
-		if isRTP(b[:n]) && m.keep(b[:n], from) {
+		pkt := r.buf[:n]
+		if isRTP(pkt) && r.keep(pkt, from) {
 			continue
 		}
-		return n, from, nil
+		r.m.toPionQueue(pkt, from)
 	}
 }
 
 // keep hands a registered SSRC's packet to its sink and reports whether
 // it did.
-func (m *Mux) keep(pkt []byte, from netip.AddrPort) bool {
+func (r *reader) keep(pkt []byte, from netip.AddrPort) bool {
+	m := r.m
 	m.mu.RLock()
 	p := m.peers[from]
 	m.mu.RUnlock()
 	if p == nil {
 		return false
 	}
-	sink, plain, ok := p.decrypt(pkt, m.plain[:0], &m.hdr)
+	sink, plain, ok := p.decrypt(pkt, r.plain[:0], &r.hdr)
 	if sink == nil {
 		return false
 	}
@@ -115,10 +179,56 @@ func (m *Mux) keep(pkt []byte, from netip.AddrPort) bool {
 	return true
 }
 
+// toPionQueue copies pkt for pion's mux worker, dropping it if pion is a
+// whole queue behind (as a full socket buffer would).
+func (m *Mux) toPionQueue(pkt []byte, from netip.AddrPort) {
+	var d *datagram
+	select {
+	case d = <-m.free:
+	default:
+		d = new(datagram)
+	}
+	d.n, d.from = copy(d.b[:], pkt), from
+	select {
+	case m.toPion <- d:
+	default:
+		m.Counters.Dropped.Add(1)
+		m.recycle(d)
+	}
+}
+
+func (m *Mux) recycle(d *datagram) {
+	select {
+	case m.free <- d:
+	default:
+	}
+}
+
 // isRTP tells SRTP from STUN, DTLS and SRTCP on a shared port (RFC 7983:
 // first byte 128-191; RFC 5761: RTCP packet types 192-223 in the second).
 func isRTP(b []byte) bool {
 	return len(b) >= 12 && b[0]&0xc0 == 0x80 && (b[1] < 192 || b[1] > 223)
+}
+
+// ReadFromAddrPort returns the next datagram that is not a registered
+// publisher's media.
+func (m *Mux) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
+	var timeout <-chan time.Time
+	if dl := m.deadline.Load(); dl != nil && !dl.IsZero() {
+		t := time.NewTimer(time.Until(*dl))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case d := <-m.toPion:
+		n, from := copy(b, d.b[:d.n]), d.from
+		m.recycle(d)
+		return n, from, nil
+	case <-m.closed:
+		return 0, netip.AddrPort{}, net.ErrClosed
+	case <-timeout:
+		return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
+	}
 }
 
 // WriteToAddrPort sends one of pion's datagrams.
@@ -126,7 +236,7 @@ func (m *Mux) WriteToAddrPort(b []byte, to netip.AddrPort) (int, error) {
 	if m.out != nil {
 		return m.out.WriteTo(b, to)
 	}
-	return m.conn.WriteToUDPAddrPort(b, to)
+	return m.conns[0].WriteToUDPAddrPort(b, to)
 }
 
 // ReadFrom implements net.PacketConn.
@@ -147,45 +257,76 @@ func (m *Mux) WriteTo(b []byte, to net.Addr) (int, error) {
 	return m.WriteToAddrPort(b, a.AddrPort())
 }
 
-// Close closes the socket.
-func (m *Mux) Close() error { return m.conn.Close() }
+// Close closes the port's sockets and waits for the readers to end.
+func (m *Mux) Close() error {
+	err := m.shutdown()
+	m.wg.Wait()
+	return err
+}
+
+func (m *Mux) shutdown() error {
+	var errs []error
+	m.once.Do(func() {
+		close(m.closed)
+		for _, c := range m.conns {
+			if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
 
 // LocalAddr implements net.PacketConn.
-func (m *Mux) LocalAddr() net.Addr { return m.conn.LocalAddr() }
+func (m *Mux) LocalAddr() net.Addr { return m.conns[0].LocalAddr() }
 
 // SetDeadline implements net.PacketConn.
-func (m *Mux) SetDeadline(t time.Time) error { return m.conn.SetDeadline(t) }
+func (m *Mux) SetDeadline(t time.Time) error {
+	_ = m.SetReadDeadline(t)
+	return m.SetWriteDeadline(t)
+}
 
 // SetReadDeadline implements net.PacketConn.
-func (m *Mux) SetReadDeadline(t time.Time) error { return m.conn.SetReadDeadline(t) }
+func (m *Mux) SetReadDeadline(t time.Time) error {
+	m.deadline.Store(&t)
+	return nil
+}
 
-// SetWriteDeadline implements net.PacketConn.
-func (m *Mux) SetWriteDeadline(t time.Time) error { return m.conn.SetWriteDeadline(t) }
+// SetWriteDeadline implements net.PacketConn; writes never wait.
+func (m *Mux) SetWriteDeadline(time.Time) error { return nil }
 
 // ErrClosed is returned by a closed Peer.
 var ErrClosed = errors.New("srtprecv: peer closed")
 
-// Peer is one publisher connection's inbound media: the SRTP context of
-// the keys the publisher encrypts with, the address ICE selected, and a
-// Sink per SSRC kept.
+// Peer is one publisher connection's inbound media: the keys the publisher
+// encrypts with, the address ICE selected, and per SSRC kept a Sink and an
+// SRTP context.
 type Peer struct {
-	m *Mux
+	m         *Mux
+	profile   srtp.ProtectionProfile
+	key, salt []byte
 
-	mu     sync.Mutex // guards everything below; the reader decrypts under it
-	ctx    *srtp.Context
+	mu     sync.Mutex // guards addr, tracks, closed
 	addr   netip.AddrPort
-	sinks  map[uint32]Sink
+	tracks map[uint32]*track
 	closed bool
+}
+
+// track is one kept SSRC: its own context, so that a publisher's tracks
+// on different readers decrypt without waiting for each other.
+type track struct {
+	sink Sink
+	mu   sync.Mutex
+	ctx  *srtp.Context
 }
 
 // NewPeer returns an unregistered peer for a connection whose remote SRTP
 // master key and salt (the publisher's) are given.
 func (m *Mux) NewPeer(profile srtp.ProtectionProfile, key, salt []byte) (*Peer, error) {
-	ctx, err := srtp.CreateContext(key, salt, profile, srtp.SRTPReplayProtection(replayWindow))
-	if err != nil {
+	if _, err := srtp.CreateContext(key, salt, profile); err != nil { // fail now, not per track
 		return nil, fmt.Errorf("srtprecv: %w", err)
 	}
-	return &Peer{m: m, ctx: ctx, sinks: map[uint32]Sink{}}, nil
+	return &Peer{m: m, profile: profile, key: key, salt: salt, tracks: map[uint32]*track{}}, nil
 }
 
 // SetAddr receives the peer's media from a, the remote address of ICE's
@@ -211,25 +352,27 @@ func (p *Peer) SetAddr(a netip.AddrPort) {
 
 // Add keeps ssrc's packets for s from now on. roc is the SRTP rollover
 // counter of the packets pion has decrypted so far (the number of times
-// the sequence number wrapped), so this context continues where pion's
-// left off.
+// the sequence number wrapped), so that this context continues where
+// pion's left off.
 func (p *Peer) Add(ssrc, roc uint32, s Sink) error {
+	ctx, err := srtp.CreateContext(p.key, p.salt, p.profile, srtp.SRTPReplayProtection(replayWindow))
+	if err != nil {
+		return fmt.Errorf("srtprecv: %w", err)
+	}
+	ctx.SetROC(ssrc, roc)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return ErrClosed
 	}
-	if _, known := p.ctx.ROC(ssrc); !known {
-		p.ctx.SetROC(ssrc, roc)
-	}
-	p.sinks[ssrc] = s
+	p.tracks[ssrc] = &track{sink: s, ctx: ctx}
 	return nil
 }
 
 // Remove gives ssrc's packets back to pion.
 func (p *Peer) Remove(ssrc uint32) {
 	p.mu.Lock()
-	delete(p.sinks, ssrc)
+	delete(p.tracks, ssrc)
 	p.mu.Unlock()
 }
 
@@ -238,7 +381,7 @@ func (p *Peer) Close() {
 	p.SetAddr(netip.AddrPort{})
 	p.mu.Lock()
 	p.closed = true
-	clear(p.sinks)
+	clear(p.tracks)
 	p.mu.Unlock()
 }
 
@@ -247,10 +390,13 @@ func (p *Peer) Close() {
 func (p *Peer) decrypt(pkt, dst []byte, hdr *rtp.Header) (sink Sink, plain []byte, ok bool) {
 	ssrc := binary.BigEndian.Uint32(pkt[8:12])
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if sink = p.sinks[ssrc]; sink == nil {
+	t := p.tracks[ssrc]
+	p.mu.Unlock()
+	if t == nil {
 		return nil, nil, false
 	}
-	plain, err := p.ctx.DecryptRTP(dst, pkt, hdr)
-	return sink, plain, err == nil
+	t.mu.Lock()
+	plain, err := t.ctx.DecryptRTP(dst, pkt, hdr)
+	t.mu.Unlock()
+	return t.sink, plain, err == nil
 }

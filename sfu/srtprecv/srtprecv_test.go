@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/srtpsend"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/transport/v4/test"
 )
 
 const profile = srtp.ProtectionProfileAeadAes128Gcm
@@ -99,10 +102,16 @@ func newMux(t *testing.T) (*Mux, netip.AddrPort, chan []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewMux(conn, nil)
+	m, err := NewMux([]*net.UDPConn{conn}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, conn.LocalAddr().(*net.UDPAddr).AddrPort(), pionSide(t, m)
+}
+
+// pionSide reads m as pion's mux worker does, into a channel.
+func pionSide(t *testing.T, m *Mux) chan []byte {
+	t.Helper()
 	toPion := make(chan []byte, 64)
 	done := make(chan struct{})
 	go func() {
@@ -117,7 +126,7 @@ func newMux(t *testing.T) (*Mux, netip.AddrPort, chan []byte) {
 		}
 	}()
 	t.Cleanup(func() { m.Close(); <-done })
-	return m, conn.LocalAddr().(*net.UDPAddr).AddrPort(), toPion
+	return toPion
 }
 
 func expectPion(t *testing.T, toPion chan []byte, want []byte, what string) {
@@ -273,7 +282,8 @@ func TestMuxWritesThroughWriter(t *testing.T) {
 	}
 	defer conn.Close()
 	var w recordingWriter
-	m, _ := NewMux(conn, &w)
+	m, _ := NewMux([]*net.UDPConn{conn}, &w)
+	defer m.Close()
 	to := netip.MustParseAddrPort("127.0.0.1:9")
 	if n, err := m.WriteToAddrPort([]byte("abc"), to); n != 3 || err != nil {
 		t.Fatalf("WriteToAddrPort = %d, %v", n, err)
@@ -298,15 +308,15 @@ func (w *recordingWriter) WriteTo(b []byte, to netip.AddrPort) (int, error) {
 }
 
 // Keeping a packet allocates nothing: reading, decrypting and handing it
-// to the sink.
-func TestMuxKeepAllocatesNothing(t *testing.T) {
+// to the sink, nor does passing one to pion once the queue's buffers exist.
+func TestMuxAllocatesNothing(t *testing.T) {
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
 	_ = conn.SetReadBuffer(1 << 20)
-	m, _ := NewMux(conn, nil)
+	m, _ := NewMux([]*net.UDPConn{conn}, nil)
+	defer m.Close()
 	at := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	pub := newPublisher(t)
 	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
@@ -334,13 +344,84 @@ func TestMuxKeepAllocatesNothing(t *testing.T) {
 	}
 	round()
 	if a := testing.AllocsPerRun(50, round); a != 0 {
-		t.Fatalf("%.1f allocations per 10 kept packets", a)
+		t.Fatalf("%.1f allocations per 10 kept packets and one for pion", a)
 	}
-	if want := 10 * (1 + 1 + 50); n.n != want { // round, AllocsPerRun's warm-up and its runs
-		t.Fatalf("sink got %d packets, want %d", n.n, want)
+	if want := int64(10 * (1 + 1 + 50)); n.n.Load() != want { // round, AllocsPerRun's warm-up and its runs
+		t.Fatalf("sink got %d packets, want %d", n.n.Load(), want)
 	}
 }
 
-type counter struct{ n int }
+type counter struct{ n atomic.Int64 }
 
-func (c *counter) ReceiveRTP([]byte, time.Time) { c.n++ }
+func (c *counter) ReceiveRTP([]byte, time.Time) { c.n.Add(1) }
+
+// With the port's several readers (srtpsend.Listen), a publisher's
+// tracks are kept on whichever reader their SSRC reaches, concurrently,
+// and control datagrams from any of them reach pion.
+func TestMuxReadsEverySocketOfThePort(t *testing.T) {
+	port, err := srtpsend.Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 3, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(port.Readers) != 3 {
+		t.Fatalf("%d readers: %v", len(port.Readers), port.Unshared)
+	}
+	defer port.Send.Close()
+	m, err := NewMux(port.Readers, port.Send)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toPion := pionSide(t, m)
+	at := port.Readers[0].LocalAddr().(*net.UDPAddr).AddrPort()
+	pub := newPublisher(t)
+	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
+	peer.SetAddr(pub.addr())
+	sinks := map[uint32]*sink{}
+	for _, ssrc := range []uint32{30, 31, 32} { // one per reader (SSRC mod 3)
+		sinks[ssrc] = &sink{}
+		_ = peer.Add(ssrc, 0, sinks[ssrc])
+	}
+	for seq := range uint16(20) {
+		for ssrc := range sinks {
+			pub.sendRTP(at, ssrc, seq)
+		}
+	}
+	for _, ssrc := range []uint32{33, 34, 35} { // not kept: to pion, from each reader
+		expectPion(t, toPion, pub.sendRTP(at, ssrc, 1), "an unregistered SSRC")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ssrc, s := range sinks {
+		for len(s.got()) < 20 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		got := s.got()
+		if len(got) != 20 {
+			t.Fatalf("SSRC %d: sink got %d of 20", ssrc, len(got))
+		}
+		for i, b := range got {
+			if !bytes.Equal(b, packet(ssrc, uint16(i))) {
+				t.Fatalf("SSRC %d packet %d: out of order or corrupted", ssrc, i)
+			}
+		}
+	}
+}
+
+// Close ends every reader.
+func TestMuxCloseEndsReaders(t *testing.T) {
+	defer test.CheckRoutines(t)()
+	port, err := srtpsend.Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 2, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer port.Send.Close()
+	m, err := NewMux(port.Readers, port.Send)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.ReadFromAddrPort(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("read after Close: %v", err)
+	}
+}

@@ -8,8 +8,9 @@
 // owns ICE, DTLS, RTCP and every connection this package cannot serve
 // (ICE-TCP, DTLS client role); the SFU falls back to it there.
 //
-// Datagrams leave from a send-only twin of the ICE socket (see NewSocket),
-// on Linux only; elsewhere NewSocket fails and pion writes everything.
+// Datagrams leave from a send-only twin of the ICE port's sockets (see
+// Listen), on Linux only; elsewhere the Port has no send socket and pion
+// writes everything.
 package srtpsend
 
 import (
@@ -38,8 +39,49 @@ const slotSize = 1500 + 64
 // is sent in several calls.
 const batchSize = 64
 
-// Socket sends from the ICE port: a twin of the ICE socket bound to the
-// same address and port, so that the 5-tuple matches ICE's pair, which Go's
+// Port is the SFU's ICE UDP port: the sockets srtprecv reads, all bound
+// to the same address and port, and the socket direct sends leave from.
+type Port struct {
+	// Readers share the port (SO_REUSEPORT); a reuseport program
+	// spreads media among them by SSRC (see steering).
+	Readers []*net.UDPConn
+	// Send is nil when the port could not be shared (not Linux, or a
+	// kernel without reuseport programs): then there is one reader, and
+	// pion writes every packet. Unshared says why.
+	Send     *Socket
+	Unshared error
+}
+
+// Listen opens the ICE port on addr with readers reader sockets (at least
+// one) and a send socket, each with bufSize kernel buffers (capped by
+// net.core.rmem_max and wmem_max). If the port cannot be shared it falls
+// back to one plain reader (see Port).
+func Listen(addr *net.UDPAddr, readers, bufSize int) (*Port, error) {
+	p, err := listen(addr, max(1, readers), bufSize)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range p.Readers {
+		_ = r.SetReadBuffer(bufSize)
+		_ = r.SetWriteBuffer(bufSize)
+	}
+	return p, nil
+}
+
+// Close closes every socket of the port.
+func (p *Port) Close() error {
+	var errs []error
+	if p.Send != nil {
+		errs = append(errs, p.Send.Close())
+	}
+	for _, r := range p.Readers {
+		errs = append(errs, r.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Socket sends from the ICE port: a twin of the readers bound to the same
+// address and port, so that the 5-tuple matches ICE's pair, which Go's
 // netpoller never watches. Every datagram sent from a watched socket frees
 // write space once delivered, and the kernel then wakes the thread blocked
 // in epoll_wait for nothing: measured, half of the SFU's wake-ups under
@@ -48,33 +90,6 @@ type Socket struct {
 	twin *twin
 	// Counters of datagrams and send calls (metrics).
 	Datagrams, Calls atomic.Uint64
-}
-
-// ListenICE opens the SFU's ICE UDP socket on addr, ready for NewSocket
-// (SO_REUSEPORT on Linux), with bufSize kernel buffers (capped by
-// net.core.rmem_max and wmem_max).
-func ListenICE(addr *net.UDPAddr, bufSize int) (*net.UDPConn, error) {
-	conn, err := listenICE(addr)
-	if err != nil {
-		return nil, err
-	}
-	_ = conn.SetReadBuffer(bufSize)
-	_ = conn.SetWriteBuffer(bufSize)
-	return conn, nil
-}
-
-// NewSocket makes the send socket for conn, an ICE socket from ListenICE:
-// the twin, and a one-instruction reuseport BPF program on conn that
-// steers every datagram arriving on the port to conn, so that the twin
-// never receives. If it fails, conn is left as it was (and no longer
-// shares its port).
-func NewSocket(conn *net.UDPConn, bufSize int) (*Socket, error) {
-	t, err := newTwin(conn, bufSize)
-	if err != nil {
-		_ = clearReuseport(conn)
-		return nil, err
-	}
-	return &Socket{twin: t}, nil
 }
 
 // Close closes the send socket (the ICE socket is the mux's).

@@ -80,17 +80,21 @@ func newSocket(t testing.TB) *Socket {
 
 func newICESocket(t testing.TB) (*net.UDPConn, *Socket) {
 	t.Helper()
-	conn, err := ListenICE(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1<<20)
+	p := newPort(t, 1)
+	return p.Readers[0], p.Send
+}
+
+func newPort(t testing.TB, readers int) *Port {
+	t.Helper()
+	p, err := Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, readers, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock, err := NewSocket(conn, 1<<20)
-	if err != nil {
-		conn.Close()
-		t.Fatal(err)
+	t.Cleanup(func() { p.Close() })
+	if p.Send == nil || len(p.Readers) != readers {
+		t.Fatalf("Listen: %d readers, send socket %v (%v)", len(p.Readers), p.Send, p.Unshared)
 	}
-	t.Cleanup(func() { sock.Close(); conn.Close() })
-	return conn, sock
+	return p
 }
 
 func header(ssrc uint32, seq uint16) *rtp.Header {

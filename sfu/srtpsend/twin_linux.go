@@ -12,12 +12,50 @@ import (
 	"syscall"
 	"unsafe"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
-// listenICE binds the ICE socket with SO_REUSEPORT, so that its twin can
-// share the port.
-func listenICE(addr *net.UDPAddr) (*net.UDPConn, error) {
+// listen binds the readers, attaches the steering program, then binds
+// the twin; if the port cannot be shared, one plain reader.
+func listen(addr *net.UDPAddr, readers, bufSize int) (*Port, error) {
+	first, err := listenReuse(addr.String())
+	if err != nil {
+		return nil, err
+	}
+	p := &Port{Readers: []*net.UDPConn{first}}
+	unshared := func(err error) (*Port, error) {
+		for _, r := range p.Readers[1:] {
+			_ = r.Close()
+		}
+		p.Readers = p.Readers[:1]
+		if cerr := setReuseport(first, 0); cerr != nil {
+			_ = first.Close()
+			return nil, cerr
+		}
+		p.Unshared = err
+		return p, nil
+	}
+	at := first.LocalAddr().String() // the port the kernel chose for port 0
+	for len(p.Readers) < readers {
+		r, err := listenReuse(at)
+		if err != nil {
+			return unshared(fmt.Errorf("srtpsend: another reader: %w", err))
+		}
+		p.Readers = append(p.Readers, r)
+	}
+	if err := steer(first, uint32(readers)); err != nil {
+		return unshared(err)
+	}
+	t, err := newTwin(first.LocalAddr().(*net.UDPAddr).AddrPort(), bufSize)
+	if err != nil {
+		return unshared(err)
+	}
+	p.Send = &Socket{twin: t}
+	return p, nil
+}
+
+func listenReuse(addr string) (*net.UDPConn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var err error
 		if cerr := c.Control(func(fd uintptr) {
@@ -27,26 +65,56 @@ func listenICE(addr *net.UDPAddr) (*net.UDPConn, error) {
 		}
 		return err
 	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
+	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 	if err != nil {
 		return nil, err
 	}
 	return pc.(*net.UDPConn), nil
 }
 
-// clearReuseport stops other sockets joining conn's port.
-func clearReuseport(conn *net.UDPConn) error {
+// setReuseport lets other sockets join conn's port, or (0) no longer.
+func setReuseport(conn *net.UDPConn, on int) error {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 0)
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, on)
 	}); err != nil {
 		return err
 	}
 	return serr
+}
+
+// steer is attachSteering; tests replace it to see Listen fall back.
+var steer = attachSteering
+
+// attachSteering gives the port's reuseport group the steering program.
+func attachSteering(conn *net.UDPConn, readers uint32) error {
+	raw, err := bpf.Assemble(steering(readers))
+	if err != nil {
+		return fmt.Errorf("srtpsend: steering program: %w", err)
+	}
+	prog := make([]unix.SockFilter, len(raw))
+	for i, in := range raw {
+		prog[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
+			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("srtpsend: reuseport steering program: %w", serr)
+	}
+	return nil
 }
 
 // twin is the send-only socket: a plain non-blocking file descriptor,
@@ -60,29 +128,7 @@ type twin struct {
 	v6     bool
 }
 
-func newTwin(conn *net.UDPConn, bufSize int) (*twin, error) {
-	la, ok := conn.LocalAddr().(*net.UDPAddr)
-	if !ok {
-		return nil, errors.New("srtpsend: not a UDP socket")
-	}
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	// Steer every datagram arriving on the port to the socket bound
-	// first, conn: "return 0" is the index in the reuseport group.
-	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF,
-			&unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
-	}); err != nil {
-		return nil, err
-	}
-	if serr != nil {
-		return nil, fmt.Errorf("srtpsend: reuseport steering program: %w", serr)
-	}
-	ap := la.AddrPort()
+func newTwin(ap netip.AddrPort, bufSize int) (*twin, error) {
 	t := &twin{v6: ap.Addr().Is6() && !ap.Addr().Is4In6()}
 	family := unix.AF_INET6
 	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
@@ -101,7 +147,7 @@ func newTwin(conn *net.UDPConn, bufSize int) (*twin, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 		return fail("SO_REUSEPORT", err)
 	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, bufSize) // capped by wmem_max, like conn's
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, bufSize) // capped by wmem_max, like the readers'
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}

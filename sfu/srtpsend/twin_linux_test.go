@@ -88,16 +88,15 @@ func TestTwinAddressFamilies(t *testing.T) {
 		t.Fatalf("a mapped IPv4 destination: %v", d)
 	}
 
-	conn6, err := ListenICE(&net.UDPAddr{IP: net.IPv6loopback}, 1<<20)
+	p6, err := Listen(&net.UDPAddr{IP: net.IPv6loopback}, 1, 1<<20)
 	if err != nil {
 		t.Skipf("no IPv6 loopback here: %v", err)
 	}
-	defer conn6.Close()
-	sock6, err := NewSocket(conn6, 1<<20)
-	if err != nil {
-		t.Fatalf("no IPv6 twin: %v", err)
+	defer p6.Close()
+	conn6, sock6 := p6.Readers[0], p6.Send
+	if sock6 == nil {
+		t.Fatalf("no IPv6 twin: %v", p6.Unshared)
 	}
-	defer sock6.Close()
 	if got := sock6.twin.reach(netip.MustParseAddrPort("127.0.0.1:5000")); got != netip.MustParseAddrPort("[::ffff:127.0.0.1]:5000") {
 		t.Fatalf("IPv4 on an IPv6 twin: %s", got)
 	}
@@ -140,24 +139,83 @@ func TestTwinClosed(t *testing.T) {
 	}
 }
 
-// NewSocket fails on a socket that was not opened to share its port, and
-// leaves it working: the SFU then lets pion write.
-func TestNewSocketNeedsListenICE(t *testing.T) {
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// With readers sockets, each SSRC's media reaches reader SSRC mod
+// readers and everything else reader 0; the twin gets nothing.
+func TestPortSpreadsMediaBySSRC(t *testing.T) {
+	const readers = 3
+	p := newPort(t, readers)
+	at := p.Readers[0].LocalAddr().(*net.UDPAddr).AddrPort()
+	tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	if s, err := NewSocket(conn, 1<<20); err == nil {
-		s.Close()
-		t.Fatal("NewSocket made a twin on a port it cannot share")
+	defer tx.Close()
+	want := make([]int, readers)
+	for ssrc := uint32(100); ssrc < 130; ssrc++ {
+		pkt := append([]byte{0x80, 96, 0, 1, 0, 0, 0, 0}, byte(ssrc>>24), byte(ssrc>>16), byte(ssrc>>8), byte(ssrc))
+		if _, err := tx.WriteToUDPAddrPort(append(pkt, make([]byte, 50)...), at); err != nil {
+			t.Fatal(err)
+		}
+		want[ssrc%readers]++
 	}
+	for _, ctl := range [][]byte{{0x80, 200, 0, 6}, {0x00, 0x01, 0, 0}, {22, 0xfe, 0xfd}} { // SRTCP, STUN, DTLS
+		if _, err := tx.WriteToUDPAddrPort(append(ctl, make([]byte, 40)...), at); err != nil {
+			t.Fatal(err)
+		}
+		want[0]++
+	}
+	buf := make([]byte, 2048)
+	for i, r := range p.Readers {
+		for n := range want[i] {
+			_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+			k, _, err := r.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("reader %d got %d of %d datagrams: %v", i, n, want[i], err)
+			}
+			if buf[0]&0xc0 == 0x80 && (buf[1] < 192 || buf[1] > 223) && k >= 12 {
+				if ssrc := uint32(buf[8])<<24 | uint32(buf[9])<<16 | uint32(buf[10])<<8 | uint32(buf[11]); int(ssrc%readers) != i {
+					t.Fatalf("SSRC %d reached reader %d", ssrc, i)
+				}
+			} else if i != 0 {
+				t.Fatalf("a control datagram reached reader %d", i)
+			}
+		}
+		_ = r.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, _, err := r.ReadFromUDPAddrPort(buf); err == nil {
+			t.Fatalf("reader %d got more than its %d datagrams", i, want[i])
+		}
+	}
+	if _, _, err := unix.Recvfrom(p.Send.twin.fd, buf, unix.MSG_DONTWAIT); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("the twin received a datagram (err %v)", err)
+	}
+}
+
+// When the port cannot be shared (here: the steering program is refused),
+// Listen falls back to one plain reader that works and that no other
+// socket can join, and says why.
+func TestListenFallsBackToOneReader(t *testing.T) {
+	refused := errors.New("refused")
+	steer = func(*net.UDPConn, uint32) error { return refused }
+	defer func() { steer = attachSteering }()
+	p, err := Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 3, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if len(p.Readers) != 1 || p.Send != nil || !errors.Is(p.Unshared, refused) {
+		t.Fatalf("fallback: %d readers, send %v, why %v", len(p.Readers), p.Send, p.Unshared)
+	}
+	conn := p.Readers[0]
 	at := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	if other, err := listenReuse(at.String()); err == nil {
+		other.Close()
+		t.Fatal("another socket joined the unshared port")
+	}
 	if _, err := conn.WriteToUDPAddrPort([]byte("self"), at); err != nil {
 		t.Fatal(err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, _, err := conn.ReadFromUDPAddrPort(make([]byte, 16)); err != nil {
-		t.Fatalf("the socket no longer works: %v", err)
+		t.Fatalf("the reader does not work: %v", err)
 	}
 }

@@ -10,11 +10,13 @@ import (
 
 var errNoTwin = errors.New("srtpsend: direct sends need Linux")
 
-func listenICE(addr *net.UDPAddr) (*net.UDPConn, error) { return net.ListenUDP("udp", addr) }
-
-func newTwin(*net.UDPConn, int) (*twin, error) { return nil, errNoTwin }
-
-func clearReuseport(*net.UDPConn) error { return nil }
+func listen(addr *net.UDPAddr, _, _ int) (*Port, error) {
+	conn, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Port{Readers: []*net.UDPConn{conn}, Unshared: errNoTwin}, nil
+}
 
 type twin struct{}
 
