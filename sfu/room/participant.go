@@ -162,9 +162,11 @@ func (p *Participant) choosePath() {
 	if p.pathChosen.Swap(true) {
 		return // connected again after a disconnection: same keys
 	}
-	if p.goStart() {
-		go p.sendSenderReports()
+	p.wgMu.Lock() // orders this with Close, which removes it
+	if !p.isClosed() {
+		p.m.reports.add(p)
 	}
+	p.wgMu.Unlock()
 	c := p.m.cfg.Counters
 	if p.directFn == nil {
 		c.PionSubscribers.Add(1)
@@ -193,33 +195,22 @@ func (p *Participant) setDirectLocked(d *forward.DownTrack) {
 }
 
 // sendSenderReports sends every subscribed track's RTCP sender report
-// each SenderReportInterval until the participant closes.
-func (p *Participant) sendSenderReports() {
-	defer p.wg.Done()
-	t := time.NewTicker(SenderReportInterval)
-	defer t.Stop()
-	var pkts []rtcp.Packet
-	for {
-		select {
-		case <-p.closed:
-			return
-		case now := <-t.C:
-			pkts = pkts[:0]
-			p.subMu.Lock()
-			for _, s := range p.subs {
-				if sr, ok := s.down.SenderReport(now); ok {
-					pkts = append(pkts, &sr)
-				}
-			}
-			p.subMu.Unlock()
-			if len(pkts) == 0 {
-				continue
-			}
-			if err := p.sub.WriteRTCP(pkts); err != nil {
-				p.log.Debug("sending sender reports", "err", err)
-			}
+// (the reporter calls it each SenderReportInterval); pkts is scratch.
+func (p *Participant) sendSenderReports(now time.Time, pkts []rtcp.Packet) []rtcp.Packet {
+	p.subMu.Lock()
+	for _, s := range p.subs {
+		if sr, ok := s.down.SenderReport(now); ok {
+			pkts = append(pkts, &sr)
 		}
 	}
+	p.subMu.Unlock()
+	if len(pkts) == 0 || p.isClosed() {
+		return pkts
+	}
+	if err := p.sub.WriteRTCP(pkts); err != nil {
+		p.log.Debug("sending sender reports", "err", err)
+	}
+	return pkts
 }
 
 // fail ends the participant for a reason the client did not choose.
@@ -746,6 +737,7 @@ func (p *Participant) Close() bool {
 			p.inbound.Close()
 		}
 		p.inMu.Unlock()
+		m.reports.remove(p)
 		p.closePeerConnections()
 		p.wg.Wait()
 		p.inMu.Lock()

@@ -98,6 +98,7 @@ type Manager struct {
 	rooms    map[string]*Room
 	draining bool
 	wg       sync.WaitGroup // participant goroutines
+	reports  reporter
 }
 
 // NewManager returns an empty Manager.
