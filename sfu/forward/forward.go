@@ -455,6 +455,14 @@ func (f *Forwarder) NewDownTrack(id, streamID string) *DownTrack {
 // Forwarder is the track's source.
 func (d *DownTrack) Forwarder() *Forwarder { return d.f }
 
+// SSRC is the subscriber's SSRC for the track, once pion bound it.
+func (d *DownTrack) SSRC() (uint32, bool) {
+	if b := d.bound.Load(); b != nil {
+		return b.ssrc, true
+	}
+	return 0, false
+}
+
 // ID implements webrtc.TrackLocal.
 func (d *DownTrack) ID() string { return d.id }
 

@@ -52,6 +52,7 @@ type Participant struct {
 	subMu  sync.Mutex
 	subs   map[subKey]*subscription
 	direct *srtpsend.Conn // the subscriber connection's direct path, once connected
+	subIn  *srtprecv.Peer // and its fast receive path, for its RTCP
 	// directFn makes direct; pathChosen is set once it was tried.
 	directFn   DirectFunc
 	pathChosen atomic.Bool
@@ -172,7 +173,7 @@ func (p *Participant) choosePath() {
 		c.PionSubscribers.Add(1)
 		return
 	}
-	conn, err := p.directFn(p.sub)
+	conn, in, err := p.directFn(p.sub)
 	if err != nil {
 		c.PionSubscribers.Add(1)
 		p.log.Debug("no direct send path, pion writes", "err", err)
@@ -181,6 +182,9 @@ func (p *Participant) choosePath() {
 	c.DirectSubscribers.Add(1)
 	p.subMu.Lock()
 	defer p.subMu.Unlock()
+	if in != nil && in.SetRTCP(subscriberRTCP{p}) == nil {
+		p.subIn = in
+	}
 	p.direct = conn
 	for _, s := range p.subs {
 		p.setDirectLocked(s.down)
@@ -473,6 +477,9 @@ func (p *Participant) inboundPeer() *srtprecv.Peer {
 		} else {
 			c.FastPublishers.Add(1)
 			p.inbound = in
+			if p.fb != nil { // its sender reports, for the receiver reports
+				_ = in.SetRTCP(p.fb)
+			}
 		}
 	} else if !p.inTried && p.inboundFn == nil {
 		p.inTried = true
@@ -620,34 +627,85 @@ func (p *Participant) addSubscription(t *publishedTrack) bool {
 	return true
 }
 
-// readSubscriberRTCP reads the RTCP a subscriber sends about one track:
-// NACKs are answered from the track's history, PLI/FIR go to the
-// publisher.
+// readSubscriberRTCP reads the RTCP a subscriber sends about one track
+// through pion (when the connection has no fast receive path).
 func (p *Participant) readSubscriberRTCP(s *webrtc.RTPSender, down *forward.DownTrack) {
-	f := down.Forwarder()
 	defer p.wg.Done()
 	buf := make([]byte, 1500)
-	c := p.m.cfg.Counters
 	for {
 		n, _, err := s.Read(buf)
 		if err != nil {
 			return
 		}
-		pkts, err := rtcp.Unmarshal(buf[:n])
-		if err != nil {
-			continue
+		if pkts, err := rtcp.Unmarshal(buf[:n]); err == nil {
+			p.handleSubscriberRTCP(pkts, down)
 		}
-		for _, pkt := range pkts {
-			switch pkt := pkt.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+	}
+}
+
+// subscriberRTCP is the RTCP a subscriber sends on the fast receive path
+// (srtprecv.RTCPSink), for any of its tracks.
+type subscriberRTCP struct{ p *Participant }
+
+func (s subscriberRTCP) ReceiveRTCP(pkt []byte) {
+	if !hasFeedback(pkt) {
+		return // receiver reports only: nothing to answer
+	}
+	if pkts, err := rtcp.Unmarshal(pkt); err == nil {
+		s.p.handleSubscriberRTCP(pkts, nil)
+	}
+}
+
+// hasFeedback reports whether a compound RTCP packet holds transport or
+// payload-specific feedback (RFC 4585: NACK, PLI, FIR), without parsing it.
+func hasFeedback(pkt []byte) bool {
+	for off := 0; off+4 <= len(pkt); off += (int(pkt[off+2])<<8 | int(pkt[off+3]) + 1) * 4 {
+		if pt := rtcp.PacketType(pkt[off+1]); pt == rtcp.TypeTransportSpecificFeedback || pt == rtcp.TypePayloadSpecificFeedback {
+			return true
+		}
+	}
+	return false
+}
+
+// handleSubscriberRTCP answers a subscriber's feedback: NACKs from the
+// track's history, PLI/FIR to the publisher. down is the track the packets
+// are about, or nil: each names its track (its media SSRC).
+func (p *Participant) handleSubscriberRTCP(pkts []rtcp.Packet, down *forward.DownTrack) {
+	c := p.m.cfg.Counters
+	for _, pkt := range pkts {
+		switch pkt := pkt.(type) {
+		case *rtcp.PictureLossIndication:
+			if d := p.trackFor(down, pkt.MediaSSRC); d != nil {
 				c.PLIs.Add(1)
-				f.RequestKeyframe()
-			case *rtcp.TransportLayerNack:
+				d.Forwarder().RequestKeyframe()
+			}
+		case *rtcp.FullIntraRequest:
+			if d := p.trackFor(down, pkt.MediaSSRC); d != nil {
+				c.PLIs.Add(1)
+				d.Forwarder().RequestKeyframe()
+			}
+		case *rtcp.TransportLayerNack:
+			if d := p.trackFor(down, pkt.MediaSSRC); d != nil {
 				c.NACKs.Add(1)
-				down.Resend(pkt)
+				d.Resend(pkt)
 			}
 		}
 	}
+}
+
+// trackFor is down if set, else the subscription whose SSRC is ssrc.
+func (p *Participant) trackFor(down *forward.DownTrack, ssrc uint32) *forward.DownTrack {
+	if down != nil {
+		return down
+	}
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	for _, s := range p.subs {
+		if got, ok := s.down.SSRC(); ok && got == ssrc {
+			return s.down
+		}
+	}
+	return nil
 }
 
 func (p *Participant) unsubscribe(publisher, track string) {
@@ -737,6 +795,11 @@ func (p *Participant) Close() bool {
 			p.inbound.Close()
 		}
 		p.inMu.Unlock()
+		p.subMu.Lock()
+		if p.subIn != nil {
+			p.subIn.Close()
+		}
+		p.subMu.Unlock()
 		m.reports.remove(p)
 		p.closePeerConnections()
 		p.wg.Wait()

@@ -3,6 +3,7 @@ package room
 import (
 	"testing"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/transport/v4/test"
 )
 
@@ -34,4 +35,35 @@ func TestReporterRunsWhileAnyoneIsRegistered(t *testing.T) {
 		t.Fatal("no goroutine after a new member")
 	}
 	r.remove(a)
+}
+
+// Compound RTCP with a NACK, PLI or FIR is parsed; receiver reports and
+// SDES alone are not, and a malformed length does not loop or panic.
+func TestHasFeedback(t *testing.T) {
+	marshal := func(pkts ...rtcp.Packet) []byte {
+		b, err := rtcp.Marshal(pkts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	rr := &rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 2}}}
+	sdes := &rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{Source: 1, Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: "x"}}}}}
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		{"receiver report", marshal(rr), false},
+		{"report and SDES", marshal(rr, sdes), false},
+		{"report and NACK", marshal(rr, &rtcp.TransportLayerNack{MediaSSRC: 2, Nacks: []rtcp.NackPair{{PacketID: 9}}}), true},
+		{"report, SDES and PLI", marshal(rr, sdes, &rtcp.PictureLossIndication{MediaSSRC: 2}), true},
+		{"FIR", marshal(&rtcp.FullIntraRequest{MediaSSRC: 2, FIR: []rtcp.FIREntry{{SSRC: 2}}}), true},
+		{"truncated", marshal(rr)[:6], false},
+		{"empty", nil, false},
+	} {
+		if got := hasFeedback(tc.pkt); got != tc.want {
+			t.Errorf("%s: hasFeedback = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -69,8 +69,10 @@ type Config struct {
 type InboundFunc func(*webrtc.PeerConnection) (*srtprecv.Peer, error)
 
 // DirectFunc returns a connected subscriber connection's direct send
-// path, or an error: pion then writes that subscriber's packets.
-type DirectFunc func(*webrtc.PeerConnection) (*srtpsend.Conn, error)
+// path, or an error: pion then writes that subscriber's packets. The
+// Peer, if not nil, is the connection's fast receive path, for the RTCP
+// the subscriber sends.
+type DirectFunc func(*webrtc.PeerConnection) (*srtpsend.Conn, *srtprecv.Peer, error)
 
 // SenderReportInterval is how often subscribers get RTCP sender reports
 // (pion's report interceptor used the same).

@@ -527,6 +527,10 @@ func TestNACKRetransmission(t *testing.T) {
 	if e.srv.Rooms().Counters().NACKs.Load() == 0 || e.srv.Rooms().Counters().Forward.Retransmissions.Load() == 0 {
 		t.Fatal("the SFU did not count the NACK and its retransmission")
 	}
+	// B's RTCP came in on the fast receive path, not pion's.
+	if _, text := e.get(t, "/metrics"); metricValue(t, text, "sfu_fast_rtcp_received_total") == 0 {
+		t.Fatal("no RTCP handled by the fast receive path")
+	}
 }
 
 // Subscribers get RTCP sender reports for what they receive (browsers sync

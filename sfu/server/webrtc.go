@@ -183,31 +183,41 @@ func (a *apis) NewSubscriber() (*webrtc.API, room.DirectFunc) {
 	keys := dtlskeys.New()
 	keys.Options(&se)
 	api := a.newAPI(se)
-	sock, port := a.socks.direct, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
-	return api, func(pc *webrtc.PeerConnection) (*srtpsend.Conn, error) {
+	sock, mux, port := a.socks.direct, a.socks.mux, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
+	return api, func(pc *webrtc.PeerConnection) (*srtpsend.Conn, *srtprecv.Peer, error) {
 		k, err := keys.Keys() // ErrNotServer when the browser took the DTLS server role
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ice := pc.SCTP().Transport().ICETransport()
 		pair, err := ice.GetSelectedCandidatePair()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !directAddr(pair, port).IsValid() {
-			return nil, errNotDirect
+			return nil, nil, errNotDirect
 		}
 		conn, err := srtpsend.NewConn(sock, k.Profile, k.LocalKey, k.LocalSalt)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		// The subscriber's RTCP (NACKs, PLIs) comes in on the fast path.
+		peer, err := mux.NewPeer(k.Profile, k.RemoteKey, k.RemoteSalt)
+		if err != nil {
+			return nil, nil, err
 		}
 		// A later pair that is not UDP on the mux (ICE-TCP after a
-		// restart) sends through pion again, packet by packet.
-		ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) { conn.SetAddr(directAddr(p, port)) })
-		if pair, err = ice.GetSelectedCandidatePair(); err == nil { // the newest, in case it changed meanwhile
-			conn.SetAddr(directAddr(pair, port))
+		// restart) goes through pion again, packet by packet.
+		setAddr := func(p *webrtc.ICECandidatePair) {
+			a := directAddr(p, port)
+			conn.SetAddr(a)
+			peer.SetAddr(a)
 		}
-		return conn, nil
+		ice.OnSelectedCandidatePairChange(setAddr)
+		if pair, err = ice.GetSelectedCandidatePair(); err == nil { // the newest, in case it changed meanwhile
+			setAddr(pair)
+		}
+		return conn, peer, nil
 	}
 }
 

@@ -37,6 +37,13 @@ type Sink interface {
 	ReceiveRTP(pkt []byte, arrival time.Time)
 }
 
+// RTCPSink receives a peer's decrypted compound RTCP packets, on reader 0
+// (where the port steers all RTCP): it must not block, and must not keep
+// pkt after returning.
+type RTCPSink interface {
+	ReceiveRTCP(pkt []byte)
+}
+
 // Writer sends pion's datagrams (STUN, DTLS, RTCP) from the ICE port.
 type Writer interface {
 	WriteTo(b []byte, to netip.AddrPort) (int, error)
@@ -46,8 +53,11 @@ type Writer interface {
 type Counters struct {
 	// Packets kept and handed to a Sink.
 	Received atomic.Uint64
-	// Packets of a registered SSRC that did not decrypt (a replay, a
-	// rollover the context missed): they go to pion instead.
+	// RTCP packets kept and handed to an RTCPSink.
+	ReceivedRTCP atomic.Uint64
+	// Packets of a registered SSRC (or RTCP of a peer with an RTCPSink)
+	// that did not decrypt (a replay, a rollover the context missed):
+	// they go to pion instead.
 	Rejected atomic.Uint64
 	// Datagrams for pion dropped because pion had fallen behind by a
 	// whole queue.
@@ -55,7 +65,8 @@ type Counters struct {
 }
 
 const (
-	// replayWindow is pion's own SRTP replay window (srtp.SessionSRTP).
+	// replayWindow is pion's own SRTP and SRTCP replay window
+	// (srtp.SessionSRTP, SessionSRTCP).
 	replayWindow = 64
 	// datagramSize is the largest datagram kept (pion's receive MTU).
 	datagramSize = 8192
@@ -149,7 +160,7 @@ func (r *reader) run() {
 			return
 		}
 		pkt := r.buf[:n]
-		if isRTP(pkt) && r.keep(pkt, from) {
+		if isRTP(pkt) && r.keep(pkt, from) || isRTCP(pkt) && r.keepRTCP(pkt, from) {
 			continue
 		}
 		r.m.toPionQueue(pkt, from)
@@ -176,6 +187,28 @@ func (r *reader) keep(pkt []byte, from netip.AddrPort) bool {
 	}
 	m.Counters.Received.Add(1)
 	sink.ReceiveRTP(plain, time.Now())
+	return true
+}
+
+// keepRTCP hands a peer's RTCP to its RTCPSink and reports whether it did.
+func (r *reader) keepRTCP(pkt []byte, from netip.AddrPort) bool {
+	m := r.m
+	m.mu.RLock()
+	p := m.peers[from]
+	m.mu.RUnlock()
+	if p == nil {
+		return false
+	}
+	sink, plain, ok := p.decryptRTCP(pkt, r.plain[:0])
+	if sink == nil {
+		return false
+	}
+	if !ok {
+		m.Counters.Rejected.Add(1)
+		return false
+	}
+	m.Counters.ReceivedRTCP.Add(1)
+	sink.ReceiveRTCP(plain)
 	return true
 }
 
@@ -208,6 +241,11 @@ func (m *Mux) recycle(d *datagram) {
 // first byte 128-191; RFC 5761: RTCP packet types 192-223 in the second).
 func isRTP(b []byte) bool {
 	return len(b) >= 12 && b[0]&0xc0 == 0x80 && (b[1] < 192 || b[1] > 223)
+}
+
+// isRTCP is SRTCP (RFC 5761: packet types 192-223).
+func isRTCP(b []byte) bool {
+	return len(b) >= 8 && b[0]&0xc0 == 0x80 && b[1] >= 192 && b[1] <= 223
 }
 
 // ReadFromAddrPort returns the next datagram that is not a registered
@@ -306,10 +344,19 @@ type Peer struct {
 	profile   srtp.ProtectionProfile
 	key, salt []byte
 
-	mu     sync.Mutex // guards addr, tracks, closed
+	mu     sync.Mutex // guards addr, tracks, rtcp, closed
 	addr   netip.AddrPort
 	tracks map[uint32]*track
+	rtcp   *rtcpTrack
 	closed bool
+}
+
+// rtcpTrack is a peer's kept RTCP: one SRTCP context for all its SSRCs
+// (reader 0 decrypts all of it).
+type rtcpTrack struct {
+	sink RTCPSink
+	mu   sync.Mutex
+	ctx  *srtp.Context
 }
 
 // track is one kept SSRC: its own context, so that a publisher's tracks
@@ -369,6 +416,21 @@ func (p *Peer) Add(ssrc, roc uint32, s Sink) error {
 	return nil
 }
 
+// SetRTCP keeps the peer's RTCP for s from now on.
+func (p *Peer) SetRTCP(s RTCPSink) error {
+	ctx, err := srtp.CreateContext(p.key, p.salt, p.profile, srtp.SRTCPReplayProtection(replayWindow))
+	if err != nil {
+		return fmt.Errorf("srtprecv: %w", err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	p.rtcp = &rtcpTrack{sink: s, ctx: ctx}
+	return nil
+}
+
 // Remove gives ssrc's packets back to pion.
 func (p *Peer) Remove(ssrc uint32) {
 	p.mu.Lock()
@@ -382,6 +444,7 @@ func (p *Peer) Close() {
 	p.mu.Lock()
 	p.closed = true
 	clear(p.tracks)
+	p.rtcp = nil
 	p.mu.Unlock()
 }
 
@@ -397,6 +460,21 @@ func (p *Peer) decrypt(pkt, dst []byte, hdr *rtp.Header) (sink Sink, plain []byt
 	}
 	t.mu.Lock()
 	plain, err := t.ctx.DecryptRTP(dst, pkt, hdr)
+	t.mu.Unlock()
+	return t.sink, plain, err == nil
+}
+
+// decryptRTCP decrypts pkt into dst for the peer's RTCPSink; sink is nil
+// when the peer keeps no RTCP.
+func (p *Peer) decryptRTCP(pkt, dst []byte) (sink RTCPSink, plain []byte, ok bool) {
+	p.mu.Lock()
+	t := p.rtcp
+	p.mu.Unlock()
+	if t == nil {
+		return nil, nil, false
+	}
+	t.mu.Lock()
+	plain, err := t.ctx.DecryptRTCP(dst, pkt, nil)
 	t.mu.Unlock()
 	return t.sink, plain, err == nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jbcalling/platform/sfu/srtpsend"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/transport/v4/test"
@@ -423,5 +424,65 @@ func TestMuxCloseEndsReaders(t *testing.T) {
 	}
 	if _, _, err := m.ReadFromAddrPort(make([]byte, 10)); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("read after Close: %v", err)
+	}
+}
+
+// rtcpSink records the RTCP it receives.
+type rtcpSink struct {
+	mu   sync.Mutex
+	pkts [][]byte
+}
+
+func (s *rtcpSink) ReceiveRTCP(pkt []byte) {
+	s.mu.Lock()
+	s.pkts = append(s.pkts, bytes.Clone(pkt))
+	s.mu.Unlock()
+}
+
+func (s *rtcpSink) got() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pkts
+}
+
+// A peer with an RTCP sink gets its RTCP decrypted there (a subscriber's
+// NACKs and PLIs, a publisher's sender reports) and pion none of it; a
+// peer without one, and an RTCP packet that does not decrypt, go to pion.
+func TestMuxKeepsRTCPForItsSink(t *testing.T) {
+	m, at, toPion := newMux(t)
+	pub, other := newPublisher(t), newPublisher(t)
+	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
+	peer.SetAddr(pub.addr())
+	var s rtcpSink
+	if err := peer.SetRTCP(&s); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := rtcp.Marshal([]rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 1}, &rtcp.PictureLossIndication{SenderSSRC: 1, MediaSSRC: 2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := func(p *publisher) []byte {
+		out, err := p.ctx.EncryptRTCP(nil, plain, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	pub.send(at, seal(pub))
+	expectPion(t, toPion, pub.sendRTP(at, 9, 1), "marker")
+	if got := s.got(); len(got) != 1 || !bytes.Equal(got[0], plain) {
+		t.Fatalf("RTCP sink got %d packets (%x)", len(got), got)
+	}
+	fromOther := seal(other) // a peer without a sink
+	other.send(at, fromOther)
+	expectPion(t, toPion, fromOther, "RTCP of a peer without a sink")
+	bad := seal(pub)
+	bad[len(bad)-1] ^= 1
+	pub.send(at, bad)
+	expectPion(t, toPion, bad, "RTCP that does not decrypt")
+	if m.Counters.ReceivedRTCP.Load() != 1 || m.Counters.Rejected.Load() != 1 {
+		t.Fatalf("ReceivedRTCP %d, Rejected %d; want 1, 1", m.Counters.ReceivedRTCP.Load(), m.Counters.Rejected.Load())
 	}
 }
