@@ -65,7 +65,6 @@ func newMetrics(s *Server) *metrics {
 			counter("sfu_fast_received_total", "RTP packets the fast receive path decrypted and forwarded.", func() float64 { return float64(mx.Counters.Received.Load()) }),
 			counter("sfu_fast_rtcp_received_total", "RTCP packets the fast receive path decrypted and handled (subscribers' NACKs and PLIs, publishers' sender reports).", func() float64 { return float64(mx.Counters.ReceivedRTCP.Load()) }),
 			counter("sfu_fast_rejected_total", "Packets of a fast-path track or peer that did not decrypt there and went to pion.", func() float64 { return float64(mx.Counters.Rejected.Load()) }),
-			counter("sfu_fast_dropped_total", "Datagrams for pion dropped because pion's queue was full.", func() float64 { return float64(mx.Counters.Dropped.Load()) }),
 		)
 	}
 	if d := s.socks.direct; d != nil {

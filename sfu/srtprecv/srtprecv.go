@@ -59,9 +59,6 @@ type Counters struct {
 	// that did not decrypt (a replay, a rollover the context missed):
 	// they go to pion instead.
 	Rejected atomic.Uint64
-	// Datagrams for pion dropped because pion had fallen behind by a
-	// whole queue.
-	Dropped atomic.Uint64
 }
 
 const (
@@ -70,7 +67,8 @@ const (
 	replayWindow = 64
 	// datagramSize is the largest datagram kept (pion's receive MTU).
 	datagramSize = 8192
-	// pionQueue bounds the datagrams waiting for pion's mux worker.
+	// pionQueue is how many datagrams may wait for pion's mux worker
+	// before a reader waits for it.
 	pionQueue = 512
 )
 
@@ -212,8 +210,12 @@ func (r *reader) keepRTCP(pkt []byte, from netip.AddrPort) bool {
 	return true
 }
 
-// toPionQueue copies pkt for pion's mux worker, dropping it if pion is a
-// whole queue behind (as a full socket buffer would).
+// toPionQueue copies pkt for pion's mux worker, waiting while pion is a
+// whole queue behind: dropping there lost STUN and DTLS under overload
+// (ICE then failed for connections that were fine), where waiting lets
+// the socket's own buffer drop what the SFU cannot take, media and
+// control alike, as it did before this path existed. pion's worker never
+// blocks (it queues for each connection), so the wait is short.
 func (m *Mux) toPionQueue(pkt []byte, from netip.AddrPort) {
 	var d *datagram
 	select {
@@ -224,9 +226,7 @@ func (m *Mux) toPionQueue(pkt []byte, from netip.AddrPort) {
 	d.n, d.from = copy(d.b[:], pkt), from
 	select {
 	case m.toPion <- d:
-	default:
-		m.Counters.Dropped.Add(1)
-		m.recycle(d)
+	case <-m.closed:
 	}
 }
 
