@@ -141,17 +141,9 @@ func (a *apis) NewPublisher() (*webrtc.API, room.InboundFunc) {
 	}
 	mux, port := a.socks.mux, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
 	return a.newAPI(se), func(pc *webrtc.PeerConnection) (*srtprecv.Peer, error) {
-		k, err := keys.Keys()
+		k, ice, err := fastPathOf(keys, pc, port)
 		if err != nil {
 			return nil, err
-		}
-		ice := pc.SCTP().Transport().ICETransport()
-		pair, err := ice.GetSelectedCandidatePair()
-		if err != nil {
-			return nil, err
-		}
-		if !directAddr(pair, port).IsValid() {
-			return nil, errNotDirect
 		}
 		peer, err := mux.NewPeer(k.Profile, k.RemoteKey, k.RemoteSalt)
 		if err != nil {
@@ -159,10 +151,7 @@ func (a *apis) NewPublisher() (*webrtc.API, room.InboundFunc) {
 		}
 		// A later pair that is not UDP on the mux (ICE-TCP after a
 		// restart) gives the packets back to pion.
-		ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) { peer.SetAddr(directAddr(p, port)) })
-		if pair, err = ice.GetSelectedCandidatePair(); err == nil {
-			peer.SetAddr(directAddr(pair, port))
-		}
+		followPair(ice, port, peer.SetAddr)
 		return peer, nil
 	}
 }
@@ -185,17 +174,9 @@ func (a *apis) NewSubscriber() (*webrtc.API, room.DirectFunc) {
 	api := a.newAPI(se)
 	sock, mux, port := a.socks.direct, a.socks.mux, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
 	return api, func(pc *webrtc.PeerConnection) (*srtpsend.Conn, *srtprecv.Peer, error) {
-		k, err := keys.Keys() // ErrNotServer when the browser took the DTLS server role
+		k, ice, err := fastPathOf(keys, pc, port) // ErrNotServer when the browser took the DTLS server role
 		if err != nil {
 			return nil, nil, err
-		}
-		ice := pc.SCTP().Transport().ICETransport()
-		pair, err := ice.GetSelectedCandidatePair()
-		if err != nil {
-			return nil, nil, err
-		}
-		if !directAddr(pair, port).IsValid() {
-			return nil, nil, errNotDirect
 		}
 		conn, err := srtpsend.NewConn(sock, k.Profile, k.LocalKey, k.LocalSalt)
 		if err != nil {
@@ -208,16 +189,40 @@ func (a *apis) NewSubscriber() (*webrtc.API, room.DirectFunc) {
 		}
 		// A later pair that is not UDP on the mux (ICE-TCP after a
 		// restart) goes through pion again, packet by packet.
-		setAddr := func(p *webrtc.ICECandidatePair) {
-			a := directAddr(p, port)
+		followPair(ice, port, func(a netip.AddrPort) {
 			conn.SetAddr(a)
 			peer.SetAddr(a)
-		}
-		ice.OnSelectedCandidatePairChange(setAddr)
-		if pair, err = ice.GetSelectedCandidatePair(); err == nil { // the newest, in case it changed meanwhile
-			setAddr(pair)
-		}
+		})
 		return conn, peer, nil
+	}
+}
+
+// fastPathOf is what both fast paths need of a connected connection: its
+// SRTP keys (the SFU being its DTLS server) and its ICE transport, whose
+// selected pair must be UDP through the mux socket (local port port).
+func fastPathOf(keys *dtlskeys.Capture, pc *webrtc.PeerConnection, port int) (dtlskeys.Keys, *webrtc.ICETransport, error) {
+	k, err := keys.Keys()
+	if err != nil {
+		return dtlskeys.Keys{}, nil, err
+	}
+	ice := pc.SCTP().Transport().ICETransport()
+	pair, err := ice.GetSelectedCandidatePair()
+	if err != nil {
+		return dtlskeys.Keys{}, nil, err
+	}
+	if !directAddr(pair, port).IsValid() {
+		return dtlskeys.Keys{}, nil, errNotDirect
+	}
+	return k, ice, nil
+}
+
+// followPair calls set with the selected pair's remote address now and
+// whenever ICE selects another (invalid for a pair the fast paths cannot
+// serve).
+func followPair(ice *webrtc.ICETransport, port int, set func(netip.AddrPort)) {
+	ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) { set(directAddr(p, port)) })
+	if pair, err := ice.GetSelectedCandidatePair(); err == nil { // the newest, in case it changed meanwhile
+		set(directAddr(pair, port))
 	}
 }
 

@@ -158,16 +158,16 @@ func (r *reader) run() {
 			return
 		}
 		pkt := r.buf[:n]
-		if isRTP(pkt) && r.keep(pkt, from) || isRTCP(pkt) && r.keepRTCP(pkt, from) {
+		if isRTP(pkt) && r.keep(pkt, from, false) || isRTCP(pkt) && r.keep(pkt, from, true) {
 			continue
 		}
 		r.m.toPionQueue(pkt, from)
 	}
 }
 
-// keep hands a registered SSRC's packet to its sink and reports whether
-// it did.
-func (r *reader) keep(pkt []byte, from netip.AddrPort) bool {
+// keep hands a registered peer's packet to its sink, RTP of a kept SSRC
+// or (rtcp) RTCP of a peer with an RTCPSink, and reports whether it did.
+func (r *reader) keep(pkt []byte, from netip.AddrPort, rtcp bool) bool {
 	m := r.m
 	m.mu.RLock()
 	p := m.peers[from]
@@ -175,38 +175,28 @@ func (r *reader) keep(pkt []byte, from netip.AddrPort) bool {
 	if p == nil {
 		return false
 	}
-	sink, plain, ok := p.decrypt(pkt, r.plain[:0], &r.hdr)
-	if sink == nil {
-		return false
+	var media Sink
+	var control RTCPSink
+	var plain []byte
+	var ok bool
+	if rtcp {
+		control, plain, ok = p.decryptRTCP(pkt, r.plain[:0])
+	} else {
+		media, plain, ok = p.decrypt(pkt, r.plain[:0], &r.hdr)
 	}
-	if !ok {
+	switch {
+	case media == nil && control == nil:
+		return false
+	case !ok:
 		m.Counters.Rejected.Add(1)
 		return false
+	case rtcp:
+		m.Counters.ReceivedRTCP.Add(1)
+		control.ReceiveRTCP(plain)
+	default:
+		m.Counters.Received.Add(1)
+		media.ReceiveRTP(plain, time.Now())
 	}
-	m.Counters.Received.Add(1)
-	sink.ReceiveRTP(plain, time.Now())
-	return true
-}
-
-// keepRTCP hands a peer's RTCP to its RTCPSink and reports whether it did.
-func (r *reader) keepRTCP(pkt []byte, from netip.AddrPort) bool {
-	m := r.m
-	m.mu.RLock()
-	p := m.peers[from]
-	m.mu.RUnlock()
-	if p == nil {
-		return false
-	}
-	sink, plain, ok := p.decryptRTCP(pkt, r.plain[:0])
-	if sink == nil {
-		return false
-	}
-	if !ok {
-		m.Counters.Rejected.Add(1)
-		return false
-	}
-	m.Counters.ReceivedRTCP.Add(1)
-	sink.ReceiveRTCP(plain)
 	return true
 }
 

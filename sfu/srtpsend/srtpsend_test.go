@@ -38,6 +38,17 @@ func newPeer(t testing.TB, profile srtp.ProtectionProfile) *peer {
 
 func (p *peer) addr() netip.AddrPort { return p.rx.LocalAddr().(*net.UDPAddr).AddrPort() }
 
+// stream is a subscriber track on sock, sent to p with p's keys.
+func (p *peer) stream(t testing.TB, sock *Socket) *Stream {
+	t.Helper()
+	c, err := NewConn(sock, p.profile, p.key, p.salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetAddr(p.addr())
+	return c.NewStream()
+}
+
 // receive reads n datagrams and decrypts them as the subscriber would. It
 // may run on its own goroutine, so it reports with Errorf and returns what
 // it has.
@@ -191,12 +202,7 @@ func TestBatchDeliversDecryptablePackets(t *testing.T) {
 func TestWriteRTPSendsAlone(t *testing.T) {
 	sock := newSocket(t)
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
-	c, err := NewConn(sock, p.profile, p.key, p.salt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetAddr(p.addr())
-	s := c.NewStream()
+	s := p.stream(t, sock)
 	var batch Batch
 	for _, seq := range []uint16{10, 12} {
 		if err := batch.Add(s, header(7, seq), payload(seq, 300)); err != nil {

@@ -20,12 +20,7 @@ func TestTwinSharesThePortAndNeverReceives(t *testing.T) {
 	ice := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
-	c, err := NewConn(sock, p.profile, p.key, p.salt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetAddr(p.addr())
-	s := c.NewStream()
+	s := p.stream(t, sock)
 	var batch Batch
 	for seq := range uint16(3) {
 		if err := batch.Add(s, header(1, seq), payload(seq, 100)); err != nil {
