@@ -15,6 +15,7 @@ import (
 	"github.com/jbcalling/platform/sfu/server"
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/ice/v4"
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -152,5 +153,42 @@ func TestICEBindAuto(t *testing.T) {
 				t.Fatalf("SFU candidate %s, want the default route's address %s", pair.Remote.Address, netns.Addr)
 			}
 		})
+	}
+}
+
+// With --ice-port-range there is no single UDP port, so neither fast path:
+// pion reads and writes every packet, and the publisher still gets its
+// feedback (here, receiver reports) through the same calls.
+func TestPortRangeUsesPionPaths(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.ICEPortRange = "41000-41100" })
+	defer e.close()
+	reports := make(chan struct{}, 1)
+	onRR := func(o *client.Options) {
+		o.OnRTCP = func(_ string, pkts []rtcp.Packet) {
+			for _, p := range pkts {
+				if _, ok := p.(*rtcp.ReceiverReport); ok {
+					select {
+					case reports <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}
+	call := e.videoCall(t, onRR)
+	defer call.close()
+	if err := receiveInOrder(call.rt, 50); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reports:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no receiver report at the publisher")
+	}
+	c := e.srv.Rooms().Counters()
+	if c.FastPublishers.Load() != 0 || c.PionPublishers.Load() == 0 || c.DirectSubscribers.Load() != 0 || c.PionSubscribers.Load() == 0 {
+		t.Fatalf("publishers %d fast / %d pion, subscribers %d direct / %d pion: want all through pion",
+			c.FastPublishers.Load(), c.PionPublishers.Load(), c.DirectSubscribers.Load(), c.PionSubscribers.Load())
 	}
 }
