@@ -400,6 +400,17 @@ func TestLocalSwarm(t *testing.T) {
 					t.Fatalf("%v\nthe SFU container's sockets on its ICE port: %s", err, iceSockets(c, dep.Services[sfuName], ls.Config.ICEUDPPort))
 				}
 				t.Logf("%d packets received; pairs %v", res.Received, res.Pairs)
+				if network == "udp" {
+					// In its container (the runtime's defaults, uid 65532) the
+					// SFU shares its ICE port: reuseport sockets and the
+					// steering program were accepted, and the media took the
+					// fast receive path and the direct send path.
+					base := fmt.Sprintf("https://%s:%d", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
+					m := sfuMetrics(t, localClient(ca.Pool), base)
+					if m["sfu_publishers_fast_total"] < 1 || m["sfu_subscribers_direct_total"] < 1 || m["sfu_fast_received_total"] < 1 {
+						t.Fatalf("the containerised SFU's fast paths were not used: %v\nlogs:\n%s", m, c.E.ServiceLogs(context.Background(), dep.Services[sfuName], 40))
+					}
+				}
 			})
 		}
 	})
@@ -600,4 +611,29 @@ func get(t *testing.T, client *http.Client, url string, want int) (int, []byte, 
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// sfuMetrics reads the SFU's fast-path counters from its /metrics.
+func sfuMetrics(t *testing.T, client *http.Client, base string) map[string]float64 {
+	t.Helper()
+	resp, err := client.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/metrics: %d %v", base, resp.StatusCode, err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(name, "sfu_") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
