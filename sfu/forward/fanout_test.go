@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
@@ -84,5 +85,72 @@ func TestLargeFanOutAllocatesNothing(t *testing.T) {
 	f.Forward(raw) // start the helpers, grow the scratch buffers
 	if n := testing.AllocsPerRun(100, func() { f.Forward(raw) }); n != 0 {
 		t.Fatalf("parallel Forward allocated %.1f times per packet, want 0", n)
+	}
+}
+
+// blocking is a Source that yields one packet, then waits until closed
+// (a track whose packets the fast receive path has taken over).
+type blocking struct {
+	first []byte
+	done  chan struct{}
+}
+
+func (s *blocking) Read(b []byte) (int, interceptor.Attributes, error) {
+	if s.first != nil {
+		n := copy(b, s.first)
+		s.first = nil
+		return n, nil, nil
+	}
+	<-s.done
+	return 0, nil, io.EOF
+}
+
+// While Run waits on pion and the fast receive path delivers a long
+// fan-out from another goroutine, helpers serve both; when Run returns
+// they stop, and packets the fast path still delivers are forwarded
+// without starting them again.
+func TestFanOutFromTheFastPathAroundRun(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("fan-out helpers need GOMAXPROCS > 1")
+	}
+	f := newForwarder(nil)
+	var recs []*recorder
+	for i := range 2*fanOutChunk + 1 {
+		r := &recorder{}
+		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: webrtc.SSRC(i + 1), w: r}
+		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	before := runtime.NumGoroutine()
+	src := &blocking{first: sourcePacket(t, 0, []byte("first")), done: make(chan struct{})}
+	ran := make(chan error, 1)
+	go func() { ran <- f.Run(src) }()
+	delivered := make(chan struct{})
+	go func() { // the fast path: packets 1..200, on its own goroutine
+		defer close(delivered)
+		for seq := uint16(1); seq <= 200; seq++ {
+			f.ReceiveRTP(sourcePacket(t, seq, []byte("fast")), time.Now())
+			if seq == 100 {
+				close(src.done) // the track ends meanwhile
+			}
+		}
+	}()
+	<-delivered
+	if err := <-ran; err != io.EOF {
+		t.Fatalf("Run: %v", err)
+	}
+	if f.jobs != nil {
+		t.Fatal("helpers running after Run returned")
+	}
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines left, %d before", n, before)
+	}
+	if got := f.cfg.Counters.PacketsIn.Load(); got != 201 {
+		t.Fatalf("%d packets received, want 201", got)
 	}
 }

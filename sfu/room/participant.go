@@ -424,13 +424,15 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	// From here on the fast receive path, if the connection has one,
 	// takes the track's packets; pion delivers those already in its
 	// buffers, and all of them if it has none.
-	if in := p.inboundPeer(); in != nil {
-		if err := in.Add(ssrc, t.fwd.RolloverCount(), t.fwd); err == nil {
-			defer in.Remove(ssrc)
-		}
+	in := p.inboundPeer()
+	if in != nil && in.Add(ssrc, t.fwd.RolloverCount(), t.fwd) != nil {
+		in = nil
 	}
 	if err := t.fwd.Run(remote); err != nil {
 		p.log.Debug("track ended", "track", t.id, "err", err)
+	}
+	if in != nil {
+		in.Remove(ssrc) // before the subscribers go
 	}
 	p.unpublish(t)
 }
