@@ -195,7 +195,11 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	row("SFU CPU", "%.3f cores; %.2f µs per forwarded packet", rep.SFUCPUCores, rep.CPUPerForwardedMicros)
 	row("plain UDP send", "%.2f µs CPU per %d-byte send", rep.UDPSendMicros, rep.UDPSendPacketBytes)
 	row("forwarding ratio", "%.2f", rep.ForwardingRatio)
-	row("fan-out floor", "%.2f µs CPU per datagram for a process doing only the same sends (ratio %.2f); the SFU adds %.2f µs", rep.FloorMicros, rep.FloorRatio, rep.CPUPerForwardedMicros-rep.FloorMicros)
+	if rep.FloorMicros > 0 {
+		row("fan-out floor", "%.2f µs CPU per datagram for a process doing only the same sends (ratio %.2f); the SFU adds %.2f µs", rep.FloorMicros, rep.FloorRatio, rep.CPUPerForwardedMicros-rep.FloorMicros)
+	} else {
+		row("fan-out floor", "not measured (--floor-duration 0, or nothing was forwarded)")
+	}
 	row("latency (one-way)", "p50 %.3f ms, p99 %.3f ms, max %.3f ms (%d packets)", rep.Latency.P50, rep.Latency.P99, rep.Latency.Max, rep.Latency.N)
 	row("video latency", "through the SFU p50 %.3f ms, p99 %.3f ms; without it (one publisher's video straight to a local pion receiver) p50 %.3f ms, p99 %.3f ms", rep.VideoLatency.P50, rep.VideoLatency.P99, rep.LatencyWithoutSFU.P50, rep.LatencyWithoutSFU.P99)
 	row("added by the SFU", "p50 %.3f ms, p99 %.3f ms", rep.AddedLatencyP50, rep.AddedLatencyP99)
