@@ -125,24 +125,30 @@ type Sender struct {
 // NewSender returns a Sender on s.
 func (s *Socket) NewSender() *Sender { return &Sender{sock: s} }
 
-// Send sends ds without waiting and returns how many left: a full send
-// buffer drops the rest, as a full NIC queue would, and is an error.
+// Send sends ds without waiting and returns how many left, and the first
+// error: a datagram the kernel refuses (too large, say) is skipped and the
+// others still go; a full send buffer drops the rest, as a full NIC queue
+// would.
 func (snd *Sender) Send(ds []Datagram) (int, error) {
 	if snd.args == nil {
 		snd.args = new(mmsgArgs)
 	}
 	sent := 0
-	for sent < len(ds) {
-		chunk := ds[sent:min(len(ds), sent+batchSize)]
-		n, calls, err := snd.sock.twin.send(snd.args, chunk)
+	var first error
+	for next := 0; next < len(ds); {
+		chunk := ds[next:min(len(ds), next+batchSize)]
+		n, tried, calls, err := snd.sock.twin.send(snd.args, chunk)
 		snd.sock.Calls.Add(uint64(calls))
 		snd.sock.Datagrams.Add(uint64(n))
-		sent += n
-		if err != nil {
-			return sent, err
+		sent, next = sent+n, next+tried
+		if first == nil {
+			first = err
+		}
+		if tried < len(chunk) {
+			return sent, first
 		}
 	}
-	return sent, nil
+	return sent, first
 }
 
 // Conn is one subscriber connection's direct path: its SRTP keys and the
@@ -304,8 +310,9 @@ func (b *Batch) Add(s *Stream, hdr *rtp.Header, payload []byte) error {
 // Len is the number of datagrams waiting.
 func (b *Batch) Len() int { return len(b.ds) }
 
-// Flush sends every waiting datagram. On a send error the rest of the
-// batch is dropped (like a lost packet; NACKs recover video).
+// Flush sends every waiting datagram. A datagram that cannot be sent is
+// lost (NACKs recover video): alone if the kernel refuses it, with the
+// rest of the batch if the socket's buffer is full (Sender.Send).
 func (b *Batch) Flush() error {
 	if len(b.ds) == 0 {
 		return nil

@@ -148,6 +148,15 @@ func newTwin(ap netip.AddrPort, bufSize int) (*twin, error) {
 		return fail("SO_REUSEPORT", err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, bufSize) // capped by wmem_max, like the readers'
+	// DF without path-MTU state (IP_PMTUDISC_PROBE): the kernel then gives
+	// each IPv4 datagram the ID 0 instead of drawing one from its shared,
+	// hashed ID table, 5 % of the SFU's CPU at 1 x 100 (docs/benchmarks.md).
+	// Media fits any path (≤ 1200-byte payloads); a datagram larger than
+	// the interface's MTU fails alone (EMSGSIZE) instead of fragmenting.
+	// On an IPv6 socket this covers its IPv4-mapped peers.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE); err != nil && !t.v6 {
+		return fail("IP_MTU_DISCOVER", err)
+	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
@@ -181,9 +190,12 @@ type mmsgArgs struct {
 }
 
 // send sends ds (at most batchSize) with as few sendmmsg calls as the
-// kernel takes, and returns how many left and how many calls it made.
-// The socket is non-blocking and never waits.
-func (t *twin) send(args *mmsgArgs, ds []Datagram) (sent, calls int, err error) {
+// kernel takes, and returns how many left, how many it tried (all but
+// those after a socket error) and how many calls it made. The socket is
+// non-blocking and never waits. A datagram the kernel refuses on its own
+// is skipped and the first such error returned with the others sent; a
+// socket error (full, closed) ends the batch there.
+func (t *twin) send(args *mmsgArgs, ds []Datagram) (sent, tried, calls int, err error) {
 	for i, d := range ds {
 		iov := &args.iovs[i]
 		iov.Base = unsafe.SliceData(d.B)
@@ -212,26 +224,36 @@ func (t *twin) send(args *mmsgArgs, ds []Datagram) (sent, calls int, err error) 
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.closed {
-		return 0, 0, ErrClosed
+		return 0, 0, 0, ErrClosed
 	}
-	for sent < len(ds) {
+	for tried < len(ds) {
 		// A raw syscall: sendmmsg on a non-blocking socket never sleeps,
 		// and telling the scheduler about the syscall (entersyscall) woke
 		// its monitor thread and handed the P to another thread on long
 		// fan-outs, both measured costs (docs/benchmarks.md).
-		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(t.fd), uintptr(unsafe.Pointer(&args.hdrs[sent])), uintptr(len(ds)-sent), unix.MSG_DONTWAIT, 0, 0)
+		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(t.fd), uintptr(unsafe.Pointer(&args.hdrs[tried])), uintptr(len(ds)-tried), unix.MSG_DONTWAIT, 0, 0)
 		calls++
 		switch {
 		case errno == unix.EINTR:
 			continue
+		case errno == unix.EAGAIN || errno == unix.ENOBUFS || errno == unix.EBADF:
+			// The socket, not the datagram: the rest would fail too.
+			return sent, tried, calls, errors.Join(err, fmt.Errorf("srtpsend: sendmmsg: %w", errno))
 		case errno != 0:
-			return sent, calls, fmt.Errorf("srtpsend: sendmmsg: %w", errno)
+			// This datagram alone (too large, a destination the
+			// kernel refuses): skip it, send the other subscribers'.
+			if err == nil {
+				err = fmt.Errorf("srtpsend: sendmmsg to %v: %w", ds[tried].To, errno)
+			}
+			tried++
+			continue
 		case r == 0:
-			return sent, calls, errors.New("srtpsend: sendmmsg sent nothing")
+			return sent, tried, calls, errors.Join(err, errors.New("srtpsend: sendmmsg sent nothing"))
 		}
 		sent += int(r)
+		tried += int(r)
 	}
-	return sent, calls, nil
+	return sent, tried, calls, err
 }
 
 // sendOne sends one datagram to a (already in the twin's family; see

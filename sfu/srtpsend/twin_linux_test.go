@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,5 +213,76 @@ func TestListenFallsBackToOneReader(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, _, err := conn.ReadFromUDPAddrPort(make([]byte, 16)); err != nil {
 		t.Fatalf("the reader does not work: %v", err)
+	}
+}
+
+// A datagram the kernel refuses on its own (here: to a broadcast address,
+// which needs SO_BROADCAST) is lost alone: every other subscriber's copy,
+// in the same sendmmsg call and in the chunks after it, still goes, and
+// the error names the refused destination.
+func TestTwinSkipsARefusedDatagram(t *testing.T) {
+	sock := newSocket(t)
+	refused := netip.MustParseAddrPort("127.255.255.255:9")
+	const n = batchSize + 6 // two chunks, a refused datagram in each
+	var ds []Datagram
+	var rxs []*peer
+	for i := range n {
+		if i == 1 || i == batchSize+2 {
+			ds = append(ds, Datagram{B: []byte("refused"), To: refused})
+			continue
+		}
+		p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
+		rxs = append(rxs, p)
+		ds = append(ds, Datagram{B: []byte{byte(i)}, To: p.addr()})
+	}
+	sent, err := sock.NewSender().Send(ds)
+	if sent != n-2 {
+		t.Errorf("sent %d of %d, want all but the 2 refused", sent, n)
+	}
+	if !errors.Is(err, unix.EACCES) || !strings.Contains(err.Error(), refused.String()) {
+		t.Errorf("error %v, want EACCES naming %s", err, refused)
+	}
+	buf := make([]byte, 16)
+	for i, p := range rxs {
+		_ = p.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := p.rx.ReadFromUDPAddrPort(buf); err != nil {
+			t.Fatalf("receiver %d got nothing: %v", i, err)
+		}
+	}
+}
+
+// The twin sends IPv4 with DF and ID 0 (IP_PMTUDISC_PROBE): the kernel
+// skips its hashed IP ID generator, a measured cost per datagram. Seen on
+// the wire with a raw socket, so it needs root (CAP_NET_RAW).
+func TestTwinSendsDontFragment(t *testing.T) {
+	raw, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		t.Skipf("no raw socket to see IP headers with (needs CAP_NET_RAW): %v", err)
+	}
+	defer unix.Close(raw)
+	_ = unix.SetsockoptTimeval(raw, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 5})
+	conn, sock := newICESocket(t)
+	from := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
+	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
+	for range 3 {
+		if _, err := sock.WriteTo([]byte("df?"), p.addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 2048)
+	for seen := 0; seen < 3; {
+		n, _, err := unix.Recvfrom(raw, buf, 0)
+		if err != nil {
+			t.Fatalf("saw %d of the twin's datagrams: %v", seen, err)
+		}
+		ihl := int(buf[0]&0x0f) * 4
+		if n < ihl+8 || uint16(buf[ihl])<<8|uint16(buf[ihl+1]) != from || uint16(buf[ihl+2])<<8|uint16(buf[ihl+3]) != p.addr().Port() {
+			continue // someone else's UDP
+		}
+		seen++
+		id, flags := uint16(buf[4])<<8|uint16(buf[5]), buf[6]>>5
+		if flags&0b010 == 0 || id != 0 {
+			t.Fatalf("datagram from the twin: flags %03b, ID %d; want DF and ID 0", flags, id)
+		}
 	}
 }
