@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jbcalling/platform/internal/racecheck"
 	"github.com/jbcalling/platform/sfu/srtpsend"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -215,6 +216,7 @@ func TestSenderReport(t *testing.T) {
 
 // The direct path allocates nothing per forwarded packet either.
 func TestDirectForwardAllocatesNothing(t *testing.T) {
+	racecheck.SkipAllocs(t)
 	f := newForwarder(nil)
 	sock := newTestSocket(t)
 	peer := newDirectPeer(t, sock)

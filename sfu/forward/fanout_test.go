@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jbcalling/platform/internal/racecheck"
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 )
@@ -69,6 +70,7 @@ func TestLargeFanOutDeliversEverythingInOrder(t *testing.T) {
 
 // The parallel fan-out allocates nothing per packet either.
 func TestLargeFanOutAllocatesNothing(t *testing.T) {
+	racecheck.SkipAllocs(t)
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Skip("fan-out helpers need GOMAXPROCS > 1")
 	}

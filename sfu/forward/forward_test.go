@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jbcalling/platform/internal/racecheck"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -258,6 +259,7 @@ func BenchmarkForward(b *testing.B) {
 // reaches: per-packet garbage is what makes a Go SFU's GC cost grow with
 // load.
 func TestForwardAllocatesNothing(t *testing.T) {
+	racecheck.SkipAllocs(t)
 	f := newForwarder(nil)
 	for i := range 20 {
 		c := &fakeContext{

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jbcalling/platform/internal/racecheck"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 )
@@ -293,6 +294,7 @@ func TestRefusals(t *testing.T) {
 
 // The per-packet path allocates nothing once the batch exists.
 func TestBatchAllocatesNothing(t *testing.T) {
+	racecheck.SkipAllocs(t)
 	sock := newSocket(t)
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
 	go func() { // drain
