@@ -44,6 +44,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "markdown" {
+		return markdown(args[1:], stdout)
+	}
 	c := load.Defaults()
 	fs := flag.NewFlagSet("sfuload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -68,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	jsonOut := fs.String("json", "", "also write the report as JSON to this file (- for stdout, replacing the table)")
 	verbose := fs.Bool("v", false, "log the clients' warnings")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: sfuload [flags]\n\nDrives a running SFU with WebRTC publishers and subscribers and reports\nwhat it costs the SFU. Run it in a private network namespace (see run-in-netns.sh).\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: sfuload [flags]\n       sfuload markdown REPORT.json...\n\nDrives a running SFU with WebRTC publishers and subscribers and reports\nwhat it costs the SFU. Run it in a private network namespace (see run-in-netns.sh).\n'markdown' prints --json reports as the results table of docs/benchmarks.md.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -115,4 +118,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// markdown prints reports written with --json as docs/benchmarks.md's
+// results table.
+func markdown(paths []string, stdout io.Writer) error {
+	if len(paths) == 0 {
+		return errors.New("markdown: no reports given (sfuload markdown REPORT.json...)")
+	}
+	var reps []*load.Report
+	for _, p := range paths {
+		rep, err := load.ReadReport(p)
+		if err != nil {
+			return err
+		}
+		reps = append(reps, rep)
+	}
+	return load.WriteMarkdown(stdout, reps)
 }
