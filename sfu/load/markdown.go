@@ -8,6 +8,9 @@ import (
 	"strings"
 )
 
+// machineCPUs ends Report.Machine: the load tool's CPUs (one when pinned).
+const machineCPUs = ", %d CPUs"
+
 // ReadReport reads a report written with sfuload --json.
 func ReadReport(path string) (*Report, error) {
 	b, err := os.ReadFile(path)
@@ -88,7 +91,7 @@ func (rep *Report) Label() string {
 	if d := Defaults(); c.VideoBitrate != d.VideoBitrate {
 		notes = append(notes, fmt.Sprintf("video %.2f Mbit/s", float64(c.VideoBitrate)/1e6))
 	}
-	if strings.HasSuffix(rep.Machine, " 1 CPUs") {
+	if strings.HasSuffix(rep.Machine, fmt.Sprintf(machineCPUs, 1)) {
 		notes = append(notes, "load tool on 1 CPU")
 	}
 	if len(notes) > 0 {

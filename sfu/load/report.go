@@ -110,7 +110,7 @@ type Report struct {
 }
 
 func (rep *Report) fill(r *runner, base, a, b sample, window float64, sent, sentBytes uint64) {
-	rep.Machine = fmt.Sprintf("%s/%s, %d CPUs", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+	rep.Machine = fmt.Sprintf("%s/%s"+machineCPUs, runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
 	rep.WindowSeconds = window
 	d := func(name string) float64 { return b.v[name] - a.v[name] }
 	if window > 0 {

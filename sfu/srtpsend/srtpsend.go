@@ -144,8 +144,8 @@ func (snd *Sender) Send(ds []Datagram) (int, error) {
 		if first == nil {
 			first = err
 		}
-		if tried < len(chunk) {
-			return sent, first
+		if tried < len(chunk) { // a socket error: the rest would fail too
+			break
 		}
 	}
 	return sent, first

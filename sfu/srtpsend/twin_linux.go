@@ -150,7 +150,8 @@ func newTwin(ap netip.AddrPort, bufSize int) (*twin, error) {
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, bufSize) // capped by wmem_max, like the readers'
 	// DF without path-MTU state (IP_PMTUDISC_PROBE): the kernel then gives
 	// each IPv4 datagram the ID 0 instead of drawing one from its shared,
-	// hashed ID table, 5 % of the SFU's CPU at 1 x 100 (docs/benchmarks.md).
+	// hashed ID table: 4.8 % of the SFU's CPU in a profile at 1 x 100
+	// (docs/benchmarks.md, "DF on the twin").
 	// Media fits any path (≤ 1200-byte payloads); a datagram larger than
 	// the interface's MTU fails alone (EMSGSIZE) instead of fragmenting.
 	// On an IPv6 socket this covers its IPv4-mapped peers.

@@ -2,7 +2,7 @@
 # Runs the load rows docs/benchmarks.md records, one after another, each
 # against a fresh SFU in a private network namespace (run-in-netns.sh),
 # keeps every report in OUTDIR and prints them as the page's results
-# table. Needs root, like run-in-netns.sh. About 5 minutes on 2 cores.
+# table. Needs root, like run-in-netns.sh. About 3 minutes on 2 cores.
 #
 #   sudo sfu/cmd/sfuload/bench-rows.sh OUTDIR
 #
