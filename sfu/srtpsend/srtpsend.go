@@ -158,6 +158,7 @@ type Conn struct {
 	key     []byte
 	salt    []byte
 	profile srtp.ProtectionProfile
+	gcm     *gcmKeys                       // nil: pion seals (the AES-CM-HMAC profiles)
 	dst     atomic.Pointer[netip.AddrPort] // in the socket's family
 
 	// One SRTP context per SSRC, kept for the connection's life like
@@ -169,8 +170,10 @@ type Conn struct {
 
 type ssrcContext struct {
 	ssrc uint32
-	mu   sync.Mutex // the forwarder and the retransmitter encrypt
-	ctx  *srtp.Context
+	mu   sync.Mutex    // the forwarder and the retransmitter encrypt
+	roll rollover      // with gcm
+	iv   [12]byte      // with gcm: seal's scratch
+	ctx  *srtp.Context // without
 }
 
 // context returns ssrc's SRTP context, made on first use.
@@ -183,11 +186,14 @@ func (c *Conn) context(ssrc uint32) (*ssrcContext, error) {
 	if v, ok := c.contexts.Load(ssrc); ok {
 		return v.(*ssrcContext), nil
 	}
-	ctx, err := srtp.CreateContext(c.key, c.salt, c.profile)
-	if err != nil {
-		return nil, fmt.Errorf("srtpsend: %w", err)
+	sc := &ssrcContext{ssrc: ssrc}
+	if c.gcm == nil {
+		ctx, err := srtp.CreateContext(c.key, c.salt, c.profile)
+		if err != nil {
+			return nil, fmt.Errorf("srtpsend: %w", err)
+		}
+		sc.ctx = ctx
 	}
-	sc := &ssrcContext{ssrc: ssrc, ctx: ctx}
 	c.contexts.Store(ssrc, sc)
 	return sc, nil
 }
@@ -199,7 +205,11 @@ func NewConn(sock *Socket, profile srtp.ProtectionProfile, key, salt []byte) (*C
 	if _, err := srtp.CreateContext(key, salt, profile); err != nil {
 		return nil, fmt.Errorf("srtpsend: %w", err)
 	}
-	return &Conn{sock: sock, key: key, salt: salt, profile: profile}, nil
+	gcm, err := newGCMKeys(profile, key, salt)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{sock: sock, key: key, salt: salt, profile: profile, gcm: gcm}, nil
 }
 
 // SetAddr points the connection at the remote UDP address of ICE's
@@ -232,11 +242,18 @@ type Stream struct {
 // NewStream returns a stream on c.
 func (c *Conn) NewStream() *Stream { return &Stream{conn: c} }
 
-// seal marshals hdr and payload into buf and encrypts them in place with
-// the context of hdr's SSRC.
+// seal marshals hdr, payload and hdr's padding into buf and encrypts them
+// with the context of hdr's SSRC.
 func (s *Stream) seal(buf []byte, hdr *rtp.Header, payload []byte) ([]byte, error) {
-	hl := hdr.MarshalSize()
-	if hl+len(payload) > 1500 {
+	hl, pad := hdr.MarshalSize(), 0
+	if hdr.Padding {
+		if hdr.PaddingSize == 0 {
+			return nil, errNoPaddingSize
+		}
+		pad = int(hdr.PaddingSize)
+	}
+	n := hl + len(payload) + pad
+	if n > 1500 {
 		return nil, ErrTooLarge
 	}
 	sc := s.last.Load()
@@ -250,12 +267,28 @@ func (s *Stream) seal(buf []byte, hdr *rtp.Header, payload []byte) ([]byte, erro
 	if _, err := hdr.MarshalTo(buf[:hl]); err != nil {
 		return nil, err
 	}
-	n := hl + copy(buf[hl:], payload)
+	plain := payload // sealed from where it is: no copy
+	if pad > 0 || sc.ctx != nil {
+		copy(buf[hl:], payload)
+		if pad > 0 { // RFC 3550 §5.1: the padding's last octet counts it
+			clear(buf[hl+len(payload) : n-1])
+			buf[n-1] = byte(pad)
+		}
+		plain = buf[hl:n]
+	}
 	sc.mu.Lock()
-	out, err := sc.ctx.EncryptRTP(buf[:n], buf[:n], hdr)
-	sc.mu.Unlock()
-	return out, err
+	defer sc.mu.Unlock()
+	if sc.ctx != nil {
+		return sc.ctx.EncryptRTP(buf[:n], buf[:n], hdr)
+	}
+	roc, err := sc.roll.next(hdr.SequenceNumber)
+	if err != nil {
+		return nil, err
+	}
+	return s.conn.gcm.seal(buf, hl, hdr.SSRC, roc, hdr.SequenceNumber, plain, &sc.iv), nil
 }
+
+var errNoPaddingSize = errors.New("srtpsend: padding flag set without a padding size")
 
 // WriteRTP sends one packet now (a retransmission, outside any batch).
 func (s *Stream) WriteRTP(hdr *rtp.Header, payload []byte) error {

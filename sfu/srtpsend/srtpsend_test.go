@@ -117,7 +117,9 @@ func header(ssrc uint32, seq uint16) *rtp.Header {
 
 func payload(seq uint16, size int) []byte {
 	b := bytes.Repeat([]byte{byte(seq)}, size)
-	b[0] = 0x90
+	if size > 0 {
+		b[0] = 0x90
+	}
 	return b
 }
 
@@ -194,6 +196,45 @@ func TestBatchDeliversDecryptablePackets(t *testing.T) {
 			}
 			if calls := sock.Calls.Load(); calls >= sock.Datagrams.Load() {
 				t.Fatalf("%d sendmmsg calls for %d datagrams: not batched", calls, sock.Datagrams.Load())
+			}
+		})
+	}
+}
+
+// A padded packet (browsers pad to probe bandwidth, often with no payload
+// at all) reaches the subscriber with its padding, for both profiles:
+// the padding flag without the padding octets made the subscriber read
+// the payload's last octet as a padding count.
+func TestBatchKeepsPadding(t *testing.T) {
+	for _, profile := range []srtp.ProtectionProfile{srtp.ProtectionProfileAeadAes128Gcm, srtp.ProtectionProfileAes128CmHmacSha1_80} {
+		t.Run(profile.String(), func(t *testing.T) {
+			sock := newSocket(t)
+			p := newPeer(t, profile)
+			s := p.stream(t, sock)
+			sizes := []struct {
+				payload int
+				pad     byte
+			}{{300, 4}, {0, 255}, {1100, 1}}
+			var batch Batch
+			for i, sz := range sizes {
+				h := header(3, uint16(i))
+				h.Padding, h.PaddingSize = true, sz.pad
+				if err := batch.Add(s, h, payload(uint16(i), sz.payload)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := batch.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			got := p.receive(t, len(sizes))
+			if len(got) != len(sizes) {
+				t.FailNow()
+			}
+			for i, sz := range sizes {
+				if !got[i].Padding || got[i].PaddingSize != sz.pad || !bytes.Equal(got[i].Payload, payload(uint16(i), sz.payload)) {
+					t.Fatalf("packet %d: padding %v/%d, %d payload bytes; want padding %d, %d bytes",
+						i, got[i].Padding, got[i].PaddingSize, len(got[i].Payload), sz.pad, sz.payload)
+				}
 			}
 		})
 	}
