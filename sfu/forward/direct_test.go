@@ -2,8 +2,11 @@ package forward
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
+	"golang.org/x/sys/unix"
 )
 
 // directPeer is a subscriber reached on the direct path: a loopback UDP
@@ -237,5 +241,130 @@ func TestDirectForwardAllocatesNothing(t *testing.T) {
 	f.Forward(raw)
 	if n := testing.AllocsPerRun(100, func() { f.Forward(raw) }); n != 0 {
 		t.Fatalf("Forward to 20 direct subscribers allocated %.1f times per packet, want 0", n)
+	}
+}
+
+// Subscribers that negotiated different payload types and extension IDs
+// (one-byte, two-byte, none) each get the header as they negotiated it on
+// the direct path, where a fan-out marshals one header per shape and
+// patches each copy; padded packets, padding-only ones included (browsers
+// probe bandwidth with them), keep their padding on both paths.
+func TestDirectPathHeadersPerSubscriber(t *testing.T) {
+	f := newForwarder(func() {})
+	sock := newTestSocket(t)
+	subs := []struct {
+		ssrc  webrtc.SSRC
+		pt    webrtc.PayloadType
+		extID int // 0: audio level not negotiated
+	}{{11, 96, 5}, {12, 120, 5}, {13, 96, 7}, {14, 101, 20}, {15, 96, 0}}
+	var peers []*directPeer
+	for _, sub := range subs {
+		codec := vp8
+		codec.PayloadType = sub.pt
+		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{codec}, ssrc: sub.ssrc, w: &recorder{keep: true}}
+		if sub.extID != 0 {
+			c.exts = []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: sub.extID}}
+		}
+		d := f.NewDownTrack("v", "p")
+		if _, err := d.Bind(c); err != nil {
+			t.Fatal(err)
+		}
+		p := newDirectPeer(t, sock)
+		d.SetDirect(p.conn.NewStream())
+		peers = append(peers, p)
+	}
+	if n := len(*f.shapes.Load()); n != 4 {
+		t.Fatalf("%d header shapes for 4 distinct extension mappings", n)
+	}
+	_, rec := bindRecorder(t, f, 22)
+
+	packets := []struct {
+		payload []byte
+		pad     byte
+	}{{[]byte{0x90, 1, 2}, 0}, {[]byte{0x90, 3}, 4}, {nil, 200}}
+	for i, pk := range packets {
+		h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(i), Timestamp: 9000, SSRC: 0xAABBCCDD}
+		_ = h.SetExtension(3, []byte{0x1f})
+		if pk.pad > 0 {
+			h.Padding, h.PaddingSize = true, pk.pad
+		}
+		raw, err := (&rtp.Packet{Header: h, Payload: pk.payload}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Forward(raw)
+	}
+	check := func(who string, p *rtp.Packet, i int, ssrc webrtc.SSRC, pt webrtc.PayloadType, extID int) {
+		t.Helper()
+		pk := packets[i]
+		if p.SequenceNumber != uint16(i) || p.SSRC != uint32(ssrc) || p.PayloadType != uint8(pt) {
+			t.Fatalf("%s packet %d: seq %d ssrc %d pt %d, want ssrc %d pt %d", who, i, p.SequenceNumber, p.SSRC, p.PayloadType, ssrc, pt)
+		}
+		if !bytes.Equal(p.Payload, pk.payload) || p.Padding != (pk.pad > 0) || p.PaddingSize != pk.pad {
+			t.Fatalf("%s packet %d: payload %x padding %v/%d, want %x padding %d", who, i, p.Payload, p.Padding, p.PaddingSize, pk.payload, pk.pad)
+		}
+		for id := 1; id < 30; id++ {
+			want := []byte(nil)
+			if id == extID {
+				want = []byte{0x1f}
+			}
+			if got := p.GetExtension(uint8(id)); !bytes.Equal(got, want) {
+				t.Fatalf("%s packet %d: extension %d = %x, want %x", who, i, id, got, want)
+			}
+		}
+	}
+	for j, sub := range subs {
+		for i := range packets {
+			check(fmt.Sprintf("subscriber %d", sub.ssrc), peers[j].read(t), i, sub.ssrc, sub.pt, sub.extID)
+		}
+	}
+	if len(rec.got) != len(packets) {
+		t.Fatalf("pion subscriber got %d packets", len(rec.got))
+	}
+	for i := range packets {
+		check("pion subscriber", &rec.got[i], i, 22, 96, 5)
+	}
+}
+
+// BenchmarkDirectForward is one incoming 1200-byte video packet forwarded
+// to N subscribers on the direct path: shapes' headers, per-copy patch,
+// SRTP and sendmmsg to loopback sockets that other goroutines drain. Per
+// copy it reports the forwarding thread's CPU time split into user space
+// (the SFU's own work, which the kernel's share would drown in ns/copy)
+// and kernel (the sends, their loopback delivery).
+func BenchmarkDirectForward(b *testing.B) {
+	for _, n := range []int{10, 100} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			f := newForwarder(nil)
+			sock := newTestSocket(b)
+			for i := range n {
+				peer := newDirectPeer(b, sock)
+				go func() {
+					buf := make([]byte, 2048)
+					for {
+						if _, _, err := peer.rx.ReadFromUDPAddrPort(buf); err != nil {
+							return
+						}
+					}
+				}()
+				d, _ := bindRecorder(b, f, webrtc.SSRC(i+1))
+				d.SetDirect(peer.conn.NewStream())
+			}
+			raw := sourcePacket(b, 1, bytes.Repeat([]byte{0xab}, 1200))
+			f.Forward(raw)
+			runtime.LockOSThread() // so that the thread's clocks are the loop's
+			defer runtime.UnlockOSThread()
+			var before, after syscall.Rusage
+			_ = syscall.Getrusage(unix.RUSAGE_THREAD, &before)
+			b.ReportAllocs()
+			for b.Loop() {
+				f.Forward(raw)
+			}
+			_ = syscall.Getrusage(unix.RUSAGE_THREAD, &after)
+			copies := float64(b.N * n)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/copies, "ns/copy")
+			b.ReportMetric(float64(after.Utime.Nano()-before.Utime.Nano())/copies, "user-ns/copy")
+			b.ReportMetric(float64(after.Stime.Nano()-before.Stime.Nano())/copies, "sys-ns/copy")
+		})
 	}
 }

@@ -3,13 +3,15 @@
 //
 // Per packet it allocates nothing: the reader goroutine owns one receive
 // buffer and one parsed rtp.Packet, the subscriber list is a copy-on-write
-// slice loaded with one atomic read, and each DownTrack rewrites SSRC,
-// payload type and header-extension IDs into a header copy on the stack.
+// slice loaded with one atomic read, the header is rewritten (extension
+// IDs) and marshalled once per shape of subscriber (see shape), and each
+// copy only patches in its SSRC and payload type.
 package forward
 
 import (
 	"errors"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,8 +83,9 @@ type Forwarder struct {
 	kind webrtc.RTPCodecType
 	ext  []srcExt // the incoming track's forwarded extensions
 
-	mu    sync.Mutex // serializes writers of downs
-	downs atomic.Pointer[[]*DownTrack]
+	mu     sync.Mutex // serializes writers of downs and shapes
+	downs  atomic.Pointer[[]*DownTrack]
+	shapes atomic.Pointer[[]*shape] // only ever grows: a handful per track
 
 	lastKeyframe atomic.Int64 // unix nanos of the last keyframe request sent
 	isKey        func([]byte) bool
@@ -101,6 +104,7 @@ type Forwarder struct {
 	// a track moves from one to the other, from both.
 	inMu  sync.Mutex
 	pkt   rtp.Packet
+	out   outPacket      // pkt as the fan-out writes it
 	batch srtpsend.Batch // direct sends of the receiving goroutine
 	// The sequence numbers' highest and wrap count (the SRTP rollover
 	// counter, for a receive path that takes over).
@@ -149,8 +153,9 @@ func New(cfg Config) *Forwarder {
 			f.ext = append(f.ext, srcExt{id: uint8(e.ID), uri: e.URI})
 		}
 	}
-	empty := []*DownTrack{}
+	empty, none := []*DownTrack{}, []*shape{}
 	f.downs.Store(&empty)
+	f.shapes.Store(&none)
 	return f
 }
 
@@ -239,12 +244,21 @@ func (f *Forwarder) ReceiveRTP(raw []byte, arrival time.Time) {
 	f.srMu.Lock()
 	f.lastTS, f.lastArrival = f.pkt.Timestamp, arrival
 	f.srMu.Unlock()
+	// Every shape's header before the subscriber list is loaded: a
+	// subscriber whose shape is newer than this packet's headers then
+	// misses the packet, as if it had been added just after it.
+	o := &f.out
+	o.gen++
+	for _, sh := range *f.shapes.Load() {
+		sh.head, sh.gen = sh.buf.marshal(sh, &f.pkt.Header), o.gen
+	}
+	o.set(raw, &f.pkt)
 	downs := *f.downs.Load()
 	var sent uint64
 	if f.parallel && len(downs) >= 2*fanOutChunk {
 		sent = f.fanOut(downs, key)
 	} else {
-		sent = writeAll(downs, &f.pkt, key, &f.batch)
+		sent = writeAll(downs, o, key, &f.batch)
 	}
 	if sent > 0 {
 		c.PacketsOut.Add(sent)
@@ -288,12 +302,26 @@ type fanJob struct {
 	key   bool
 }
 
-// writeAll writes p to downs: into batch for subscribers with a direct
+// outPacket is one incoming packet as the fan-out writes it.
+type outPacket struct {
+	gen     uint64      // which shapes' headers are this packet's
+	src     *rtp.Header // as received
+	payload []byte      // without padding (pion's path)
+	body    []byte      // payload and padding, as received (the direct path)
+}
+
+// set points o at raw, which p was parsed from.
+func (o *outPacket) set(raw []byte, p *rtp.Packet) {
+	o.src, o.payload = &p.Header, p.Payload
+	o.body = raw[len(raw)-len(p.Payload)-int(p.PaddingSize):]
+}
+
+// writeAll writes o to downs: into batch for subscribers with a direct
 // path, sent in one go at the end, through pion for the others.
-func writeAll(downs []*DownTrack, p *rtp.Packet, key bool, batch *srtpsend.Batch) uint64 {
+func writeAll(downs []*DownTrack, o *outPacket, key bool, batch *srtpsend.Batch) uint64 {
 	var sent uint64
 	for _, d := range downs {
-		if d.write(p, key, batch) {
+		if d.write(o, key, batch) {
 			sent++
 		}
 	}
@@ -317,7 +345,7 @@ func (f *Forwarder) fanOut(downs []*DownTrack, key bool) uint64 {
 	for i := 1; i < parts; i++ {
 		f.jobs <- fanJob{downs: downs[i*size : min(len(downs), (i+1)*size)], key: key}
 	}
-	sent := writeAll(downs[:size], &f.pkt, key, &f.batch)
+	sent := writeAll(downs[:size], &f.out, key, &f.batch)
 	for i := 1; i < parts; i++ {
 		sent += <-f.results
 	}
@@ -332,7 +360,7 @@ func (f *Forwarder) startHelpers(n int) {
 			defer f.helperWG.Done()
 			var batch srtpsend.Batch
 			for j := range f.jobs {
-				f.results <- writeAll(j.downs, &f.pkt, j.key, &batch)
+				f.results <- writeAll(j.downs, &f.out, j.key, &batch)
 			}
 		}()
 	}
@@ -433,8 +461,7 @@ type DownTrack struct {
 	id       string
 	streamID string
 	bound    atomic.Pointer[binding]
-	ext      []rtp.Extension // scratch, used only by the forwarder's goroutine
-	hdr      rtp.Header      // scratch, likewise
+	hdr      headerBuf // pion's path: used only by the goroutine writing this track
 
 	// direct, once the subscriber's connection has one, is where packets
 	// go instead of pion's write path.
@@ -445,8 +472,7 @@ type DownTrack struct {
 	resendMu sync.Mutex // retransmissions come from the RTCP reader
 	rbuf     [MaxPacketSize]byte
 	rpkt     rtp.Packet
-	rhdr     rtp.Header
-	rext     []rtp.Extension
+	rhdr     headerBuf
 }
 
 type binding struct {
@@ -455,19 +481,91 @@ type binding struct {
 	// forwarder's goroutine once the binding is stored.
 	waitKey, asked bool
 
-	ssrc    uint32
-	pt      uint8
-	ws      webrtc.TrackLocalWriter
-	ext     []extMap
-	profile uint16
+	ssrc  uint32
+	pt    uint8
+	ws    webrtc.TrackLocalWriter
+	shape *shape
 }
 
 type extMap struct{ in, out uint8 }
 
+// shape is how some of a track's subscribers receive its headers: which
+// extensions, under which IDs, in which profile. A track's subscribers
+// almost always negotiated the same (the SFU wrote their offers), so a
+// fan-out rewrites and marshals each packet's header once per shape, and
+// each copy only patches its SSRC and payload type in (srtpsend.PutHeader).
+type shape struct {
+	ext     []extMap
+	profile uint16
+	// The current packet's header (nil if it did not marshal), written by
+	// the receiving goroutine before the fan-out reads it: gen is the
+	// packet's (outPacket.gen).
+	head []byte
+	gen  uint64
+	buf  headerBuf
+}
+
+// headSize holds any header the SFU forwards: 12 bytes, 15 CSRCs, the
+// extension block with the forwarded extensions' payloads (at most 255
+// bytes each) and their alignment.
+const headSize = 12 + 15*4 + 4 + 2*(2+255) + 3
+
+// headerBuf rewrites a source header for a shape: one goroutine's.
+type headerBuf struct {
+	hdr rtp.Header
+	ext []rtp.Extension
+	buf [headSize]byte
+}
+
+// header is src as sh's subscribers receive it but for SSRC and payload
+// type: its extensions under their IDs (payloads and CSRCs stay shared,
+// read-only).
+func (h *headerBuf) header(sh *shape, src *rtp.Header) *rtp.Header {
+	hdr := &h.hdr
+	*hdr = *src
+	hdr.Extension, hdr.ExtensionProfile, hdr.Extensions = true, sh.profile, h.ext[:0]
+	for _, m := range sh.ext {
+		if payload := src.GetExtension(m.in); payload != nil {
+			_ = hdr.SetExtension(m.out, payload) // a payload too long for the profile is dropped
+		}
+	}
+	h.ext = hdr.Extensions[:0] // grown, for the next packet
+	if len(hdr.Extensions) == 0 {
+		hdr.Extension, hdr.ExtensionProfile = false, 0
+	}
+	return hdr
+}
+
+// marshal is header marshalled (nil if it does not fit).
+func (h *headerBuf) marshal(sh *shape, src *rtp.Header) []byte {
+	n, err := h.header(sh, src).MarshalTo(h.buf[:])
+	if err != nil {
+		return nil
+	}
+	return h.buf[:n]
+}
+
+// shapeFor returns the track's shape for ext and profile, made on first
+// use.
+func (f *Forwarder) shapeFor(ext []extMap, profile uint16) *shape {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := *f.shapes.Load()
+	for _, sh := range old {
+		if sh.profile == profile && slices.Equal(sh.ext, ext) {
+			return sh
+		}
+	}
+	sh := &shape{ext: ext, profile: profile}
+	next := append(slices.Clip(old), sh)
+	f.shapes.Store(&next)
+	return sh
+}
+
 // NewDownTrack returns a track for one subscriber with the given ids
 // (the publisher's track id and participant id).
 func (f *Forwarder) NewDownTrack(id, streamID string) *DownTrack {
-	return &DownTrack{f: f, id: id, streamID: streamID, ext: make([]rtp.Extension, 0, 4)}
+	return &DownTrack{f: f, id: id, streamID: streamID}
 }
 
 // Forwarder is the track's source.
@@ -501,21 +599,22 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if !ok {
 		return webrtc.RTPCodecParameters{}, ErrCodecNotNegotiated
 	}
-	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream()}
-	b.profile = rtp.ExtensionProfileOneByte
+	var ext []extMap
+	profile := uint16(rtp.ExtensionProfileOneByte)
 	for _, e := range ctx.HeaderExtensions() {
 		if !forwarded(e.URI) || e.ID <= 0 || e.ID > 255 {
 			continue
 		}
 		for _, in := range d.f.ext {
 			if in.uri == e.URI {
-				b.ext = append(b.ext, extMap{in: in.id, out: uint8(e.ID)})
+				ext = append(ext, extMap{in: in.id, out: uint8(e.ID)})
 				if e.ID > 14 {
-					b.profile = rtp.ExtensionProfileTwoByte
+					profile = rtp.ExtensionProfileTwoByte
 				}
 			}
 		}
 	}
+	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream(), shape: d.f.shapeFor(ext, profile)}
 	b.waitKey = d.f.isKey != nil
 	d.bound.Store(b)
 	d.f.add(d)
@@ -537,57 +636,37 @@ func (d *DownTrack) Close() { d.f.remove(d) }
 // through pion again).
 func (d *DownTrack) SetDirect(s *srtpsend.Stream) { d.direct.Store(s) }
 
-// rewrite fills hdr with src as this subscriber receives it: its SSRC,
-// payload type and header-extension IDs (extension payloads and CSRCs
-// stay shared, read-only). ext is scratch for the extensions; the grown
-// scratch is returned for the next packet.
-func (b *binding) rewrite(hdr *rtp.Header, ext []rtp.Extension, src *rtp.Header) []rtp.Extension {
-	*hdr = *src
-	hdr.SSRC = b.ssrc
-	hdr.PayloadType = b.pt
-	hdr.Extension, hdr.ExtensionProfile, hdr.Extensions = true, b.profile, ext[:0]
-	for _, m := range b.ext {
-		if payload := src.GetExtension(m.in); payload != nil {
-			_ = hdr.SetExtension(m.out, payload) // a payload too long for the profile is dropped
-		}
-	}
-	if len(hdr.Extensions) == 0 {
-		hdr.Extension, hdr.ExtensionProfile = false, 0
-	}
-	return hdr.Extensions[:0]
-}
-
-// send writes one rewritten packet: into batch (or at once when batch is
-// nil) on the direct path, else through pion.
-func (d *DownTrack) send(b *binding, hdr *rtp.Header, payload []byte, batch *srtpsend.Batch) bool {
+// send writes one packet: on the direct path head (the packet's header
+// for b's shape) and o's body, into batch (or at once when batch is nil);
+// else through pion, which wants the header parsed, rewritten by hdr.
+func (d *DownTrack) send(b *binding, head []byte, o *outPacket, batch *srtpsend.Batch, hdr *headerBuf) bool {
 	if s := d.direct.Load(); s != nil {
 		var err error
 		if batch != nil {
-			err = batch.Add(s, hdr, payload)
+			err = batch.Add(s, head, b.ssrc, b.pt, o.body)
 		} else {
-			err = s.WriteRTP(hdr, payload)
+			err = s.WriteRTP(head, b.ssrc, b.pt, o.body)
 		}
 		if !errors.Is(err, srtpsend.ErrNoAddress) {
 			return err == nil
 		}
 		// No selected UDP pair (yet): pion knows the way.
 	}
-	n, err := b.ws.WriteRTP(hdr, payload)
+	h := hdr.header(b.shape, o.src)
+	h.SSRC, h.PayloadType = b.ssrc, b.pt
+	n, err := b.ws.WriteRTP(h, o.payload)
 	return err == nil && n > 0
 }
 
-func (d *DownTrack) write(p *rtp.Packet, key bool, batch *srtpsend.Batch) bool {
+func (d *DownTrack) write(o *outPacket, key bool, batch *srtpsend.Batch) bool {
 	b := d.bound.Load()
-	if b == nil {
-		return false
+	if b == nil || b.shape.gen != o.gen || b.shape.head == nil {
+		return false // bound after the packet's headers were made, or a header too long
 	}
-	// The header copy lives in the DownTrack, not on the stack: passed to
-	// an interface method it would escape and cost an allocation.
-	d.ext = b.rewrite(&d.hdr, d.ext, &p.Header)
-	ok := d.send(b, &d.hdr, p.Payload, batch)
+	ok := d.send(b, b.shape.head, o, batch, &d.hdr)
 	if ok {
 		d.packets.Add(1)
-		d.octets.Add(uint32(len(p.Payload)))
+		d.octets.Add(uint32(len(o.payload)))
 	}
 	// pion drops packets (n 0, no error) until the subscriber's DTLS-SRTP
 	// is up; a keyframe requested at Bind often comes back before that.
@@ -621,8 +700,13 @@ func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack) int {
 			if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
 				return true
 			}
-			d.rext = b.rewrite(&d.rhdr, d.rext, &d.rpkt.Header)
-			if d.send(b, &d.rhdr, d.rpkt.Payload, nil) {
+			head := d.rhdr.marshal(b.shape, &d.rpkt.Header)
+			if head == nil {
+				return true
+			}
+			var o outPacket
+			o.set(d.rbuf[:n], &d.rpkt)
+			if d.send(b, head, &o, nil, &d.rhdr) {
 				sent++
 			}
 			return true

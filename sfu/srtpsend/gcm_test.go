@@ -100,13 +100,18 @@ func TestGCMSealsAsPion(t *testing.T) {
 				for i, seq := range tc.seqs {
 					ssrc := uint32(7 + i%2) // two tracks interleaved
 					h, pl := testHeader(ssrc, seq, i), payload(seq, 40+i%900)
-					got, err := streams[i%2].seal(buf, h, pl)
-					if err != nil {
-						t.Fatalf("packet %d (seq %d): %v", i, seq, err)
-					}
 					plain, err := (&rtp.Packet{Header: *h, Payload: pl}).Marshal()
 					if err != nil {
 						t.Fatal(err)
+					}
+					// The fan-out's header, before PutHeader gives it
+					// this subscriber's SSRC and payload type.
+					tmpl := *h
+					tmpl.SSRC, tmpl.PayloadType = 0xdeadbeef, 127
+					head, body := split(&tmpl, pl)
+					got, err := streams[i%2].seal(buf, head, ssrc, h.PayloadType, body)
+					if err != nil {
+						t.Fatalf("packet %d (seq %d): %v", i, seq, err)
 					}
 					exp, err := ref.EncryptRTP(want[:0], plain, nil)
 					if err != nil {

@@ -14,6 +14,7 @@
 package srtpsend
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -174,6 +175,7 @@ type ssrcContext struct {
 	roll rollover      // with gcm
 	iv   [12]byte      // with gcm: seal's scratch
 	ctx  *srtp.Context // without
+	hdr  rtp.Header    // without: pion parses the header into it
 }
 
 // context returns ssrc's SRTP context, made on first use.
@@ -242,63 +244,64 @@ type Stream struct {
 // NewStream returns a stream on c.
 func (c *Conn) NewStream() *Stream { return &Stream{conn: c} }
 
-// seal marshals hdr, payload and hdr's padding into buf and encrypts them
-// with the context of hdr's SSRC.
-func (s *Stream) seal(buf []byte, hdr *rtp.Header, payload []byte) ([]byte, error) {
-	hl, pad := hdr.MarshalSize(), 0
-	if hdr.Padding {
-		if hdr.PaddingSize == 0 {
-			return nil, errNoPaddingSize
-		}
-		pad = int(hdr.PaddingSize)
-	}
-	n := hl + len(payload) + pad
-	if n > 1500 {
+// PutHeader writes into dst the RTP header head as one subscriber receives
+// it, with that subscriber's ssrc and payload type pt, and returns its
+// length: a fan-out marshals the header once and patches each copy.
+func PutHeader(dst, head []byte, ssrc uint32, pt uint8) int {
+	n := copy(dst, head)
+	dst[1] = dst[1]&0x80 | pt&0x7f
+	binary.BigEndian.PutUint32(dst[8:12], ssrc)
+	return n
+}
+
+// seal writes head (for ssrc and pt, see PutHeader) and body, the payload
+// and any padding, into buf, encrypted with the context of ssrc.
+func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, body []byte) ([]byte, error) {
+	hl := len(head)
+	n := hl + len(body)
+	switch {
+	case hl < 12:
+		return nil, errShortHeader
+	case n > 1500:
 		return nil, ErrTooLarge
 	}
 	sc := s.last.Load()
-	if sc == nil || sc.ssrc != hdr.SSRC {
+	if sc == nil || sc.ssrc != ssrc {
 		var err error
-		if sc, err = s.conn.context(hdr.SSRC); err != nil {
+		if sc, err = s.conn.context(ssrc); err != nil {
 			return nil, err
 		}
 		s.last.Store(sc)
 	}
-	if _, err := hdr.MarshalTo(buf[:hl]); err != nil {
-		return nil, err
-	}
-	plain := payload // sealed from where it is: no copy
-	if pad > 0 || sc.ctx != nil {
-		copy(buf[hl:], payload)
-		if pad > 0 { // RFC 3550 §5.1: the padding's last octet counts it
-			clear(buf[hl+len(payload) : n-1])
-			buf[n-1] = byte(pad)
-		}
-		plain = buf[hl:n]
-	}
+	PutHeader(buf, head, ssrc, pt)
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.ctx != nil {
-		return sc.ctx.EncryptRTP(buf[:n], buf[:n], hdr)
+		copy(buf[hl:], body)
+		return sc.ctx.EncryptRTP(buf[:n], buf[:n], &sc.hdr)
 	}
-	roc, err := sc.roll.next(hdr.SequenceNumber)
+	seq := binary.BigEndian.Uint16(buf[2:4])
+	roc, err := sc.roll.next(seq)
 	if err != nil {
 		return nil, err
 	}
-	return s.conn.gcm.seal(buf, hl, hdr.SSRC, roc, hdr.SequenceNumber, plain, &sc.iv), nil
+	// Sealed from where the body is: no copy.
+	return s.conn.gcm.seal(buf, hl, ssrc, roc, seq, body, &sc.iv), nil
 }
 
-var errNoPaddingSize = errors.New("srtpsend: padding flag set without a padding size")
+var errShortHeader = errors.New("srtpsend: RTP header shorter than 12 bytes")
 
-// WriteRTP sends one packet now (a retransmission, outside any batch).
-func (s *Stream) WriteRTP(hdr *rtp.Header, payload []byte) error {
+// WriteRTP sends one packet now (a retransmission, outside any batch):
+// head for ssrc and pt (see PutHeader), then body, the payload and any
+// padding.
+func (s *Stream) WriteRTP(head []byte, ssrc uint32, pt uint8, body []byte) error {
 	dst := s.conn.dst.Load()
 	if dst == nil {
 		return ErrNoAddress
 	}
 	s.mu.Lock() // one buffer
 	defer s.mu.Unlock()
-	out, err := s.seal(s.one[:], hdr, payload)
+	out, err := s.seal(s.one[:], head, ssrc, pt, body)
 	if err != nil {
 		return err
 	}
@@ -315,9 +318,11 @@ type Batch struct {
 }
 
 // Add encrypts one packet for s into the batch (flushing first if the
-// batch is full or belongs to another socket). It returns ErrNoAddress
-// while s's connection has no selected address.
-func (b *Batch) Add(s *Stream, hdr *rtp.Header, payload []byte) error {
+// batch is full or belongs to another socket): head is its marshalled RTP
+// header, sent with s's subscriber's ssrc and payload type pt (see
+// PutHeader), and body its payload and any padding. It returns
+// ErrNoAddress while s's connection has no selected address.
+func (b *Batch) Add(s *Stream, head []byte, ssrc uint32, pt uint8, body []byte) error {
 	dst := s.conn.dst.Load()
 	if dst == nil {
 		return ErrNoAddress
@@ -332,7 +337,7 @@ func (b *Batch) Add(s *Stream, hdr *rtp.Header, payload []byte) error {
 		b.bufs = make([][slotSize]byte, batchSize)
 		b.ds = make([]Datagram, 0, batchSize)
 	}
-	out, err := s.seal(b.bufs[len(b.ds)][:], hdr, payload)
+	out, err := s.seal(b.bufs[len(b.ds)][:], head, ssrc, pt, body)
 	if err != nil {
 		return err
 	}

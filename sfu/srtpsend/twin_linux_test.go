@@ -24,7 +24,7 @@ func TestTwinSharesThePortAndNeverReceives(t *testing.T) {
 	s := p.stream(t, sock)
 	var batch Batch
 	for seq := range uint16(3) {
-		if err := batch.Add(s, header(1, seq), payload(seq, 100)); err != nil {
+		if err := add(&batch, s, header(1, seq), payload(seq, 100)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -121,7 +121,7 @@ func TestTwinClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var batch Batch
-	if err := batch.Add(c.NewStream(), header(1, 1), payload(1, 10)); err != nil {
+	if err := add(&batch, c.NewStream(), header(1, 1), payload(1, 10)); err != nil {
 		t.Fatal(err)
 	}
 	if err := batch.Flush(); !errors.Is(err, ErrClosed) {
