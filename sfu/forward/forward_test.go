@@ -227,7 +227,9 @@ func TestKeyframeRequestsAreThrottled(t *testing.T) {
 }
 
 // BenchmarkForward measures one incoming 1200-byte video packet written to
-// N subscribers (header rewrite and marshal, no encryption).
+// N subscribers through pion's writer, the path of subscribers the direct
+// path cannot serve (header rewritten per subscriber, marshalled by the
+// fake writer, no encryption); BenchmarkDirectForward is the direct path.
 func BenchmarkForward(b *testing.B) {
 	// ns/op is per incoming packet: divide by N for the cost per
 	// subscriber write.
