@@ -368,3 +368,50 @@ func BenchmarkDirectForward(b *testing.B) {
 		})
 	}
 }
+
+// The fan-out marshals a header only for the shapes its current
+// subscribers take: subscribers that come and go with other extension IDs
+// (a client renegotiating with made-up IDs, say) leave none behind, and
+// subscribers with the same IDs share one.
+func TestShapesFollowSubscribers(t *testing.T) {
+	f := newForwarder(func() {})
+	bind := func(ssrc webrtc.SSRC, extID int) (*DownTrack, *fakeContext) {
+		t.Helper()
+		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: ssrc, w: &recorder{keep: true},
+			exts: []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: extID}}}
+		d := f.NewDownTrack("v", "p")
+		if _, err := d.Bind(c); err != nil {
+			t.Fatal(err)
+		}
+		return d, c
+	}
+	shapes := func() int { return len(*f.shapes.Load()) }
+	a, _ := bind(1, 5)
+	b, bc := bind(2, 6)
+	bind(3, 7)
+	if shapes() != 3 {
+		t.Fatalf("%d shapes for three extension IDs", shapes())
+	}
+	if err := b.Unbind(bc); err != nil {
+		t.Fatal(err)
+	}
+	if shapes() != 2 {
+		t.Fatalf("%d shapes after the only subscriber with ID 6 left, want 2", shapes())
+	}
+	d, _ := bind(4, 5)
+	if shapes() != 2 || a.bound.Load().shape != d.bound.Load().shape {
+		t.Fatalf("a second subscriber with ID 5 did not share the first one's shape (%d shapes)", shapes())
+	}
+	f.Forward(sourcePacket(t, 1, []byte{0x90, 1}))
+	for _, dt := range []*DownTrack{a, d} {
+		got := dt.bound.Load().ws.(*recorder).got
+		if len(got) != 1 || !bytes.Equal(got[0].GetExtension(5), []byte{0x1f}) {
+			t.Fatalf("subscriber %d after the shapes changed: %d packets", dt.bound.Load().ssrc, len(got))
+		}
+	}
+	a.Close()
+	d.Close()
+	if shapes() != 1 {
+		t.Fatalf("%d shapes with one subscriber left, want 1", shapes())
+	}
+}

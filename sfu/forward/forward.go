@@ -85,7 +85,7 @@ type Forwarder struct {
 
 	mu     sync.Mutex // serializes writers of downs and shapes
 	downs  atomic.Pointer[[]*DownTrack]
-	shapes atomic.Pointer[[]*shape] // only ever grows: a handful per track
+	shapes atomic.Pointer[[]*shape] // of downs' bindings, each once
 
 	lastKeyframe atomic.Int64 // unix nanos of the last keyframe request sent
 	isKey        func([]byte) bool
@@ -426,8 +426,30 @@ func (f *Forwarder) retryAttach(wait time.Duration) {
 	})
 }
 
-func (f *Forwarder) add(d *DownTrack) {
+// add binds d with b, whose header shape is ext and profile (the
+// track's existing shape for them if it has one), and joins the fan-out.
+func (f *Forwarder) add(d *DownTrack, b *binding, ext []extMap, profile uint16) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	b.shape = &shape{ext: ext, profile: profile}
+	for _, sh := range *f.shapes.Load() {
+		if sh.profile == profile && slices.Equal(sh.ext, ext) {
+			b.shape = sh
+			break
+		}
+	}
+	d.bound.Store(b)
+	f.setDowns(append(f.without(d), d))
+}
+
+func (f *Forwarder) remove(d *DownTrack) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setDowns(f.without(d))
+}
+
+// without is a copy of the subscriber list without d; f.mu held.
+func (f *Forwarder) without(d *DownTrack) []*DownTrack {
 	old := *f.downs.Load()
 	next := make([]*DownTrack, 0, len(old)+1)
 	for _, o := range old {
@@ -435,22 +457,21 @@ func (f *Forwarder) add(d *DownTrack) {
 			next = append(next, o)
 		}
 	}
-	next = append(next, d)
-	f.downs.Store(&next)
-	f.mu.Unlock()
+	return next
 }
 
-func (f *Forwarder) remove(d *DownTrack) {
-	f.mu.Lock()
-	old := *f.downs.Load()
-	next := make([]*DownTrack, 0, len(old))
-	for _, o := range old {
-		if o != d {
-			next = append(next, o)
+// setDowns stores the subscriber list and the shapes its subscribers'
+// headers take, no others: subscribers that come and go with other
+// extension IDs leave no shape behind to marshal for; f.mu held.
+func (f *Forwarder) setDowns(downs []*DownTrack) {
+	var shapes []*shape
+	for _, d := range downs {
+		if b := d.bound.Load(); b != nil && !slices.Contains(shapes, b.shape) {
+			shapes = append(shapes, b.shape)
 		}
 	}
-	f.downs.Store(&next)
-	f.mu.Unlock()
+	f.shapes.Store(&shapes)
+	f.downs.Store(&downs)
 }
 
 // DownTrack is one subscriber's copy of a forwarded track: a
@@ -545,23 +566,6 @@ func (h *headerBuf) marshal(sh *shape, src *rtp.Header) []byte {
 	return h.buf[:n]
 }
 
-// shapeFor returns the track's shape for ext and profile, made on first
-// use.
-func (f *Forwarder) shapeFor(ext []extMap, profile uint16) *shape {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	old := *f.shapes.Load()
-	for _, sh := range old {
-		if sh.profile == profile && slices.Equal(sh.ext, ext) {
-			return sh
-		}
-	}
-	sh := &shape{ext: ext, profile: profile}
-	next := append(slices.Clip(old), sh)
-	f.shapes.Store(&next)
-	return sh
-}
-
 // NewDownTrack returns a track for one subscriber with the given ids
 // (the publisher's track id and participant id).
 func (f *Forwarder) NewDownTrack(id, streamID string) *DownTrack {
@@ -614,10 +618,8 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 			}
 		}
 	}
-	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream(), shape: d.f.shapeFor(ext, profile)}
-	b.waitKey = d.f.isKey != nil
-	d.bound.Store(b)
-	d.f.add(d)
+	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream(), waitKey: d.f.isKey != nil}
+	d.f.add(d, b, ext, profile)
 	d.f.attached()
 	return codec, nil
 }
