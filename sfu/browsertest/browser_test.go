@@ -80,6 +80,11 @@ func TestTwoBrowsers(t *testing.T) {
 	if c := srv.Rooms().Counters(); c.DirectSubscribers.Load() != 2 || c.PionSubscribers.Load() != 0 {
 		t.Fatalf("subscriber connections: %d direct, %d through pion; want both browsers direct", c.DirectSubscribers.Load(), c.PionSubscribers.Load())
 	}
+	// Chromium negotiates AES-GCM, so what it decodes was sealed by the
+	// SFU's own AES-GCM code (srtpsend/gcm.go), not pion/srtp's.
+	if n := srv.Rooms().Counters().DirectAEADSubscribers.Load(); n != 2 {
+		t.Fatalf("%d of the 2 direct subscriber connections sealed with AES-GCM by the SFU itself", n)
+	}
 	// And what they send (answered with a=setup:passive, so the SFU is
 	// the DTLS server and has their keys) was read by the fast receive
 	// path, which decrypted it and sent them their feedback.

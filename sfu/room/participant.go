@@ -180,6 +180,9 @@ func (p *Participant) choosePath() {
 		return
 	}
 	c.DirectSubscribers.Add(1)
+	if conn.SealsAEAD() {
+		c.DirectAEADSubscribers.Add(1)
+	}
 	p.subMu.Lock()
 	defer p.subMu.Unlock()
 	if in != nil && in.SetRTCP(subscriberRTCP{p}) == nil {

@@ -87,6 +87,9 @@ type Counters struct {
 	TracksCurrent atomic.Int64
 	// Subscriber connections by send path once connected.
 	DirectSubscribers, PionSubscribers atomic.Uint64
+	// Direct subscriber connections that negotiated AES-GCM, sealed by the
+	// SFU's own code rather than pion/srtp's (srtpsend.Conn.SealsAEAD).
+	DirectAEADSubscribers atomic.Uint64
 	// Publisher connections by receive path once media flows.
 	FastPublishers, PionPublishers atomic.Uint64
 }

@@ -56,6 +56,7 @@ func newMetrics(s *Server) *metrics {
 		counter("sfu_ice_failures_total", "Peer connections that failed or timed out.", func() float64 { return float64(c.ICEFailures.Load()) }),
 		counter("sfu_retransmissions_total", "Packets sent again to subscribers in answer to NACKs.", func() float64 { return float64(f.Retransmissions.Load()) }),
 		counter("sfu_subscribers_direct_total", "Subscriber connections whose media leaves through the batched direct path.", func() float64 { return float64(c.DirectSubscribers.Load()) }),
+		counter("sfu_subscribers_direct_aead_total", "Direct subscriber connections that negotiated AES-GCM SRTP, which the SFU seals itself (the others: AES-CM-HMAC, sealed by pion/srtp).", func() float64 { return float64(c.DirectAEADSubscribers.Load()) }),
 		counter("sfu_subscribers_pion_total", "Subscriber connections whose media pion writes (ICE-TCP, DTLS client role, no single ICE UDP socket).", func() float64 { return float64(c.PionSubscribers.Load()) }),
 		counter("sfu_publishers_fast_total", "Publisher connections whose media the fast receive path reads.", func() float64 { return float64(c.FastPublishers.Load()) }),
 		counter("sfu_publishers_pion_total", "Publisher connections whose media pion reads (ICE-TCP, no single ICE UDP socket).", func() float64 { return float64(c.PionPublishers.Load()) }),

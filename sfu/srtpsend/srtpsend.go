@@ -214,6 +214,10 @@ func NewConn(sock *Socket, profile srtp.ProtectionProfile, key, salt []byte) (*C
 	return &Conn{sock: sock, key: key, salt: salt, profile: profile, gcm: gcm}, nil
 }
 
+// SealsAEAD reports whether the connection's profile is AES-GCM, which
+// this package seals itself (gcmKeys); pion/srtp seals the others.
+func (c *Conn) SealsAEAD() bool { return c.gcm != nil }
+
 // SetAddr points the connection at the remote UDP address of ICE's
 // selected pair; an invalid address stops direct sends (ErrNoAddress).
 func (c *Conn) SetAddr(a netip.AddrPort) {
