@@ -66,10 +66,10 @@ func TestHealthAndMetrics(t *testing.T) {
 		// B's media left through the batched direct path, not pion's;
 		// A's came in through the fast receive path.
 		"sfu_subscribers_direct_total": 1, "sfu_direct_datagrams_total": 20,
-		// pion's client offers AES-GCM first: the SFU sealed it itself.
-		"sfu_subscribers_direct_aead_total": 1,
-		"sfu_publishers_fast_total":         1, "sfu_fast_received_total": 20,
+		"sfu_publishers_fast_total": 1, "sfu_fast_received_total": 20,
 		"process_cpu_seconds_total": 0, "process_resident_memory_bytes": 1,
+		// pion's client offers AES-GCM first: the SFU sealed B's media itself.
+		"sfu_subscribers_direct_aead_total": 1,
 	} {
 		if v := metricValue(t, text, name); v < min {
 			t.Errorf("%s = %g, want >= %g", name, v, min)
