@@ -250,7 +250,7 @@ func (f *Forwarder) ReceiveRTP(raw []byte, arrival time.Time) {
 	o := &f.out
 	o.gen++
 	for _, sh := range *f.shapes.Load() {
-		sh.head, sh.gen = sh.buf.marshal(sh, &f.pkt.Header), o.gen
+		sh.head, sh.gen = sh.hdr.marshal(sh, &f.pkt.Header, &sh.buf), o.gen
 	}
 	o.set(raw, &f.pkt)
 	downs := *f.downs.Load()
@@ -482,7 +482,7 @@ type DownTrack struct {
 	id       string
 	streamID string
 	bound    atomic.Pointer[binding]
-	hdr      headerBuf // pion's path: used only by the goroutine writing this track
+	hdr      headerScratch // pion's path: used only by the goroutine writing this track
 
 	// direct, once the subscriber's connection has one, is where packets
 	// go instead of pion's write path.
@@ -493,7 +493,8 @@ type DownTrack struct {
 	resendMu sync.Mutex // retransmissions come from the RTCP reader
 	rbuf     [MaxPacketSize]byte
 	rpkt     rtp.Packet
-	rhdr     headerBuf
+	rhdr     headerScratch
+	rhead    [headSize]byte
 }
 
 type binding struct {
@@ -514,7 +515,7 @@ type extMap struct{ in, out uint8 }
 // extensions, under which IDs, in which profile. A track's subscribers
 // almost always negotiated the same (the SFU wrote their offers), so a
 // fan-out rewrites and marshals each packet's header once per shape, and
-// each copy only patches its SSRC and payload type in (srtpsend.PutHeader).
+// each copy only patches its SSRC and payload type in (in srtpsend).
 type shape struct {
 	ext     []extMap
 	profile uint16
@@ -523,7 +524,8 @@ type shape struct {
 	// packet's (outPacket.gen).
 	head []byte
 	gen  uint64
-	buf  headerBuf
+	hdr  headerScratch
+	buf  [headSize]byte
 }
 
 // headSize holds any header the SFU forwards: 12 bytes, 15 CSRCs, the
@@ -531,17 +533,16 @@ type shape struct {
 // bytes each) and their alignment.
 const headSize = 12 + 15*4 + 4 + 2*(2+255) + 3
 
-// headerBuf rewrites a source header for a shape: one goroutine's.
-type headerBuf struct {
+// headerScratch rewrites a source header for a shape: one goroutine's.
+type headerScratch struct {
 	hdr rtp.Header
 	ext []rtp.Extension
-	buf [headSize]byte
 }
 
 // header is src as sh's subscribers receive it but for SSRC and payload
 // type: its extensions under their IDs (payloads and CSRCs stay shared,
 // read-only).
-func (h *headerBuf) header(sh *shape, src *rtp.Header) *rtp.Header {
+func (h *headerScratch) header(sh *shape, src *rtp.Header) *rtp.Header {
 	hdr := &h.hdr
 	*hdr = *src
 	hdr.Extension, hdr.ExtensionProfile, hdr.Extensions = true, sh.profile, h.ext[:0]
@@ -557,13 +558,13 @@ func (h *headerBuf) header(sh *shape, src *rtp.Header) *rtp.Header {
 	return hdr
 }
 
-// marshal is header marshalled (nil if it does not fit).
-func (h *headerBuf) marshal(sh *shape, src *rtp.Header) []byte {
-	n, err := h.header(sh, src).MarshalTo(h.buf[:])
+// marshal is header marshalled into dst (nil if it does not fit).
+func (h *headerScratch) marshal(sh *shape, src *rtp.Header, dst *[headSize]byte) []byte {
+	n, err := h.header(sh, src).MarshalTo(dst[:])
 	if err != nil {
 		return nil
 	}
-	return h.buf[:n]
+	return dst[:n]
 }
 
 // NewDownTrack returns a track for one subscriber with the given ids
@@ -641,7 +642,7 @@ func (d *DownTrack) SetDirect(s *srtpsend.Stream) { d.direct.Store(s) }
 // send writes one packet: on the direct path head (the packet's header
 // for b's shape) and o's body, into batch (or at once when batch is nil);
 // else through pion, which wants the header parsed, rewritten by hdr.
-func (d *DownTrack) send(b *binding, head []byte, o *outPacket, batch *srtpsend.Batch, hdr *headerBuf) bool {
+func (d *DownTrack) send(b *binding, head []byte, o *outPacket, batch *srtpsend.Batch, hdr *headerScratch) bool {
 	if s := d.direct.Load(); s != nil {
 		var err error
 		if batch != nil {
@@ -702,7 +703,7 @@ func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack) int {
 			if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
 				return true
 			}
-			head := d.rhdr.marshal(b.shape, &d.rpkt.Header)
+			head := d.rhdr.marshal(b.shape, &d.rpkt.Header, &d.rhead)
 			if head == nil {
 				return true
 			}

@@ -5,7 +5,6 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 
 	"github.com/pion/srtp/v3"
@@ -30,22 +29,17 @@ type gcmKeys struct {
 }
 
 // newGCMKeys derives the SRTP session keys for an AEAD profile from the
-// master key and salt; it returns nil for the other profiles.
+// master key and salt, whose lengths pion has checked (NewConn); it
+// returns nil for the other profiles.
 func newGCMKeys(profile srtp.ProtectionProfile, masterKey, masterSalt []byte) (*gcmKeys, error) {
 	if profile != srtp.ProtectionProfileAeadAes128Gcm && profile != srtp.ProtectionProfileAeadAes256Gcm {
 		return nil, nil
 	}
-	keyLen, _ := profile.KeyLen()
-	saltLen, _ := profile.SaltLen()
-	if len(masterKey) != keyLen || len(masterSalt) != saltLen {
-		return nil, fmt.Errorf("srtpsend: %s wants a %d-byte key and %d-byte salt, got %d and %d",
-			profile, keyLen, saltLen, len(masterKey), len(masterSalt))
-	}
-	key, err := deriveSessionKey(labelSRTPEncryption, masterKey, masterSalt, keyLen)
+	key, err := deriveSessionKey(labelSRTPEncryption, masterKey, masterSalt, len(masterKey))
 	if err != nil {
 		return nil, err
 	}
-	salt, err := deriveSessionKey(labelSRTPSalt, masterKey, masterSalt, saltLen)
+	salt, err := deriveSessionKey(labelSRTPSalt, masterKey, masterSalt, len(masterSalt))
 	if err != nil {
 		return nil, err
 	}

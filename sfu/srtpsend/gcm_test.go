@@ -104,7 +104,7 @@ func TestGCMSealsAsPion(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					// The fan-out's header, before PutHeader gives it
+					// The fan-out's header, before putHeader gives it
 					// this subscriber's SSRC and payload type.
 					tmpl := *h
 					tmpl.SSRC, tmpl.PayloadType = 0xdeadbeef, 127

@@ -248,17 +248,16 @@ type Stream struct {
 // NewStream returns a stream on c.
 func (c *Conn) NewStream() *Stream { return &Stream{conn: c} }
 
-// PutHeader writes into dst the RTP header head as one subscriber receives
-// it, with that subscriber's ssrc and payload type pt, and returns its
-// length: a fan-out marshals the header once and patches each copy.
-func PutHeader(dst, head []byte, ssrc uint32, pt uint8) int {
-	n := copy(dst, head)
+// putHeader writes into dst the RTP header head as one subscriber receives
+// it, with that subscriber's ssrc and payload type pt: a fan-out marshals
+// the header once and patches each copy.
+func putHeader(dst, head []byte, ssrc uint32, pt uint8) {
+	copy(dst, head)
 	dst[1] = dst[1]&0x80 | pt&0x7f
 	binary.BigEndian.PutUint32(dst[8:12], ssrc)
-	return n
 }
 
-// seal writes head (for ssrc and pt, see PutHeader) and body, the payload
+// seal writes head (for ssrc and pt, see putHeader) and body, the payload
 // and any padding, into buf, encrypted with the context of ssrc.
 func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, body []byte) ([]byte, error) {
 	hl := len(head)
@@ -277,7 +276,7 @@ func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, body []byte) ([]b
 		}
 		s.last.Store(sc)
 	}
-	PutHeader(buf, head, ssrc, pt)
+	putHeader(buf, head, ssrc, pt)
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.ctx != nil {
@@ -296,7 +295,7 @@ func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, body []byte) ([]b
 var errShortHeader = errors.New("srtpsend: RTP header shorter than 12 bytes")
 
 // WriteRTP sends one packet now (a retransmission, outside any batch):
-// head for ssrc and pt (see PutHeader), then body, the payload and any
+// head for ssrc and pt (see putHeader), then body, the payload and any
 // padding.
 func (s *Stream) WriteRTP(head []byte, ssrc uint32, pt uint8, body []byte) error {
 	dst := s.conn.dst.Load()
