@@ -319,6 +319,7 @@ func (o *outPacket) set(raw []byte, p *rtp.Packet) {
 // writeAll writes o to downs: into batch for subscribers with a direct
 // path, sent in one go at the end, through pion for the others.
 func writeAll(downs []*DownTrack, o *outPacket, key bool, batch *srtpsend.Batch) uint64 {
+	batch.Touched += touch(downs)
 	var sent uint64
 	for _, d := range downs {
 		if d.write(o, key, batch) {
@@ -329,6 +330,26 @@ func writeAll(downs []*DownTrack, o *outPacket, key bool, batch *srtpsend.Batch)
 		_ = batch.Flush() // a failed send is a lost packet; NACKs recover video
 	}
 	return sent
+}
+
+// touch reads the state each copy needs, for every subscriber, before
+// the copies are made: between packets the load on the machine evicts it,
+// and in the copy loop each subscriber's chain of cache misses (track,
+// binding, stream, connection, address, SRTP context) waits behind the
+// previous subscriber's encryption, where here the misses of many
+// subscribers overlap (docs/benchmarks.md). The sum is kept only so that
+// the loads are not optimised away.
+func touch(downs []*DownTrack) uint64 {
+	var sum uint64
+	for _, d := range downs {
+		if b := d.bound.Load(); b != nil {
+			sum += uint64(b.ssrc)
+		}
+		if s := d.direct.Load(); s != nil {
+			sum += s.Touch()
+		}
+	}
+	return sum
 }
 
 // fanOut splits a long subscriber list between this goroutine and up to
@@ -478,17 +499,18 @@ func (f *Forwarder) setDowns(downs []*DownTrack) {
 // webrtc.TrackLocal added to that subscriber's peer connection. It joins
 // the Forwarder's fan-out when pion binds it and leaves when unbound.
 type DownTrack struct {
-	f        *Forwarder
-	id       string
-	streamID string
-	bound    atomic.Pointer[binding]
-	hdr      headerScratch // pion's path: used only by the goroutine writing this track
-
+	// What every copy reads comes first, in one cache line.
+	bound atomic.Pointer[binding]
 	// direct, once the subscriber's connection has one, is where packets
 	// go instead of pion's write path.
 	direct atomic.Pointer[srtpsend.Stream]
 	// Sent so far, for sender reports.
 	packets, octets atomic.Uint32
+	f               *Forwarder
+
+	id       string
+	streamID string
+	hdr      headerScratch // pion's path: used only by the goroutine writing this track
 
 	resendMu sync.Mutex // retransmissions come from the RTCP reader
 	rbuf     [MaxPacketSize]byte
