@@ -367,8 +367,6 @@ func BenchmarkDirectForward(b *testing.B) {
 			f.Forward(raw)
 			runtime.LockOSThread() // so that the thread's clocks are the loop's
 			defer runtime.UnlockOSThread()
-			var before, after syscall.Rusage
-			_ = syscall.Getrusage(unix.RUSAGE_THREAD, &before)
 			b.ReportAllocs()
 			if bc.cold {
 				evict := make([]byte, 16<<20)
@@ -384,6 +382,8 @@ func BenchmarkDirectForward(b *testing.B) {
 				b.ReportMetric(float64(spent.Nanoseconds())/float64(b.N*n), "ns/copy")
 				return
 			}
+			var before, after syscall.Rusage
+			_ = syscall.Getrusage(unix.RUSAGE_THREAD, &before)
 			for b.Loop() {
 				f.Forward(raw)
 			}

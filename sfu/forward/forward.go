@@ -319,7 +319,7 @@ func (o *outPacket) set(raw []byte, p *rtp.Packet) {
 // writeAll writes o to downs: into batch for subscribers with a direct
 // path, sent in one go at the end, through pion for the others.
 func writeAll(downs []*DownTrack, o *outPacket, key bool, batch *srtpsend.Batch) uint64 {
-	batch.Touched += touch(downs)
+	touch(downs, batch)
 	var sent uint64
 	for _, d := range downs {
 		if d.write(o, key, batch) {
@@ -332,24 +332,18 @@ func writeAll(downs []*DownTrack, o *outPacket, key bool, batch *srtpsend.Batch)
 	return sent
 }
 
-// touch reads the state each copy needs, for every subscriber, before
-// the copies are made: between packets the load on the machine evicts it,
-// and in the copy loop each subscriber's chain of cache misses (track,
-// binding, stream, connection, address, SRTP context) waits behind the
-// previous subscriber's encryption, where here the misses of many
-// subscribers overlap (docs/benchmarks.md). The sum is kept only so that
-// the loads are not optimised away.
-func touch(downs []*DownTrack) uint64 {
-	var sum uint64
+// touch reads the state each direct copy needs, for every subscriber,
+// before the copies are made: between packets the load on the machine
+// evicts it, and in the copy loop each subscriber's chain of cache misses
+// (track, binding, stream, connection, address, SRTP context) waits
+// behind the previous subscriber's encryption, where here the misses of
+// many subscribers overlap (docs/benchmarks.md).
+func touch(downs []*DownTrack, batch *srtpsend.Batch) {
 	for _, d := range downs {
-		if b := d.bound.Load(); b != nil {
-			sum += uint64(b.ssrc)
-		}
-		if s := d.direct.Load(); s != nil {
-			sum += s.Touch()
+		if b, s := d.bound.Load(), d.direct.Load(); b != nil && s != nil {
+			batch.Touch(s, b.ssrc)
 		}
 	}
-	return sum
 }
 
 // fanOut splits a long subscriber list between this goroutine and up to

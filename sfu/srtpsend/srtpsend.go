@@ -294,25 +294,6 @@ func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, body []byte) ([]b
 
 var errShortHeader = errors.New("srtpsend: RTP header shorter than 12 bytes")
 
-// Touch loads what sealing a packet for s reads first (the connection,
-// its address, the SRTP context, the session keys' holder), so that a
-// fan-out can bring many subscribers' state into the cache at once; its
-// result means nothing.
-func (s *Stream) Touch() uint64 {
-	c := s.conn
-	var sum uint64
-	if d := c.dst.Load(); d != nil {
-		sum += uint64(d.Port())
-	}
-	if sc := s.last.Load(); sc != nil {
-		sum += uint64(sc.ssrc)
-	}
-	if c.gcm != nil {
-		sum += uint64(c.gcm.salt[0])
-	}
-	return sum
-}
-
 // WriteRTP sends one packet now (a retransmission, outside any batch):
 // head for ssrc and pt (see putHeader), then body, the payload and any
 // padding.
@@ -334,12 +315,29 @@ func (s *Stream) WriteRTP(head []byte, ssrc uint32, pt uint8, body []byte) error
 // Batch collects one goroutine's datagrams of a fan-out; Flush sends them.
 // A Batch belongs to one goroutine and allocates only when first used.
 type Batch struct {
-	snd  Sender
-	bufs [][slotSize]byte
-	ds   []Datagram
-	// Touched keeps what Stream.Touch returns, so that the compiler
-	// cannot drop the loads; it means nothing.
-	Touched uint64
+	snd     Sender
+	bufs    [][slotSize]byte
+	ds      []Datagram
+	touched uint64 // what Touch loaded, kept so the loads are not dropped
+}
+
+// Touch loads what Add for s and ssrc will read first (the stream's
+// connection, its address, the SRTP context, the session keys' holder),
+// so that a fan-out can bring many subscribers' state into the cache at
+// once before it seals the first copy (docs/benchmarks.md).
+func (b *Batch) Touch(s *Stream, ssrc uint32) {
+	c := s.conn
+	sum := uint64(ssrc)
+	if d := c.dst.Load(); d != nil {
+		sum += uint64(d.Port())
+	}
+	if sc := s.last.Load(); sc != nil {
+		sum += uint64(sc.ssrc)
+	}
+	if c.gcm != nil {
+		sum += uint64(c.gcm.salt[0])
+	}
+	b.touched += sum
 }
 
 // Add encrypts one packet for s into the batch (flushing first if the
