@@ -88,6 +88,11 @@ func TestRunAgainstSFU(t *testing.T) {
 	if rep.SFURSSBytes <= 0 {
 		t.Errorf("no SFU memory figure")
 	}
+	// Whether a frame's packets are read as one burst depends on timing;
+	// the share is a share either way.
+	if rep.SegmentedShare < 0 || rep.SegmentedShare > 1 {
+		t.Errorf("segmented share %.3f", rep.SegmentedShare)
+	}
 	b, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +101,7 @@ func TestRunAgainstSFU(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"forwardedPacketsPerSec", "loss", "forwardingRatio", "fanOutFloorCpuMicros", "latency", "latencyWithoutSfu", "addedLatencyP99Ms", "joinToFirstKeyframe", "sfuRssPerParticipantBytes"} {
+	for _, k := range []string{"forwardedPacketsPerSec", "loss", "forwardingRatio", "fanOutFloorCpuMicros", "latency", "latencyWithoutSfu", "addedLatencyP99Ms", "joinToFirstKeyframe", "sfuRssPerParticipantBytes", "sfuSegmentedDatagramShare"} {
 		if _, ok := back[k]; !ok {
 			t.Errorf("JSON report has no %q", k)
 		}

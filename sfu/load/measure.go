@@ -30,6 +30,8 @@ const (
 	mPLIs       = "sfu_plis_total"
 	mKeyframes  = "sfu_keyframe_requests_total"
 	mParticipnt = "sfu_participants"
+	mDatagrams  = "sfu_direct_datagrams_total"
+	mSegmented  = "sfu_direct_segmented_datagrams_total"
 )
 
 // sample is one scrape: every family's values summed over its labels.

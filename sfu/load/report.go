@@ -49,7 +49,11 @@ type Report struct {
 	SFUReceivedPerSec      float64 `json:"sfuReceivedPacketsPerSec"`
 	ForwardedPacketsPerSec float64 `json:"forwardedPacketsPerSec"`
 	ForwardedBytesPerSec   float64 `json:"forwardedBytesPerSec"`
-	ReceivedPacketsPerSec  float64 `json:"receivedPacketsPerSec"` // at all subscribers
+	// Of the datagrams the SFU's send socket sent in the window, the share
+	// that left as segments of a larger send (a burst's copies to one
+	// subscriber, UDP GSO).
+	SegmentedShare        float64 `json:"sfuSegmentedDatagramShare"`
+	ReceivedPacketsPerSec float64 `json:"receivedPacketsPerSec"` // at all subscribers
 
 	// Loss at subscribers over the window: sequence numbers expected but
 	// never received (after NACK retransmissions).
@@ -121,6 +125,9 @@ func (rep *Report) fill(r *runner, base, a, b sample, window float64, sent, sent
 		rep.ForwardedBytesPerSec = d(mFwdBytes) / window
 		rep.SFUCPUCores = d(mCPU) / window
 	}
+	if dg := d(mDatagrams); dg > 0 {
+		rep.SegmentedShare = d(mSegmented) / dg
+	}
 	if fwd := d(mForwarded); fwd > 0 {
 		rep.CPUPerForwarded = d(mCPU) / fwd
 		rep.CPUPerForwardedMicros = rep.CPUPerForwarded * 1e6
@@ -188,7 +195,7 @@ func (rep *Report) WriteTable(w io.Writer) error {
 	row("participants", "%d (SFU counts %.0f); subscribed tracks flowing %d/%d", rep.Participants, rep.SFUParticipants, rep.TracksFlowing, rep.TracksExpected)
 	row("window", "%.1f s", rep.WindowSeconds)
 	row("sent by publishers", "%.0f packets/s, %.2f Mbit/s", rep.SentPacketsPerSec, rep.SentBitsPerSec/1e6)
-	row("forwarded by SFU", "%.0f packets/s, %.2f Mbit/s", rep.ForwardedPacketsPerSec, rep.ForwardedBytesPerSec*8/1e6)
+	row("forwarded by SFU", "%.0f packets/s, %.2f Mbit/s; %.0f %% of its datagrams in segmented sends", rep.ForwardedPacketsPerSec, rep.ForwardedBytesPerSec*8/1e6, rep.SegmentedShare*100)
 	row("received by subscribers", "%.0f packets/s", rep.ReceivedPacketsPerSec)
 	row("loss at subscribers", "%.3f%% (%d of %d)", rep.Loss*100, rep.LostPackets, rep.ExpectedPackets)
 	row("NACKs / PLIs at SFU", "%.0f NACKs (window), %.0f PLIs from subscribers, %.0f keyframe requests to publishers (run)", rep.NACKs, rep.PLIs, rep.KeyframeRequests)

@@ -72,6 +72,7 @@ func newMetrics(s *Server) *metrics {
 		reg.MustRegister(
 			counter("sfu_direct_datagrams_total", "Datagrams sent from the ICE port's send socket: subscribers' media, and pion's STUN, DTLS and RTCP.", func() float64 { return float64(d.Datagrams.Load()) }),
 			counter("sfu_direct_send_calls_total", "sendmmsg/sendto calls on the ICE port's send socket.", func() float64 { return float64(d.Calls.Load()) }),
+			counter("sfu_direct_segmented_datagrams_total", "Datagrams sent from the ICE port's send socket as segments of a larger send (UDP GSO): a burst's copies to one subscriber.", func() float64 { return float64(d.Segmented.Load()) }),
 		)
 	}
 	return m

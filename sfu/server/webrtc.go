@@ -296,6 +296,9 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 		var out srtprecv.Writer // pion's writes: from the twin, else from the reader
 		if port.Send != nil {
 			out = port.Send
+			if !port.Send.Segments() {
+				log.Info("no segmented UDP sends (UDP_SEGMENT, Linux 4.18): a burst's copies leave one datagram per send")
+			}
 		} else {
 			log.Warn("no direct send path: pion writes every packet", "err", port.Unshared)
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -126,6 +127,9 @@ type twin struct {
 	fd     int
 	closed bool
 	v6     bool
+	// gso: the kernel sends several datagrams to one address as one
+	// segmented send (UDP_SEGMENT), each leaving as its own datagram.
+	gso atomic.Bool
 }
 
 func newTwin(ap netip.AddrPort, bufSize int) (*twin, error) {
@@ -161,9 +165,15 @@ func newTwin(ap netip.AddrPort, bufSize int) (*twin, error) {
 	if err := unix.Bind(fd, sa); err != nil {
 		return fail("bind", err)
 	}
+	// Segmented sends where the kernel has them (Linux 4.18): the kernel's
+	// send path then runs once per subscriber's burst, not per datagram.
+	_, err = unix.GetsockoptInt(fd, unix.SOL_UDP, unix.UDP_SEGMENT)
+	t.gso.Store(err == nil)
 	t.fd = fd
 	return t, nil
 }
+
+func (t *twin) segments() bool { return t.gso.Load() }
 
 func (t *twin) close() error {
 	t.mu.Lock()
@@ -182,41 +192,106 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// mmsgArgs are a Sender's sendmmsg arguments, one entry per datagram.
+// udpSegmentSpace holds a UDP_SEGMENT control message (a uint16).
+const udpSegmentSpace = 24 // unix.CmsgSpace(2)
+
+// Limits of one segmented (GSO) send: the kernel's UDP_MAX_SEGMENTS is 64
+// on older kernels, and the datagrams together must fit one IP packet.
+const (
+	maxSegments     = 64
+	maxSegmentBytes = 65000
+)
+
+// mmsgArgs are a Sender's sendmmsg arguments: an iovec per datagram, and
+// an entry per send, which carries one datagram or several segments.
 type mmsgArgs struct {
 	hdrs [batchSize]mmsghdr
+	segs [batchSize]int // datagrams per entry
 	iovs [batchSize]unix.Iovec
 	sa4  [batchSize]unix.RawSockaddrInet4
 	sa6  [batchSize]unix.RawSockaddrInet6
+	ctl  [batchSize][udpSegmentSpace]byte
+}
+
+// segments is how many datagrams from ds[0] the kernel can send as one
+// segmented datagram (UDP GSO): consecutive ones to the same address, all
+// the size of the first but the last, which may be shorter. A fan-out of
+// a burst of packets puts each subscriber's copies next to each other.
+func segments(ds []Datagram) int {
+	size := len(ds[0].B)
+	total, n := size, 1
+	for n < len(ds) && n < maxSegments {
+		d := ds[n]
+		if d.To != ds[0].To || len(d.B) == 0 || len(d.B) > size || total+len(d.B) > maxSegmentBytes {
+			break
+		}
+		total += len(d.B)
+		n++
+		if len(d.B) < size {
+			break // only the last segment may be shorter
+		}
+	}
+	return n
+}
+
+// entries fills args with sends for ds, each datagram alone before index
+// alone and where segmented sends are off, and returns how many.
+func (t *twin) entries(args *mmsgArgs, ds []Datagram, alone int) int {
+	gso := t.gso.Load()
+	e := 0
+	for i := 0; i < len(ds); e++ {
+		n := 1
+		if gso && i >= alone {
+			n = segments(ds[i:])
+		}
+		for k, d := range ds[i : i+n] {
+			iov := &args.iovs[i+k]
+			iov.Base = unsafe.SliceData(d.B)
+			iov.SetLen(len(d.B))
+		}
+		h := &args.hdrs[e].hdr
+		h.Iov = &args.iovs[i]
+		h.SetIovlen(n)
+		to := ds[i].To
+		if t.v6 {
+			sa := &args.sa6[e]
+			sa.Family = unix.AF_INET6
+			putPort(&sa.Port, to.Port())
+			sa.Addr = to.Addr().As16()
+			h.Name, h.Namelen = (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet6
+		} else {
+			sa := &args.sa4[e]
+			sa.Family = unix.AF_INET
+			putPort(&sa.Port, to.Port())
+			sa.Addr = to.Addr().As4()
+			h.Name, h.Namelen = (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet4
+		}
+		h.Control, h.Controllen = nil, 0
+		if n > 1 {
+			ctl := &args.ctl[e]
+			c := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
+			c.Level, c.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+			c.SetLen(unix.CmsgLen(2))
+			*(*uint16)(unsafe.Pointer(&ctl[unix.CmsgLen(0)])) = uint16(len(ds[i].B))
+			h.Control = &ctl[0]
+			h.SetControllen(udpSegmentSpace)
+		}
+		args.segs[e] = n
+		i += n
+	}
+	return e
 }
 
 // send sends ds (at most batchSize) with as few sendmmsg calls as the
 // kernel takes, and returns how many left, how many it tried (all but
-// those after a socket error) and how many calls it made. The socket is
-// non-blocking and never waits. A datagram the kernel refuses on its own
-// is skipped and the first such error returned with the others sent; a
-// socket error (full, closed) ends the batch there.
-func (t *twin) send(args *mmsgArgs, ds []Datagram) (sent, tried, calls int, err error) {
-	for i, d := range ds {
-		iov := &args.iovs[i]
-		iov.Base = unsafe.SliceData(d.B)
-		iov.SetLen(len(d.B))
-		h := &args.hdrs[i].hdr
-		h.Iov, h.Iovlen = iov, 1
-		if t.v6 {
-			sa := &args.sa6[i]
-			sa.Family = unix.AF_INET6
-			putPort(&sa.Port, d.To.Port())
-			sa.Addr = d.To.Addr().As16()
-			h.Name, h.Namelen = (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet6
-		} else {
-			sa := &args.sa4[i]
-			sa.Family = unix.AF_INET
-			putPort(&sa.Port, d.To.Port())
-			sa.Addr = d.To.Addr().As4()
-			h.Name, h.Namelen = (*byte)(unsafe.Pointer(sa)), unix.SizeofSockaddrInet4
-		}
-	}
+// those after a socket error), how many calls it made and how many went
+// as segments of a larger send. The socket is non-blocking and never
+// waits. A datagram the kernel refuses on its own is skipped and the
+// first such error returned with the others sent; a socket error (full,
+// closed) ends the batch there. A refused segmented send is tried again
+// datagram by datagram, so that only the datagrams at fault are lost;
+// EIO (a device without checksum offload) turns segmented sends off.
+func (t *twin) send(args *mmsgArgs, ds []Datagram) (sent, tried, calls, segmented int, err error) {
 	defer func() { // the buffers are the caller's
 		for i := range ds {
 			args.iovs[i].Base = nil
@@ -225,36 +300,53 @@ func (t *twin) send(args *mmsgArgs, ds []Datagram) (sent, tried, calls int, err 
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.closed {
-		return 0, 0, 0, ErrClosed
+		return 0, 0, 0, 0, ErrClosed
 	}
+	alone := 0 // datagrams before this index are sent one by one
 	for tried < len(ds) {
-		// A raw syscall: sendmmsg on a non-blocking socket never sleeps,
-		// and telling the scheduler about the syscall (entersyscall) woke
-		// its monitor thread and handed the P to another thread on long
-		// fan-outs, both measured costs (docs/benchmarks.md).
-		r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(t.fd), uintptr(unsafe.Pointer(&args.hdrs[tried])), uintptr(len(ds)-tried), unix.MSG_DONTWAIT, 0, 0)
-		calls++
-		switch {
-		case errno == unix.EINTR:
-			continue
-		case errno == unix.EAGAIN || errno == unix.ENOBUFS || errno == unix.EBADF:
-			// The socket, not the datagram: the rest would fail too.
-			return sent, tried, calls, errors.Join(err, fmt.Errorf("srtpsend: sendmmsg: %w", errno))
-		case errno != 0:
-			// This datagram alone (too large, a destination the
-			// kernel refuses): skip it, send the other subscribers'.
-			if err == nil {
-				err = fmt.Errorf("srtpsend: sendmmsg to %v: %w", ds[tried].To, errno)
+		entries := t.entries(args, ds[tried:], alone-tried)
+	calls:
+		for e := 0; e < entries; {
+			// A raw syscall: sendmmsg on a non-blocking socket never sleeps,
+			// and telling the scheduler about the syscall (entersyscall) woke
+			// its monitor thread and handed the P to another thread on long
+			// fan-outs, both measured costs (docs/benchmarks.md).
+			r, _, errno := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(t.fd), uintptr(unsafe.Pointer(&args.hdrs[e])), uintptr(entries-e), unix.MSG_DONTWAIT, 0, 0)
+			calls++
+			switch {
+			case errno == unix.EINTR:
+				continue
+			case errno == unix.EAGAIN || errno == unix.ENOBUFS || errno == unix.EBADF:
+				// The socket, not the datagram: the rest would fail too.
+				return sent, tried, calls, segmented, errors.Join(err, fmt.Errorf("srtpsend: sendmmsg: %w", errno))
+			case errno != 0 && args.segs[e] > 1:
+				if errno == unix.EIO {
+					t.gso.Store(false)
+				}
+				alone = tried + args.segs[e]
+				break calls // the rest again, from this send's datagrams one by one
+			case errno != 0:
+				// This datagram alone (too large, a destination the
+				// kernel refuses): skip it, send the other subscribers'.
+				if err == nil {
+					err = fmt.Errorf("srtpsend: sendmmsg to %v: %w", ds[tried].To, errno)
+				}
+				tried++
+				e++
+				continue
+			case r == 0:
+				return sent, tried, calls, segmented, errors.Join(err, errors.New("srtpsend: sendmmsg sent nothing"))
 			}
-			tried++
-			continue
-		case r == 0:
-			return sent, tried, calls, errors.Join(err, errors.New("srtpsend: sendmmsg sent nothing"))
+			for _, n := range args.segs[e : e+int(r)] {
+				sent, tried = sent+n, tried+n
+				if n > 1 {
+					segmented += n
+				}
+			}
+			e += int(r)
 		}
-		sent += int(r)
-		tried += int(r)
 	}
-	return sent, tried, calls, err
+	return sent, tried, calls, segmented, err
 }
 
 // sendOne sends one datagram to a (already in the twin's family; see

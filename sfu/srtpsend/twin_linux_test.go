@@ -286,3 +286,107 @@ func TestTwinSendsDontFragment(t *testing.T) {
 		}
 	}
 }
+
+// Consecutive datagrams to one address leave as one segmented send where
+// the sizes allow it (all the first's size, the last shorter or equal),
+// and each subscriber still receives each datagram whole, alone and in
+// order; anything else is sent as before.
+func TestTwinSegmentsBursts(t *testing.T) {
+	type to struct {
+		peer int
+		size int
+	}
+	cases := []struct {
+		name      string
+		ds        []to
+		segmented int // datagrams expected in segmented sends
+	}{
+		{"one subscriber's burst", []to{{0, 1228}, {0, 1228}, {0, 1228}, {0, 1228}, {0, 1228}}, 5},
+		{"a shorter last, then another subscriber", []to{{0, 1228}, {0, 1228}, {0, 300}, {1, 1228}, {1, 1228}}, 5},
+		{"a longer one starts a new send", []to{{0, 100}, {0, 100}, {0, 200}, {0, 200}}, 4},
+		{"nothing after a shorter one", []to{{0, 100}, {0, 50}, {0, 100}}, 2},
+		{"interleaved subscribers", []to{{0, 100}, {1, 100}, {0, 100}, {1, 100}}, 0},
+		{"a burst longer than a sendmmsg chunk", func() (ds []to) {
+			for range batchSize + 6 {
+				ds = append(ds, to{1, 1000})
+			}
+			return ds
+		}(), batchSize + 6},
+	}
+	sock := newSocket(t)
+	if !sock.twin.gso.Load() {
+		t.Skip("the kernel has no UDP_SEGMENT (Linux 4.18 and later): datagrams are sent one by one")
+	}
+	peers := []*peer{newPeer(t, srtp.ProtectionProfileAeadAes128Gcm), newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var ds []Datagram
+			want := make([][][]byte, len(peers))
+			for i, d := range c.ds {
+				b := make([]byte, d.size)
+				for k := range b {
+					b[k] = byte(i + k)
+				}
+				ds = append(ds, Datagram{B: b, To: peers[d.peer].addr()})
+				want[d.peer] = append(want[d.peer], b)
+			}
+			before := sock.Segmented.Load()
+			sent, err := sock.NewSender().Send(ds)
+			if err != nil || sent != len(ds) {
+				t.Fatalf("sent %d of %d: %v", sent, len(ds), err)
+			}
+			if got := int(sock.Segmented.Load() - before); got != c.segmented {
+				t.Errorf("%d datagrams in segmented sends, want %d", got, c.segmented)
+			}
+			buf := make([]byte, 2048)
+			for pi, p := range peers {
+				for i, w := range want[pi] {
+					_ = p.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+					n, _, err := p.rx.ReadFromUDPAddrPort(buf)
+					if err != nil {
+						t.Fatalf("subscriber %d got %d of %d datagrams: %v", pi, i, len(want[pi]), err)
+					}
+					if string(buf[:n]) != string(w) {
+						t.Fatalf("subscriber %d's datagram %d: %d bytes, want its %d bytes as sent", pi, i, n, len(w))
+					}
+				}
+			}
+		})
+	}
+}
+
+// A segmented send the kernel refuses is retried datagram by datagram:
+// only the datagrams at fault are lost, and the error names them.
+func TestTwinRetriesARefusedSegmentedSend(t *testing.T) {
+	sock := newSocket(t)
+	if !sock.twin.gso.Load() {
+		t.Skip("the kernel has no UDP_SEGMENT (Linux 4.18 and later): no segmented sends to refuse")
+	}
+	refused := netip.MustParseAddrPort("127.255.255.255:9") // broadcast, without SO_BROADCAST
+	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
+	var ds []Datagram
+	for range 3 {
+		ds = append(ds, Datagram{B: []byte("refused"), To: refused})
+	}
+	for i := range 3 {
+		ds = append(ds, Datagram{B: []byte{'o', 'k', byte(i)}, To: p.addr()})
+	}
+	sent, err := sock.NewSender().Send(ds)
+	if sent != 3 {
+		t.Errorf("sent %d of %d, want the 3 to the subscriber", sent, len(ds))
+	}
+	if !errors.Is(err, unix.EACCES) || !strings.Contains(err.Error(), refused.String()) {
+		t.Errorf("error %v, want EACCES naming %s", err, refused)
+	}
+	buf := make([]byte, 16)
+	for i := range 3 {
+		_ = p.rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := p.rx.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:n]) != string([]byte{'o', 'k', byte(i)}) {
+			t.Fatalf("datagram %d: %q, %v", i, buf[:n], err)
+		}
+	}
+	if !sock.twin.gso.Load() {
+		t.Error("a refused destination turned segmented sends off; only EIO (no checksum offload) should")
+	}
+}
