@@ -133,7 +133,7 @@ func TestFanOutFromTheFastPathAroundRun(t *testing.T) {
 	go func() { // the fast path: packets 1..200, on its own goroutine
 		defer close(delivered)
 		for seq := uint16(1); seq <= 200; seq++ {
-			f.ReceiveRTP(sourcePacket(t, seq, []byte("fast")), time.Now())
+			f.ReceiveRTP([][]byte{sourcePacket(t, seq, []byte("fast"))}, []time.Time{time.Now()})
 			if seq == 100 {
 				close(src.done) // the track ends meanwhile
 			}

@@ -103,9 +103,12 @@ type Forwarder struct {
 	// (pion's receive path) or the fast receive path's, and at the moment
 	// a track moves from one to the other, from both.
 	inMu  sync.Mutex
-	pkt   rtp.Packet
-	out   outPacket      // pkt as the fan-out writes it
-	batch srtpsend.Batch // direct sends of the receiving goroutine
+	gen   uint64                // of the burst being written (outPacket.gen)
+	pkts  [burstSize]rtp.Packet // the burst, parsed
+	outs  [burstSize]outPacket  // the burst as the fan-out writes it
+	one   [1][]byte             // a lone packet as a burst (Run, Forward)
+	oneAt [1]time.Time          // its arrival
+	batch srtpsend.Batch        // direct sends of the receiving goroutine
 	// The sequence numbers' highest and wrap count (the SRTP rollover
 	// counter, for a receive path that takes over).
 	maxSeq  uint16
@@ -126,7 +129,7 @@ type Forwarder struct {
 	parallel bool
 	helpers  int
 	jobs     chan fanJob
-	results  chan uint64
+	results  chan fanResult
 	helperWG sync.WaitGroup
 }
 
@@ -197,7 +200,7 @@ func (f *Forwarder) Run(src Source) error {
 		if err != nil {
 			return err
 		}
-		f.ReceiveRTP(f.buf[:n], f.now())
+		f.receiveOne(f.buf[:n], f.now())
 	}
 }
 
@@ -214,55 +217,97 @@ func (f *Forwarder) end() {
 
 // Forward writes one raw RTP packet to every subscriber, as if it arrived
 // now.
-func (f *Forwarder) Forward(raw []byte) { f.ReceiveRTP(raw, f.now()) }
+func (f *Forwarder) Forward(raw []byte) { f.receiveOne(raw, f.now()) }
 
-// ReceiveRTP writes one raw RTP packet, which arrived at arrival, to every
-// subscriber (srtprecv.Sink); malformed packets are dropped.
-func (f *Forwarder) ReceiveRTP(raw []byte, arrival time.Time) {
+func (f *Forwarder) receiveOne(raw []byte, arrival time.Time) {
 	f.inMu.Lock()
 	defer f.inMu.Unlock()
-	if err := f.pkt.Unmarshal(raw); err != nil {
+	f.one[0], f.oneAt[0] = raw, arrival
+	f.receive(f.one[:], f.oneAt[:])
+	f.one[0] = nil
+}
+
+// burstSize is the most packets of a burst written to the subscribers
+// together; a longer burst is written in parts.
+const burstSize = 16
+
+// ReceiveRTP writes raw RTP packets that were read back to back (a burst,
+// in order, each with its arrival) to every subscriber (srtprecv.Sink):
+// each subscriber's copies of the burst are made one after another, so
+// that they leave together, as one segmented send where the kernel can
+// (srtpsend.Sender). Malformed packets are dropped.
+func (f *Forwarder) ReceiveRTP(pkts [][]byte, arrivals []time.Time) {
+	f.inMu.Lock()
+	defer f.inMu.Unlock()
+	for len(pkts) > 0 {
+		n := min(len(pkts), burstSize)
+		f.receive(pkts[:n], arrivals[:n])
+		pkts, arrivals = pkts[n:], arrivals[n:]
+	}
+}
+
+// receive writes a burst of at most burstSize packets; inMu held.
+func (f *Forwarder) receive(pkts [][]byte, arrivals []time.Time) {
+	c := f.cfg.Counters
+	n := 0 // packets kept, parsed into f.pkts[:n]
+	var lastArrival time.Time
+	for i, raw := range pkts {
+		p := &f.pkts[n]
+		if err := p.Unmarshal(raw); err != nil {
+			continue
+		}
+		f.countSeq(p.SequenceNumber)
+		if f.cfg.Observe != nil {
+			f.cfg.Observe(raw, &p.Header, arrivals[i])
+		}
+		// Before the subscriber list is loaded: a subscriber added after
+		// this check misses the keyframe's start, and its request is then
+		// sent.
+		key := f.isKey != nil && f.isKey(p.Payload)
+		if key {
+			f.lastKeySeen.Store(f.now().UnixNano())
+			f.awaiting.Store(false)
+		}
+		c.PacketsIn.Add(1)
+		c.BytesIn.Add(uint64(len(raw)))
+		if f.hist != nil {
+			f.hist.add(p.SequenceNumber, raw)
+		}
+		f.outs[n].set(raw, p)
+		f.outs[n].key, f.outs[n].i = key, n
+		lastArrival = arrivals[i]
+		n++
+	}
+	if n == 0 {
 		return
 	}
-	f.countSeq(f.pkt.SequenceNumber)
-	if f.cfg.Observe != nil {
-		f.cfg.Observe(raw, &f.pkt.Header, arrival)
-	}
-	// Before the subscriber list is loaded: a subscriber added after this
-	// check misses the keyframe's start, and its request is then sent.
-	key := f.isKey != nil && f.isKey(f.pkt.Payload)
-	if key {
-		f.lastKeySeen.Store(f.now().UnixNano())
-		f.awaiting.Store(false)
-	}
-	c := f.cfg.Counters
-	c.PacketsIn.Add(1)
-	c.BytesIn.Add(uint64(len(raw)))
-	if f.hist != nil {
-		f.hist.add(f.pkt.SequenceNumber, raw)
-	}
 	f.srMu.Lock()
-	f.lastTS, f.lastArrival = f.pkt.Timestamp, arrival
+	f.lastTS, f.lastArrival = f.pkts[n-1].Timestamp, lastArrival
 	f.srMu.Unlock()
-	// Every shape's header before the subscriber list is loaded: a
-	// subscriber whose shape is newer than this packet's headers then
-	// misses the packet, as if it had been added just after it.
-	o := &f.out
-	o.gen++
-	for _, sh := range *f.shapes.Load() {
-		sh.head, sh.gen = sh.hdr.marshal(sh, &f.pkt.Header, &sh.buf), o.gen
+	// Every shape's headers before the subscriber list is loaded: a
+	// subscriber whose shape is newer than this burst's headers then
+	// misses the burst, as if it had been added just after it.
+	f.gen++
+	outs := f.outs[:n]
+	for i := range outs {
+		outs[i].gen = f.gen
 	}
-	o.set(raw, &f.pkt)
+	for _, sh := range *f.shapes.Load() {
+		for i := range outs {
+			sh.heads[i] = sh.hdr.marshal(sh, &f.pkts[i].Header, &sh.bufs[i])
+		}
+		sh.gen = f.gen
+	}
 	downs := *f.downs.Load()
-	var sent uint64
+	var sent, bytes uint64
 	if f.parallel && len(downs) >= 2*fanOutChunk {
-		sent = f.fanOut(downs, key)
+		sent, bytes = f.fanOut(downs, outs)
 	} else {
-		sent = writeAll(downs, o, key, &f.batch)
+		sent, bytes = writeAll(downs, outs, &f.batch)
 	}
 	if sent > 0 {
 		c.PacketsOut.Add(sent)
-		c.BytesOut.Add(sent * uint64(len(raw)))
+		c.BytesOut.Add(bytes)
 	}
 }
 
@@ -299,12 +344,17 @@ const fanOutChunk = 256
 
 type fanJob struct {
 	downs []*DownTrack
-	key   bool
+	outs  []outPacket
 }
+
+type fanResult struct{ sent, bytes uint64 }
 
 // outPacket is one incoming packet as the fan-out writes it.
 type outPacket struct {
 	gen     uint64      // which shapes' headers are this packet's
+	i       int         // its place in the burst: its header in a shape's heads
+	key     bool        // a keyframe's
+	size    int         // as received
 	src     *rtp.Header // as received
 	payload []byte      // without padding (pion's path)
 	body    []byte      // payload and padding, as received (the direct path)
@@ -312,24 +362,27 @@ type outPacket struct {
 
 // set points o at raw, which p was parsed from.
 func (o *outPacket) set(raw []byte, p *rtp.Packet) {
-	o.src, o.payload = &p.Header, p.Payload
+	o.size, o.src, o.payload = len(raw), &p.Header, p.Payload
 	o.body = raw[len(raw)-len(p.Payload)-int(p.PaddingSize):]
 }
 
-// writeAll writes o to downs: into batch for subscribers with a direct
-// path, sent in one go at the end, through pion for the others.
-func writeAll(downs []*DownTrack, o *outPacket, key bool, batch *srtpsend.Batch) uint64 {
+// writeAll writes a burst to downs, subscriber by subscriber: into batch
+// for subscribers with a direct path, sent as the batch fills and at the
+// end, through pion for the others. It returns the copies and bytes sent.
+func writeAll(downs []*DownTrack, outs []outPacket, batch *srtpsend.Batch) (sent, bytes uint64) {
 	touch(downs, batch)
-	var sent uint64
 	for _, d := range downs {
-		if d.write(o, key, batch) {
-			sent++
+		for i := range outs {
+			if d.write(&outs[i], batch) {
+				sent++
+				bytes += uint64(outs[i].size)
+			}
 		}
 	}
 	if batch.Len() > 0 {
 		_ = batch.Flush() // a failed send is a lost packet; NACKs recover video
 	}
-	return sent
+	return sent, bytes
 }
 
 // touch reads the state each direct copy needs, for every subscriber,
@@ -351,31 +404,33 @@ func touch(downs []*DownTrack, batch *srtpsend.Batch) {
 // track's fan-out is otherwise capped at one core, and the last subscriber
 // waits for all the writes before it. Each DownTrack is written by one
 // goroutine per packet, and the packet is not touched until all finish.
-func (f *Forwarder) fanOut(downs []*DownTrack, key bool) uint64 {
+func (f *Forwarder) fanOut(downs []*DownTrack, outs []outPacket) (sent, bytes uint64) {
 	if f.jobs == nil {
 		f.startHelpers(runtime.GOMAXPROCS(0) - 1)
 	}
 	parts := min(f.helpers+1, len(downs)/fanOutChunk)
 	size := (len(downs) + parts - 1) / parts
 	for i := 1; i < parts; i++ {
-		f.jobs <- fanJob{downs: downs[i*size : min(len(downs), (i+1)*size)], key: key}
+		f.jobs <- fanJob{downs: downs[i*size : min(len(downs), (i+1)*size)], outs: outs}
 	}
-	sent := writeAll(downs[:size], &f.out, key, &f.batch)
+	sent, bytes = writeAll(downs[:size], outs, &f.batch)
 	for i := 1; i < parts; i++ {
-		sent += <-f.results
+		r := <-f.results
+		sent, bytes = sent+r.sent, bytes+r.bytes
 	}
-	return sent
+	return sent, bytes
 }
 
 func (f *Forwarder) startHelpers(n int) {
-	f.jobs, f.results, f.helpers = make(chan fanJob), make(chan uint64), n
+	f.jobs, f.results, f.helpers = make(chan fanJob), make(chan fanResult), n
 	for range n {
 		f.helperWG.Add(1)
 		go func() {
 			defer f.helperWG.Done()
 			var batch srtpsend.Batch
 			for j := range f.jobs {
-				f.results <- writeAll(j.downs, &f.out, j.key, &batch)
+				sent, bytes := writeAll(j.downs, j.outs, &batch)
+				f.results <- fanResult{sent, bytes}
 			}
 		}()
 	}
@@ -535,13 +590,13 @@ type extMap struct{ in, out uint8 }
 type shape struct {
 	ext     []extMap
 	profile uint16
-	// The current packet's header (nil if it did not marshal), written by
-	// the receiving goroutine before the fan-out reads it: gen is the
-	// packet's (outPacket.gen).
-	head []byte
-	gen  uint64
-	hdr  headerScratch
-	buf  [headSize]byte
+	// The current burst's headers (nil where one did not marshal), written
+	// by the receiving goroutine before the fan-out reads them: gen is the
+	// burst's (outPacket.gen).
+	heads [burstSize][]byte
+	gen   uint64
+	hdr   headerScratch
+	bufs  [burstSize][headSize]byte
 }
 
 // headSize holds any header the SFU forwards: 12 bytes, 15 CSRCs, the
@@ -677,12 +732,13 @@ func (d *DownTrack) send(b *binding, head []byte, o *outPacket, batch *srtpsend.
 	return err == nil && n > 0
 }
 
-func (d *DownTrack) write(o *outPacket, key bool, batch *srtpsend.Batch) bool {
+func (d *DownTrack) write(o *outPacket, batch *srtpsend.Batch) bool {
 	b := d.bound.Load()
-	if b == nil || b.shape.gen != o.gen || b.shape.head == nil {
+	if b == nil || b.shape.gen != o.gen || b.shape.heads[o.i] == nil {
 		return false // bound after the packet's headers were made, or a header too long
 	}
-	ok := d.send(b, b.shape.head, o, batch, &d.hdr)
+	key := o.key
+	ok := d.send(b, b.shape.heads[o.i], o, batch, &d.hdr)
 	if ok {
 		d.packets.Add(1)
 		d.octets.Add(uint32(len(o.payload)))

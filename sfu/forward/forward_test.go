@@ -3,6 +3,7 @@ package forward
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -300,19 +301,23 @@ func TestReceiveRTPObservesEachPacket(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Unix(1000, 0)
-	for i, seq := range []uint16{5, 6} {
-		raw := sourcePacket(t, seq, []byte{1, 2, 3})
-		f.ReceiveRTP(raw, at.Add(time.Duration(i)*time.Millisecond))
-		if want := (seen{seq, at.Add(time.Duration(i) * time.Millisecond), len(raw), i}); len(got) != i+1 || got[i] != want {
-			t.Fatalf("observed %+v, want %+v last", got, want)
-		}
+	ms := func(i int) time.Time { return at.Add(time.Duration(i) * time.Millisecond) }
+	raw := sourcePacket(t, 5, []byte{1, 2, 3})
+	f.ReceiveRTP([][]byte{raw}, []time.Time{ms(0)})
+	if want := (seen{5, ms(0), len(raw), 0}); len(got) != 1 || got[0] != want {
+		t.Fatalf("observed %+v, want %+v", got, want)
 	}
-	if len(rec.got) != 2 {
-		t.Fatalf("subscriber got %d packets, want 2", len(rec.got))
+	// A burst: each packet observed with its own arrival, all of them
+	// before the burst is forwarded; a malformed one neither observed nor
+	// forwarded.
+	burst := [][]byte{sourcePacket(t, 6, []byte{1}), {1, 2}, sourcePacket(t, 7, []byte{1, 2})}
+	f.ReceiveRTP(burst, []time.Time{ms(1), ms(2), ms(3)})
+	want := []seen{{5, ms(0), len(raw), 0}, {6, ms(1), len(burst[0]), 1}, {7, ms(3), len(burst[2]), 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("observed %+v, want %+v", got, want)
 	}
-	f.ReceiveRTP([]byte{1, 2}, at) // malformed: neither observed nor forwarded
-	if len(got) != 2 || len(rec.got) != 2 {
-		t.Fatal("a malformed packet was observed or forwarded")
+	if len(rec.got) != 3 || rec.got[1].SequenceNumber != 6 || rec.got[2].SequenceNumber != 7 {
+		t.Fatalf("subscriber got %d packets, want 5, 6, 7 in order", len(rec.got))
 	}
 }
 

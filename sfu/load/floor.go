@@ -205,31 +205,42 @@ func floorSend(spec string) error {
 	fmt.Println(conn.LocalAddr().(*net.UDPAddr).Port)
 	snd := sock.NewSender()
 	ds := make([]srtpsend.Datagram, fanout)
-	buf := make([]byte, 2048)
+	var bufs [srtprecv.MaxBatch][]byte
+	for i := range bufs {
+		bufs[i] = make([]byte, 2048)
+	}
+	var lens [srtprecv.MaxBatch]int
+	var froms [srtprecv.MaxBatch]netip.AddrPort
 	next := 0
 	var start time.Duration
 	rounds := 0
 	for {
-		n, _, err := rx.Read(buf)
+		got, err := rx.ReadBatch(bufs[:], lens[:], froms[:])
 		if err != nil {
 			return err
 		}
-		switch buf[0] {
-		case floorStop:
-			fmt.Println(int64(processCPU()-start) / int64(max(1, rounds*fanout)))
-			return nil
-		case floorMeasure:
-			if rounds == 0 {
-				start = processCPU()
+		for k := range got {
+			buf := bufs[k][:lens[k]]
+			switch buf[0] {
+			case floorStop:
+				fmt.Println(int64(processCPU()-start) / int64(max(1, rounds*fanout)))
+				return nil
+			case floorMeasure:
+				if rounds == 0 {
+					start = processCPU()
+				}
+				rounds++
 			}
-			rounds++
-		}
-		for i := range ds { // the next fanout receivers, round robin
-			ds[i] = srtpsend.Datagram{B: buf[:n], To: to[next]}
-			next = (next + 1) % len(to)
-		}
-		if _, err := snd.Send(ds); err != nil {
-			return err
+			// Each trigger is sent on its own, to the next fanout
+			// receivers, round robin: the triggers are paced, one per
+			// wake-up, so there is no burst to segment.
+			for i := range ds {
+				ds[i] = srtpsend.Datagram{B: buf, To: to[next]}
+				next = (next + 1) % len(to)
+			}
+			if _, err := snd.Send(ds); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -9,43 +9,69 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// recvState is a reader's recvmsg arguments, kept so that a read
+// mmsghdr is struct mmsghdr of <sys/socket.h>.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// recvState is a reader's recvmmsg arguments, kept so that a read
 // allocates nothing.
 type recvState struct {
-	from  unix.RawSockaddrInet6
-	iov   unix.Iovec
-	h     unix.Msghdr
-	n     int
+	hdrs  [MaxBatch]mmsghdr
+	iovs  [MaxBatch]unix.Iovec
+	froms [MaxBatch]unix.RawSockaddrInet6
+	want  int // entries offered
+	n     int // entries filled
 	errno unix.Errno
 	fn    func(fd uintptr) bool // recv, made once
 }
 
-// Read receives one datagram into b (not empty). recvmsg with
+// ReadBatch receives the datagrams queued on the socket, at least one, at
+// most len(bufs) (and MaxBatch): datagram i into bufs[i], its length in
+// lens[i] and its sender in froms[i]; it returns how many. recvmmsg with
 // MSG_DONTWAIT never sleeps, so it is a raw system call, one the
 // scheduler does not see; when nothing is queued, the raw connection
-// waits for the socket in the netpoller, as any Go read does.
-func (r *RawReader) Read(b []byte) (int, netip.AddrPort, error) {
+// waits for the socket in the netpoller, as any Go read does. One call
+// takes a whole burst (a video frame's packets, say).
+func (r *RawReader) ReadBatch(bufs [][]byte, lens []int, froms []netip.AddrPort) (int, error) {
 	s := &r.rs
 	if s.fn == nil {
 		s.fn = s.recv
 	}
-	s.iov.Base = &b[0]
-	s.iov.SetLen(len(b))
-	s.h.Iov, s.h.Iovlen = &s.iov, 1
-	s.h.Name = (*byte)(unsafe.Pointer(&s.from))
+	s.want = min(len(bufs), len(lens), len(froms), MaxBatch)
+	for i, b := range bufs[:s.want] {
+		s.iovs[i].Base = &b[0]
+		s.iovs[i].SetLen(len(b))
+		h := &s.hdrs[i].hdr
+		h.Iov = &s.iovs[i]
+		h.SetIovlen(1)
+		h.Name = (*byte)(unsafe.Pointer(&s.froms[i]))
+	}
+	defer func() { // the buffers are the caller's
+		for i := range s.want {
+			s.iovs[i].Base = nil
+		}
+	}()
 	if err := r.raw.Read(s.fn); err != nil {
-		return 0, netip.AddrPort{}, err
+		return 0, err
 	}
 	if s.errno != 0 {
-		return 0, netip.AddrPort{}, s.errno
+		return 0, s.errno
 	}
-	return s.n, sockaddrAddrPort(&s.from), nil
+	for i := range s.n {
+		lens[i], froms[i] = int(s.hdrs[i].n), sockaddrAddrPort(&s.froms[i])
+	}
+	return s.n, nil
 }
 
 func (s *recvState) recv(fd uintptr) bool {
+	for i := range s.want {
+		s.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+	}
 	for {
-		s.h.Namelen = unix.SizeofSockaddrInet6
-		n, _, e := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.h)), unix.MSG_DONTWAIT)
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.want), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue

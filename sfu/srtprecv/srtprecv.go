@@ -31,10 +31,12 @@ import (
 	"github.com/pion/srtp/v3"
 )
 
-// Sink receives one SSRC's decrypted RTP packets, on a reading goroutine:
-// it must not block, and must not keep pkt after returning.
+// Sink receives one SSRC's decrypted RTP packets, on a reading goroutine,
+// a burst at a time: the packets of the SSRC that were queued back to back
+// on the socket (one or more, in order), each with its arrival. It must
+// not block, and must not keep pkts after returning.
 type Sink interface {
-	ReceiveRTP(pkt []byte, arrival time.Time)
+	ReceiveRTP(pkts [][]byte, arrivals []time.Time)
 }
 
 // RTCPSink receives a peer's decrypted compound RTCP packets, on reader 0
@@ -70,13 +72,17 @@ const (
 	// pionQueue is how many datagrams may wait for pion's mux worker
 	// before a reader waits for it.
 	pionQueue = 512
+	// MaxBatch is the most datagrams one read takes (RawReader.ReadBatch)
+	// and so the longest burst a Sink receives at once.
+	MaxBatch = 16
 )
 
 // Mux is the ICE UDP port as pion's UDP mux reads and writes it: a
 // net.PacketConn that also offers pion's allocation-free AddrPort methods.
 type Mux struct {
-	conns []*net.UDPConn
-	out   Writer
+	conns   []*net.UDPConn
+	readers []*reader
+	out     Writer
 
 	mu    sync.RWMutex
 	peers map[netip.AddrPort]*Peer
@@ -101,28 +107,41 @@ type datagram struct {
 // NewMux reads conns, the port's sockets, each on its own goroutine, until
 // Close; out, if not nil, sends pion's writes (else conns[0] does).
 func NewMux(conns []*net.UDPConn, out Writer) (*Mux, error) {
+	m, err := newIdleMux(conns, out)
+	if err != nil {
+		return nil, err
+	}
+	m.start()
+	return m, nil
+}
+
+// newIdleMux is a Mux whose readers have not started.
+func newIdleMux(conns []*net.UDPConn, out Writer) (*Mux, error) {
 	if len(conns) == 0 {
 		return nil, errors.New("srtprecv: no socket")
 	}
 	m := &Mux{conns: conns, out: out, peers: map[netip.AddrPort]*Peer{},
 		toPion: make(chan *datagram, pionQueue), free: make(chan *datagram, pionQueue), closed: make(chan struct{})}
-	var readers []*reader
 	for _, c := range conns {
 		rr, err := NewRawReader(c)
 		if err != nil {
 			return nil, err
 		}
-		readers = append(readers, &reader{m: m, rr: rr})
-	}
-	for _, r := range readers {
-		m.wg.Add(1)
-		go r.run()
+		m.readers = append(m.readers, &reader{m: m, rr: rr})
 	}
 	return m, nil
 }
 
+// start runs the readers (tests queue datagrams before it).
+func (m *Mux) start() {
+	for _, r := range m.readers {
+		m.wg.Add(1)
+		go r.run()
+	}
+}
+
 // RawReader reads a UDP socket as the Mux's readers do: non-blocking raw
-// recvmsg calls, waiting in the netpoller when nothing is queued. Also
+// recvmmsg calls, waiting in the netpoller when nothing is queued. Also
 // for a process that must cost what the SFU costs (sfuload's fan-out
 // floor). One goroutine's: it keeps the call's arguments.
 type RawReader struct {
@@ -144,60 +163,113 @@ func NewRawReader(conn *net.UDPConn) (*RawReader, error) {
 type reader struct {
 	m     *Mux
 	rr    *RawReader
-	buf   [datagramSize]byte
-	plain [datagramSize]byte
+	slots [MaxBatch][datagramSize]byte // as received
+	bufs  [MaxBatch][]byte             // the slots, for ReadBatch
+	lens  [MaxBatch]int
+	froms [MaxBatch]netip.AddrPort
+	plain [MaxBatch][datagramSize]byte // decrypted
+	burst [MaxBatch][]byte             // a sink's packets, in plain
+	at    [MaxBatch]time.Time
 	hdr   rtp.Header
 }
 
 func (r *reader) run() {
 	defer r.m.wg.Done()
+	for i := range r.slots {
+		r.bufs[i] = r.slots[i][:]
+	}
 	for {
-		n, from, err := r.rr.Read(r.buf[:])
+		n, err := r.rr.ReadBatch(r.bufs[:], r.lens[:], r.froms[:])
 		if err != nil {
 			_ = r.m.shutdown() // a socket closed: the port is done
 			return
 		}
-		pkt := r.buf[:n]
-		if isRTP(pkt) && r.keep(pkt, from, false) || isRTCP(pkt) && r.keep(pkt, from, true) {
-			continue
+		now := time.Now()
+		for i := 0; i < n; {
+			pkt, from := r.slots[i][:r.lens[i]], r.froms[i]
+			switch {
+			case isRTP(pkt):
+				if kept := r.keepMedia(i, n, now); kept > 0 {
+					i += kept
+					continue
+				}
+			case isRTCP(pkt) && r.keepRTCP(pkt, from):
+				i++
+				continue
+			}
+			r.m.toPionQueue(pkt, from)
+			i++
 		}
-		r.m.toPionQueue(pkt, from)
 	}
 }
 
-// keep hands a registered peer's packet to its sink, RTP of a kept SSRC
-// or (rtcp) RTCP of a peer with an RTCPSink, and reports whether it did.
-func (r *reader) keep(pkt []byte, from netip.AddrPort, rtcp bool) bool {
+// keepMedia hands datagram i, if it is RTP of a kept SSRC of a registered
+// peer, to its sink together with the same SSRC's datagrams from the same
+// peer right after it (up to n): a burst. It returns how many datagrams
+// it took (0: none, pion's); one that does not decrypt (a replay, a
+// rollover the context missed) goes to pion instead.
+func (r *reader) keepMedia(i, n int, arrival time.Time) int {
 	m := r.m
-	m.mu.RLock()
-	p := m.peers[from]
-	m.mu.RUnlock()
+	from := r.froms[i]
+	pkt := r.slots[i][:r.lens[i]]
+	p := m.peer(from)
+	if p == nil {
+		return 0
+	}
+	ssrc := binary.BigEndian.Uint32(pkt[8:12])
+	t := p.track(ssrc)
+	if t == nil {
+		return 0
+	}
+	k, j := 0, i
+	for ; j < n; j++ {
+		pkt := r.slots[j][:r.lens[j]]
+		if j > i && (r.froms[j] != from || !isRTP(pkt) || binary.BigEndian.Uint32(pkt[8:12]) != ssrc) {
+			break
+		}
+		plain, ok := t.decrypt(pkt, r.plain[k][:0], &r.hdr)
+		if !ok {
+			m.Counters.Rejected.Add(1)
+			m.toPionQueue(pkt, from)
+			continue
+		}
+		r.burst[k], r.at[k] = plain, arrival
+		k++
+	}
+	if k > 0 {
+		m.Counters.Received.Add(uint64(k))
+		t.sink.ReceiveRTP(r.burst[:k], r.at[:k])
+		clear(r.burst[:k])
+	}
+	return j - i
+}
+
+// keepRTCP hands a registered peer's RTCP to its RTCPSink and reports
+// whether it did.
+func (r *reader) keepRTCP(pkt []byte, from netip.AddrPort) bool {
+	m := r.m
+	p := m.peer(from)
 	if p == nil {
 		return false
 	}
-	var media Sink
-	var control RTCPSink
-	var plain []byte
-	var ok bool
-	if rtcp {
-		control, plain, ok = p.decryptRTCP(pkt, r.plain[:0])
-	} else {
-		media, plain, ok = p.decrypt(pkt, r.plain[:0], &r.hdr)
-	}
+	control, plain, ok := p.decryptRTCP(pkt, r.plain[0][:0])
 	switch {
-	case media == nil && control == nil:
+	case control == nil:
 		return false
 	case !ok:
 		m.Counters.Rejected.Add(1)
 		return false
-	case rtcp:
-		m.Counters.ReceivedRTCP.Add(1)
-		control.ReceiveRTCP(plain)
-	default:
-		m.Counters.Received.Add(1)
-		media.ReceiveRTP(plain, time.Now())
 	}
+	m.Counters.ReceivedRTCP.Add(1)
+	control.ReceiveRTCP(plain)
 	return true
+}
+
+// peer is the registered peer whose media comes from from, or nil.
+func (m *Mux) peer(from netip.AddrPort) *Peer {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.peers[from]
 }
 
 // toPionQueue copies pkt for pion's mux worker, waiting while pion is a
@@ -438,20 +510,19 @@ func (p *Peer) Close() {
 	p.mu.Unlock()
 }
 
-// decrypt finds pkt's sink and decrypts pkt into dst. sink is nil when
-// the SSRC is not kept; ok is false when it is but pkt did not decrypt.
-func (p *Peer) decrypt(pkt, dst []byte, hdr *rtp.Header) (sink Sink, plain []byte, ok bool) {
-	ssrc := binary.BigEndian.Uint32(pkt[8:12])
+// track is ssrc's kept track, or nil.
+func (p *Peer) track(ssrc uint32) *track {
 	p.mu.Lock()
-	t := p.tracks[ssrc]
-	p.mu.Unlock()
-	if t == nil {
-		return nil, nil, false
-	}
+	defer p.mu.Unlock()
+	return p.tracks[ssrc]
+}
+
+// decrypt decrypts pkt into dst; ok is false when it did not decrypt.
+func (t *track) decrypt(pkt, dst []byte, hdr *rtp.Header) (plain []byte, ok bool) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	plain, err := t.ctx.DecryptRTP(dst, pkt, hdr)
-	t.mu.Unlock()
-	return t.sink, plain, err == nil
+	return plain, err == nil
 }
 
 // decryptRTCP decrypts pkt into dst for the peer's RTCPSink; sink is nil

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,19 +77,26 @@ func (p *publisher) send(to netip.AddrPort, b []byte) {
 	}
 }
 
-// sink records what it receives.
+// sink records what it receives, and in which bursts.
 type sink struct {
-	mu   sync.Mutex
-	pkts [][]byte
+	mu     sync.Mutex
+	pkts   [][]byte
+	bursts []int
 }
 
-func (s *sink) ReceiveRTP(pkt []byte, arrival time.Time) {
-	if arrival.IsZero() {
-		panic("no arrival time")
+func (s *sink) ReceiveRTP(pkts [][]byte, arrivals []time.Time) {
+	if len(pkts) == 0 || len(arrivals) != len(pkts) {
+		panic(fmt.Sprintf("a burst of %d packets with %d arrivals", len(pkts), len(arrivals)))
 	}
 	s.mu.Lock()
-	s.pkts = append(s.pkts, bytes.Clone(pkt))
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for i, pkt := range pkts {
+		if arrivals[i].IsZero() {
+			panic("no arrival time")
+		}
+		s.pkts = append(s.pkts, bytes.Clone(pkt))
+	}
+	s.bursts = append(s.bursts, len(pkts))
 }
 
 func (s *sink) got() [][]byte {
@@ -196,6 +205,80 @@ func TestMuxKeepsRegisteredMediaAndPassesTheRest(t *testing.T) {
 	}
 	if r := m.Counters.Received.Load(); r != 5 {
 		t.Fatalf("Received = %d, want 5", r)
+	}
+}
+
+// Datagrams queued back to back reach their sinks as bursts, one per run
+// of an SSRC from one peer, in order; what comes between (another SSRC,
+// STUN) ends a burst and goes where it belongs, and a packet that does not
+// decrypt goes to pion without ending its burst.
+func TestMuxHandsBurstsToSinks(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadBuffer(1 << 20)
+	at := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	m, err := newIdleMux([]*net.UDPConn{conn}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newPublisher(t)
+	peer, err := m.NewPeer(profile, pub.key, pub.salt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.SetAddr(pub.addr())
+	var a, b sink
+	if err := peer.Add(1111, 0, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.Add(2222, 0, &b); err != nil {
+		t.Fatal(err)
+	}
+	stunLike := append([]byte{0x00, 0x01}, make([]byte, 18)...)
+	bad := pubSealed(t, pub, 1111, 6)
+	bad[len(bad)-1] ^= 1
+	// Queued before the reader starts, so that one read takes them all.
+	for _, seq := range []uint16{1, 2, 3} {
+		pub.sendRTP(at, 1111, seq)
+	}
+	pub.sendRTP(at, 2222, 1)
+	pub.sendRTP(at, 1111, 4)
+	pub.send(at, stunLike)
+	pub.sendRTP(at, 1111, 5)
+	pub.send(at, bad)
+	pub.sendRTP(at, 1111, 7)
+	m.start()
+	toPion := pionSide(t, m)
+	expectPion(t, toPion, stunLike, "STUN between two bursts")
+	expectPion(t, toPion, bad, "a packet that did not decrypt")
+	// A marker, read after the rest: an unregistered SSRC.
+	expectPion(t, toPion, pub.sendRTP(at, 3333, 1), "an unregistered SSRC")
+	for _, c := range []struct {
+		name   string
+		s      *sink
+		ssrc   uint32
+		seqs   []uint16
+		bursts []int
+	}{
+		{"SSRC 1111", &a, 1111, []uint16{1, 2, 3, 4, 5, 7}, []int{3, 1, 2}},
+		{"SSRC 2222", &b, 2222, []uint16{1}, []int{1}},
+	} {
+		c.s.mu.Lock()
+		got, bursts := c.s.pkts, c.s.bursts
+		c.s.mu.Unlock()
+		if len(got) != len(c.seqs) {
+			t.Fatalf("%s: sink got %d packets, want %d", c.name, len(got), len(c.seqs))
+		}
+		for i, seq := range c.seqs {
+			if !bytes.Equal(got[i], packet(c.ssrc, seq)) {
+				t.Fatalf("%s: packet %d is not seq %d decrypted", c.name, i, seq)
+			}
+		}
+		if !slices.Equal(bursts, c.bursts) {
+			t.Errorf("%s: bursts of %v, want %v", c.name, bursts, c.bursts)
+		}
 	}
 }
 
@@ -356,7 +439,7 @@ func TestMuxAllocatesNothing(t *testing.T) {
 
 type counter struct{ n atomic.Int64 }
 
-func (c *counter) ReceiveRTP([]byte, time.Time) { c.n.Add(1) }
+func (c *counter) ReceiveRTP(pkts [][]byte, _ []time.Time) { c.n.Add(int64(len(pkts))) }
 
 // With the port's several readers (srtpsend.Listen), a publisher's
 // tracks are kept on whichever reader their SSRC reaches, concurrently,
