@@ -290,7 +290,8 @@ func (t *twin) entries(args *mmsgArgs, ds []Datagram, alone int) int {
 // first such error returned with the others sent; a socket error (full,
 // closed) ends the batch there. A refused segmented send is tried again
 // datagram by datagram, so that only the datagrams at fault are lost;
-// EIO (a device without checksum offload) turns segmented sends off.
+// EIO (older kernels refuse them for a device without checksum offload;
+// 6.18 checksums them in software instead) turns segmented sends off.
 func (t *twin) send(args *mmsgArgs, ds []Datagram) (sent, tried, calls, segmented int, err error) {
 	defer func() { // the buffers are the caller's
 		for i := range ds {
