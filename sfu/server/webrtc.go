@@ -296,7 +296,7 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 		var out srtprecv.Writer // pion's writes: from the twin, else from the reader
 		if port.Send != nil {
 			out = port.Send
-			if !port.Send.Segments() {
+			if !port.Send.Segmenting() {
 				log.Info("no segmented UDP sends (UDP_SEGMENT, Linux 4.18): a burst's copies leave one datagram per send")
 			}
 		} else {

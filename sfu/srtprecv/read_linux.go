@@ -6,20 +6,14 @@ import (
 	"net/netip"
 	"unsafe"
 
+	"github.com/jbcalling/platform/internal/mmsg"
 	"golang.org/x/sys/unix"
 )
-
-// mmsghdr is struct mmsghdr of <sys/socket.h>.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-	_   [4]byte
-}
 
 // recvState is a reader's recvmmsg arguments, kept so that a read
 // allocates nothing.
 type recvState struct {
-	hdrs  [MaxBatch]mmsghdr
+	hdrs  [MaxBatch]mmsg.Hdr
 	iovs  [MaxBatch]unix.Iovec
 	froms [MaxBatch]unix.RawSockaddrInet6
 	want  int // entries offered
@@ -44,16 +38,11 @@ func (r *RawReader) ReadBatch(bufs [][]byte, lens []int, froms []netip.AddrPort)
 	for i, b := range bufs[:s.want] {
 		s.iovs[i].Base = &b[0]
 		s.iovs[i].SetLen(len(b))
-		h := &s.hdrs[i].hdr
+		h := &s.hdrs[i].Msg
 		h.Iov = &s.iovs[i]
 		h.SetIovlen(1)
 		h.Name = (*byte)(unsafe.Pointer(&s.froms[i]))
 	}
-	defer func() { // the buffers are the caller's
-		for i := range s.want {
-			s.iovs[i].Base = nil
-		}
-	}()
 	if err := r.raw.Read(s.fn); err != nil {
 		return 0, err
 	}
@@ -61,14 +50,14 @@ func (r *RawReader) ReadBatch(bufs [][]byte, lens []int, froms []netip.AddrPort)
 		return 0, s.errno
 	}
 	for i := range s.n {
-		lens[i], froms[i] = int(s.hdrs[i].n), sockaddrAddrPort(&s.froms[i])
+		lens[i], froms[i] = int(s.hdrs[i].Len), sockaddrAddrPort(&s.froms[i])
 	}
 	return s.n, nil
 }
 
 func (s *recvState) recv(fd uintptr) bool {
 	for i := range s.want {
-		s.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		s.hdrs[i].Msg.Namelen = unix.SizeofSockaddrInet6
 	}
 	for {
 		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.want), unix.MSG_DONTWAIT, 0, 0)

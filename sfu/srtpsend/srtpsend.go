@@ -94,9 +94,9 @@ type Socket struct {
 	Datagrams, Calls, Segmented atomic.Uint64
 }
 
-// Segments reports whether the kernel takes segmented sends (UDP GSO), so
-// that a burst's copies to one subscriber leave in one send (Sender).
-func (s *Socket) Segments() bool { return s.twin.segments() }
+// Segmenting reports whether the kernel takes segmented sends (UDP GSO),
+// so that a burst's copies to one subscriber leave in one send (Sender).
+func (s *Socket) Segmenting() bool { return s.twin.segmenting() }
 
 // Close closes the send socket (the ICE socket is the mux's).
 func (s *Socket) Close() error { return s.twin.close() }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/jbcalling/platform/internal/mmsg"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -173,7 +174,7 @@ func newTwin(ap netip.AddrPort, bufSize int) (*twin, error) {
 	return t, nil
 }
 
-func (t *twin) segments() bool { return t.gso.Load() }
+func (t *twin) segmenting() bool { return t.gso.Load() }
 
 func (t *twin) close() error {
 	t.mu.Lock()
@@ -183,13 +184,6 @@ func (t *twin) close() error {
 	}
 	t.closed = true
 	return unix.Close(t.fd)
-}
-
-// mmsghdr is struct mmsghdr of <sys/socket.h>.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	n   uint32
-	_   [4]byte
 }
 
 // udpSegmentSpace holds a UDP_SEGMENT control message (a uint16).
@@ -205,7 +199,7 @@ const (
 // mmsgArgs are a Sender's sendmmsg arguments: an iovec per datagram, and
 // an entry per send, which carries one datagram or several segments.
 type mmsgArgs struct {
-	hdrs [batchSize]mmsghdr
+	hdrs [batchSize]mmsg.Hdr
 	segs [batchSize]int // datagrams per entry
 	iovs [batchSize]unix.Iovec
 	sa4  [batchSize]unix.RawSockaddrInet4
@@ -249,7 +243,7 @@ func (t *twin) entries(args *mmsgArgs, ds []Datagram, alone int) int {
 			iov.Base = unsafe.SliceData(d.B)
 			iov.SetLen(len(d.B))
 		}
-		h := &args.hdrs[e].hdr
+		h := &args.hdrs[e].Msg
 		h.Iov = &args.iovs[i]
 		h.SetIovlen(n)
 		to := ds[i].To

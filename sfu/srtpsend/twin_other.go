@@ -22,7 +22,7 @@ type twin struct{}
 
 type mmsgArgs struct{}
 
-func (*twin) segments() bool                                         { return false }
+func (*twin) segmenting() bool                                       { return false }
 func (*twin) close() error                                           { return nil }
 func (*twin) reach(netip.AddrPort) netip.AddrPort                    { return netip.AddrPort{} }
 func (*twin) send(*mmsgArgs, []Datagram) (int, int, int, int, error) { return 0, 0, 0, 0, errNoTwin }
