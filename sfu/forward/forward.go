@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jbcalling/platform/sfu/srtpsend"
+	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"

@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jbcalling/platform/sfu/srtprecv"
-	"github.com/jbcalling/platform/sfu/srtpsend"
+	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
+	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 )
 
 // floorEnv, when set in this program's environment, makes it the floor

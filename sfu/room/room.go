@@ -19,8 +19,8 @@ import (
 
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
-	"github.com/jbcalling/platform/sfu/srtprecv"
-	"github.com/jbcalling/platform/sfu/srtpsend"
+	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
+	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/pion/webrtc/v4"
 )
 

@@ -8,10 +8,10 @@ import (
 	"net/netip"
 	"runtime"
 
-	"github.com/jbcalling/platform/sfu/dtlskeys"
+	"github.com/jbcalling/platform/sfu/fastpath/dtlskeys"
 	"github.com/jbcalling/platform/sfu/room"
-	"github.com/jbcalling/platform/sfu/srtprecv"
-	"github.com/jbcalling/platform/sfu/srtpsend"
+	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
+	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/jbcalling/platform/internal/racecheck"
-	"github.com/jbcalling/platform/sfu/srtpsend"
+	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"

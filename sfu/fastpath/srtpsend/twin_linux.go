@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/jbcalling/platform/internal/mmsg"
+	"github.com/jbcalling/platform/sfu/fastpath/mmsg"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )

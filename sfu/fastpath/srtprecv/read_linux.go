@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"unsafe"
 
-	"github.com/jbcalling/platform/internal/mmsg"
+	"github.com/jbcalling/platform/sfu/fastpath/mmsg"
 	"golang.org/x/sys/unix"
 )
 
