@@ -77,18 +77,18 @@ func TestTwoBrowsers(t *testing.T) {
 	bo.Receives(anaID)
 	// Chromium decodes what the SFU encrypted itself with the keys it
 	// recovered from the DTLS handshake, sent on the direct path.
-	if c := srv.Rooms().Counters(); c.DirectSubscribers.Load() != 2 || c.PionSubscribers.Load() != 0 {
+	if c := srv.Paths(); c.DirectSubscribers.Load() != 2 || c.PionSubscribers.Load() != 0 {
 		t.Fatalf("subscriber connections: %d direct, %d through pion; want both browsers direct", c.DirectSubscribers.Load(), c.PionSubscribers.Load())
 	}
 	// Chromium negotiates AES-GCM, so what it decodes was sealed by the
 	// SFU's own AES-GCM code (srtpsend/gcm.go), not pion/srtp's.
-	if n := srv.Rooms().Counters().DirectAEADSubscribers.Load(); n != 2 {
+	if n := srv.Paths().DirectAEADSubscribers.Load(); n != 2 {
 		t.Fatalf("%d of the 2 direct subscriber connections sealed with AES-GCM by the SFU itself", n)
 	}
 	// And what they send (answered with a=setup:passive, so the SFU is
 	// the DTLS server and has their keys) was read by the fast receive
 	// path, which decrypted it and sent them their feedback.
-	if c := srv.Rooms().Counters(); c.FastPublishers.Load() != 2 || c.PionPublishers.Load() != 0 {
+	if c := srv.Paths(); c.FastPublishers.Load() != 2 || c.PionPublishers.Load() != 0 {
 		t.Fatalf("publisher connections: %d fast, %d through pion; want both browsers fast", c.FastPublishers.Load(), c.PionPublishers.Load())
 	}
 	// Chromium's fake microphone beeps: the audio level the SFU forwards

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -90,7 +91,7 @@ func bindRecorder(t testing.TB, f *Forwarder, ssrc webrtc.SSRC) (*DownTrack, *re
 		exts:   []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: 5}},
 		ssrc:   ssrc, w: r,
 	}
-	d := f.NewDownTrack("v", "p")
+	d := f.NewDownTrack("v", "p", nil)
 	if _, err := d.Bind(c); err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +100,10 @@ func bindRecorder(t testing.TB, f *Forwarder, ssrc webrtc.SSRC) (*DownTrack, *re
 
 // A subscriber with a direct path gets every packet from the SFU's socket,
 // SRTP-encrypted with its keys and rewritten for it (SSRC, extension ID),
-// not through pion; one without keeps pion's path; a direct subscriber
-// whose address is gone falls back to pion instead of losing packets.
-func TestDirectPathDeliversAndFallsBack(t *testing.T) {
+// not through pion; one without keeps pion's path. A direct subscriber
+// whose address is gone loses packets rather than have pion seal them:
+// pion's context would reuse indices the direct path sealed.
+func TestDirectPathDeliversAndNeverFallsBack(t *testing.T) {
 	f := newForwarder(func() {})
 	sock := newTestSocket(t)
 	peer := newDirectPeer(t, sock)
@@ -125,20 +127,18 @@ func TestDirectPathDeliversAndFallsBack(t *testing.T) {
 			t.Fatalf("direct packet %d kept the publisher's extension IDs", seq)
 		}
 	}
-	if len(directPion.got) != 0 {
-		t.Fatalf("%d packets of the direct subscriber went through pion too", len(directPion.got))
-	}
 	if len(plain.got) != 5 || plain.got[4].SSRC != 22 {
 		t.Fatalf("pion subscriber got %d packets", len(plain.got))
 	}
 
 	peer.conn.SetAddr(netip.AddrPort{})
 	f.Forward(sourcePacket(t, 5, []byte{0x90, 5}))
-	if len(directPion.got) != 1 || directPion.got[0].SequenceNumber != 5 {
-		t.Fatalf("without an address the direct subscriber's packet did not go through pion: %d", len(directPion.got))
+	if len(directPion.got) != 0 {
+		t.Fatalf("%d packets of the direct subscriber went through pion", len(directPion.got))
 	}
-	if got := f.cfg.Counters.PacketsOut.Load(); got != 12 {
-		t.Fatalf("PacketsOut = %d, want 12", got)
+	c := f.cfg.Counters
+	if c.PacketsOut.Load() != 11 || c.Unsent.Load() != 1 {
+		t.Fatalf("PacketsOut = %d, Unsent = %d; want 11, 1", c.PacketsOut.Load(), c.Unsent.Load())
 	}
 }
 
@@ -239,15 +239,23 @@ func TestDirectForwardAllocatesNothing(t *testing.T) {
 	}
 	raw := sourcePacket(t, 1, bytes.Repeat([]byte{0xab}, 1200))
 	f.Forward(raw)
-	if n := testing.AllocsPerRun(100, func() { f.Forward(raw) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { bump(raw, 1); f.Forward(raw) }); n != 0 {
 		t.Fatalf("Forward to 20 direct subscribers allocated %.1f times per packet, want 0", n)
 	}
 	burst, arrivals := make([][]byte, 5), make([]time.Time, 5)
 	for i := range burst {
-		burst[i], arrivals[i] = sourcePacket(t, uint16(2+i), bytes.Repeat([]byte{0xab}, 1200)), time.Now()
+		burst[i], arrivals[i] = sourcePacket(t, uint16(1000+i), bytes.Repeat([]byte{0xab}, 1200)), time.Now()
 	}
-	f.ReceiveRTP(burst, arrivals)
-	if n := testing.AllocsPerRun(100, func() { f.ReceiveRTP(burst, arrivals) }); n != 0 {
+	indices := make([]uint64, len(burst))
+	receive := func() {
+		for i, raw := range burst {
+			bump(raw, uint16(len(burst)))
+			indices[i] = f.Extend(binary.BigEndian.Uint16(raw[2:4]))
+		}
+		f.ReceiveRTP(burst, indices, arrivals)
+	}
+	receive()
+	if n := testing.AllocsPerRun(100, receive); n != 0 {
 		t.Fatalf("a burst of 5 to 20 direct subscribers allocated %.1f times, want 0", n)
 	}
 }
@@ -281,7 +289,7 @@ func TestDirectBurstPerSubscriber(t *testing.T) {
 			arrivals, sizes = append(arrivals, time.Now()), append(sizes, size)
 		}
 		before := sock.Segmented.Load()
-		f.ReceiveRTP(burst, arrivals)
+		f.ReceiveRTP(burst, indicesFor(f, burst), arrivals)
 		for pi, p := range peers {
 			for i := range n {
 				pkt := p.read(t)
@@ -328,7 +336,7 @@ func TestDirectPathHeadersPerSubscriber(t *testing.T) {
 		if sub.extID != 0 {
 			c.exts = []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: sub.extID}}
 		}
-		d := f.NewDownTrack("v", "p")
+		d := f.NewDownTrack("v", "p", nil)
 		if _, err := d.Bind(c); err != nil {
 			t.Fatal(err)
 		}
@@ -446,6 +454,7 @@ func BenchmarkDirectForward(b *testing.B) {
 					for i := 0; i < len(evict); i += 64 {
 						evict[i]++
 					}
+					bump(raw, 1)
 					start := time.Now()
 					f.Forward(raw)
 					spent += time.Since(start)
@@ -453,13 +462,21 @@ func BenchmarkDirectForward(b *testing.B) {
 				b.ReportMetric(float64(spent.Nanoseconds())/float64(b.N*n), "ns/copy")
 				return
 			}
-			forward, per := func() { f.Forward(raw) }, 1
+			forward, per := func() { bump(raw, 1); f.Forward(raw) }, 1
 			if bc.burst > 0 {
 				burst, arrivals := make([][]byte, bc.burst), make([]time.Time, bc.burst)
 				for i := range burst {
-					burst[i], arrivals[i] = raw, time.Now()
+					burst[i], arrivals[i] = bytes.Clone(raw), time.Now()
+					bump(burst[i], uint16(1+i))
 				}
-				forward, per = func() { f.ReceiveRTP(burst, arrivals) }, bc.burst
+				indices := make([]uint64, bc.burst)
+				forward, per = func() {
+					for i, raw := range burst {
+						bump(raw, uint16(bc.burst))
+						indices[i] = f.Extend(binary.BigEndian.Uint16(raw[2:4]))
+					}
+					f.ReceiveRTP(burst, indices, arrivals)
+				}, bc.burst
 			}
 			var before, after syscall.Rusage
 			_ = syscall.Getrusage(unix.RUSAGE_THREAD, &before)
@@ -485,7 +502,7 @@ func TestShapesFollowSubscribers(t *testing.T) {
 		t.Helper()
 		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: ssrc, w: &recorder{keep: true},
 			exts: []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: extID}}}
-		d := f.NewDownTrack("v", "p")
+		d := f.NewDownTrack("v", "p", nil)
 		if _, err := d.Bind(c); err != nil {
 			t.Fatal(err)
 		}

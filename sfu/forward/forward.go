@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
+	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -53,6 +54,15 @@ type Counters struct {
 	KeyframeRequests                         atomic.Uint64
 	// Retransmissions answered NACKs from the track's history.
 	Retransmissions atomic.Uint64
+	// Dropped incoming packets: Replayed were forwarded already (or
+	// arrived too late to tell), Oversize exceed MaxPacketSize.
+	Replayed, Oversize atomic.Uint64
+	// IndexRefusals are copies not sent because their subscriber's SRTP
+	// index could not be given safely (rtpindex.Outbound).
+	IndexRefusals atomic.Uint64
+	// Unsent are copies for a direct subscriber whose connection had no
+	// UDP address (they are never handed to pion: see DownTrack.send).
+	Unsent atomic.Uint64
 }
 
 // Config configures a Forwarder.
@@ -109,11 +119,9 @@ type Forwarder struct {
 	one   [1][]byte             // a lone packet as a burst (Run, Forward)
 	oneAt [1]time.Time          // its arrival
 	batch srtpsend.Batch        // direct sends of the receiving goroutine
-	// The sequence numbers' highest and wrap count (the SRTP rollover
-	// counter, for a receive path that takes over).
-	maxSeq  uint16
-	cycles  uint32
-	seqSeen bool
+	// The incoming packets' SRTP indices, each accepted once, whichever
+	// receive path delivered it.
+	win rtpindex.Window
 
 	// Video packets kept for retransmission: one copy per track, shared
 	// by its subscribers (nil for audio, which negotiates no NACK).
@@ -216,47 +224,72 @@ func (f *Forwarder) end() {
 }
 
 // Forward writes one raw RTP packet to every subscriber, as if it arrived
-// now.
+// now through pion.
 func (f *Forwarder) Forward(raw []byte) { f.receiveOne(raw, f.now()) }
 
+// receiveOne forwards a packet pion decrypted: its index is estimated
+// here, as pion's SRTP context estimated it.
 func (f *Forwarder) receiveOne(raw []byte, arrival time.Time) {
 	f.inMu.Lock()
 	defer f.inMu.Unlock()
 	f.one[0], f.oneAt[0] = raw, arrival
-	f.receive(f.one[:], f.oneAt[:])
+	f.receive(f.one[:], nil, f.oneAt[:])
 	f.one[0] = nil
 }
+
+// Extend is the SRTP packet index the track expects for sequence number
+// seq (srtprecv.Sink): the fast receive path decrypts with its rollover
+// counter, so that both receive paths follow one estimate.
+func (f *Forwarder) Extend(seq uint16) uint64 { return f.win.Extend(seq) }
 
 // burstSize is the most packets of a burst written to the subscribers
 // together; a longer burst is written in parts.
 const burstSize = 16
 
 // ReceiveRTP writes raw RTP packets that were read back to back (a burst,
-// in order, each with its arrival) to every subscriber (srtprecv.Sink):
-// each subscriber's copies of the burst are made one after another, so
-// that they leave together, as one segmented send where the kernel can
-// (srtpsend.Sender). Malformed packets are dropped.
-func (f *Forwarder) ReceiveRTP(pkts [][]byte, arrivals []time.Time) {
+// in order, each with its SRTP index, as authenticated, and its arrival)
+// to every subscriber (srtprecv.Sink): each subscriber's copies of the
+// burst are made one after another, so that they leave together, as one
+// segmented send where the kernel can (srtpsend.Sender). Malformed,
+// oversized and replayed packets are dropped.
+func (f *Forwarder) ReceiveRTP(pkts [][]byte, indices []uint64, arrivals []time.Time) {
 	f.inMu.Lock()
 	defer f.inMu.Unlock()
 	for len(pkts) > 0 {
 		n := min(len(pkts), burstSize)
-		f.receive(pkts[:n], arrivals[:n])
-		pkts, arrivals = pkts[n:], arrivals[n:]
+		f.receive(pkts[:n], indices[:n], arrivals[:n])
+		pkts, indices, arrivals = pkts[n:], indices[n:], arrivals[n:]
 	}
 }
 
-// receive writes a burst of at most burstSize packets; inMu held.
-func (f *Forwarder) receive(pkts [][]byte, arrivals []time.Time) {
+// receive writes a burst of at most burstSize packets; indices are their
+// SRTP indices, or nil to estimate them; inMu held.
+func (f *Forwarder) receive(pkts [][]byte, indices []uint64, arrivals []time.Time) {
 	c := f.cfg.Counters
 	n := 0 // packets kept, parsed into f.pkts[:n]
 	var lastArrival time.Time
 	for i, raw := range pkts {
+		if len(raw) > MaxPacketSize {
+			c.Oversize.Add(1)
+			continue
+		}
 		p := &f.pkts[n]
 		if err := p.Unmarshal(raw); err != nil {
 			continue
 		}
-		f.countSeq(p.SequenceNumber)
+		var index uint64
+		if indices != nil {
+			index = indices[i]
+		} else {
+			index = f.win.Extend(p.SequenceNumber)
+		}
+		// The one replay check every receive path passes: a packet
+		// forwarded twice would be a second packet for indices the
+		// subscribers' keys already sealed.
+		if uint16(index) != p.SequenceNumber || !f.win.Accept(index) {
+			c.Replayed.Add(1)
+			continue
+		}
 		if f.cfg.Observe != nil {
 			f.cfg.Observe(raw, &p.Header, arrivals[i])
 		}
@@ -271,10 +304,10 @@ func (f *Forwarder) receive(pkts [][]byte, arrivals []time.Time) {
 		c.PacketsIn.Add(1)
 		c.BytesIn.Add(uint64(len(raw)))
 		if f.hist != nil {
-			f.hist.add(p.SequenceNumber, raw)
+			f.hist.add(index, raw)
 		}
 		f.outs[n].set(raw, p)
-		f.outs[n].key, f.outs[n].i = key, n
+		f.outs[n].key, f.outs[n].i, f.outs[n].index = key, n, index
 		lastArrival = arrivals[i]
 		n++
 	}
@@ -311,28 +344,6 @@ func (f *Forwarder) receive(pkts [][]byte, arrivals []time.Time) {
 	}
 }
 
-// countSeq tracks the highest sequence number and how often it wrapped.
-func (f *Forwarder) countSeq(seq uint16) {
-	if !f.seqSeen {
-		f.seqSeen, f.maxSeq = true, seq
-		return
-	}
-	if d := seq - f.maxSeq; d != 0 && d < 0x8000 { // newer
-		if seq < f.maxSeq {
-			f.cycles++
-		}
-		f.maxSeq = seq
-	}
-}
-
-// RolloverCount is how often the sequence numbers received so far
-// wrapped: the SRTP rollover counter of the packets forwarded.
-func (f *Forwarder) RolloverCount() uint32 {
-	f.inMu.Lock()
-	defer f.inMu.Unlock()
-	return f.cycles
-}
-
 // fanOutChunk is the fewest subscribers worth handing to a helper
 // goroutine, and a list is split from twice that. Each incoming packet
 // then costs two hand-offs; with the port's readers forwarding different
@@ -353,6 +364,7 @@ type fanResult struct{ sent, bytes uint64 }
 type outPacket struct {
 	gen     uint64      // which shapes' headers are this packet's
 	i       int         // its place in the burst: its header in a shape's heads
+	index   uint64      // its SRTP index at the publisher
 	key     bool        // a keyframe's
 	size    int         // as received
 	src     *rtp.Header // as received
@@ -559,7 +571,8 @@ type DownTrack struct {
 
 	id       string
 	streamID string
-	hdr      headerScratch // pion's path: used only by the goroutine writing this track
+	book     *rtpindex.Book // the subscriber connection's outbound indices
+	hdr      headerScratch  // pion's path: used only by the goroutine writing this track
 
 	resendMu sync.Mutex // retransmissions come from the RTCP reader
 	rbuf     [MaxPacketSize]byte
@@ -578,6 +591,10 @@ type binding struct {
 	pt    uint8
 	ws    webrtc.TrackLocalWriter
 	shape *shape
+	// out gives each copy its SRTP index on the subscriber's SSRC; source
+	// is this binding's id there.
+	out    *rtpindex.Outbound
+	source uint64
 }
 
 type extMap struct{ in, out uint8 }
@@ -639,9 +656,14 @@ func (h *headerScratch) marshal(sh *shape, src *rtp.Header, dst *[headSize]byte)
 }
 
 // NewDownTrack returns a track for one subscriber with the given ids
-// (the publisher's track id and participant id).
-func (f *Forwarder) NewDownTrack(id, streamID string) *DownTrack {
-	return &DownTrack{f: f, id: id, streamID: streamID}
+// (the publisher's track id and participant id). book is the subscriber
+// connection's, shared by all its tracks, which may come to send on one
+// SSRC in turn; nil gives the track a book of its own.
+func (f *Forwarder) NewDownTrack(id, streamID string, book *rtpindex.Book) *DownTrack {
+	if book == nil {
+		book = rtpindex.NewBook()
+	}
+	return &DownTrack{f: f, id: id, streamID: streamID, book: book}
 }
 
 // Forwarder is the track's source.
@@ -690,7 +712,9 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 			}
 		}
 	}
-	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(codec.PayloadType), ws: ctx.WriteStream(), waitKey: d.f.isKey != nil}
+	ssrc := uint32(ctx.SSRC())
+	b := &binding{ssrc: ssrc, pt: uint8(codec.PayloadType), ws: ctx.WriteStream(), waitKey: d.f.isKey != nil,
+		out: d.book.Stream(ssrc), source: d.book.NewSource()}
 	d.f.add(d, b, ext, profile)
 	d.f.attached()
 	return codec, nil
@@ -706,28 +730,53 @@ func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
 // Close stops forwarding to this subscriber (also done by Unbind).
 func (d *DownTrack) Close() { d.f.remove(d) }
 
-// SetDirect sends this subscriber's packets through s from now on (nil:
-// through pion again).
-func (d *DownTrack) SetDirect(s *srtpsend.Stream) { d.direct.Store(s) }
+// SetDirect sends this subscriber's packets through s from now on. The
+// move is one way (nil is ignored): pion's SRTP context for the SSRC
+// stopped where the direct path took over, and would seal again indices
+// the direct path used.
+func (d *DownTrack) SetDirect(s *srtpsend.Stream) {
+	if s != nil {
+		d.direct.Store(s)
+	}
+}
 
-// send writes one packet: on the direct path head (the packet's header
-// for b's shape) and o's body, into batch (or at once when batch is nil);
-// else through pion, which wants the header parsed, rewritten by hdr.
+// send writes one new packet under the next index b.out gives it: on the
+// direct path head (the packet's header for b's shape) and o's body, into
+// batch; else through pion, which wants the header parsed, rewritten by
+// hdr. A connection with a direct path never gives its media back to pion,
+// not even while it has no address: pion's SRTP context would seal again
+// indices the direct path used.
 func (d *DownTrack) send(b *binding, head []byte, o *outPacket, batch *srtpsend.Batch, hdr *headerScratch) bool {
-	if s := d.direct.Load(); s != nil {
+	s := d.direct.Load()
+	via := rtpindex.ViaPion
+	if s != nil {
+		via = rtpindex.ViaDirect
+	}
+	index, err := b.out.Next(b.source, o.index, via)
+	if err != nil {
+		d.f.cfg.Counters.IndexRefusals.Add(1)
+		return false
+	}
+	return d.seal(s, b, head, o, index, batch, hdr)
+}
+
+// seal sends o under index on the direct path s (into batch, or at once
+// when batch is nil), or through pion when s is nil.
+func (d *DownTrack) seal(s *srtpsend.Stream, b *binding, head []byte, o *outPacket, index uint64, batch *srtpsend.Batch, hdr *headerScratch) bool {
+	if s != nil {
 		var err error
 		if batch != nil {
-			err = batch.Add(s, head, b.ssrc, b.pt, o.body)
+			err = batch.Add(s, head, b.ssrc, b.pt, index, o.body)
 		} else {
-			err = s.WriteRTP(head, b.ssrc, b.pt, o.body)
+			err = s.WriteRTP(head, b.ssrc, b.pt, index, o.body)
 		}
-		if !errors.Is(err, srtpsend.ErrNoAddress) {
-			return err == nil
+		if errors.Is(err, srtpsend.ErrNoAddress) {
+			d.f.cfg.Counters.Unsent.Add(1)
 		}
-		// No selected UDP pair (yet): pion knows the way.
+		return err == nil
 	}
 	h := hdr.header(b.shape, o.src)
-	h.SSRC, h.PayloadType = b.ssrc, b.pt
+	h.SSRC, h.PayloadType, h.SequenceNumber = b.ssrc, b.pt, uint16(index)
 	n, err := b.ws.WriteRTP(h, o.payload)
 	return err == nil && n > 0
 }
@@ -759,8 +808,10 @@ func (d *DownTrack) write(o *outPacket, batch *srtpsend.Batch) bool {
 }
 
 // Resend answers a subscriber's NACK from the track's history and returns
-// how many packets it sent again; packets no longer kept are skipped (the
-// subscriber then asks for a keyframe).
+// how many packets it sent again: each under the index it was first sent
+// with, with the same bytes, on the same path. Packets no longer kept, or
+// first sent by another track or path, are skipped (the subscriber then
+// asks for a keyframe).
 func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack) int {
 	b, h := d.bound.Load(), d.f.hist
 	if b == nil || h == nil {
@@ -771,7 +822,15 @@ func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack) int {
 	sent := 0
 	for _, pair := range nack.Nacks {
 		pair.Range(func(seq uint16) bool {
-			n, ok := h.get(seq, d.rbuf[:])
+			index, source, src, via, err := b.out.Sent(seq)
+			if err != nil || source != b.source {
+				return true
+			}
+			s := d.direct.Load()
+			if (s != nil) != (via == rtpindex.ViaDirect) {
+				return true
+			}
+			n, ok := h.get(src, d.rbuf[:])
 			if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
 				return true
 			}
@@ -781,7 +840,7 @@ func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack) int {
 			}
 			var o outPacket
 			o.set(d.rbuf[:n], &d.rpkt)
-			if d.send(b, head, &o, nil, &d.rhdr) {
+			if d.seal(s, b, head, &o, index, nil, &d.rhdr) {
 				sent++
 			}
 			return true
@@ -825,31 +884,33 @@ func ntpTime(t time.Time) uint64 {
 	return secs<<32 | frac
 }
 
-// history keeps the last historySize packets of a track by sequence
-// number for retransmission.
+// history keeps the last historySize packets of a track by SRTP index
+// for retransmission: by the whole index, so that a resend always carries
+// the bytes first sent under it, never those of a packet a sequence
+// number cycle later.
 type history struct {
-	mu   sync.Mutex
-	seq  [historySize]uint16
-	size [historySize]uint16 // 0: empty slot
-	data [historySize][MaxPacketSize]byte
+	mu    sync.Mutex
+	index [historySize]uint64
+	size  [historySize]uint16 // 0: empty slot
+	data  [historySize][MaxPacketSize]byte
 }
 
 // historySize covers ~2.7 s of a 1.5 Mbit/s track (190 packets/s): more
 // than any NACK round trip worth answering.
 const historySize = 512
 
-func (h *history) add(seq uint16, raw []byte) {
-	i := seq % historySize
+func (h *history) add(index uint64, raw []byte) {
+	i := index % historySize
 	h.mu.Lock()
-	h.seq[i], h.size[i] = seq, uint16(copy(h.data[i][:], raw))
+	h.index[i], h.size[i] = index, uint16(copy(h.data[i][:], raw))
 	h.mu.Unlock()
 }
 
-func (h *history) get(seq uint16, dst []byte) (int, bool) {
-	i := seq % historySize
+func (h *history) get(index uint64, dst []byte) (int, bool) {
+	i := index % historySize
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.size[i] == 0 || h.seq[i] != seq {
+	if h.size[i] == 0 || h.index[i] != index {
 		return 0, false
 	}
 	return copy(dst, h.data[i][:h.size[i]]), true

@@ -2,12 +2,14 @@ package forward
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/jbcalling/platform/internal/racecheck"
+	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -86,6 +88,22 @@ func sourcePacket(t testing.TB, seq uint16, payload []byte) []byte {
 	return raw
 }
 
+// bump advances raw's sequence number: the packet after it, which the
+// forwarder has not seen (it forwards each packet index once).
+func bump(raw []byte, by uint16) {
+	binary.BigEndian.PutUint16(raw[2:4], binary.BigEndian.Uint16(raw[2:4])+by)
+}
+
+// indicesFor gives each packet of a burst the SRTP index the forwarder
+// expects for it, as the fast receive path does.
+func indicesFor(f *Forwarder, pkts [][]byte) []uint64 {
+	out := make([]uint64, len(pkts))
+	for i, raw := range pkts {
+		out[i] = f.Extend(binary.BigEndian.Uint16(raw[2:4]))
+	}
+	return out
+}
+
 func newForwarder(keyframe func()) *Forwarder {
 	return New(Config{
 		Codec: vp8,
@@ -116,7 +134,7 @@ func TestForwardRewritesPerSubscriber(t *testing.T) {
 			ssrc:   s.ssrc,
 			w:      &recorder{keep: true},
 		}
-		d := f.NewDownTrack("video1", "p-pub")
+		d := f.NewDownTrack("video1", "p-pub", nil)
 		codec, err := d.Bind(c)
 		if err != nil {
 			t.Fatalf("bind: %v", err)
@@ -159,7 +177,7 @@ func TestForwardRewritesPerSubscriber(t *testing.T) {
 func TestUnbindStopsForwarding(t *testing.T) {
 	f := newForwarder(nil)
 	c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: 5, w: &recorder{keep: true}}
-	d := f.NewDownTrack("v", "p")
+	d := f.NewDownTrack("v", "p", nil)
 	if _, err := d.Bind(c); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +194,7 @@ func TestUnbindStopsForwarding(t *testing.T) {
 func TestBindRejectsMissingCodec(t *testing.T) {
 	f := newForwarder(nil)
 	c := &fakeContext{codecs: []webrtc.RTPCodecParameters{{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/H264"}, PayloadType: 102}}, w: &recorder{}}
-	if _, err := f.NewDownTrack("v", "p").Bind(c); err != ErrCodecNotNegotiated {
+	if _, err := f.NewDownTrack("v", "p", nil).Bind(c); err != ErrCodecNotNegotiated {
 		t.Fatalf("bind without VP8: err %v, want ErrCodecNotNegotiated", err)
 	}
 }
@@ -243,7 +261,7 @@ func BenchmarkForward(b *testing.B) {
 					exts:   []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: 1}},
 					ssrc:   webrtc.SSRC(i + 1), w: &recorder{},
 				}
-				if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+				if _, err := f.NewDownTrack("v", "p", nil).Bind(c); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -252,6 +270,7 @@ func BenchmarkForward(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
+				bump(raw, 1)
 				f.Forward(raw)
 			}
 		})
@@ -270,13 +289,13 @@ func TestForwardAllocatesNothing(t *testing.T) {
 			exts:   []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: 1 + i%2}},
 			ssrc:   webrtc.SSRC(i + 1), w: &recorder{},
 		}
-		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+		if _, err := f.NewDownTrack("v", "p", nil).Bind(c); err != nil {
 			t.Fatal(err)
 		}
 	}
 	raw := sourcePacket(t, 1, bytes.Repeat([]byte{0xab}, 1200))
 	f.Forward(raw) // grow the scratch buffers once
-	if n := testing.AllocsPerRun(100, func() { f.Forward(raw) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { bump(raw, 1); f.Forward(raw) }); n != 0 {
 		t.Fatalf("Forward to 20 subscribers allocated %.1f times per packet, want 0", n)
 	}
 }
@@ -296,14 +315,14 @@ func TestReceiveRTPObservesEachPacket(t *testing.T) {
 	f := New(Config{Codec: vp8, Observe: func(raw []byte, hdr *rtp.Header, arrival time.Time) {
 		got = append(got, seen{hdr.SequenceNumber, arrival, len(raw), len(rec.got)})
 	}})
-	d := f.NewDownTrack("v", "pub")
+	d := f.NewDownTrack("v", "pub", nil)
 	if _, err := d.Bind(&fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: 7, w: rec}); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Unix(1000, 0)
 	ms := func(i int) time.Time { return at.Add(time.Duration(i) * time.Millisecond) }
 	raw := sourcePacket(t, 5, []byte{1, 2, 3})
-	f.ReceiveRTP([][]byte{raw}, []time.Time{ms(0)})
+	f.ReceiveRTP([][]byte{raw}, []uint64{5}, []time.Time{ms(0)})
 	if want := (seen{5, ms(0), len(raw), 0}); len(got) != 1 || got[0] != want {
 		t.Fatalf("observed %+v, want %+v", got, want)
 	}
@@ -311,7 +330,7 @@ func TestReceiveRTPObservesEachPacket(t *testing.T) {
 	// before the burst is forwarded; a malformed one neither observed nor
 	// forwarded.
 	burst := [][]byte{sourcePacket(t, 6, []byte{1}), {1, 2}, sourcePacket(t, 7, []byte{1, 2})}
-	f.ReceiveRTP(burst, []time.Time{ms(1), ms(2), ms(3)})
+	f.ReceiveRTP(burst, []uint64{6, 0, 7}, []time.Time{ms(1), ms(2), ms(3)})
 	want := []seen{{5, ms(0), len(raw), 0}, {6, ms(1), len(burst[0]), 1}, {7, ms(3), len(burst[2]), 1}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("observed %+v, want %+v", got, want)
@@ -321,29 +340,44 @@ func TestReceiveRTPObservesEachPacket(t *testing.T) {
 	}
 }
 
-// The rollover count is how often the newest sequence number wrapped: a
-// late packet from before a wrap, or a duplicate, does not count.
-func TestRolloverCount(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		seqs []uint16
-		want uint32
-	}{
-		{"none", []uint16{1, 2, 3}, 0},
-		{"one wrap", []uint16{65534, 65535, 0, 1}, 1},
-		{"late packet across the wrap", []uint16{65534, 1, 65535, 2}, 1},
-		{"duplicate", []uint16{65535, 0, 0, 65535}, 1},
-		{"two wraps", []uint16{65000, 100, 30000, 60000, 10}, 2},
-		{"backwards is not a wrap", []uint16{100, 90, 80}, 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := New(Config{Codec: vp8})
-			for _, seq := range tc.seqs {
-				f.Forward(sourcePacket(t, seq, []byte{0}))
-			}
-			if got := f.RolloverCount(); got != tc.want {
-				t.Fatalf("RolloverCount after %v = %d, want %d", tc.seqs, got, tc.want)
-			}
-		})
+// Every packet index is forwarded once, whichever receive path delivers
+// it (pion's through Forward, the fast path's through ReceiveRTP, with the
+// index it authenticated): a replay on either path, from before a
+// hand-over between them, or too far behind the newest, is dropped, and
+// so is a packet larger than RTP over UDP can be. Indices follow the
+// sequence numbers across wraps.
+func TestForwardsEachIndexOnce(t *testing.T) {
+	f := newForwarder(nil)
+	rec := &recorder{keep: true}
+	if _, err := f.NewDownTrack("v", "p", nil).Bind(&fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: 1, w: rec}); err != nil {
+		t.Fatal(err)
+	}
+	pion := func(seq uint16) { f.Forward(sourcePacket(t, seq, []byte{byte(seq)})) }
+	fast := func(seq uint16, index uint64) {
+		f.ReceiveRTP([][]byte{sourcePacket(t, seq, []byte{byte(seq)})}, []uint64{index}, []time.Time{time.Now()})
+	}
+	pion(65534)
+	pion(65535)
+	pion(65534)        // a replay through pion
+	fast(65535, 65535) // and through the fast path, after the hand-over
+	fast(0, 1<<16)     // the wrap
+	fast(1, 1<<16|1)
+	pion(0)                       // the same packet through pion: its index is 1<<16 now
+	fast(3, 3)                    // an index whose sequence number is right but not its cycle: too old
+	fast(4, 1<<16|5)              // an index that is not the packet's
+	pion(2 + rtpindex.WindowSize) // far ahead, accepted...
+	pion(2)                       // ...so this one is too late
+	big := sourcePacket(t, 3+rtpindex.WindowSize, make([]byte, MaxPacketSize))
+	f.Forward(big)
+	var got []uint16
+	for _, p := range rec.got {
+		got = append(got, p.SequenceNumber)
+	}
+	if want := []uint16{65534, 65535, 0, 1, 2 + rtpindex.WindowSize}; !slices.Equal(got, want) {
+		t.Fatalf("forwarded %v, want %v", got, want)
+	}
+	c := f.cfg.Counters
+	if c.Replayed.Load() != 6 || c.Oversize.Load() != 1 {
+		t.Fatalf("Replayed %d, Oversize %d; want 6, 1", c.Replayed.Load(), c.Oversize.Load())
 	}
 }

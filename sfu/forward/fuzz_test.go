@@ -2,19 +2,22 @@ package forward
 
 import (
 	"bytes"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
 // FuzzForward feeds the forwarder arbitrary datagrams, as a publisher
-// controls them: it never panics, drops what does not parse, and every
-// packet that does reaches each subscriber — through pion with two
-// different header shapes, and on the direct path encrypted — with the
-// publisher's sequence number, timestamp, marker, payload and padding
-// under the subscriber's own SSRC and payload type.
+// controls them: it never panics, drops what does not parse or is larger
+// than MaxPacketSize, and every packet that does reaches each subscriber
+// — through pion with two different header shapes, and on the direct path
+// encrypted — with the publisher's sequence number, timestamp, marker,
+// payload and padding under the subscriber's own SSRC and payload type.
 func FuzzForward(f *testing.F) {
 	seed := func(h rtp.Header, payload []byte) {
 		raw, err := (&rtp.Packet{Header: h, Payload: payload}).Marshal()
@@ -33,33 +36,40 @@ func FuzzForward(f *testing.F) {
 	f.Add([]byte{0x80, 96, 0, 1})
 	f.Add(bytes.Repeat([]byte{0xff}, 40))
 
-	fw := newForwarder(func() {})
 	sock := newTestSocket(f)
 	peer := newDirectPeer(f, sock)
-	direct, _ := bindRecorder(f, fw, 11)
-	direct.SetDirect(peer.conn.NewStream())
 	type sub struct {
 		ssrc  uint32
 		rec   *recorder
 		extID uint8
 	}
-	var subs []sub
-	for _, s := range []sub{{ssrc: 21, extID: 5}, {ssrc: 22, extID: 20}} {
-		s.rec = &recorder{keep: true}
-		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: webrtc.SSRC(s.ssrc), w: s.rec,
-			exts: []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: int(s.extID)}}}
-		if _, err := fw.NewDownTrack("v", "p").Bind(c); err != nil {
-			f.Fatal(err)
-		}
-		subs = append(subs, s)
-	}
-
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		for _, s := range subs {
-			s.rec.got = s.rec.got[:0]
+		// A fresh forwarder and subscribers for each datagram: each is
+		// the first of its stream (the index invariants across a stream
+		// have their own fuzz target, in package fastpath).
+		fw := newForwarder(func() {})
+		conn, err := srtpsend.NewConn(sock, srtp.ProtectionProfileAeadAes128Gcm, testKey, testSalt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetAddr(peer.rx.LocalAddr().(*net.UDPAddr).AddrPort())
+		if peer.dec, err = srtp.CreateContext(testKey, testSalt, srtp.ProtectionProfileAeadAes128Gcm); err != nil {
+			t.Fatal(err)
+		}
+		direct, _ := bindRecorder(t, fw, 11)
+		direct.SetDirect(conn.NewStream())
+		var subs []sub
+		for _, s := range []sub{{ssrc: 21, extID: 5}, {ssrc: 22, extID: 20}} {
+			s.rec = &recorder{keep: true}
+			c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: webrtc.SSRC(s.ssrc), w: s.rec,
+				exts: []webrtc.RTPHeaderExtensionParameter{{URI: audioLevelURI, ID: int(s.extID)}}}
+			if _, err := fw.NewDownTrack("v", "p", nil).Bind(c); err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, s)
 		}
 		var in rtp.Packet
-		parses := in.Unmarshal(raw) == nil
+		parses := in.Unmarshal(raw) == nil && len(raw) <= MaxPacketSize
 		fw.Forward(raw)
 		same := func(who string, got *rtp.Packet, ssrc uint32) {
 			t.Helper()

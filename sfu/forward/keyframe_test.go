@@ -58,7 +58,7 @@ func TestAttachRequestsKeyframeUnlessOneIsComing(t *testing.T) {
 	f.after = func(_ time.Duration, fn func()) { retries = append(retries, fn) }
 	attach := func() {
 		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, w: &recorder{}}
-		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+		if _, err := f.NewDownTrack("v", "p", nil).Bind(c); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,7 +115,7 @@ func TestAttachRetrySkippedAfterKeyframe(t *testing.T) {
 	f.after = func(_ time.Duration, fn func()) { retries = append(retries, fn) }
 	for range 2 {
 		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, w: &recorder{}}
-		if _, err := f.NewDownTrack("v", "p").Bind(c); err != nil {
+		if _, err := f.NewDownTrack("v", "p", nil).Bind(c); err != nil {
 			t.Fatal(err)
 		}
 		clock = clock.Add(time.Millisecond)
@@ -157,7 +157,7 @@ func TestKeyframeRequestedAgainWhenTransportComesUp(t *testing.T) {
 	f.now = func() time.Time { return clock }
 	f.after = func(time.Duration, func()) {}
 	w := &notReady{}
-	if _, err := f.NewDownTrack("v", "p").Bind(&writerContext{w}); err != nil {
+	if _, err := f.NewDownTrack("v", "p", nil).Bind(&writerContext{w}); err != nil {
 		t.Fatal(err)
 	}
 	send := func(seq uint16, key bool) {

@@ -9,11 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/fastpath"
+	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
 	"github.com/jbcalling/platform/sfu/feedback"
 	"github.com/jbcalling/platform/sfu/forward"
+	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/jbcalling/platform/sfu/signal"
-	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
-	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -49,22 +50,19 @@ type Participant struct {
 	// under it, so each track reaches each participant exactly once.
 	tracks map[string]*publishedTrack
 
-	subMu  sync.Mutex
-	subs   map[subKey]*subscription
-	direct *srtpsend.Conn // the subscriber connection's direct path, once connected
-	subIn  *srtprecv.Peer // and its fast receive path, for its RTCP
-	// directFn makes direct; pathChosen is set once it was tried.
-	directFn   DirectFunc
-	pathChosen atomic.Bool
+	subMu sync.Mutex
+	subs  map[subKey]*subscription
+	// The subscriber connection's send path (direct or pion, decided once
+	// connected) and the packet indices of its SSRCs, whichever path.
+	subPath  *fastpath.Subscriber
+	subIndex *rtpindex.Book
+	reported atomic.Bool // the sender reports started
 
-	// The publisher connection's receive side, made with its first track:
-	// the fast receive path (nil: pion reads every packet) and the
-	// feedback to the publisher.
-	inboundFn InboundFunc
-	inMu      sync.Mutex
-	inTried   bool
-	inbound   *srtprecv.Peer
-	fb        *feedback.Publisher
+	// The publisher connection's receive path (fast or pion, decided with
+	// its first track) and the feedback to the publisher.
+	pubPath *fastpath.Publisher
+	inMu    sync.Mutex
+	fb      *feedback.Publisher
 
 	negMu       sync.Mutex
 	awaiting    bool // a subscriber offer waits for its answer
@@ -118,16 +116,17 @@ func (p *Participant) setup() error {
 	p.joined = time.Now()
 	cfg := webrtc.Configuration{ICEServers: p.m.cfg.ICEServers}
 	var err error
-	pubAPI := p.m.cfg.API
+	pubAPI, subAPI := p.m.cfg.API, p.m.cfg.API
+	p.pubPath, p.subPath = (&fastpath.Port{}).NewPublisher(nil), (&fastpath.Port{}).NewSubscriber(nil)
 	if f := p.m.cfg.PublisherAPI; f != nil {
-		pubAPI, p.inboundFn = f()
+		pubAPI, p.pubPath = f()
 	}
+	if f := p.m.cfg.SubscriberAPI; f != nil {
+		subAPI, p.subPath = f()
+	}
+	p.subIndex = rtpindex.NewBook()
 	if p.pub, err = pubAPI.NewPeerConnection(cfg); err != nil {
 		return fmt.Errorf("room: publisher peer connection: %w", err)
-	}
-	subAPI := p.m.cfg.API
-	if f := p.m.cfg.SubscriberAPI; f != nil {
-		subAPI, p.directFn = f()
 	}
 	if p.sub, err = subAPI.NewPeerConnection(cfg); err != nil {
 		p.pub.Close()
@@ -157,49 +156,33 @@ func (p *Participant) setup() error {
 	return nil
 }
 
-// choosePath gives the subscriber connection its direct send path once
-// DTLS is up (the keys exist only then), or leaves pion writing.
+// choosePath decides the subscriber connection's send path once DTLS is
+// up (the keys exist only then) and starts its sender reports.
 func (p *Participant) choosePath() {
-	if p.pathChosen.Swap(true) {
-		return // connected again after a disconnection: same keys
+	if p.reported.Swap(true) {
+		return // connected again after a disconnection: decided already
 	}
 	p.wgMu.Lock() // orders this with Close, which removes it
 	if !p.isClosed() {
 		p.m.reports.add(p)
 	}
 	p.wgMu.Unlock()
-	c := p.m.cfg.Counters
-	if p.directFn == nil {
-		c.PionSubscribers.Add(1)
-		return
-	}
-	conn, in, err := p.directFn(p.sub)
-	if err != nil {
-		c.PionSubscribers.Add(1)
+	direct, err := p.subPath.Start(p.sub, subscriberRTCP{p}, p.pathLost)
+	if !direct {
 		p.log.Debug("no direct send path, pion writes", "err", err)
 		return
 	}
-	c.DirectSubscribers.Add(1)
-	if conn.SealsAEAD() {
-		c.DirectAEADSubscribers.Add(1)
-	}
 	p.subMu.Lock()
 	defer p.subMu.Unlock()
-	if in != nil && in.SetRTCP(subscriberRTCP{p}) == nil {
-		p.subIn = in
-	}
-	p.direct = conn
 	for _, s := range p.subs {
-		p.setDirectLocked(s.down)
+		s.down.SetDirect(p.subPath.NewStream())
 	}
 }
 
-// setDirectLocked moves one DownTrack to the direct path; subMu is held.
-func (p *Participant) setDirectLocked(d *forward.DownTrack) {
-	if p.direct != nil {
-		d.SetDirect(p.direct.NewStream())
-	}
-}
+// pathLost ends a participant whose fast connection moved to an ICE pair
+// the fast paths cannot serve: handing its media to pion mid-stream would
+// reuse SRTP state (package fastpath); the client reconnects instead.
+func (p *Participant) pathLost(err error) { p.fail(err) }
 
 // sendSenderReports sends every subscribed track's RTCP sender report
 // (the reporter calls it each SenderReportInterval); pkts is scratch.
@@ -424,18 +407,15 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	if p.goStart() {
 		go p.readPublisherRTCP(recv)
 	}
-	// From here on the fast receive path, if the connection has one,
+	// From here on the fast receive path, if the connection took it,
 	// takes the track's packets; pion delivers those already in its
 	// buffers, and all of them if it has none.
-	in := p.inboundPeer()
-	if in != nil && in.Add(ssrc, t.fwd.RolloverCount(), t.fwd) != nil {
-		in = nil
-	}
+	kept := p.startPublisherPath() && p.pubPath.Keep(ssrc, t.fwd)
 	if err := t.fwd.Run(remote); err != nil {
 		p.log.Debug("track ended", "track", t.id, "err", err)
 	}
-	if in != nil {
-		in.Remove(ssrc) // before the subscribers go
+	if kept {
+		p.pubPath.Release(ssrc) // before the subscribers go
 	}
 	p.unpublish(t)
 }
@@ -466,31 +446,22 @@ func (p *Participant) feedbackFor(remote *webrtc.TrackRemote, recv *webrtc.RTPRe
 	return p.fb.Stream(s)
 }
 
-// inboundPeer is the publisher connection's fast receive path, made once
-// (its keys and address exist only once media flows); nil when it has
-// none.
-func (p *Participant) inboundPeer() *srtprecv.Peer {
+// startPublisherPath decides the publisher connection's receive path with
+// its first track (its keys and address exist only once media flows) and
+// reports whether the fast path took it.
+func (p *Participant) startPublisherPath() bool {
 	p.inMu.Lock()
-	defer p.inMu.Unlock()
-	if !p.inTried && p.inboundFn != nil && !p.isClosed() {
-		p.inTried = true
-		in, err := p.inboundFn(p.pub)
-		c := p.m.cfg.Counters
-		if err != nil {
-			c.PionPublishers.Add(1)
-			p.log.Debug("no fast receive path, pion reads", "err", err)
-		} else {
-			c.FastPublishers.Add(1)
-			p.inbound = in
-			if p.fb != nil { // its sender reports, for the receiver reports
-				_ = in.SetRTCP(p.fb)
-			}
-		}
-	} else if !p.inTried && p.inboundFn == nil {
-		p.inTried = true
-		p.m.cfg.Counters.PionPublishers.Add(1)
+	fb := p.fb
+	p.inMu.Unlock()
+	var rtcp srtprecv.RTCPSink // its sender reports, for the receiver reports
+	if fb != nil {
+		rtcp = fb
 	}
-	return p.inbound
+	fast, err := p.pubPath.Start(p.pub, rtcp, p.pathLost)
+	if !fast && err != nil {
+		p.log.Debug("no fast receive path, pion reads", "err", err)
+	}
+	return fast
 }
 
 // readPublisherRTCP passes the publisher's RTCP for one track to the
@@ -615,7 +586,7 @@ func (p *Participant) addSubscription(t *publishedTrack) bool {
 		p.subMu.Unlock()
 		return false
 	}
-	down := t.fwd.NewDownTrack(t.id, t.owner.id)
+	down := t.fwd.NewDownTrack(t.id, t.owner.id, p.subIndex)
 	sender, err := p.sub.AddTrack(down)
 	if err != nil {
 		p.subMu.Unlock()
@@ -623,7 +594,9 @@ func (p *Participant) addSubscription(t *publishedTrack) bool {
 		return false
 	}
 	p.subs[key] = &subscription{sender: sender, down: down}
-	p.setDirectLocked(down)
+	if s := p.subPath.NewStream(); s != nil {
+		down.SetDirect(s)
+	}
 	p.subMu.Unlock()
 
 	if p.goStart() {
@@ -795,16 +768,8 @@ func (p *Participant) Close() bool {
 		// No more packets from the fast receive path; closing the
 		// publisher ends the track readers, which unpublish their tracks
 		// from everyone.
-		p.inMu.Lock()
-		if p.inbound != nil {
-			p.inbound.Close()
-		}
-		p.inMu.Unlock()
-		p.subMu.Lock()
-		if p.subIn != nil {
-			p.subIn.Close()
-		}
-		p.subMu.Unlock()
+		p.pubPath.Close()
+		p.subPath.Close()
 		m.reports.remove(p)
 		p.closePeerConnections()
 		p.wg.Wait()

@@ -17,10 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/fastpath"
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
-	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
-	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -37,17 +36,19 @@ type Config struct {
 	// API makes the peer connections (codecs, ICE muxes) when
 	// PublisherAPI or SubscriberAPI do not.
 	API *webrtc.API
-	// PublisherAPI makes one publisher peer connection's API. Its
-	// InboundFunc, if not nil, gives the connection, once its media
-	// flows, its fast receive path. Publisher connections have no pion
+	// PublisherAPI makes one publisher peer connection's API and its
+	// receive path, which decides once media flows whether the fast
+	// path or pion reads it. Publisher connections have no pion
 	// interceptors: the SFU sends NACKs, receiver reports and
-	// transport-cc feedback itself (package feedback).
-	PublisherAPI func() (*webrtc.API, InboundFunc)
-	// SubscriberAPI makes one subscriber peer connection's API: the same
+	// transport-cc feedback itself (package feedback). Nil: API, and
+	// pion reads.
+	PublisherAPI func() (*webrtc.API, *fastpath.Publisher)
+	// SubscriberAPI makes one subscriber peer connection's API (the same
 	// codecs and muxes but no interceptors, since the forwarder answers
-	// NACKs and sends sender reports itself. Its DirectFunc, if not nil,
-	// gives the connection, once connected, its direct send path.
-	SubscriberAPI func() (*webrtc.API, DirectFunc)
+	// NACKs and sends sender reports itself) and its send path, which
+	// decides once connected whether the direct path or pion writes. Nil:
+	// API, and pion writes.
+	SubscriberAPI func() (*webrtc.API, *fastpath.Subscriber)
 	// ICEServers for the server's own peer connections (STUN to learn a
 	// reflexive address); usually empty when the public IP is announced.
 	ICEServers []webrtc.ICEServer
@@ -63,17 +64,6 @@ type Config struct {
 	Counters *Counters
 }
 
-// InboundFunc returns a publisher connection's fast receive path, set to
-// ICE's selected address, or an error: pion then reads that publisher's
-// packets.
-type InboundFunc func(*webrtc.PeerConnection) (*srtprecv.Peer, error)
-
-// DirectFunc returns a connected subscriber connection's direct send
-// path, or an error: pion then writes that subscriber's packets. The
-// Peer, if not nil, is the connection's fast receive path, for the RTCP
-// the subscriber sends.
-type DirectFunc func(*webrtc.PeerConnection) (*srtpsend.Conn, *srtprecv.Peer, error)
-
 // SenderReportInterval is how often subscribers get RTCP sender reports
 // (pion's report interceptor used the same).
 const SenderReportInterval = time.Second
@@ -85,13 +75,6 @@ type Counters struct {
 	PLIs          atomic.Uint64 // PLI/FIR packets received from subscribers
 	ICEFailures   atomic.Uint64
 	TracksCurrent atomic.Int64
-	// Subscriber connections by send path once connected.
-	DirectSubscribers, PionSubscribers atomic.Uint64
-	// Direct subscriber connections that negotiated AES-GCM, sealed by the
-	// SFU's own code rather than pion/srtp's (srtpsend.Conn.SealsAEAD).
-	DirectAEADSubscribers atomic.Uint64
-	// Publisher connections by receive path once media flows.
-	FastPublishers, PionPublishers atomic.Uint64
 }
 
 // Manager owns all rooms.

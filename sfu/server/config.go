@@ -27,6 +27,9 @@ type Config struct {
 	ICEPortRange string // "min-max": ephemeral UDP ports instead of the mux
 	ICEBind      string // address the muxes bind; empty means all interfaces, "auto" the default route's
 	PublicIPs    []string
+	// FastPaths lets the SFU's own receive and send paths carry media on
+	// the single UDP port (package fastpath); false: pion carries all.
+	FastPaths bool
 
 	STUNURLs   []string // given to clients; used by the server only without PublicIPs
 	TURNURLs   []string // given to clients with REST credentials
@@ -59,6 +62,7 @@ func Defaults() Config {
 		Listen:          "127.0.0.1:8080",
 		ICEUDPPort:      40000,
 		ICETCPPort:      40000,
+		FastPaths:       true,
 		TURNTTL:         12 * time.Hour,
 		AllowAnonymous:  true,
 		MaxRooms:        1000,

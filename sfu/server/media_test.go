@@ -429,7 +429,7 @@ func TestNACKToPublisher(t *testing.T) {
 		select {
 		case seqs := <-nacked:
 			if slices.Contains(seqs, lost) {
-				if c := e.srv.Rooms().Counters(); c.FastPublishers.Load() != 1 {
+				if c := e.srv.Paths(); c.FastPublishers.Load() != 1 {
 					t.Fatalf("%d publisher connections on the fast receive path, want 1", c.FastPublishers.Load())
 				}
 				return

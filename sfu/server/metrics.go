@@ -21,6 +21,7 @@ func newMetrics(s *Server) *metrics {
 	reg := prometheus.NewRegistry()
 	c := s.rooms.Counters()
 	f := &c.Forward
+	pc := &s.socks.port.Counters
 	m := &metrics{
 		reg: reg,
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -55,20 +56,25 @@ func newMetrics(s *Server) *metrics {
 		counter("sfu_keyframe_requests_total", "PLIs sent to publishers after throttling.", func() float64 { return float64(f.KeyframeRequests.Load()) }),
 		counter("sfu_ice_failures_total", "Peer connections that failed or timed out.", func() float64 { return float64(c.ICEFailures.Load()) }),
 		counter("sfu_retransmissions_total", "Packets sent again to subscribers in answer to NACKs.", func() float64 { return float64(f.Retransmissions.Load()) }),
-		counter("sfu_subscribers_direct_total", "Subscriber connections whose media leaves through the batched direct path.", func() float64 { return float64(c.DirectSubscribers.Load()) }),
-		counter("sfu_subscribers_direct_aead_total", "Direct subscriber connections that negotiated AES-GCM SRTP, which the SFU seals itself (the others: AES-CM-HMAC, sealed by pion/srtp).", func() float64 { return float64(c.DirectAEADSubscribers.Load()) }),
-		counter("sfu_subscribers_pion_total", "Subscriber connections whose media pion writes (ICE-TCP, DTLS client role, no single ICE UDP socket).", func() float64 { return float64(c.PionSubscribers.Load()) }),
-		counter("sfu_publishers_fast_total", "Publisher connections whose media the fast receive path reads.", func() float64 { return float64(c.FastPublishers.Load()) }),
-		counter("sfu_publishers_pion_total", "Publisher connections whose media pion reads (ICE-TCP, no single ICE UDP socket).", func() float64 { return float64(c.PionPublishers.Load()) }),
+		counter("sfu_packets_replayed_total", "RTP packets from publishers dropped as already forwarded, or too late to tell.", func() float64 { return float64(f.Replayed.Load()) }),
+		counter("sfu_packets_oversize_total", "RTP packets from publishers dropped as larger than 1500 bytes.", func() float64 { return float64(f.Oversize.Load()) }),
+		counter("sfu_index_refusals_total", "Copies to subscribers not sent because no SRTP packet index could be given them safely (a late packet whose index was used, a replaced track's packet).", func() float64 { return float64(f.IndexRefusals.Load()) }),
+		counter("sfu_direct_unsent_total", "Copies to direct subscribers not sent because their connection had no UDP address.", func() float64 { return float64(f.Unsent.Load()) }),
+		counter("sfu_subscribers_direct_total", "Subscriber connections whose media leaves through the batched direct path.", func() float64 { return float64(pc.DirectSubscribers.Load()) }),
+		counter("sfu_subscribers_direct_aead_total", "Direct subscriber connections that negotiated AES-GCM SRTP, which the SFU seals itself (the others: AES-CM-HMAC, sealed by pion/srtp).", func() float64 { return float64(pc.DirectAEADSubscribers.Load()) }),
+		counter("sfu_subscribers_pion_total", "Subscriber connections whose media pion writes (ICE-TCP, DTLS client role, no single ICE UDP socket, --fast-paths=false).", func() float64 { return float64(pc.PionSubscribers.Load()) }),
+		counter("sfu_publishers_fast_total", "Publisher connections whose media the fast receive path reads.", func() float64 { return float64(pc.FastPublishers.Load()) }),
+		counter("sfu_publishers_pion_total", "Publisher connections whose media pion reads (ICE-TCP, no single ICE UDP socket, --fast-paths=false).", func() float64 { return float64(pc.PionPublishers.Load()) }),
+		counter("sfu_fast_paths_lost_total", "Fast-path connections whose ICE pair moved off the UDP port: their participants were ended.", func() float64 { return float64(pc.Lost.Load()) }),
 	)
-	if mx := s.socks.mux; mx != nil {
+	if rc := s.socks.port.Receiving(); rc != nil {
 		reg.MustRegister(
-			counter("sfu_fast_received_total", "RTP packets the fast receive path decrypted and forwarded.", func() float64 { return float64(mx.Counters.Received.Load()) }),
-			counter("sfu_fast_rtcp_received_total", "RTCP packets the fast receive path decrypted and handled (subscribers' NACKs and PLIs, publishers' sender reports).", func() float64 { return float64(mx.Counters.ReceivedRTCP.Load()) }),
-			counter("sfu_fast_rejected_total", "Packets of a fast-path track or peer that did not decrypt there and went to pion.", func() float64 { return float64(mx.Counters.Rejected.Load()) }),
+			counter("sfu_fast_received_total", "RTP packets the fast receive path decrypted and forwarded.", func() float64 { return float64(rc.Received.Load()) }),
+			counter("sfu_fast_rtcp_received_total", "RTCP packets the fast receive path decrypted and handled (subscribers' NACKs and PLIs, publishers' sender reports).", func() float64 { return float64(rc.ReceivedRTCP.Load()) }),
+			counter("sfu_fast_rejected_total", "Packets of a fast-path track or peer that did not decrypt there (forged or replayed) or were too large: dropped.", func() float64 { return float64(rc.Rejected.Load()) }),
 		)
 	}
-	if d := s.socks.direct; d != nil {
+	if d := s.socks.port.Sending(); d != nil {
 		reg.MustRegister(
 			counter("sfu_direct_datagrams_total", "Datagrams sent from the ICE port's send socket: subscribers' media, and pion's STUN, DTLS and RTCP.", func() float64 { return float64(d.Datagrams.Load()) }),
 			counter("sfu_direct_send_calls_total", "sendmmsg/sendto calls on the ICE port's send socket.", func() float64 { return float64(d.Calls.Load()) }),

@@ -46,7 +46,7 @@ func TestICETCP(t *testing.T) {
 		t.Fatalf("media went over %s, want TCP", pair.Remote.Protocol)
 	}
 	// The direct path serves only UDP: pion wrote these packets.
-	c := e.srv.Rooms().Counters()
+	c := e.srv.Paths()
 	if c.PionSubscribers.Load() == 0 || c.DirectSubscribers.Load() != 0 {
 		t.Fatalf("subscriber connections: %d through pion, %d direct; want ICE-TCP through pion", c.PionSubscribers.Load(), c.DirectSubscribers.Load())
 	}
@@ -156,12 +156,25 @@ func TestICEBindAuto(t *testing.T) {
 	}
 }
 
-// With --ice-port-range there is no single UDP port, so neither fast path:
-// pion reads and writes every packet, and the publisher still gets its
-// feedback (here, receiver reports) through the same calls.
-func TestPortRangeUsesPionPaths(t *testing.T) {
+// With --ice-port-range there is no single UDP port, and with
+// --fast-paths=false the operator turned them off: either way neither fast
+// path exists, pion reads and writes every packet, and the publisher still
+// gets its feedback (here, receiver reports) through the same calls.
+func TestPionPathsAlone(t *testing.T) {
 	netns.Require(t)
-	e := start(t, func(c *server.Config) { c.ICEPortRange = "41000-41100" })
+	for _, tc := range []struct {
+		name string
+		mod  func(*server.Config)
+	}{
+		{"port range", func(c *server.Config) { c.ICEPortRange = "41000-41100" }},
+		{"fast paths off", func(c *server.Config) { c.FastPaths = false }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { pionPathsAlone(t, tc.mod) })
+	}
+}
+
+func pionPathsAlone(t *testing.T, mod func(*server.Config)) {
+	e := start(t, mod)
 	defer e.close()
 	reports := make(chan struct{}, 1)
 	onRR := func(o *client.Options) {
@@ -186,7 +199,7 @@ func TestPortRangeUsesPionPaths(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no receiver report at the publisher")
 	}
-	c := e.srv.Rooms().Counters()
+	c := e.srv.Paths()
 	if c.FastPublishers.Load() != 0 || c.PionPublishers.Load() == 0 || c.DirectSubscribers.Load() != 0 || c.PionSubscribers.Load() == 0 {
 		t.Fatalf("publishers %d fast / %d pion, subscribers %d direct / %d pion: want all through pion",
 			c.FastPublishers.Load(), c.PionPublishers.Load(), c.DirectSubscribers.Load(), c.PionSubscribers.Load())

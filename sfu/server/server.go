@@ -16,6 +16,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/jbcalling/platform/sfu/auth"
+	"github.com/jbcalling/platform/sfu/fastpath"
 	"github.com/jbcalling/platform/sfu/room"
 	"github.com/jbcalling/platform/sfu/web"
 	"github.com/pion/webrtc/v4"
@@ -84,6 +85,9 @@ func (s *Server) ICEUDPAddr() net.Addr { return s.socks.UDPAddr() }
 
 // Rooms exposes the room manager (tests and metrics).
 func (s *Server) Rooms() *room.Manager { return s.rooms }
+
+// Paths counts connections by media path (tests and metrics).
+func (s *Server) Paths() *fastpath.Counters { return &s.socks.port.Counters }
 
 // Handler serves /ws, /health, /metrics, /client/ and the demo at /.
 func (s *Server) Handler() http.Handler {

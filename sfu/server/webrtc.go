@@ -1,17 +1,12 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"runtime"
 
-	"github.com/jbcalling/platform/sfu/fastpath/dtlskeys"
-	"github.com/jbcalling/platform/sfu/room"
-	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
-	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
+	"github.com/jbcalling/platform/sfu/fastpath"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/sdp/v3"
@@ -67,49 +62,38 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 	return nil
 }
 
-// iceSockets are the listeners the ICE muxes own.
 // iceSocketBuffer sizes the ICE UDP socket's kernel buffers (measured in
 // docs/benchmarks.md).
 const iceSocketBuffer = 4 << 20
 
+// iceSockets are the listeners the ICE muxes own.
 type iceSockets struct {
-	udp   *net.UDPConn
+	udp   net.Addr // the UDP mux's address; nil in port-range mode
 	tcp   net.Listener
 	udpMx ice.UDPMux
 	tcpMx ice.TCPMux
-	// direct sends subscribers' media from udp (nil without a single
-	// UDP socket: pion then writes every packet).
-	direct *srtpsend.Socket
-	// mux reads udp for the ICE mux and keeps publishers' media (nil
-	// without a single UDP socket).
-	mux *srtprecv.Mux
+	// port is the ICE UDP port's fast paths; its zero value has none.
+	port *fastpath.Port
 }
 
 func (s *iceSockets) Close() {
 	if s.udpMx != nil {
 		s.udpMx.Close()
 	}
-	if s.direct != nil {
-		_ = s.direct.Close()
-	}
+	_ = s.port.Close()
 	if s.tcpMx != nil {
 		s.tcpMx.Close()
 	}
 }
 
 // UDPAddr is the mux's UDP address (nil in port-range mode).
-func (s *iceSockets) UDPAddr() net.Addr {
-	if s.udp != nil {
-		return s.udp.LocalAddr()
-	}
-	return nil
-}
+func (s *iceSockets) UDPAddr() net.Addr { return s.udp }
 
 // apis are the pion APIs: one per publisher and per subscriber connection
-// with a single ICE UDP socket (NewPublisher, NewSubscriber), else one
-// shared by all. None has interceptors: the SFU sends publishers their
-// feedback (package feedback), and answers subscribers' NACKs and sends
-// their sender reports itself (package forward).
+// that may take a fast path (NewPublisher, NewSubscriber), else one shared
+// by all. None has interceptors: the SFU sends publishers their feedback
+// (package feedback), and answers subscribers' NACKs and sends their
+// sender reports itself (package forward).
 type apis struct {
 	shared *webrtc.API
 	media  *webrtc.MediaEngine
@@ -124,123 +108,27 @@ func (a *apis) newAPI(se webrtc.SettingEngine) *webrtc.API {
 	return webrtc.NewAPI(webrtc.WithMediaEngine(a.media), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
 }
 
-// NewPublisher returns one publisher connection's API and, with a single
-// ICE UDP socket, its fast receive path: the SFU answers as the DTLS
-// server (a=setup:passive), so that the DTLS hooks yield the publisher's
-// SRTP keys, and once media flows the connection's packets are decrypted
-// by srtprecv on the socket's reading goroutine instead of pion's five.
-func (a *apis) NewPublisher() (*webrtc.API, room.InboundFunc) {
-	if a.socks.mux == nil {
-		return a.shared, nil
-	}
+// NewPublisher returns one publisher connection's API and its receive
+// path. The path's DTLS hooks need an API per connection: they do not say
+// which connection they belong to.
+func (a *apis) NewPublisher() (*webrtc.API, *fastpath.Publisher) {
 	se := a.se
-	keys := dtlskeys.New()
-	keys.Options(&se)
-	if err := se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer); err != nil {
-		return a.shared, nil // cannot happen: a valid role
+	pp := a.socks.port.NewPublisher(&se)
+	if !pp.Possible() {
+		return a.shared, pp
 	}
-	mux, port := a.socks.mux, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
-	return a.newAPI(se), func(pc *webrtc.PeerConnection) (*srtprecv.Peer, error) {
-		k, ice, err := fastPathOf(keys, pc, port)
-		if err != nil {
-			return nil, err
-		}
-		peer, err := mux.NewPeer(k.Profile, k.RemoteKey, k.RemoteSalt)
-		if err != nil {
-			return nil, err
-		}
-		// A later pair that is not UDP on the mux (ICE-TCP after a
-		// restart) gives the packets back to pion.
-		followPair(ice, port, peer.SetAddr)
-		return peer, nil
-	}
+	return a.newAPI(se), pp
 }
 
-// NewSubscriber returns one subscriber connection's API: the publishers'
-// codecs and ICE muxes, no interceptors (the forwarder answers NACKs from
-// one shared history per track and sends the sender reports, where pion's
-// responder kept a copy of every packet per subscriber), and with a single
-// ICE UDP socket the DTLS hooks that yield the connection's SRTP keys, so
-// its media can leave through srtpsend instead of pion's write path. The
-// hooks need an API per connection: they do not say which connection they
-// belong to.
-func (a *apis) NewSubscriber() (*webrtc.API, room.DirectFunc) {
-	if a.socks.direct == nil {
-		return a.shared, nil
-	}
+// NewSubscriber returns one subscriber connection's API and its send path
+// (an API per connection, as NewPublisher).
+func (a *apis) NewSubscriber() (*webrtc.API, *fastpath.Subscriber) {
 	se := a.se
-	keys := dtlskeys.New()
-	keys.Options(&se)
-	api := a.newAPI(se)
-	sock, mux, port := a.socks.direct, a.socks.mux, a.socks.udp.LocalAddr().(*net.UDPAddr).Port
-	return api, func(pc *webrtc.PeerConnection) (*srtpsend.Conn, *srtprecv.Peer, error) {
-		k, ice, err := fastPathOf(keys, pc, port) // ErrNotServer when the browser took the DTLS server role
-		if err != nil {
-			return nil, nil, err
-		}
-		conn, err := srtpsend.NewConn(sock, k.Profile, k.LocalKey, k.LocalSalt)
-		if err != nil {
-			return nil, nil, err
-		}
-		// The subscriber's RTCP (NACKs, PLIs) comes in on the fast path.
-		peer, err := mux.NewPeer(k.Profile, k.RemoteKey, k.RemoteSalt)
-		if err != nil {
-			return nil, nil, err
-		}
-		// A later pair that is not UDP on the mux (ICE-TCP after a
-		// restart) goes through pion again, packet by packet.
-		followPair(ice, port, func(a netip.AddrPort) {
-			conn.SetAddr(a)
-			peer.SetAddr(a)
-		})
-		return conn, peer, nil
+	sp := a.socks.port.NewSubscriber(&se)
+	if !sp.Possible() {
+		return a.shared, sp
 	}
-}
-
-// fastPathOf is what both fast paths need of a connected connection: its
-// SRTP keys (the SFU being its DTLS server) and its ICE transport, whose
-// selected pair must be UDP through the mux socket (local port port).
-func fastPathOf(keys *dtlskeys.Capture, pc *webrtc.PeerConnection, port int) (dtlskeys.Keys, *webrtc.ICETransport, error) {
-	k, err := keys.Keys()
-	if err != nil {
-		return dtlskeys.Keys{}, nil, err
-	}
-	ice := pc.SCTP().Transport().ICETransport()
-	pair, err := ice.GetSelectedCandidatePair()
-	if err != nil {
-		return dtlskeys.Keys{}, nil, err
-	}
-	if !directAddr(pair, port).IsValid() {
-		return dtlskeys.Keys{}, nil, errNotDirect
-	}
-	return k, ice, nil
-}
-
-// followPair calls set with the selected pair's remote address now and
-// whenever ICE selects another (invalid for a pair the fast paths cannot
-// serve).
-func followPair(ice *webrtc.ICETransport, port int, set func(netip.AddrPort)) {
-	ice.OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) { set(directAddr(p, port)) })
-	if pair, err := ice.GetSelectedCandidatePair(); err == nil { // the newest, in case it changed meanwhile
-		set(directAddr(pair, port))
-	}
-}
-
-var errNotDirect = errors.New("selected ICE pair is not UDP through the mux socket")
-
-// directAddr is the remote address of a selected pair the direct path can
-// serve: UDP through the mux socket (local port port). Anything else
-// (ICE-TCP) is invalid, and pion writes.
-func directAddr(p *webrtc.ICECandidatePair, port int) netip.AddrPort {
-	if p == nil || p.Local == nil || p.Remote == nil || p.Local.Protocol != webrtc.ICEProtocolUDP ||
-		p.Remote.Protocol != webrtc.ICEProtocolUDP || int(p.Local.Port) != port {
-		return netip.AddrPort{}
-	}
-	ip, err := netip.ParseAddr(p.Remote.Address)
-	if err != nil {
-		return netip.AddrPort{} // an unresolved mDNS name
-	}
-	return netip.AddrPortFrom(ip, p.Remote.Port)
+	return a.newAPI(se), sp
 }
 
 // newAPIs builds the pion APIs and opens the ICE sockets.
@@ -251,7 +139,7 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 		return nil, err
 	}
 	se := webrtc.SettingEngine{LoggerFactory: lf}
-	socks := &iceSockets{}
+	socks := &iceSockets{port: &fastpath.Port{}}
 	fail := func(err error) (*apis, error) {
 		socks.Close()
 		return nil, err
@@ -279,36 +167,32 @@ func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
 		if err := se.SetEphemeralUDPPortRange(lo, hi); err != nil {
 			return fail(err)
 		}
-	} else if bindIP != nil {
-		// Every participant's media shares this one socket: the default
-		// ~200 KiB buffers overflowed on keyframe bursts (docs/benchmarks.md).
-		// The kernel caps the size at net.core.rmem_max / wmem_max.
-		// Not pion/transport's BatchConn: its flusher ticks every 250 µs
-		// even when idle and added ~1 ms at low load (docs/benchmarks.md);
-		// srtpsend batches each fan-out and sends it at once, from a twin
-		// socket on the same port that Go's netpoller does not watch.
-		// One socket per core of the port, each read by its own
-		// goroutine (srtprecv), so that tracks forward in parallel.
-		port, err := srtpsend.Listen(&net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort}, runtime.GOMAXPROCS(0), iceSocketBuffer)
+	} else if bindIP != nil && cfg.FastPaths {
+		// Every participant's media shares this one port, read by one
+		// socket per core (srtprecv) so that tracks forward in parallel;
+		// subscribers' media leaves from a twin socket that Go's netpoller
+		// does not watch (srtpsend). Not pion/transport's BatchConn: its
+		// flusher ticks every 250 µs even when idle and added ~1 ms at low
+		// load (docs/benchmarks.md). The default ~200 KiB buffers
+		// overflowed on keyframe bursts; the kernel caps the size at
+		// net.core.rmem_max / wmem_max.
+		port, err := fastpath.Listen(&net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort}, runtime.GOMAXPROCS(0), iceSocketBuffer, log)
 		if err != nil {
 			return fail(fmt.Errorf("ICE UDP mux: %w", err))
 		}
-		var out srtprecv.Writer // pion's writes: from the twin, else from the reader
-		if port.Send != nil {
-			out = port.Send
-			if !port.Send.Segmenting() {
-				log.Info("no segmented UDP sends (UDP_SEGMENT, Linux 4.18): a burst's copies leave one datagram per send")
-			}
-		} else {
-			log.Warn("no direct send path: pion writes every packet", "err", port.Unshared)
-		}
-		mux, err := srtprecv.NewMux(port.Readers, out)
+		socks.port, socks.udp = port, port.PacketConn().LocalAddr()
+		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), port.PacketConn())
+		se.SetICEUDPMux(socks.udpMx)
+	} else if bindIP != nil {
+		// --fast-paths=off: pion reads and writes every packet.
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: bindIP, Port: cfg.ICEUDPPort})
 		if err != nil {
-			_ = port.Close()
-			return fail(err)
+			return fail(fmt.Errorf("ICE UDP mux: %w", err))
 		}
-		socks.udp, socks.direct, socks.mux = port.Readers[0], port.Send, mux
-		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), mux)
+		_ = conn.SetReadBuffer(iceSocketBuffer)
+		_ = conn.SetWriteBuffer(iceSocketBuffer)
+		socks.udp = conn.LocalAddr()
+		socks.udpMx = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
 		se.SetICEUDPMux(socks.udpMx)
 	} else {
 		mux, err := ice.NewMultiUDPMuxFromPort(cfg.ICEUDPPort, ice.UDPMuxFromPortWithLoopback(), ice.UDPMuxFromPortWithLogger(lf.NewLogger("udpmux")),

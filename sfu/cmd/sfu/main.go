@@ -79,6 +79,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.IntVar(&c.ICETCPPort, "ice-tcp-port", c.ICETCPPort, "ICE-TCP port for clients whose networks block UDP (-1 disables)")
 	fs.StringVar(&c.ICEPortRange, "ice-port-range", c.ICEPortRange, "min-max ephemeral UDP ports instead of the single-port mux, e.g. 40000-40100")
 	fs.StringVar(&c.ICEBind, "ice-bind", c.ICEBind, "IP address the ICE sockets bind and gather on (empty: all interfaces; \"auto\": the default route's interface, as in a container with host-mode ports)")
+	fs.BoolVar(&c.FastPaths, "fast-paths", c.FastPaths, "let the SFU's own receive and send paths carry media on the single UDP port (with --ice-bind); false: pion reads and writes every packet")
 	fs.Var(&o.publicIPs, "public-ip", "public IP address(es) to announce instead of local ones (repeatable or comma-separated; e.g. the VM's external IP)")
 	fs.Var(&o.stun, "stun", "STUN server URL(s) for clients (and for the server itself when no --public-ip is set), e.g. stun:stun.example.org:3478")
 	fs.Var(&o.turn, "turn-url", "TURN server URL(s) given to clients with time-limited credentials, e.g. turn:turn.example.org:3478")

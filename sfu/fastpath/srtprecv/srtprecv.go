@@ -27,16 +27,22 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 )
 
 // Sink receives one SSRC's decrypted RTP packets, on a reading goroutine,
 // a burst at a time: the packets of the SSRC that were queued back to back
-// on the socket (one or more, in order), each with its arrival. It must
-// not block, and must not keep pkts after returning.
+// on the socket (one or more, in order), each with the SRTP packet index
+// it was authenticated under and its arrival. It must not block, and must
+// not keep pkts after returning.
 type Sink interface {
-	ReceiveRTP(pkts [][]byte, arrivals []time.Time)
+	// Extend is the packet index the sink expects for sequence number
+	// seq (its rollover counter, the index's high bits, is not sent): the
+	// sink keeps the SSRC's one estimate, whichever path delivers.
+	Extend(seq uint16) uint64
+	ReceiveRTP(pkts [][]byte, indices []uint64, arrivals []time.Time)
 }
 
 // RTCPSink receives a peer's decrypted compound RTCP packets, on reader 0
@@ -58,8 +64,10 @@ type Counters struct {
 	// RTCP packets kept and handed to an RTCPSink.
 	ReceivedRTCP atomic.Uint64
 	// Packets of a registered SSRC (or RTCP of a peer with an RTCPSink)
-	// that did not decrypt (a replay, a rollover the context missed):
-	// they go to pion instead.
+	// that did not decrypt (forged, replayed), or decrypted to more than
+	// MaxPacketSize: dropped. They never go to pion, whose SRTP contexts
+	// for those streams stopped at the hand-over and would accept what
+	// this path has seen already.
 	Rejected atomic.Uint64
 }
 
@@ -69,6 +77,9 @@ const (
 	replayWindow = 64
 	// datagramSize is the largest datagram kept (pion's receive MTU).
 	datagramSize = 8192
+	// MaxPacketSize is the largest decrypted RTP packet handed to a
+	// Sink: RTP over UDP never exceeds the MTU.
+	MaxPacketSize = 1500
 	// pionQueue is how many datagrams may wait for pion's mux worker
 	// before a reader waits for it.
 	pionQueue = 512
@@ -169,6 +180,7 @@ type reader struct {
 	froms [MaxBatch]netip.AddrPort
 	plain [MaxBatch][datagramSize]byte // decrypted
 	burst [MaxBatch][]byte             // a sink's packets, in plain
+	index [MaxBatch]uint64             // and their SRTP indices
 	at    [MaxBatch]time.Time
 	hdr   rtp.Header
 }
@@ -184,30 +196,33 @@ func (r *reader) run() {
 			_ = r.m.shutdown() // a socket closed: the port is done
 			return
 		}
-		now := time.Now()
-		for i := 0; i < n; {
-			pkt, from := r.slots[i][:r.lens[i]], r.froms[i]
-			switch {
-			case isRTP(pkt):
-				if kept := r.keepMedia(i, n, now); kept > 0 {
-					i += kept
-					continue
-				}
-			case isRTCP(pkt) && r.keepRTCP(pkt, from):
-				i++
+		r.handle(n, time.Now())
+	}
+}
+
+// handle keeps or passes on the n datagrams read, which arrived at now.
+func (r *reader) handle(n int, now time.Time) {
+	for i := 0; i < n; {
+		pkt, from := r.slots[i][:r.lens[i]], r.froms[i]
+		switch {
+		case isRTP(pkt):
+			if kept := r.keepMedia(i, n, now); kept > 0 {
+				i += kept
 				continue
 			}
-			r.m.toPionQueue(pkt, from)
+		case isRTCP(pkt) && r.keepRTCP(pkt, from):
 			i++
+			continue
 		}
+		r.m.toPionQueue(pkt, from)
+		i++
 	}
 }
 
 // keepMedia hands datagram i, if it is RTP of a kept SSRC of a registered
 // peer, to its sink together with the same SSRC's datagrams from the same
 // peer right after it (up to n): a burst. It returns how many datagrams
-// it took (0: none, pion's); one that does not decrypt (a replay, a
-// rollover the context missed) goes to pion instead.
+// it took (0: none, pion's); one that does not decrypt is dropped.
 func (r *reader) keepMedia(i, n int, arrival time.Time) int {
 	m := r.m
 	from := r.froms[i]
@@ -227,18 +242,17 @@ func (r *reader) keepMedia(i, n int, arrival time.Time) int {
 		if j > i && (r.froms[j] != from || !isRTP(pkt) || binary.BigEndian.Uint32(pkt[8:12]) != ssrc) {
 			break
 		}
-		plain, ok := t.decrypt(pkt, r.plain[k][:0], &r.hdr)
-		if !ok {
+		plain, index, ok := t.decrypt(pkt, r.plain[k][:0], &r.hdr, r.index[:k])
+		if !ok || len(plain) > MaxPacketSize {
 			m.Counters.Rejected.Add(1)
-			m.toPionQueue(pkt, from)
 			continue
 		}
-		r.burst[k], r.at[k] = plain, arrival
+		r.burst[k], r.index[k], r.at[k] = plain, index, arrival
 		k++
 	}
 	if k > 0 {
 		m.Counters.Received.Add(uint64(k))
-		t.sink.ReceiveRTP(r.burst[:k], r.at[:k])
+		t.sink.ReceiveRTP(r.burst[:k], r.index[:k], r.at[:k])
 		clear(r.burst[:k])
 	}
 	return j - i
@@ -258,7 +272,7 @@ func (r *reader) keepRTCP(pkt []byte, from netip.AddrPort) bool {
 		return false
 	case !ok:
 		m.Counters.Rejected.Add(1)
-		return false
+		return true // dropped
 	}
 	m.Counters.ReceivedRTCP.Add(1)
 	control.ReceiveRTCP(plain)
@@ -459,16 +473,14 @@ func (p *Peer) SetAddr(a netip.AddrPort) {
 	p.addr = a
 }
 
-// Add keeps ssrc's packets for s from now on. roc is the SRTP rollover
-// counter of the packets pion has decrypted so far (the number of times
-// the sequence number wrapped), so that this context continues where
-// pion's left off.
-func (p *Peer) Add(ssrc, roc uint32, s Sink) error {
+// Add keeps ssrc's packets for s from now on; each is decrypted under
+// the index s.Extend estimates, so that this path continues where pion's
+// left off, whatever pion decrypted meanwhile.
+func (p *Peer) Add(ssrc uint32, s Sink) error {
 	ctx, err := srtp.CreateContext(p.key, p.salt, p.profile, srtp.SRTPReplayProtection(replayWindow))
 	if err != nil {
 		return fmt.Errorf("srtprecv: %w", err)
 	}
-	ctx.SetROC(ssrc, roc)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -517,12 +529,23 @@ func (p *Peer) track(ssrc uint32) *track {
 	return p.tracks[ssrc]
 }
 
-// decrypt decrypts pkt into dst; ok is false when it did not decrypt.
-func (t *track) decrypt(pkt, dst []byte, hdr *rtp.Header) (plain []byte, ok bool) {
+// decrypt decrypts pkt into dst under the index its sink expects, or
+// the one after the burst's packets before it (earlier, their indices),
+// which the sink has not seen yet, if that is newer: a burst can wrap
+// before the sink has seen any of it. ok is false when it did not decrypt.
+func (t *track) decrypt(pkt, dst []byte, hdr *rtp.Header, earlier []uint64) (plain []byte, index uint64, ok bool) {
+	seq := binary.BigEndian.Uint16(pkt[2:4])
+	index = t.sink.Extend(seq)
+	if n := len(earlier); n > 0 {
+		index = max(index, rtpindex.Nearest(earlier[n-1], seq))
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// pion's context would guess the rollover counter from what it saw
+	// itself; set so, it uses exactly the sink's.
+	t.ctx.SetROC(binary.BigEndian.Uint32(pkt[8:12]), uint32(index>>16))
 	plain, err := t.ctx.DecryptRTP(dst, pkt, hdr)
-	return plain, err == nil
+	return plain, index, err == nil
 }
 
 // decryptRTCP decrypts pkt into dst for the peer's RTCPSink; sink is nil

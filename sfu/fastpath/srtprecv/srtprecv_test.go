@@ -77,16 +77,21 @@ func (p *publisher) send(to netip.AddrPort, b []byte) {
 	}
 }
 
-// sink records what it receives, and in which bursts.
+// sink records what it receives, and in which bursts; it expects every
+// packet in rollover cycle roc.
 type sink struct {
-	mu     sync.Mutex
-	pkts   [][]byte
-	bursts []int
+	roc     uint32
+	mu      sync.Mutex
+	pkts    [][]byte
+	indices []uint64
+	bursts  []int
 }
 
-func (s *sink) ReceiveRTP(pkts [][]byte, arrivals []time.Time) {
-	if len(pkts) == 0 || len(arrivals) != len(pkts) {
-		panic(fmt.Sprintf("a burst of %d packets with %d arrivals", len(pkts), len(arrivals)))
+func (s *sink) Extend(seq uint16) uint64 { return uint64(s.roc)<<16 | uint64(seq) }
+
+func (s *sink) ReceiveRTP(pkts [][]byte, indices []uint64, arrivals []time.Time) {
+	if len(pkts) == 0 || len(arrivals) != len(pkts) || len(indices) != len(pkts) {
+		panic(fmt.Sprintf("a burst of %d packets with %d indices and %d arrivals", len(pkts), len(indices), len(arrivals)))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,6 +100,7 @@ func (s *sink) ReceiveRTP(pkts [][]byte, arrivals []time.Time) {
 			panic("no arrival time")
 		}
 		s.pkts = append(s.pkts, bytes.Clone(pkt))
+		s.indices = append(s.indices, indices[i])
 	}
 	s.bursts = append(s.bursts, len(pkts))
 }
@@ -153,8 +159,9 @@ func expectPion(t *testing.T, toPion chan []byte, want []byte, what string) {
 }
 
 // A registered SSRC's packets are decrypted for its sink and pion never
-// sees them; everything else reaches pion byte for byte: another SSRC,
-// RTCP, STUN and DTLS, another address, a packet that does not decrypt.
+// sees them, not even one that does not decrypt (dropped); everything
+// else reaches pion byte for byte: another SSRC, RTCP, STUN and DTLS,
+// another address.
 func TestMuxKeepsRegisteredMediaAndPassesTheRest(t *testing.T) {
 	m, at, toPion := newMux(t)
 	pub, other := newPublisher(t), newPublisher(t)
@@ -164,7 +171,7 @@ func TestMuxKeepsRegisteredMediaAndPassesTheRest(t *testing.T) {
 	}
 	peer.SetAddr(pub.addr())
 	var s sink
-	if err := peer.Add(1111, 0, &s); err != nil {
+	if err := peer.Add(1111, &s); err != nil {
 		t.Fatal(err)
 	}
 
@@ -195,11 +202,12 @@ func TestMuxKeepsRegisteredMediaAndPassesTheRest(t *testing.T) {
 	}
 	// The registered SSRC from another address: not this peer's.
 	expectPion(t, toPion, other.sendRTP(at, 1111, 7), "another address")
-	// A tampered packet does not decrypt and goes to pion, unchanged.
+	// A tampered packet does not decrypt and is dropped: the next
+	// datagram pion sees is the marker after it.
 	bad := pubSealed(t, pub, 1111, 201)
 	bad[len(bad)-1] ^= 1
 	pub.send(at, bad)
-	expectPion(t, toPion, bad, "a tampered packet")
+	expectPion(t, toPion, pub.sendRTP(at, 2222, 2), "the marker after a tampered packet")
 	if r := m.Counters.Rejected.Load(); r != 1 {
 		t.Fatalf("Rejected = %d, want 1", r)
 	}
@@ -211,7 +219,7 @@ func TestMuxKeepsRegisteredMediaAndPassesTheRest(t *testing.T) {
 // Datagrams queued back to back reach their sinks as bursts, one per run
 // of an SSRC from one peer, in order; what comes between (another SSRC,
 // STUN) ends a burst and goes where it belongs, and a packet that does not
-// decrypt goes to pion without ending its burst.
+// decrypt is dropped without ending its burst.
 func TestMuxHandsBurstsToSinks(t *testing.T) {
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -230,10 +238,10 @@ func TestMuxHandsBurstsToSinks(t *testing.T) {
 	}
 	peer.SetAddr(pub.addr())
 	var a, b sink
-	if err := peer.Add(1111, 0, &a); err != nil {
+	if err := peer.Add(1111, &a); err != nil {
 		t.Fatal(err)
 	}
-	if err := peer.Add(2222, 0, &b); err != nil {
+	if err := peer.Add(2222, &b); err != nil {
 		t.Fatal(err)
 	}
 	stunLike := append([]byte{0x00, 0x01}, make([]byte, 18)...)
@@ -252,7 +260,6 @@ func TestMuxHandsBurstsToSinks(t *testing.T) {
 	m.start()
 	toPion := pionSide(t, m)
 	expectPion(t, toPion, stunLike, "STUN between two bursts")
-	expectPion(t, toPion, bad, "a packet that did not decrypt")
 	// A marker, read after the rest: an unregistered SSRC.
 	expectPion(t, toPion, pub.sendRTP(at, 3333, 1), "an unregistered SSRC")
 	for _, c := range []struct {
@@ -300,7 +307,7 @@ func TestMuxGivesPacketsBack(t *testing.T) {
 	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
 	peer.SetAddr(pub.addr())
 	var s sink
-	_ = peer.Add(1, 0, &s)
+	_ = peer.Add(1, &s)
 
 	pub.sendRTP(at, 1, 1)
 	expectPion(t, toPion, pub.sendRTP(at, 9, 1), "marker")
@@ -311,7 +318,7 @@ func TestMuxGivesPacketsBack(t *testing.T) {
 	peer.Remove(1)
 	expectPion(t, toPion, pub.sendRTP(at, 1, 2), "after Remove")
 
-	_ = peer.Add(1, 0, &s)
+	_ = peer.Add(1, &s)
 	moved.ctx = pub.ctx // continue the same SRTP stream from the new address
 	peer.SetAddr(moved.addr())
 	expectPion(t, toPion, pub.sendRTP(at, 1, 3), "from the old address")
@@ -323,38 +330,73 @@ func TestMuxGivesPacketsBack(t *testing.T) {
 
 	peer.Close()
 	expectPion(t, toPion, moved.sendRTP(at, 1, 5), "after Close")
-	if err := peer.Add(1, 0, &s); !errors.Is(err, ErrClosed) {
+	if err := peer.Add(1, &s); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Add after Close: %v", err)
 	}
 }
 
-// A track that pion decrypted across a sequence-number wrap continues in
-// the same rollover cycle: with the rollover count Add is given, the
-// packets after the wrap decrypt; with a fresh guess (0) they would not.
-func TestMuxContinuesTheRolloverCounter(t *testing.T) {
+// A track continues in the rollover cycle its sink expects: pion
+// decrypted 65535 and 0 (the publisher is in cycle 1), and with a sink
+// that knows it, the next packet decrypts; with one that expects cycle 0
+// it does not, and is dropped, not handed to pion.
+func TestMuxDecryptsUnderTheSinksIndex(t *testing.T) {
 	for _, tc := range []struct {
 		roc  uint32
 		kept bool
 	}{{1, true}, {0, false}} {
 		m, at, toPion := newMux(t)
 		pub := newPublisher(t)
-		// pion's context saw 65535 and then 0: the publisher is in cycle 1.
 		for _, seq := range []uint16{65535, 0} {
 			_ = pubSealed(t, pub, 5, seq)
 		}
 		peer, _ := m.NewPeer(profile, pub.key, pub.salt)
 		peer.SetAddr(pub.addr())
-		var s sink
-		_ = peer.Add(5, tc.roc, &s)
-		sent := pub.sendRTP(at, 5, 1)
+		s := sink{roc: tc.roc}
+		_ = peer.Add(5, &s)
+		pub.sendRTP(at, 5, 1)
+		expectPion(t, toPion, pub.sendRTP(at, 6, 1), "marker")
+		got := s.got()
 		if !tc.kept {
-			expectPion(t, toPion, sent, "the wrong cycle")
+			if len(got) != 0 || m.Counters.Rejected.Load() != 1 {
+				t.Fatalf("roc %d: sink got %d packets, %d rejected; want 0, 1", tc.roc, len(got), m.Counters.Rejected.Load())
+			}
 			continue
 		}
-		expectPion(t, toPion, pub.sendRTP(at, 6, 1), "marker")
-		if got := s.got(); len(got) != 1 || !bytes.Equal(got[0], packet(5, 1)) {
-			t.Fatalf("roc %d: sink got %d packets", tc.roc, len(got))
+		if len(got) != 1 || !bytes.Equal(got[0], packet(5, 1)) || s.indices[0] != 1<<16|1 {
+			t.Fatalf("roc %d: sink got %d packets (indices %x)", tc.roc, len(got), s.indices)
 		}
+	}
+}
+
+// A publisher that replays its packets (or anyone who captured them,
+// from its address) reaches the sink once: the replays are dropped, and
+// pion, whose SRTP context for the stream stopped at the hand-over, never
+// sees them. Nor does a packet too large to be RTP over UDP.
+func TestMuxDropsReplaysAndOversize(t *testing.T) {
+	m, at, toPion := newMux(t)
+	pub := newPublisher(t)
+	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
+	peer.SetAddr(pub.addr())
+	var s sink
+	_ = peer.Add(7, &s)
+	first := pub.sendRTP(at, 7, 10)
+	replayed := bytes.Clone(first)
+	for range 20 {
+		pub.send(at, replayed)
+	}
+	big := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 11, SSRC: 7}, Payload: make([]byte, MaxPacketSize)}
+	plain, _ := big.Marshal()
+	sealed, err := pub.ctx.EncryptRTP(nil, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.send(at, sealed)
+	expectPion(t, toPion, pub.sendRTP(at, 8, 1), "marker")
+	if got := s.got(); len(got) != 1 {
+		t.Fatalf("sink got %d packets, want the first only", len(got))
+	}
+	if r := m.Counters.Rejected.Load(); r != 21 {
+		t.Fatalf("Rejected = %d, want 21 (20 replays, 1 oversize)", r)
 	}
 }
 
@@ -408,7 +450,7 @@ func TestMuxAllocatesNothing(t *testing.T) {
 	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
 	peer.SetAddr(pub.addr())
 	var n counter
-	_ = peer.Add(3, 0, &n)
+	_ = peer.Add(3, &n)
 	marker := packet(4, 1) // plain, unregistered: returned to the caller
 	buf := make([]byte, 1600)
 	plain, hdr := packet(3, 0), &rtp.Header{}
@@ -439,7 +481,9 @@ func TestMuxAllocatesNothing(t *testing.T) {
 
 type counter struct{ n atomic.Int64 }
 
-func (c *counter) ReceiveRTP(pkts [][]byte, _ []time.Time) { c.n.Add(int64(len(pkts))) }
+func (c *counter) Extend(seq uint16) uint64 { return uint64(seq) }
+
+func (c *counter) ReceiveRTP(pkts [][]byte, _ []uint64, _ []time.Time) { c.n.Add(int64(len(pkts))) }
 
 // With the port's several readers (srtpsend.Listen), a publisher's
 // tracks are kept on whichever reader their SSRC reaches, concurrently,
@@ -465,7 +509,7 @@ func TestMuxReadsEverySocketOfThePort(t *testing.T) {
 	sinks := map[uint32]*sink{}
 	for _, ssrc := range []uint32{30, 31, 32} { // one per reader (SSRC mod 3)
 		sinks[ssrc] = &sink{}
-		_ = peer.Add(ssrc, 0, sinks[ssrc])
+		_ = peer.Add(ssrc, sinks[ssrc])
 	}
 	for seq := range uint16(20) {
 		for ssrc := range sinks {
@@ -531,8 +575,9 @@ func (s *rtcpSink) got() [][]byte {
 }
 
 // A peer with an RTCP sink gets its RTCP decrypted there (a subscriber's
-// NACKs and PLIs, a publisher's sender reports) and pion none of it; a
-// peer without one, and an RTCP packet that does not decrypt, go to pion.
+// NACKs and PLIs, a publisher's sender reports) and pion none of it, nor
+// RTCP of that peer that does not decrypt (dropped); a peer without one
+// goes to pion.
 func TestMuxKeepsRTCPForItsSink(t *testing.T) {
 	m, at, toPion := newMux(t)
 	pub, other := newPublisher(t), newPublisher(t)
@@ -566,8 +611,43 @@ func TestMuxKeepsRTCPForItsSink(t *testing.T) {
 	bad := seal(pub)
 	bad[len(bad)-1] ^= 1
 	pub.send(at, bad)
-	expectPion(t, toPion, bad, "RTCP that does not decrypt")
-	if m.Counters.ReceivedRTCP.Load() != 1 || m.Counters.Rejected.Load() != 1 {
-		t.Fatalf("ReceivedRTCP %d, Rejected %d; want 1, 1", m.Counters.ReceivedRTCP.Load(), m.Counters.Rejected.Load())
+	replay := seal(pub)
+	pub.send(at, replay)
+	pub.send(at, replay)
+	expectPion(t, toPion, pub.sendRTP(at, 9, 2), "the marker after RTCP that does not decrypt, and a replay")
+	if got := s.got(); len(got) != 2 {
+		t.Fatalf("RTCP sink got %d packets, want 2 (the replay once)", len(got))
+	}
+	if m.Counters.ReceivedRTCP.Load() != 2 || m.Counters.Rejected.Load() != 2 {
+		t.Fatalf("ReceivedRTCP %d, Rejected %d; want 2, 2", m.Counters.ReceivedRTCP.Load(), m.Counters.Rejected.Load())
+	}
+}
+
+// A burst that wraps before its sink has seen any of it (the first one
+// after the hand-over, say) decrypts whole: each packet's index follows
+// the burst's packets before it, which the sink has not accepted yet.
+func TestMuxFollowsAWrapWithinABurst(t *testing.T) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	m, err := newIdleMux([]*net.UDPConn{conn}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := newPublisher(t)
+	peer, _ := m.NewPeer(profile, pub.key, pub.salt)
+	peer.SetAddr(pub.addr())
+	var s sink // expects cycle 0 throughout: it has seen nothing
+	_ = peer.Add(5, &s)
+	for _, seq := range []uint16{65534, 65535, 0, 1} {
+		pub.sendRTP(at, 5, seq)
+	}
+	m.start()
+	toPion := pionSide(t, m)
+	expectPion(t, toPion, pub.sendRTP(at, 6, 1), "marker")
+	if got := s.got(); len(got) != 4 || !slices.Equal(s.indices, []uint64{65534, 65535, 1 << 16, 1<<16 | 1}) {
+		t.Fatalf("sink got %d packets, indices %x; want 4 across the wrap", len(got), s.indices)
 	}
 }

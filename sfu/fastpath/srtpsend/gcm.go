@@ -4,15 +4,9 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
-	"errors"
-	"math"
 
 	"github.com/pion/srtp/v3"
 )
-
-// ErrIndexExhausted: an SSRC sent 2^48 packets under one key, after which
-// RFC 3711 §9.2 forbids sending more.
-var ErrIndexExhausted = errors.New("srtpsend: SRTP packet index exhausted")
 
 // gcmKeys seal a connection's SRTP with AEAD_AES_128_GCM or
 // AEAD_AES_256_GCM (RFC 7714), what browsers and pion negotiate first.
@@ -94,45 +88,4 @@ func (g *gcmKeys) seal(buf []byte, hl int, ssrc, roc uint32, seq uint16, plain [
 	binary.BigEndian.PutUint16(iv[10:], seq^binary.BigEndian.Uint16(g.salt[10:]))
 	ct := g.aead.Seal(buf[hl:hl], iv[:], plain, buf[:hl])
 	return buf[:hl+len(ct)]
-}
-
-// rollover is a sending SSRC's SRTP packet index (RFC 3711 §3.3.1): the
-// highest sequence number sent and how often it wrapped. next guesses each
-// packet's rollover counter from its sequence number as the receiver will
-// (Appendix A), so a retransmission from before the last wrap is sealed
-// with the counter it had. The arithmetic is pion/srtp's, whose receivers
-// and whose sending context this replaces (TestGCMSealsAsPion).
-type rollover struct {
-	index   uint64 // ROC << 16 | highest sequence number
-	started bool
-}
-
-func (r *rollover) next(seq uint16) (uint32, error) {
-	const half, full = 1 << 15, 1 << 16
-	s := int32(seq)
-	localROC := uint32(r.index >> 16)
-	localSeq := int32(r.index & (full - 1))
-	guess, diff := localROC, int32(0)
-	switch {
-	case !r.started:
-	case r.index <= half:
-		diff = s - localSeq
-	case localSeq < half && s-localSeq > half: // before the last wrap
-		guess, diff = localROC-1, s-localSeq-full
-	case localSeq >= half && localSeq-half > s: // after the next wrap
-		guess, diff = localROC+1, s-localSeq+full
-	default:
-		diff = s - localSeq
-	}
-	if guess == 0 && localROC == math.MaxUint32 {
-		return 0, ErrIndexExhausted
-	}
-	switch {
-	case !r.started:
-		r.index |= uint64(seq)
-		r.started = true
-	case diff > 0:
-		r.index += uint64(diff)
-	}
-	return guess, nil
 }

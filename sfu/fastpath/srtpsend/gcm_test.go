@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
-	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -47,37 +46,37 @@ func TestDeriveSessionKey(t *testing.T) {
 }
 
 // The direct path's own AES-GCM sealing produces, byte for byte, what
-// pion/srtp's context did for the same packets: same session keys, same
-// IVs, same rollover counters, through wraps, retransmissions from before
-// a wrap, jumps, padding, CSRCs and extensions, several SSRCs on one
-// connection.
+// pion/srtp's context did for the same packets under the same packet
+// indices: same session keys, same IVs, through wraps, retransmissions
+// from before a wrap, jumps, high rollover counters, padding, CSRCs and
+// extensions, several SSRCs on one connection.
 func TestGCMSealsAsPion(t *testing.T) {
-	walk := func(n int, seed uint64) []uint16 {
+	walk := func(n int, seed uint64) []uint64 {
 		r := rand.New(rand.NewPCG(seed, seed))
-		seqs, seq := make([]uint16, 0, n), uint16(r.Uint32())
+		indices, i := make([]uint64, 0, n), r.Uint64N(1<<40)
 		for range n {
 			switch x := r.IntN(100); {
 			case x < 85:
-				seq++
+				i++
 			case x < 93:
-				seq -= uint16(r.IntN(300)) // a retransmission
+				i -= r.Uint64N(300) // a retransmission
 			case x < 98:
-				seq += uint16(r.IntN(2000)) // loss upstream
+				i += r.Uint64N(2000) // loss upstream
 			default:
-				seq += uint16(30000 + r.IntN(5000)) // a far jump
+				i += 30000 + r.Uint64N(5000) // a far jump
 			}
-			seqs = append(seqs, seq)
+			indices = append(indices, i)
 		}
-		return seqs
+		return indices
 	}
+	const cycle = 1 << 16
 	for _, tc := range []struct {
-		name string
-		seqs []uint16
+		name    string
+		indices []uint64
 	}{
-		{"in order across a wrap", []uint16{65530, 65531, 65532, 65533, 65534, 65535, 0, 1, 2}},
-		{"retransmission from before the wrap", []uint16{65534, 65535, 0, 1, 65535, 65534, 2}},
-		{"first packet is a wrap's", []uint16{0, 65535, 1, 2}},
-		{"half the sequence space ahead", []uint16{10, 32778, 32779, 5, 65535, 0}},
+		{"in order across a wrap", []uint64{65530, 65531, 65532, 65533, 65534, 65535, cycle, cycle + 1, cycle + 2}},
+		{"retransmission from before the wrap", []uint64{65534, 65535, cycle, cycle + 1, 65535, 65534, cycle + 2}},
+		{"the last rollover counter", []uint64{(1<<32-1)*cycle + 3, (1<<32-1)*cycle + 4, (1<<32-1)*cycle + 2}},
 		{"random walk", walk(5000, 1)},
 		{"another random walk", walk(5000, 2)},
 	} {
@@ -97,8 +96,8 @@ func TestGCMSealsAsPion(t *testing.T) {
 				}
 				streams := []*Stream{c.NewStream(), c.NewStream()}
 				buf, want := make([]byte, slotSize), make([]byte, slotSize)
-				for i, seq := range tc.seqs {
-					ssrc := uint32(7 + i%2) // two tracks interleaved
+				for i, index := range tc.indices {
+					ssrc, seq := uint32(7+i%2), uint16(index) // two tracks interleaved
 					h, pl := testHeader(ssrc, seq, i), payload(seq, 40+i%900)
 					plain, err := (&rtp.Packet{Header: *h, Payload: pl}).Marshal()
 					if err != nil {
@@ -109,10 +108,11 @@ func TestGCMSealsAsPion(t *testing.T) {
 					tmpl := *h
 					tmpl.SSRC, tmpl.PayloadType = 0xdeadbeef, 127
 					head, body := split(&tmpl, pl)
-					got, err := streams[i%2].seal(buf, head, ssrc, h.PayloadType, body)
+					got, err := streams[i%2].seal(buf, head, ssrc, h.PayloadType, index, body)
 					if err != nil {
-						t.Fatalf("packet %d (seq %d): %v", i, seq, err)
+						t.Fatalf("packet %d (index %#x): %v", i, index, err)
 					}
+					ref.SetROC(ssrc, uint32(index>>16)) // pion then takes that rollover counter as is
 					exp, err := ref.EncryptRTP(want[:0], plain, nil)
 					if err != nil {
 						t.Fatal(err)
@@ -142,12 +142,18 @@ func testHeader(ssrc uint32, seq uint16, i int) *rtp.Header {
 	return h
 }
 
-func TestRolloverExhausted(t *testing.T) {
-	r := rollover{index: math.MaxUint32<<16 | 65535, started: true}
-	if _, err := r.next(0); !errors.Is(err, ErrIndexExhausted) {
-		t.Fatalf("next after the last index: %v, want ErrIndexExhausted", err)
+func TestSealRefusesIndicesBeyond48Bits(t *testing.T) {
+	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
+	c, err := NewConn(newSocket(t), srtp.ProtectionProfileAeadAes128Gcm, p.key, p.salt)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if roc, err := r.next(65535); err != nil || roc != math.MaxUint32 {
-		t.Fatalf("resending the last index: roc %d, %v", roc, err)
+	head, body := split(testHeader(1, 0, 0), payload(0, 10))
+	buf := make([]byte, slotSize)
+	if _, err := c.NewStream().seal(buf, head, 1, 96, 1<<48, body); !errors.Is(err, ErrIndex) {
+		t.Fatalf("index 2^48: %v, want ErrIndex", err)
+	}
+	if _, err := c.NewStream().seal(buf, head, 1, 96, 1<<48-1, body); err != nil {
+		t.Fatalf("the last index: %v", err)
 	}
 }

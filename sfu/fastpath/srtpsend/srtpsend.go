@@ -31,6 +31,7 @@ var (
 	ErrNoAddress = errors.New("srtpsend: no selected UDP address")
 	ErrTooLarge  = errors.New("srtpsend: packet larger than a batch slot")
 	ErrClosed    = errors.New("srtpsend: socket closed")
+	ErrIndex     = errors.New("srtpsend: SRTP packet index beyond 2^48")
 )
 
 // slotSize holds the largest RTP packet (the MTU) plus the SRTP tag.
@@ -173,8 +174,9 @@ type Conn struct {
 	dst     atomic.Pointer[netip.AddrPort] // in the socket's family
 
 	// One SRTP context per SSRC, kept for the connection's life like
-	// pion's session: a reused transceiver sends a new track on the same
-	// SSRC, and the subscriber's rollover-counter guess must match ours.
+	// pion's session (a reused transceiver sends a new track on the same
+	// SSRC). Which index each packet is sealed under is the caller's
+	// (rtpindex.Outbound): this package keeps no packet index of its own.
 	mu       sync.Mutex // creating contexts
 	contexts sync.Map   // uint32 → *ssrcContext
 }
@@ -182,7 +184,6 @@ type Conn struct {
 type ssrcContext struct {
 	ssrc uint32
 	mu   sync.Mutex    // the forwarder and the retransmitter encrypt
-	roll rollover      // with gcm
 	iv   [12]byte      // with gcm: seal's scratch
 	ctx  *srtp.Context // without
 	hdr  rtp.Header    // without: pion parses the header into it
@@ -259,17 +260,19 @@ type Stream struct {
 func (c *Conn) NewStream() *Stream { return &Stream{conn: c} }
 
 // putHeader writes into dst the RTP header head as one subscriber receives
-// it, with that subscriber's ssrc and payload type pt: a fan-out marshals
-// the header once and patches each copy.
-func putHeader(dst, head []byte, ssrc uint32, pt uint8) {
+// it, with that subscriber's ssrc, payload type pt and sequence number
+// seq: a fan-out marshals the header once and patches each copy.
+func putHeader(dst, head []byte, ssrc uint32, pt uint8, seq uint16) {
 	copy(dst, head)
 	dst[1] = dst[1]&0x80 | pt&0x7f
+	binary.BigEndian.PutUint16(dst[2:4], seq)
 	binary.BigEndian.PutUint32(dst[8:12], ssrc)
 }
 
 // seal writes head (for ssrc and pt, see putHeader) and body, the payload
-// and any padding, into buf, encrypted with the context of ssrc.
-func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, body []byte) ([]byte, error) {
+// and any padding, into buf, encrypted with the context of ssrc under
+// SRTP packet index index (its low 16 bits the sequence number).
+func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, index uint64, body []byte) ([]byte, error) {
 	hl := len(head)
 	n := hl + len(body)
 	switch {
@@ -277,6 +280,8 @@ func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, body []byte) ([]b
 		return nil, errShortHeader
 	case n > 1500:
 		return nil, ErrTooLarge
+	case index >= 1<<48:
+		return nil, ErrIndex
 	}
 	sc := s.last.Load()
 	if sc == nil || sc.ssrc != ssrc {
@@ -286,17 +291,16 @@ func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, body []byte) ([]b
 		}
 		s.last.Store(sc)
 	}
-	putHeader(buf, head, ssrc, pt)
+	seq, roc := uint16(index), uint32(index>>16)
+	putHeader(buf, head, ssrc, pt, seq)
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.ctx != nil {
 		copy(buf[hl:], body)
+		// pion would guess the rollover counter from the sequence number;
+		// set so, the next packet's is exactly roc.
+		sc.ctx.SetROC(ssrc, roc)
 		return sc.ctx.EncryptRTP(buf[:n], buf[:n], &sc.hdr)
-	}
-	seq := binary.BigEndian.Uint16(buf[2:4])
-	roc, err := sc.roll.next(seq)
-	if err != nil {
-		return nil, err
 	}
 	// Sealed from where the body is: no copy.
 	return s.conn.gcm.seal(buf, hl, ssrc, roc, seq, body, &sc.iv), nil
@@ -306,15 +310,15 @@ var errShortHeader = errors.New("srtpsend: RTP header shorter than 12 bytes")
 
 // WriteRTP sends one packet now (a retransmission, outside any batch):
 // head for ssrc and pt (see putHeader), then body, the payload and any
-// padding.
-func (s *Stream) WriteRTP(head []byte, ssrc uint32, pt uint8, body []byte) error {
+// padding, under SRTP packet index index.
+func (s *Stream) WriteRTP(head []byte, ssrc uint32, pt uint8, index uint64, body []byte) error {
 	dst := s.conn.dst.Load()
 	if dst == nil {
 		return ErrNoAddress
 	}
 	s.mu.Lock() // one buffer
 	defer s.mu.Unlock()
-	out, err := s.seal(s.one[:], head, ssrc, pt, body)
+	out, err := s.seal(s.one[:], head, ssrc, pt, index, body)
 	if err != nil {
 		return err
 	}
@@ -353,9 +357,10 @@ func (b *Batch) Touch(s *Stream, ssrc uint32) {
 // Add encrypts one packet for s into the batch (flushing first if the
 // batch is full or belongs to another socket): head is its marshalled RTP
 // header, sent with s's subscriber's ssrc and payload type pt (see
-// PutHeader), and body its payload and any padding. It returns
-// ErrNoAddress while s's connection has no selected address.
-func (b *Batch) Add(s *Stream, head []byte, ssrc uint32, pt uint8, body []byte) error {
+// putHeader) under SRTP packet index index, and body its payload and any
+// padding. It returns ErrNoAddress while s's connection has no selected
+// address.
+func (b *Batch) Add(s *Stream, head []byte, ssrc uint32, pt uint8, index uint64, body []byte) error {
 	dst := s.conn.dst.Load()
 	if dst == nil {
 		return ErrNoAddress
@@ -370,7 +375,7 @@ func (b *Batch) Add(s *Stream, head []byte, ssrc uint32, pt uint8, body []byte) 
 		b.bufs = make([][slotSize]byte, batchSize)
 		b.ds = make([]Datagram, 0, batchSize)
 	}
-	out, err := s.seal(b.bufs[len(b.ds)][:], head, ssrc, pt, body)
+	out, err := s.seal(b.bufs[len(b.ds)][:], head, ssrc, pt, index, body)
 	if err != nil {
 		return err
 	}

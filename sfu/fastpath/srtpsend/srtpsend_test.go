@@ -3,7 +3,6 @@ package srtpsend
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -134,19 +133,19 @@ func split(h *rtp.Header, payload []byte) (head, body []byte) {
 	return raw[:h.MarshalSize()], raw[h.MarshalSize():]
 }
 
+// add adds a packet under the index of its sequence number in cycle 0.
 func add(b *Batch, s *Stream, h *rtp.Header, payload []byte) error {
+	return addAt(b, s, h, payload, uint64(h.SequenceNumber))
+}
+
+func addAt(b *Batch, s *Stream, h *rtp.Header, payload []byte, index uint64) error {
 	head, body := split(h, payload)
-	return b.Add(s, head, h.SSRC, h.PayloadType, body)
+	return b.Add(s, head, h.SSRC, h.PayloadType, index, body)
 }
 
 func writeRTP(s *Stream, h *rtp.Header, payload []byte) error {
 	head, body := split(h, payload)
-	return s.WriteRTP(head, h.SSRC, h.PayloadType, body)
-}
-
-// nextSeq advances a marshalled header's sequence number.
-func nextSeq(head []byte) {
-	binary.BigEndian.PutUint16(head[2:], binary.BigEndian.Uint16(head[2:])+1)
+	return s.WriteRTP(head, h.SSRC, h.PayloadType, uint64(h.SequenceNumber), body)
 }
 
 // A fan-out batch reaches every subscriber, each packet decrypting with
@@ -185,9 +184,10 @@ func TestBatchDeliversDecryptablePackets(t *testing.T) {
 			}
 			var batch Batch
 			for i := range tc.packets {
-				seq := uint16(65530 + i) // across the rollover
+				index := uint64(65530 + i) // across the rollover
+				seq := uint16(index)
 				for j, s := range streams {
-					if err := add(&batch, s, header(uint32(1000+j), seq), payload(seq, 1100)); err != nil {
+					if err := addAt(&batch, s, header(uint32(1000+j), seq), payload(seq, 1100), index); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -294,11 +294,11 @@ func TestWriteRTPSendsAlone(t *testing.T) {
 	}
 }
 
-// A new track on a reused SSRC (pion reuses a transceiver's SSRC when the
-// SFU renegotiates) continues that SSRC's rollover counter: its first
-// sequence number, 100 after 65 534, is in the next cycle for the
-// subscriber, whose context lives on, and must be for the SFU too.
-func TestReusedSSRCKeepsRolloverCounter(t *testing.T) {
+// Packets are sealed under the index they are given, also on a reused
+// SSRC (pion reuses a transceiver's SSRC when the SFU renegotiates) with
+// another Stream: a new track's packets in the next rollover cycle decrypt
+// for the subscriber, whose context lives on and followed the wrap.
+func TestSealsUnderTheGivenIndex(t *testing.T) {
 	sock := newSocket(t)
 	p := newPeer(t, srtp.ProtectionProfileAeadAes128Gcm)
 	c, _ := NewConn(sock, p.profile, p.key, p.salt)
@@ -313,7 +313,7 @@ func TestReusedSSRCKeepsRolloverCounter(t *testing.T) {
 		}
 	}
 	for _, seq := range []uint16{100, 101} {
-		if err := add(&batch, next, header(9, seq), payload(seq, 100)); err != nil {
+		if err := addAt(&batch, next, header(9, seq), payload(seq, 100), 1<<16|uint64(seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -377,10 +377,11 @@ func TestBatchAllocatesNothing(t *testing.T) {
 	s := c.NewStream()
 	var batch Batch
 	head, body := split(header(5, 1), payload(1, 1000))
+	index := uint64(1)
 	round := func() {
 		for range 10 {
-			nextSeq(head)
-			if err := batch.Add(s, head, 5, 96, body); err != nil {
+			index++
+			if err := batch.Add(s, head, 5, 96, index, body); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -417,10 +418,11 @@ func BenchmarkBatch(b *testing.B) {
 	}
 	var batch Batch
 	head, body := split(header(5, 1), payload(1, 1000))
+	index := uint64(1)
 	round := func() {
-		nextSeq(head)
+		index++
 		for i, s := range streams {
-			_ = batch.Add(s, head, uint32(i), 96, body)
+			_ = batch.Add(s, head, uint32(i), 96, index, body)
 		}
 		_ = batch.Flush()
 	}
@@ -443,10 +445,11 @@ func BenchmarkSeal(b *testing.B) {
 	s := c.NewStream()
 	head, body := split(header(5, 1), payload(1, 830-16))
 	buf := make([]byte, slotSize)
+	index := uint64(1)
 	b.ReportAllocs()
 	for b.Loop() {
-		nextSeq(head)
-		if _, err := s.seal(buf, head, 5, 96, body); err != nil {
+		index++
+		if _, err := s.seal(buf, head, 5, 96, index, body); err != nil {
 			b.Fatal(err)
 		}
 	}
