@@ -586,7 +586,62 @@ func ruleDriftFailsLoudly(wf *workflow) []string {
 	return bad
 }
 
-// The PR preview: staging and prod, with the official action, as a comment.
+// Every secret is an environment's: each job gets only its own stack's, and
+// the environments that hold prod's admit the main branch only (a setting
+// of the repository, documented, not in these files). A job that reads a
+// repository-wide secret hands it to whatever code the job runs.
+func ruleSecretsInEnvironments(wf *workflow) []string {
+	var bad []string
+	repoSecret := regexp.MustCompile(`secrets\.(\w+)`)
+	for _, j := range wf.sortedJobs() {
+		for _, m := range repoSecret.FindAllStringSubmatch(j.Raw, -1) {
+			if m[1] != "GITHUB_TOKEN" && j.environmentName() == "" {
+				bad = append(bad, fmt.Sprintf("job %s reads secret %s outside an environment (a repository-wide secret)", j.ID, m[1]))
+			}
+		}
+	}
+	return slices.Compact(bad)
+}
+
+// prEnvironment is the one environment a PR's code runs in: read-only
+// credentials for staging, none of prod's.
+const prEnvironment = "pr-preview"
+
+// prodAccount names the service accounts that can change the cloud or
+// decrypt prod's secrets; only main's workflows may act as them.
+var prodAccount = regexp.MustCompile(`GCP_(DEPLOY|PROD_PREVIEW)_SERVICE_ACCOUNT`)
+
+// A pull request's code never reaches prod: its jobs use no environment but
+// pr-preview, run pulumi on staging only, and never log in as the deploy
+// service account. A PR could otherwise print prod's passphrase and decrypt
+// its secrets (root on the nodes), bypassing the production approval.
+func rulePRCodeNeverSeesProd(wf *workflow) []string {
+	events := wf.events()
+	if !slices.Contains(events, "pull_request") && !slices.Contains(events, "pull_request_target") {
+		return nil
+	}
+	var bad []string
+	for _, j := range wf.sortedJobs() {
+		env := j.environmentName()
+		if env != "" && env != prEnvironment {
+			bad = append(bad, fmt.Sprintf("job %s: PR code runs in environment %s (only %s)", j.ID, env, prEnvironment))
+		}
+		if j.touchesCredentials() && env != prEnvironment {
+			bad = append(bad, fmt.Sprintf("job %s: PR code gets credentials outside the %s environment", j.ID, prEnvironment))
+		}
+		for _, o := range j.pulumiOps() {
+			if o.Stack != "staging" {
+				bad = append(bad, fmt.Sprintf("job %s: PR code runs pulumi %s on %s (staging only)", j.ID, o.Cmd, o.Stack))
+			}
+		}
+		if m := prodAccount.FindString(j.Raw); m != "" {
+			bad = append(bad, fmt.Sprintf("job %s: PR code logs in as %s", j.ID, m))
+		}
+	}
+	return bad
+}
+
+// The PR preview: staging, with the official action, as a comment.
 func rulePreviewCommented(wf *workflow) []string {
 	stacks := map[string]bool{}
 	var bad []string
@@ -604,10 +659,8 @@ func rulePreviewCommented(wf *workflow) []string {
 			}
 		}
 	}
-	for _, want := range []string{"staging", "prod"} {
-		if !stacks[want] {
-			bad = append(bad, fmt.Sprintf("no pulumi/actions preview of %s", want))
-		}
+	if !stacks["staging"] {
+		bad = append(bad, "no pulumi/actions preview of staging")
 	}
 	return bad
 }
@@ -632,13 +685,15 @@ func repoWorkflows(t *testing.T) map[string]*workflow {
 }
 
 var everyWorkflow = map[string]rule{
-	"actions pinned":        ruleActionsPinned,
-	"minimal permissions":   ruleMinimalPermissions,
-	"fork PRs offline":      ruleForkPRsOffline,
-	"no secret echoed":      ruleNoSecretEcho,
-	"prod needs approval":   ruleProdNeedsApproval,
-	"one update per stack":  ruleOneUpdatePerStack,
-	"throwaway always gone": ruleThrowawayAlwaysDestroyed,
+	"actions pinned":          ruleActionsPinned,
+	"minimal permissions":     ruleMinimalPermissions,
+	"fork PRs offline":        ruleForkPRsOffline,
+	"secrets in environments": ruleSecretsInEnvironments,
+	"PR code never sees prod": rulePRCodeNeverSeesProd,
+	"no secret echoed":        ruleNoSecretEcho,
+	"prod needs approval":     ruleProdNeedsApproval,
+	"one update per stack":    ruleOneUpdatePerStack,
+	"throwaway always gone":   ruleThrowawayAlwaysDestroyed,
 }
 
 func TestWorkflows(t *testing.T) {
@@ -678,17 +733,20 @@ func TestWorkflows(t *testing.T) {
 			t.Error("pr.yml is not triggered by pull_request")
 		}
 	})
-	t.Run("main.yml updates staging then prod", func(t *testing.T) {
-		ops := map[string]bool{}
+	t.Run("main.yml updates staging, previews prod, then updates it", func(t *testing.T) {
+		ops := map[string]*job{}
 		for _, j := range wfs["main.yml"].Jobs {
 			for _, o := range j.pulumiOps() {
-				ops[o.Cmd+" "+o.Stack] = true
+				ops[o.Cmd+" "+o.Stack] = j
 			}
 		}
-		for _, want := range []string{"up staging", "up prod"} {
-			if !ops[want] {
+		for _, want := range []string{"up staging", "preview prod", "up prod"} {
+			if ops[want] == nil {
 				t.Errorf("main.yml never runs pulumi %s", want)
 			}
+		}
+		if up, pre := ops["up prod"], ops["preview prod"]; up != nil && pre != nil && !slices.Contains(up.needs(), pre.ID) {
+			t.Errorf("main.yml's prod up (job %s) does not wait for the prod preview (job %s): the reviewer approves an unseen plan", up.ID, pre.ID)
 		}
 	})
 	t.Run("throwaway.yml creates a throwaway stack", func(t *testing.T) {
@@ -837,7 +895,12 @@ func TestWorkflowRulesCatchMistakes(t *testing.T) {
 		{"drift-swallowed.yml", ruleDriftFailsLoudly, "pipe without pipefail"},
 		{"drift-no-expect.yml", ruleDriftFailsLoudly, "no `if: failure()` step opens an issue"},
 		{"preview-no-comment.yml", rulePreviewCommented, "preview without comment-on-pr: true"},
-		{"preview-no-comment.yml", rulePreviewCommented, "no pulumi/actions preview of prod"},
+		{"preview-no-comment.yml", rulePreviewCommented, "no pulumi/actions preview of staging"},
+		{"prod-secret-in-pr.yml", rulePRCodeNeverSeesProd, "job preview: PR code runs in environment production"},
+		{"prod-secret-in-pr.yml", rulePRCodeNeverSeesProd, "job preview: PR code runs pulumi preview on prod"},
+		{"prod-secret-in-pr.yml", rulePRCodeNeverSeesProd, "job preview: PR code logs in as GCP_DEPLOY_SERVICE_ACCOUNT"},
+		{"repo-secret-in-pr.yml", ruleSecretsInEnvironments, "job preview reads secret PULUMI_CONFIG_PASSPHRASE outside an environment"},
+		{"repo-secret-in-pr.yml", rulePRCodeNeverSeesProd, "job preview: PR code gets credentials outside the pr-preview environment"},
 	}
 	for _, c := range cases {
 		t.Run(c.fixture+"/"+c.want, func(t *testing.T) {
