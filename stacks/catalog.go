@@ -196,19 +196,15 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		Constraints: []string{onMedia},
 		// No overlay: TURN talks to clients and the SFU over the media
 		// node's public address only.
-		// coturn reads its REST secret only from the command line or its
-		// config file: read it from the docker secret at start.
-		Commands: []string{"sh", "-c", strings.Join([]string{
-			"exec turnserver -n --log-file=stdout --fingerprint --use-auth-secret",
-			`--static-auth-secret="$(cat /run/secrets/turn_secret)"`,
-			"--realm=" + cl.Domain,
-			"--listening-port=" + strconv.Itoa(cfg.TURNPort),
-			"--min-port=" + strconv.Itoa(turnLo), "--max-port=" + strconv.Itoa(turnHi),
-			`--external-ip="$TURN_EXTERNAL_IP"`,
-			"--no-cli --no-tls --no-dtls",
-		}, " ")},
+		Commands: []string{"sh", "-c", TURNStartScript(TURNServerConfig(cl.Domain, cfg.TURNPort, turnLo, turnHi),
+			"/run/secrets/turn_secret", "TURN_EXTERNAL_IP")},
+		// The coturn image runs as nobody.
+		UID:           "65534",
 		ExternalIPEnv: map[string]string{"TURN_EXTERNAL_IP": cl.MediaNode},
 		Secrets:       []SecretRef{{"turn_secret", "turn_secret"}},
+		// Sticky and world-writable like /tmp, so that nobody can create
+		// its own 0400 file there.
+		Mounts: []Mount{{Type: "tmpfs", Target: TURNConfigDir, TmpfsMode: 0o1777, TmpfsSizeMB: 1}},
 		Ports: []Port{
 			{Name: "turn-udp", Target: cfg.TURNPort, Published: cfg.TURNPort, Protocol: "udp", Mode: ModeHost, Media: true},
 			{Name: "turn-tcp", Target: cfg.TURNPort, Published: cfg.TURNPort, Protocol: "tcp", Mode: ModeHost, Media: true},
@@ -228,6 +224,7 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 	sfu := Service{
 		Name: "sfu", Image: sfuImage, Build: cfg.SFUImage == "", Replicas: 1,
 		Constraints: []string{onMedia},
+		UID:         "65532", // sfu/Dockerfile's USER
 		Networks:    []string{NetEdge},
 		Env: map[string]string{
 			"SFU_LISTEN":       ":" + strconv.Itoa(portSFUHTTP),
@@ -291,6 +288,7 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 	}
 	grafana := Service{
 		Name: "grafana", Image: img("grafana"), Replicas: 1,
+		UID:  "472", // the grafana image's user
 		Constraints: []string{onManager},
 		Networks:    []string{NetEdge, NetMonitoring},
 		Env: map[string]string{

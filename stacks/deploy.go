@@ -335,13 +335,19 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 	var secrets docker.ServiceTaskSpecContainerSpecSecretArray
 	for _, r := range s.Secrets {
 		sec := d.Secrets[r.Secret]
+		uid := s.UID
+		if uid == "" {
+			uid = "0"
+		}
 		secrets = append(secrets, docker.ServiceTaskSpecContainerSpecSecretArgs{
 			SecretId:   sec.ID().ToStringOutput(),
 			SecretName: sec.Name,
 			FileName:   pulumi.String("/run/secrets/" + r.File),
-			// 0444 inside the task's own tmpfs (docker's default): coturn,
-			// Grafana and the SFU run as non-root users.
-			FileMode: pulumi.Int(0o444),
+			// Readable by the service's own user only (docker's default is
+			// 0444 for root: any process of the task could read it).
+			FileUid:  pulumi.String(uid),
+			FileGid:  pulumi.String(uid),
+			FileMode: pulumi.Int(0o400),
 		})
 	}
 	if len(secrets) > 0 {
@@ -366,9 +372,17 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 	}
 	var mounts docker.ServiceTaskSpecContainerSpecMountArray
 	for _, m := range s.Mounts {
-		mounts = append(mounts, docker.ServiceTaskSpecContainerSpecMountArgs{
-			Type: pulumi.String(m.Type), Source: pulumi.String(m.Source), Target: pulumi.String(m.Target), ReadOnly: pulumi.Bool(m.ReadOnly),
-		})
+		ma := docker.ServiceTaskSpecContainerSpecMountArgs{
+			Type: pulumi.String(m.Type), Target: pulumi.String(m.Target), ReadOnly: pulumi.Bool(m.ReadOnly),
+		}
+		if m.Type == "tmpfs" {
+			ma.TmpfsOptions = &docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs{
+				Mode: pulumi.Int(int(m.TmpfsMode)), SizeBytes: pulumi.Int(m.TmpfsSizeMB << 20),
+			}
+		} else {
+			ma.Source = pulumi.String(m.Source)
+		}
+		mounts = append(mounts, ma)
 	}
 	if len(mounts) > 0 {
 		cs.Mounts = mounts

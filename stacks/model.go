@@ -72,7 +72,10 @@ type Service struct {
 
 	Args     []string
 	Commands []string
-	Env      map[string]string
+	// UID is the numeric user the service's processes run as (the
+	// image's USER; "" is root): its secrets are mounted 0400 for it.
+	UID string
+	Env map[string]string
 	// ExternalIPEnv maps an environment variable to the logical node whose
 	// external IP (an infra output) it carries, e.g. the SFU's announced IP.
 	ExternalIPEnv map[string]string
@@ -158,12 +161,15 @@ type ConfigFile struct {
 	Content string
 }
 
-// Mount is a volume or bind mount.
+// Mount is a volume, bind or tmpfs mount.
 type Mount struct {
-	Type     string // volume or bind
-	Source   string
+	Type     string // volume, bind or tmpfs
+	Source   string // none for tmpfs
 	Target   string
 	ReadOnly bool
+	// TmpfsMode and TmpfsSizeMB are a tmpfs mount's permissions and size.
+	TmpfsMode   uint32
+	TmpfsSizeMB int
 }
 
 // Resources are per-task limits and reservations.

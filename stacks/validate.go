@@ -148,9 +148,15 @@ func (v *validator) model() {
 			}
 		}
 		for _, m := range s.Mounts {
-			if m.Type != "volume" && m.Type != "bind" {
-				v.add(RuleModel, subj, "mount %s: type %q is not volume or bind", m.Target, m.Type)
+			switch {
+			case m.Type != "volume" && m.Type != "bind" && m.Type != "tmpfs":
+				v.add(RuleModel, subj, "mount %s: type %q is not volume, bind or tmpfs", m.Target, m.Type)
+			case m.Type == "tmpfs" && (m.Source != "" || m.TmpfsSizeMB <= 0):
+				v.add(RuleModel, subj, "tmpfs mount %s: needs no source and a size", m.Target)
 			}
+		}
+		if _, err := strconv.ParseUint(s.UID, 10, 32); s.UID != "" && err != nil {
+			v.add(RuleModel, subj, "uid %q is not a number", s.UID)
 		}
 	}
 }

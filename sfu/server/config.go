@@ -63,7 +63,7 @@ func Defaults() Config {
 		ICEUDPPort:      40000,
 		ICETCPPort:      40000,
 		FastPaths:       true,
-		TURNTTL:         12 * time.Hour,
+		TURNTTL:         time.Hour,
 		AllowAnonymous:  true,
 		MaxRooms:        1000,
 		MaxParticipants: 50,
@@ -117,6 +117,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.TURNURLs) > 0 && len(c.TURNSecret) == 0 {
 		return bad("--turn-url needs --turn-secret-file")
+	}
+	if len(c.TURNURLs) > 0 && c.TURNTTL < time.Second {
+		return bad("--turn-ttl %s is shorter than a second", c.TURNTTL)
 	}
 	if !c.AllowAnonymous && len(c.JWTSecret) == 0 {
 		return bad("without --allow-anonymous a --jwt-secret-file is required")

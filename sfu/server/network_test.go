@@ -121,6 +121,53 @@ func TestAnnouncedAddressAndICEServers(t *testing.T) {
 	}
 }
 
+// TURN credentials live only while the session keeps renewing them: every
+// half lifetime the server sends fresh ones, each expiring a lifetime
+// later, and stops when the session ends.
+func TestTURNCredentialsRenewed(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) {
+		c.TURNURLs = []string{"turn:turn.example.org:3478"}
+		c.TURNSecret, c.TURNTTL = []byte("turn-secret"), 2*time.Second
+	})
+	defer e.close()
+	r := e.raw(t)
+	defer r.close()
+	j := r.join("room")
+	expiry := func(s []signal.ICEServer) int64 {
+		t.Helper()
+		if len(s) != 1 {
+			t.Fatalf("ICE servers %+v, want one TURN server", s)
+		}
+		exp, _, _ := strings.Cut(s[0].Username, ":")
+		n, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	prev := expiry(j.ICEServers)
+	for i := range 2 {
+		deadline := time.Now().Add(5 * time.Second)
+		var renewed *signal.ICEServers
+		for renewed == nil && time.Now().Before(deadline) {
+			m, status := r.next()
+			if m == nil {
+				t.Fatalf("closed (%d) before renewal %d", status, i+1)
+			}
+			renewed, _ = m.(*signal.ICEServers)
+		}
+		if renewed == nil {
+			t.Fatalf("no ice_servers renewal %d within 5 s", i+1)
+		}
+		n := expiry(renewed.ICEServers)
+		if n < prev || time.Until(time.Unix(n, 0)) > 3*time.Second {
+			t.Fatalf("renewal %d expires at %d (previous %d): want later, within the 2 s lifetime", i+1, n, prev)
+		}
+		prev = n
+	}
+}
+
 // --ice-bind auto binds the default route's interface (in the namespace,
 // v0's address): the stack sets it so that, in a Swarm task with host-mode
 // ports, the SFU answers from the address the published ports deliver to.

@@ -350,7 +350,29 @@ func (se *session) join(m *signal.Join) (websocket.StatusCode, string, bool) {
 	se.mu.Unlock()
 	se.s.metrics.joinLatency.Observe(time.Since(start).Seconds())
 	se.s.log.Info("joined", "room", m.Room, "participant", p.ID(), "identity", id.Subject)
+	if len(se.s.cfg.TURNURLs) > 0 {
+		go se.renewTURN(p.ID())
+	}
 	return 0, "", false
+}
+
+// renewTURN sends fresh TURN credentials every half TURNTTL while the
+// session lasts: a participant's credentials outlive its session by at
+// most TURNTTL, where one long lifetime let a departed participant use
+// the relay for hours.
+func (se *session) renewTURN(participant string) {
+	t := time.NewTicker(se.s.cfg.TURNTTL / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-se.ctx.Done():
+			return
+		case <-se.closing:
+			return
+		case <-t.C:
+			se.send(&signal.ICEServers{ICEServers: se.s.iceServers(participant)})
+		}
+	}
 }
 
 // iceServers are the STUN and TURN servers a participant gets, TURN with

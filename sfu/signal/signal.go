@@ -34,6 +34,7 @@ const (
 	TypeLeave             = "leave"
 	TypeError             = "error"
 	TypeDraining          = "draining"
+	TypeICEServers        = "ice_servers"
 	TypePing              = "ping"
 	TypePong              = "pong"
 )
@@ -202,6 +203,12 @@ type Draining struct {
 	DeadlineMS int64 `json:"deadlineMs"`
 }
 
+// ICEServers renews the ICE servers of joined: fresh TURN credentials,
+// sent before the previous ones expire, for as long as the session lasts.
+type ICEServers struct {
+	ICEServers []ICEServer `json:"iceServers"`
+}
+
 // Ping asks for a Pong; either side may send it.
 type Ping struct{}
 
@@ -221,6 +228,7 @@ func (*Mute) MessageType() string              { return TypeMute }
 func (*Leave) MessageType() string             { return TypeLeave }
 func (*Error) MessageType() string             { return TypeError }
 func (*Draining) MessageType() string          { return TypeDraining }
+func (*ICEServers) MessageType() string        { return TypeICEServers }
 func (*Ping) MessageType() string              { return TypePing }
 func (*Pong) MessageType() string              { return TypePong }
 
@@ -250,6 +258,8 @@ func newMessage(typ string) Message {
 		return &Leave{}
 	case TypeError:
 		return &Error{}
+	case TypeICEServers:
+		return &ICEServers{}
 	case TypeDraining:
 		return &Draining{}
 	case TypePing:

@@ -288,6 +288,8 @@ export class Session extends EventTarget {
       }
       case "draining":
         return this._emit("draining", { deadlineMs: msg.deadlineMs });
+      case "ice_servers":
+        return this._onICEServers(msg.iceServers || []);
       case "error":
         return this._onError(new SFUError(msg.code, msg.message, msg.ref));
       case "ping":
@@ -314,6 +316,14 @@ export class Session extends EventTarget {
       this._emit("participantjoined", { participant: p });
     }
     this._join.resolve(this);
+  }
+
+  // Fresh TURN credentials: later allocations (an ICE restart) use them.
+  _onICEServers(servers) {
+    this.iceServers = servers;
+    for (const pc of [this.publisher, this.subscriber]) {
+      if (pc) pc.setConfiguration({ ...pc.getConfiguration(), iceServers: servers, ...(this._opts.rtcConfig || {}) });
+    }
   }
 
   async _onSubscriberOffer(sdp) {

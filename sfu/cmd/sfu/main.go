@@ -84,7 +84,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.Var(&o.stun, "stun", "STUN server URL(s) for clients (and for the server itself when no --public-ip is set), e.g. stun:stun.example.org:3478")
 	fs.Var(&o.turn, "turn-url", "TURN server URL(s) given to clients with time-limited credentials, e.g. turn:turn.example.org:3478")
 	fs.StringVar(&o.turnSecretFile, "turn-secret-file", "", "file holding the TURN REST shared secret (coturn static-auth-secret)")
-	fs.DurationVar(&c.TURNTTL, "turn-ttl", c.TURNTTL, "lifetime of TURN credentials")
+	fs.DurationVar(&c.TURNTTL, "turn-ttl", c.TURNTTL, "lifetime of TURN credentials; the server renews them every half lifetime while a session lasts")
 	fs.StringVar(&o.jwtSecret, "jwt-secret-file", "", "file holding the HS256 secret that signs join tokens")
 	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", c.AllowAnonymous, "admit joins without a token (local default; the stack sets false)")
 	fs.IntVar(&c.MaxRooms, "max-rooms", c.MaxRooms, "maximum rooms (0: unlimited)")
