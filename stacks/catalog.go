@@ -288,7 +288,7 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 	}
 	grafana := Service{
 		Name: "grafana", Image: img("grafana"), Replicas: 1,
-		UID:  "472", // the grafana image's user
+		UID:         "472", // the grafana image's user
 		Constraints: []string{onManager},
 		Networks:    []string{NetEdge, NetMonitoring},
 		Env: map[string]string{
