@@ -361,7 +361,7 @@ func (h *harness) step(op, arg byte) {
 		s := h.subs[int(arg)%len(h.subs)]
 		ssrc, _ := s.down.SSRC()
 		first := uint16(h.index) - uint16(arg%64)
-		s.down.Resend(&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: first, LostPackets: 0xffff}}})
+		s.down.Resend(&rtcp.TransportLayerNack{MediaSSRC: ssrc, Nacks: []rtcp.NackPair{{PacketID: first, LostPackets: 0xffff}}}, nil)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -164,7 +165,7 @@ func TestResendAnswersNACKsFromHistory(t *testing.T) {
 	rec.got = nil
 	nack := &rtcp.TransportLayerNack{Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{total - 3, total - 1, 5})}
 
-	if n := viaPion.Resend(nack); n != 2 {
+	if n := viaPion.Resend(nack, nil); n != 2 {
 		t.Fatalf("Resend via pion sent %d, want 2 (seq 5 is older than the history)", n)
 	}
 	for i, want := range []uint16{total - 3, total - 1} {
@@ -173,7 +174,7 @@ func TestResendAnswersNACKsFromHistory(t *testing.T) {
 			t.Fatalf("retransmission %d: seq %d ssrc %d payload %x", i, p.SequenceNumber, p.SSRC, p.Payload)
 		}
 	}
-	if n := direct.Resend(nack); n != 2 {
+	if n := direct.Resend(nack, nil); n != 2 {
 		t.Fatalf("Resend on the direct path sent %d, want 2", n)
 	}
 	for _, want := range []uint16{total - 3, total - 1} {
@@ -536,5 +537,64 @@ func TestShapesFollowSubscribers(t *testing.T) {
 	d.Close()
 	if shapes() != 1 {
 		t.Fatalf("%d shapes with one subscriber left, want 1", shapes())
+	}
+}
+
+// A NACK is answered for at most MaxResendPerNACK packets, a packet at
+// most once per round trip, and a subscriber's retransmissions within its
+// budget: one small NACK naming the whole history once drew 512
+// retransmissions.
+func TestResendLimits(t *testing.T) {
+	f := newForwarder(func() {})
+	now := time.Unix(1000, 0)
+	f.now = func() time.Time { return now }
+	d, rec := bindRecorder(t, f, 22)
+	d2, rec2 := bindRecorder(t, f, 23)
+	for seq := range uint16(historySize) {
+		f.Forward(sourcePacket(t, seq, []byte{0x90}))
+	}
+	all := &rtcp.TransportLayerNack{}
+	for seq := uint16(0); seq < historySize; seq += 17 {
+		all.Nacks = append(all.Nacks, rtcp.NackPair{PacketID: seq, LostPackets: 0xffff})
+	}
+	resent := func() []uint16 {
+		rec.got = nil
+		var out []uint16
+		d.Resend(all, nil)
+		for _, p := range rec.got {
+			out = append(out, p.SequenceNumber)
+		}
+		return out
+	}
+	first := resent()
+	if len(first) != MaxResendPerNACK {
+		t.Fatalf("one NACK for %d packets: %d resent, want %d", historySize, len(first), MaxResendPerNACK)
+	}
+	second := resent()
+	if len(second) != MaxResendPerNACK || slices.ContainsFunc(second, func(s uint16) bool { return slices.Contains(first, s) }) {
+		t.Fatalf("the same NACK again resent %v: a packet twice within a round trip", second)
+	}
+	d.SetRTT(300 * time.Millisecond)
+	now = now.Add(200 * time.Millisecond) // past the default gap, within the measured round trip
+	if again := resent(); len(again) != MaxResendPerNACK || slices.Contains(again, first[0]) {
+		t.Fatalf("within the measured round trip: %v", again)
+	}
+	now = now.Add(time.Second)
+	if again := resent(); len(again) != MaxResendPerNACK || again[0] != first[0] {
+		t.Fatalf("a round trip later the first packets are due again; got %v", again)
+	}
+
+	budget := NewResendBudget(0, 100)
+	for range 3 {
+		rec2.got = nil
+		d2.Resend(all, budget)
+	}
+	rec2.got = nil
+	now = now.Add(time.Hour)
+	if n := d2.Resend(all, budget); n != 0 {
+		t.Fatalf("%d resent once the budget of 100 (no refill) was spent", n)
+	}
+	if got := f.cfg.Counters.Retransmissions.Load(); got != 4*MaxResendPerNACK+100 {
+		t.Fatalf("Retransmissions = %d, want %d", got, 4*MaxResendPerNACK+100)
 	}
 }

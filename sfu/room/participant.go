@@ -32,6 +32,7 @@ var (
 	ErrICETimeout    = errors.New("room: peer connection did not connect in time")
 	ErrICEFailed     = errors.New("room: peer connection failed")
 	ErrNoAnswer      = errors.New("room: no answer to the subscriber offer")
+	ErrNotConnected  = errors.New("room: subscriber connection not connected")
 )
 
 // Participant is one member of a room with its two peer connections.
@@ -45,6 +46,7 @@ type Participant struct {
 	log                *slog.Logger
 
 	pub, sub *webrtc.PeerConnection
+	data     *webrtc.DataChannel // the room's, on sub
 
 	// tracks is guarded by room.mu: publishing and joining both happen
 	// under it, so each track reaches each participant exactly once.
@@ -56,6 +58,8 @@ type Participant struct {
 	// connected) and the packet indices of its SSRCs, whichever path.
 	subPath  *fastpath.Subscriber
 	subIndex *rtpindex.Book
+	// resends is its retransmission budget, across its tracks.
+	resends  *forward.ResendBudget
 	reported atomic.Bool // the sender reports started
 
 	// The publisher connection's receive path (fast or pion, decided with
@@ -125,6 +129,7 @@ func (p *Participant) setup() error {
 		subAPI, p.subPath = f()
 	}
 	p.subIndex = rtpindex.NewBook()
+	p.resends = forward.NewResendBudget(resendRate, resendBurst)
 	if p.pub, err = pubAPI.NewPeerConnection(cfg); err != nil {
 		return fmt.Errorf("room: publisher peer connection: %w", err)
 	}
@@ -153,7 +158,37 @@ func (p *Participant) setup() error {
 		})
 	}
 	p.pub.OnTrack(p.onTrack)
+	// The room's data channel, for chat and captions: it lets the server
+	// offer the subscriber connection at join, before anyone publishes.
+	if p.data, err = p.sub.CreateDataChannel(DataChannelLabel, nil); err != nil {
+		p.closePeerConnections()
+		return fmt.Errorf("room: data channel: %w", err)
+	}
 	return nil
+}
+
+// A subscriber's retransmissions a second, and at once: a fifth of a
+// busy subscriber's ~1000 packets a second, and a keyframe's worth.
+const resendRate, resendBurst = 200, 200
+
+// DataChannelLabel is the label of the data channel the server opens on
+// every subscriber connection.
+const DataChannelLabel = "sfu"
+
+// armJoinTimer ends the participant if its subscriber connection, offered
+// at join, is not connected within the ICE timeout: a client that joins
+// and never negotiates would otherwise hold its place for ever.
+func (p *Participant) armJoinTimer() {
+	p.negMu.Lock()
+	p.subTimerSet = true
+	p.negMu.Unlock()
+	t := time.AfterFunc(p.m.cfg.ICETimeout, func() {
+		if s := p.sub.ConnectionState(); s != webrtc.PeerConnectionStateConnected && s != webrtc.PeerConnectionStateClosed {
+			p.m.cfg.Counters.ICEFailures.Add(1)
+			p.fail(fmt.Errorf("%w within %s of joining", ErrNotConnected, p.m.cfg.ICETimeout))
+		}
+	})
+	go func() { <-p.closed; t.Stop() }()
 }
 
 // choosePath decides the subscriber connection's send path once DTLS is
@@ -565,15 +600,11 @@ func (p *Participant) subscribe(t *publishedTrack) {
 	}
 }
 
-// subscribeAll adds tracks and renegotiates once (a late joiner gets all
-// existing tracks in its first offer).
+// subscribeAll adds tracks without negotiating: a joiner gets all the
+// existing tracks in its first offer.
 func (p *Participant) subscribeAll(tracks []*publishedTrack) {
-	added := false
 	for _, t := range tracks {
-		added = p.addSubscription(t) || added
-	}
-	if added {
-		p.negotiate()
+		p.addSubscription(t)
 	}
 }
 
@@ -635,14 +666,41 @@ func (s subscriberRTCP) ReceiveRTCP(pkt []byte) {
 }
 
 // hasFeedback reports whether a compound RTCP packet holds transport or
-// payload-specific feedback (RFC 4585: NACK, PLI, FIR), without parsing it.
+// payload-specific feedback (RFC 4585: NACK, PLI, FIR) or a receiver
+// report block that echoes a sender report (the round trip), without
+// parsing it.
 func hasFeedback(pkt []byte) bool {
 	for off := 0; off+4 <= len(pkt); off += (int(pkt[off+2])<<8 | int(pkt[off+3]) + 1) * 4 {
-		if pt := rtcp.PacketType(pkt[off+1]); pt == rtcp.TypeTransportSpecificFeedback || pt == rtcp.TypePayloadSpecificFeedback {
+		switch pt := rtcp.PacketType(pkt[off+1]); pt {
+		case rtcp.TypeTransportSpecificFeedback, rtcp.TypePayloadSpecificFeedback:
 			return true
+		case rtcp.TypeReceiverReport:
+			// 8 header bytes, then 24-byte blocks with LSR at 16.
+			for i, b := 0, off+8; i < int(pkt[off]&0x1f) && b+24 <= len(pkt); i, b = i+1, b+24 {
+				if pkt[b+16]|pkt[b+17]|pkt[b+18]|pkt[b+19] != 0 {
+					return true
+				}
+			}
 		}
 	}
 	return false
+}
+
+// roundTrip is the round trip a receiver report block gives (RFC 3550
+// §6.4.1: arrival - LSR - DLSR, in 1/65536 s), if it echoes a sender report.
+func roundTrip(r rtcp.ReceptionReport, now time.Time) (time.Duration, bool) {
+	if r.LastSenderReport == 0 {
+		return 0, false
+	}
+	const unixToNTP = 2208988800
+	secs := uint64(now.Unix() + unixToNTP)
+	frac := uint64(now.Nanosecond()) << 32 / uint64(time.Second)
+	mid := uint32((secs<<32 | frac) >> 16)
+	d := mid - r.LastSenderReport - r.Delay
+	if d > 10<<16 { // over 10 s: a clock jump or garbage
+		return 0, false
+	}
+	return time.Duration(uint64(d) * uint64(time.Second) >> 16), true
 }
 
 // handleSubscriberRTCP answers a subscriber's feedback: NACKs from the
@@ -665,7 +723,15 @@ func (p *Participant) handleSubscriberRTCP(pkts []rtcp.Packet, down *forward.Dow
 		case *rtcp.TransportLayerNack:
 			if d := p.trackFor(down, pkt.MediaSSRC); d != nil {
 				c.NACKs.Add(1)
-				d.Resend(pkt)
+				d.Resend(pkt, p.resends)
+			}
+		case *rtcp.ReceiverReport:
+			for _, r := range pkt.Reports {
+				if rtt, ok := roundTrip(r, time.Now()); ok {
+					if d := p.trackFor(nil, r.SSRC); d != nil {
+						d.SetRTT(rtt)
+					}
+				}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package room
 
 import (
 	"testing"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/transport/v4/test"
@@ -37,7 +38,8 @@ func TestReporterRunsWhileAnyoneIsRegistered(t *testing.T) {
 	r.remove(a)
 }
 
-// Compound RTCP with a NACK, PLI or FIR is parsed; receiver reports and
+// Compound RTCP with a NACK, PLI or FIR, or a report block echoing a
+// sender report (the round trip), is parsed; other receiver reports and
 // SDES alone are not, and a malformed length does not loop or panic.
 func TestHasFeedback(t *testing.T) {
 	marshal := func(pkts ...rtcp.Packet) []byte {
@@ -56,6 +58,7 @@ func TestHasFeedback(t *testing.T) {
 	}{
 		{"receiver report", marshal(rr), false},
 		{"report and SDES", marshal(rr, sdes), false},
+		{"report echoing a sender report", marshal(&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 2, LastSenderReport: 7}}}), true},
 		{"report and NACK", marshal(rr, &rtcp.TransportLayerNack{MediaSSRC: 2, Nacks: []rtcp.NackPair{{PacketID: 9}}}), true},
 		{"report, SDES and PLI", marshal(rr, sdes, &rtcp.PictureLossIndication{MediaSSRC: 2}), true},
 		{"FIR", marshal(&rtcp.FullIntraRequest{MediaSSRC: 2, FIR: []rtcp.FIREntry{{SSRC: 2}}}), true},
@@ -65,5 +68,29 @@ func TestHasFeedback(t *testing.T) {
 		if got := hasFeedback(tc.pkt); got != tc.want {
 			t.Errorf("%s: hasFeedback = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// The round trip is the report's arrival less the echoed sender report's
+// time and the receiver's delay, in NTP's 1/65536 s.
+func TestRoundTrip(t *testing.T) {
+	now := time.Unix(1_800_000_000, 250_000_000)
+	const unixToNTP = 2208988800
+	mid := func(t time.Time) uint32 {
+		secs := uint64(t.Unix() + unixToNTP)
+		frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
+		return uint32((secs<<32 | frac) >> 16)
+	}
+	sent := now.Add(-180 * time.Millisecond)
+	r := rtcp.ReceptionReport{LastSenderReport: mid(sent), Delay: uint32(30 * 65536 / 1000)} // held 30 ms
+	rtt, ok := roundTrip(r, now)
+	if !ok || rtt < 148*time.Millisecond || rtt > 152*time.Millisecond {
+		t.Fatalf("round trip %v (%v), want 150ms", rtt, ok)
+	}
+	if _, ok := roundTrip(rtcp.ReceptionReport{}, now); ok {
+		t.Fatal("a report echoing no sender report gave a round trip")
+	}
+	if _, ok := roundTrip(rtcp.ReceptionReport{LastSenderReport: mid(now.Add(time.Second))}, now); ok {
+		t.Fatal("a sender report from the future gave a round trip")
 	}
 }

@@ -25,10 +25,13 @@ import (
 
 // Sentinel errors.
 var (
-	ErrRoomFull     = errors.New("room: room is full")
-	ErrTooManyRooms = errors.New("room: too many rooms")
-	ErrDraining     = errors.New("room: server is draining")
-	ErrClosed       = errors.New("room: participant closed")
+	ErrRoomFull = errors.New("room: room is full")
+	// ErrIdentityLimit: the token's identity has MaxPerIdentity
+	// participants in the room already.
+	ErrIdentityLimit = errors.New("room: too many participants with this identity")
+	ErrTooManyRooms  = errors.New("room: too many rooms")
+	ErrDraining      = errors.New("room: server is draining")
+	ErrClosed        = errors.New("room: participant closed")
 )
 
 // Config configures a Manager.
@@ -52,8 +55,10 @@ type Config struct {
 	// ICEServers for the server's own peer connections (STUN to learn a
 	// reflexive address); usually empty when the public IP is announced.
 	ICEServers []webrtc.ICEServer
-	// Limits; 0 means unlimited.
-	MaxRooms, MaxParticipants, MaxTracks int
+	// Limits; 0 means unlimited. MaxPerIdentity bounds the participants
+	// one identity (a token's subject) has in one room, so that one token
+	// cannot fill a room; anonymous joins have no identity and no bound.
+	MaxRooms, MaxParticipants, MaxTracks, MaxPerIdentity int
 	// ICETimeout bounds the time from a negotiation to a connected peer
 	// connection; 0 means 30 s.
 	ICETimeout time.Duration
@@ -183,6 +188,12 @@ func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, err
 		p.closePeerConnections()
 		return nil, nil, ErrRoomFull
 	}
+	if req.Identity != "" && m.cfg.MaxPerIdentity > 0 && r.countIdentityLocked(req.Identity) >= m.cfg.MaxPerIdentity {
+		r.mu.Unlock()
+		m.mu.Unlock()
+		p.closePeerConnections()
+		return nil, nil, ErrIdentityLimit
+	}
 	others := r.snapshotLocked()
 	var existing []*publishedTrack
 	for _, o := range r.participants {
@@ -207,7 +218,23 @@ func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, err
 		o.p.send(&signal.ParticipantJoined{Participant: info})
 	}
 	p.subscribeAll(existing)
+	// The subscriber connection is offered now, with the room's data
+	// channel if there is no track yet: a participant that never
+	// connects it is ended within the ICE timeout of joining.
+	p.negotiate()
+	p.armJoinTimer()
 	return p, infos, nil
+}
+
+// countIdentityLocked is how many participants identity has; r.mu held.
+func (r *Room) countIdentityLocked(identity string) int {
+	n := 0
+	for _, p := range r.participants {
+		if p.identity == identity {
+			n++
+		}
+	}
+	return n
 }
 
 // Room is a set of participants who receive each other's tracks.

@@ -313,11 +313,79 @@ func TestICETimeout(t *testing.T) {
 	defer r.close()
 	r.join("room")
 	r.send(`{"type":"offer","target":"publisher","sdp":` + jsonString(publishOffer(t)) + `}`) // and never any ICE
-	if e := r.expectError(signal.CodeInternal); !strings.Contains(e.Message, "did not connect") {
+	if e := r.expectError(signal.CodeInternal); !strings.Contains(e.Message, "connect") && !strings.Contains(e.Message, "no answer") {
 		t.Fatalf("error %q does not say why", e.Message)
 	}
 	r.expectClosed(websocket.StatusGoingAway)
 	waitFor(t, "the participant to be gone", func() bool { _, ps := e.srv.Rooms().Stats(); return ps == 0 })
+}
+
+// Participants that join and never negotiate (the subscriber connection
+// is offered at join) are all gone within the ICE timeout of joining, and
+// the room admits others again: silent joins cannot hold a room.
+func TestSilentJoinsExpire(t *testing.T) {
+	netns.Require(t)
+	e := start(t, func(c *server.Config) { c.ICETimeout, c.MaxParticipants = 700*time.Millisecond, 20 })
+	defer e.close()
+	var raws []*rawConn
+	for range 20 {
+		r := e.raw(t)
+		defer r.close()
+		r.join("room")
+		raws = append(raws, r)
+	}
+	start := time.Now()
+	for _, r := range raws {
+		if e := r.expectError(signal.CodeInternal); !strings.Contains(e.Message, "no answer") && !strings.Contains(e.Message, "joining") {
+			t.Fatalf("error %q does not say why", e.Message)
+		}
+		r.expectClosed(websocket.StatusGoingAway)
+	}
+	waitFor(t, "the silent participants to be gone", func() bool { _, ps := e.srv.Rooms().Stats(); return ps == 0 })
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("silent participants lasted %s after joining, ICE timeout 700ms", d)
+	}
+	r := e.raw(t)
+	defer r.close()
+	r.join("room")
+}
+
+// One token subject holds at most --max-per-identity places in a room;
+// another subject, or the same one in another room, still joins.
+func TestIdentityLimit(t *testing.T) {
+	netns.Require(t)
+	secret := []byte("test-secret")
+	e := start(t, func(c *server.Config) { c.AllowAnonymous, c.JWTSecret, c.MaxPerIdentity = false, secret, 2 })
+	defer e.close()
+	tok := func(room, sub string) string {
+		s, err := auth.Sign(secret, room, sub, "", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	dial := func(room, sub string) (*peer, error) {
+		return e.dial(room, "x", func(o *client.Options) { o.Token = tok(room, sub) })
+	}
+	for range 2 {
+		p, err := dial("r", "user-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+	}
+	_, err := dial("r", "user-1")
+	var se *signal.Error
+	if !errors.As(err, &se) || se.Code != signal.CodeIdentityLimit {
+		t.Fatalf("third join of one identity: %v, want %s", err, signal.CodeIdentityLimit)
+	}
+	for _, c := range []struct{ room, sub string }{{"r", "user-2"}, {"other", "user-1"}} {
+		p, err := dial(c.room, c.sub)
+		if err != nil {
+			t.Fatalf("%s in %s: %v", c.sub, c.room, err)
+		}
+		p.Close()
+	}
 }
 
 // A client that stops answering pings is disconnected after the idle

@@ -40,6 +40,8 @@ type Config struct {
 	AllowAnonymous bool
 
 	MaxRooms, MaxParticipants, MaxTracks int
+	// MaxPerIdentity bounds one token subject's participants per room.
+	MaxPerIdentity int
 
 	JoinTimeout  time.Duration // WebSocket open → join
 	IdleTimeout  time.Duration // no pong for this long closes a session
@@ -68,6 +70,7 @@ func Defaults() Config {
 		MaxRooms:        1000,
 		MaxParticipants: 50,
 		MaxTracks:       4,
+		MaxPerIdentity:  4,
 		JoinTimeout:     10 * time.Second,
 		IdleTimeout:     60 * time.Second,
 		ICETimeout:      30 * time.Second,
@@ -124,7 +127,7 @@ func (c *Config) Validate() error {
 	if !c.AllowAnonymous && len(c.JWTSecret) == 0 {
 		return bad("without --allow-anonymous a --jwt-secret-file is required")
 	}
-	if c.MaxRooms < 0 || c.MaxParticipants < 0 || c.MaxTracks < 0 {
+	if c.MaxRooms < 0 || c.MaxParticipants < 0 || c.MaxTracks < 0 || c.MaxPerIdentity < 0 {
 		return bad("limits must not be negative")
 	}
 	if c.RateLimit <= 0 || c.RateBurst <= 0 {

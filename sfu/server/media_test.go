@@ -13,6 +13,7 @@ import (
 
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
@@ -668,4 +669,38 @@ func TestConcurrentChurn(t *testing.T) {
 		peers[i].Close()
 	}
 	waitFor(t, "an empty SFU", func() bool { r, ps := e.srv.Rooms().Stats(); return r == 0 && ps == 0 })
+}
+
+// A NACK naming hundreds of packets in a few bytes draws at most
+// forward.MaxResendPerNACK retransmissions (it drew 512, 581 KB).
+func TestNACKFloodBounded(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	call := e.videoCall(t, nil)
+	defer call.close()
+	b, rt := call.b, call.rt
+	var newest uint16
+	for range 300 {
+		_ = rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second))
+		p, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		newest = p.SequenceNumber
+	}
+	go drainTrack(rt)
+	nack := &rtcp.TransportLayerNack{MediaSSRC: uint32(rt.Track.SSRC())}
+	for i := range uint16(17) { // 17 × 17 = 289 packets
+		nack.Nacks = append(nack.Nacks, rtcp.NackPair{PacketID: newest - 290 + 17*i, LostPackets: 0xffff})
+	}
+	before := e.srv.Rooms().Counters().Forward.Retransmissions.Load()
+	if err := b.Subscriber().WriteRTCP([]rtcp.Packet{nack}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "retransmissions", func() bool { return e.srv.Rooms().Counters().Forward.Retransmissions.Load() > before })
+	time.Sleep(500 * time.Millisecond)
+	if n := e.srv.Rooms().Counters().Forward.Retransmissions.Load() - before; n > forward.MaxResendPerNACK {
+		t.Fatalf("one NACK for %d packets drew %d retransmissions, want at most %d", len(nack.Nacks)*17, n, forward.MaxResendPerNACK)
+	}
 }

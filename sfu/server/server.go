@@ -65,7 +65,7 @@ func New(cfg Config) (*Server, error) {
 		sessions: map[*session]struct{}{},
 		rooms: room.NewManager(room.Config{
 			API: apis.shared, PublisherAPI: apis.NewPublisher, SubscriberAPI: apis.NewSubscriber, ICEServers: iceServers, MaxRooms: cfg.MaxRooms, MaxParticipants: cfg.MaxParticipants,
-			MaxTracks: cfg.MaxTracks, ICETimeout: cfg.ICETimeout, Logger: log, Counters: counters,
+			MaxTracks: cfg.MaxTracks, MaxPerIdentity: cfg.MaxPerIdentity, ICETimeout: cfg.ICETimeout, Logger: log, Counters: counters,
 		}),
 	}
 	s.metrics = newMetrics(s)

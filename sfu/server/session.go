@@ -338,6 +338,8 @@ func (se *session) join(m *signal.Join) (websocket.StatusCode, string, bool) {
 	switch {
 	case errors.Is(err, room.ErrRoomFull):
 		return refuse(signal.CodeRoomFull, "room %q is full", m.Room)
+	case errors.Is(err, room.ErrIdentityLimit):
+		return refuse(signal.CodeIdentityLimit, "%q has %d participants in room %q already", id.Subject, se.s.cfg.MaxPerIdentity, m.Room)
 	case errors.Is(err, room.ErrTooManyRooms):
 		return refuse(signal.CodeTooManyRooms, "the server has its maximum number of rooms")
 	case errors.Is(err, room.ErrDraining):

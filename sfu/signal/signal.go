@@ -52,6 +52,7 @@ const (
 const (
 	CodeBadMessage    = "bad_message"    // malformed JSON or missing fields
 	CodeUnknownType   = "unknown_type"   // type not in this protocol
+	CodeIdentityLimit = "identity_limit" // the token's identity is in the room too often
 	CodeTooLarge      = "too_large"      // message above MaxMessageSize
 	CodeVersion       = "version"        // unsupported protocol version
 	CodeUnauthorized  = "unauthorized"   // missing, invalid or expired token

@@ -90,6 +90,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.IntVar(&c.MaxRooms, "max-rooms", c.MaxRooms, "maximum rooms (0: unlimited)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", c.MaxParticipants, "maximum participants per room (0: unlimited)")
 	fs.IntVar(&c.MaxTracks, "max-tracks", c.MaxTracks, "maximum published tracks per participant (0: unlimited)")
+	fs.IntVar(&c.MaxPerIdentity, "max-per-identity", c.MaxPerIdentity, "maximum participants one token subject has in a room (0: unlimited)")
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "time a new WebSocket has to send join")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close a signalling connection that answers no ping for this long")
 	fs.DurationVar(&c.ICETimeout, "ice-timeout", c.ICETimeout, "end a participant whose peer connection is not connected this long after negotiating")
