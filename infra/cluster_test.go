@@ -242,8 +242,8 @@ func TestClusterFirewall(t *testing.T) {
 			admin := []string{"192.0.2.0/24"}
 			cluster := []string{stack + "-cluster"}
 			want := map[string]rule{
-				"allow-web":           {map[string][]string{"tcp": {"80", "443"}}, any4, nil, []string{stack + "-edge"}},
-				"allow-signalling":    {map[string][]string{"tcp": {"8443"}}, any4, nil, []string{stack + "-media"}},
+				"allow-web":           {map[string][]string{"tcp": {"80", "443"}}, CloudflareIPv4, nil, []string{stack + "-edge"}},
+				"allow-signalling":    {map[string][]string{"tcp": {"8443"}}, CloudflareIPv4, nil, []string{stack + "-media"}},
 				"allow-media":         {map[string][]string{"udp": {"40000-40100"}, "tcp": {"40000-40100"}}, any4, nil, []string{stack + "-media"}},
 				"allow-swarm-manager": {map[string][]string{"tcp": {"2377"}}, nil, cluster, []string{stack + "-manager"}},
 				"allow-swarm-nodes":   {map[string][]string{"tcp": {"7946"}, "udp": {"7946", "4789"}}, nil, cluster, cluster},

@@ -1,6 +1,8 @@
 package infra
 
 import (
+	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -55,16 +57,16 @@ func Plan(cfg *Config) Topology {
 	t.Firewall = []FirewallRule{
 		{
 			Name:         "allow-web",
-			Description:  "HTTP/HTTPS from anywhere (Cloudflare) to the edge proxy",
+			Description:  "HTTP/HTTPS from Cloudflare's proxies (only) to the edge proxy",
 			Allows:       []Allow{{Protocol: "tcp", Ports: []string{"80", "443"}}},
-			SourceRanges: []string{Anywhere},
+			SourceRanges: append([]string(nil), CloudflareIPv4...),
 			TargetTags:   []string{cfg.EdgeTag()},
 		},
 		{
 			Name:         "allow-signalling",
-			Description:  "SFU WebSocket signalling (TLS, proxied by Cloudflare) to the media node",
+			Description:  "SFU WebSocket signalling (TLS) from Cloudflare's proxies (only) to the media node",
 			Allows:       []Allow{{Protocol: "tcp", Ports: []string{port(cfg.SignallingPort)}}},
-			SourceRanges: []string{Anywhere},
+			SourceRanges: append([]string(nil), CloudflareIPv4...),
 			TargetTags:   []string{cfg.MediaTag()},
 		},
 		{
@@ -171,29 +173,60 @@ func (t Topology) PublicURLs() map[string]string {
 	}
 }
 
-// Opens reports whether any rule admits protocol/port from the given source
-// range (exact match of a source range, e.g. Anywhere).
+// Opens reports whether any rule admits protocol/port from every address
+// of the source range to some node.
 func (t Topology) Opens(source, protocol string, port int) bool {
 	for _, r := range t.Firewall {
-		if !containsStr(r.SourceRanges, source) {
-			continue
-		}
-		for _, a := range r.Allows {
-			if a.Protocol == protocol && portsContain(a.Ports, port) {
-				return true
-			}
+		if r.Admits(Source{CIDR: source}, nil, protocol, port) {
+			return true
 		}
 	}
 	return false
 }
 
-func containsStr(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+// Source is where traffic comes from: every address of a CIDR, or a node
+// (its network tags and internal address).
+type Source struct {
+	CIDR string
+	Tags []string
+	IP   string
+}
+
+// Admits reports whether the rule lets protocol/port in from src to a
+// node with dstTags (nil: any node the rule targets). The one matcher of
+// the declared firewall, for infra's tests and the stack's validator.
+func (r FirewallRule) Admits(src Source, dstTags []string, protocol string, port int) bool {
+	if dstTags != nil && len(r.TargetTags) > 0 && !slices.ContainsFunc(r.TargetTags, func(t string) bool { return slices.Contains(dstTags, t) }) {
+		return false
+	}
+	from := slices.ContainsFunc(r.SourceTags, func(t string) bool { return slices.Contains(src.Tags, t) })
+	for _, s := range r.SourceRanges {
+		from = from || covers(s, src)
+	}
+	if !from {
+		return false
+	}
+	for _, a := range r.Allows {
+		if (a.Protocol == protocol || a.Protocol == "all") && portsContain(a.Ports, port) {
 			return true
 		}
 	}
 	return false
+}
+
+// covers reports whether the range cidr holds src: its whole CIDR, or
+// its address.
+func covers(cidr string, src Source) bool {
+	r, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return false
+	}
+	if src.CIDR != "" {
+		p, err := netip.ParsePrefix(src.CIDR)
+		return err == nil && p.Bits() >= r.Bits() && r.Contains(p.Masked().Addr())
+	}
+	ip, err := netip.ParseAddr(src.IP)
+	return err == nil && r.Contains(ip)
 }
 
 // portsContain reports whether GCP port specs ("80", "40000-40100"; empty =

@@ -17,8 +17,8 @@ func TestPlanFirewallProd(t *testing.T) {
 	any4 := []string{Anywhere}
 	cluster := []string{"prod-cluster"}
 	wants := map[string]want{
-		"allow-web":           {[]Allow{{"tcp", []string{"80", "443"}}}, any4, nil, []string{"prod-edge"}},
-		"allow-signalling":    {[]Allow{{"tcp", []string{"8443"}}}, any4, nil, []string{"prod-media"}},
+		"allow-web":           {[]Allow{{"tcp", []string{"80", "443"}}}, CloudflareIPv4, nil, []string{"prod-edge"}},
+		"allow-signalling":    {[]Allow{{"tcp", []string{"8443"}}}, CloudflareIPv4, nil, []string{"prod-media"}},
 		"allow-media":         {[]Allow{{"udp", []string{"40000-40100"}}, {"tcp", []string{"40000-40100"}}}, any4, nil, []string{"prod-media"}},
 		"allow-swarm-manager": {[]Allow{{"tcp", []string{"2377"}}}, nil, cluster, []string{"prod-manager"}},
 		"allow-swarm-nodes":   {[]Allow{{"tcp", []string{"7946"}}, {"udp", []string{"7946", "4789"}}}, nil, cluster, cluster},
@@ -45,17 +45,31 @@ func TestPlanFirewallProd(t *testing.T) {
 	for _, p := range []struct {
 		proto string
 		port  int
-	}{{"tcp", 22}, {"tcp", 2375}, {"tcp", 2376}, {"tcp", 2377}, {"tcp", 7946}, {"udp", 7946}, {"udp", 4789}} {
+	}{{"tcp", 22}, {"tcp", 2375}, {"tcp", 2376}, {"tcp", 2377}, {"tcp", 7946}, {"udp", 7946}, {"udp", 4789}, {"tcp", 80}, {"tcp", 443}, {"tcp", 8443}} {
 		if top.Opens(Anywhere, p.proto, p.port) {
-			t.Errorf("%d/%s open to the internet", p.port, p.proto)
+			t.Errorf("%d/%s open to the whole internet", p.port, p.proto)
 		}
 	}
 	for _, p := range []struct {
 		proto string
 		port  int
-	}{{"tcp", 443}, {"tcp", 8443}, {"udp", 40000}, {"tcp", 40100}} {
+	}{{"udp", 40000}, {"tcp", 40100}} {
 		if !top.Opens(Anywhere, p.proto, p.port) {
 			t.Errorf("%d/%s not open to the internet", p.port, p.proto)
+		}
+	}
+	// The proxied hostnames' ports are open to Cloudflare, range by range,
+	// and to nothing else: not a neighbour of a range, not a range around one.
+	for _, cidr := range CloudflareIPv4 {
+		for _, port := range []int{80, 443, 8443} {
+			if !top.Opens(cidr, "tcp", port) {
+				t.Errorf("%d/tcp not open to Cloudflare's %s", port, cidr)
+			}
+		}
+	}
+	for _, cidr := range []string{"198.51.100.0/24", "173.245.0.0/16", "104.0.0.0/8"} {
+		if top.Opens(cidr, "tcp", 443) {
+			t.Errorf("443/tcp open to %s", cidr)
 		}
 	}
 }

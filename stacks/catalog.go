@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/jbcalling/platform/infra"
+	"github.com/jbcalling/platform/infra/bootstrap"
+	"github.com/jbcalling/platform/sfu/auth"
 )
 
 // Logical network names.
@@ -23,6 +25,10 @@ const (
 	portGrafana    = 3000
 	portPrometheus = 9090
 	portSFUHTTP    = 8080
+	portSFUMetrics = 9090
+	// The claims of the SFU's join tokens, which the api mints.
+	sfuJWTIssuer   = auth.DefaultIssuer
+	sfuJWTAudience = auth.Audience
 	portRedis      = 6379
 	sfuPathPrefix  = "/sfu"
 )
@@ -78,6 +84,10 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 
 	st.Secrets = []Secret{
 		{Name: "jwt_secret", Kind: SecretRandom},
+		// The SFU's own join-token key: the api signs join tokens with it
+		// (aud "sfu"), its own sessions with jwt_secret, so that no api
+		// session token is ever a valid join token.
+		{Name: "sfu_jwt_secret", Kind: SecretRandom},
 		{Name: "turn_secret", Kind: SecretRandom},
 		{Name: "traefik_dashboard_users", Kind: SecretHtpasswd},
 		{Name: "acme_dns_token", Kind: SecretACMEDNSToken},
@@ -123,8 +133,8 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 			{Type: "volume", Source: st.FullName("traefik_acme"), Target: "/acme"},
 		},
 		Ports: []Port{
-			{Name: "http", Target: 80, Published: 80, Protocol: "tcp", Mode: ModeHost},
-			{Name: "https", Target: 443, Published: 443, Protocol: "tcp", Mode: ModeHost},
+			{Name: "http", Target: 80, Published: 80, Protocol: "tcp", Mode: ModeHost, Proxied: true},
+			{Name: "https", Target: 443, Published: 443, Protocol: "tcp", Mode: ModeHost, Proxied: true},
 		},
 		// The dashboard shares the apex host: /dashboard and /api are
 		// Traefik's own paths, the frontend serves neither.
@@ -155,11 +165,14 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		Name: "api", Hosts: []string{apiHost}, Port: portAPI, EntryPoint: "websecure", TLS: true,
 	}}, []string{NetEdge, NetBackend}, Resources{LimitMemoryMB: 512, LimitCPUs: 1, ReserveMemoryMB: 256, ReserveCPUs: 0.25}, 3)
 	api.Env = map[string]string{
-		"JWT_SECRET_FILE": "/run/secrets/jwt_secret",
-		"REDIS_URL":       "redis://redis:" + strconv.Itoa(portRedis),
-		"SFU_URL":         "wss://" + webrtcHost + ":" + strconv.Itoa(cl.SignallingPort),
+		"JWT_SECRET_FILE":     "/run/secrets/jwt_secret",
+		"REDIS_URL":           "redis://redis:" + strconv.Itoa(portRedis),
+		"SFU_URL":             "wss://" + webrtcHost + ":" + strconv.Itoa(cl.SignallingPort),
+		"SFU_JWT_SECRET_FILE": "/run/secrets/sfu_jwt_secret",
+		"SFU_JWT_ISSUER":      sfuJWTIssuer,
+		"SFU_JWT_AUDIENCE":    sfuJWTAudience,
 	}
-	api.Secrets = []SecretRef{{"jwt_secret", "jwt_secret"}}
+	api.Secrets = []SecretRef{{"jwt_secret", "jwt_secret"}, {"sfu_jwt_secret", "sfu_jwt_secret"}}
 
 	signaling := web("signaling", portSignaling, []Route{{
 		Name: "signaling", Hosts: []string{apiHost}, PathPrefixes: []string{"/socket.io"},
@@ -225,7 +238,8 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		Name: "sfu", Image: sfuImage, Build: cfg.SFUImage == "", Replicas: 1,
 		Constraints: []string{onMedia},
 		UID:         "65532", // sfu/Dockerfile's USER
-		Networks:    []string{NetEdge},
+		// /metrics only on the monitoring network's listener.
+		Networks: []string{NetEdge, NetMonitoring},
 		Env: map[string]string{
 			"SFU_LISTEN":       ":" + strconv.Itoa(portSFUHTTP),
 			"SFU_TLS_LISTEN":   ":" + strconv.Itoa(cl.SignallingPort),
@@ -235,8 +249,14 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 			"SFU_ICE_TCP_PORT": strconv.Itoa(cfg.ICETCPPort),
 			// Host-mode published ports deliver to the task's docker_gwbridge
 			// address, the default route's: ICE must answer from that socket.
-			"SFU_ICE_BIND":         "auto",
-			"SFU_JWT_SECRET_FILE":  "/run/secrets/jwt_secret",
+			"SFU_ICE_BIND":        "auto",
+			"SFU_JWT_SECRET_FILE": "/run/secrets/sfu_jwt_secret",
+			"SFU_JWT_ISSUER":      sfuJWTIssuer,
+			"SFU_METRICS_LISTEN":  ":" + strconv.Itoa(portSFUMetrics),
+			// Cloudflare's proxies and Traefik (on the overlays) forward
+			// clients: only their X-Forwarded-For names the client for the
+			// per-address limits.
+			"SFU_TRUSTED_PROXIES":  strings.Join(append(append(append([]string{}, infra.CloudflareIPv4...), infra.CloudflareIPv6...), bootstrap.OverlayPool), ","),
 			"SFU_TURN_SECRET_FILE": "/run/secrets/turn_secret",
 			"SFU_TURN_URL": fmt.Sprintf("turn:%s:%d?transport=udp,turn:%s:%d?transport=tcp",
 				mediaHost, cfg.TURNPort, mediaHost, cfg.TURNPort),
@@ -244,13 +264,13 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		},
 		ExternalIPEnv: map[string]string{"SFU_PUBLIC_IP": cl.MediaNode},
 		Secrets: []SecretRef{
-			{"jwt_secret", "jwt_secret"}, {"turn_secret", "turn_secret"},
+			{"sfu_jwt_secret", "sfu_jwt_secret"}, {"turn_secret", "turn_secret"},
 			{"sfu_tls_key", "sfu_tls_key"}, {"sfu_tls_cert", "sfu_tls_cert"},
 		},
 		// Media and the proxied TLS signalling port bypass the ingress mesh:
 		// host mode keeps client addresses and pins the port to this node.
 		Ports: []Port{
-			{Name: PortSFUTLS, Target: cl.SignallingPort, Published: cl.SignallingPort, Protocol: "tcp", Mode: ModeHost},
+			{Name: PortSFUTLS, Target: cl.SignallingPort, Published: cl.SignallingPort, Protocol: "tcp", Mode: ModeHost, Proxied: true},
 			{Name: PortSFUICEUDP, Target: cfg.ICEUDPPort, Published: cfg.ICEUDPPort, Protocol: "udp", Mode: ModeHost, Media: true},
 			{Name: PortSFUICETCP, Target: cfg.ICETCPPort, Published: cfg.ICETCPPort, Protocol: "tcp", Mode: ModeHost, Media: true},
 		},
@@ -326,7 +346,7 @@ func prometheusConfig(st *Stack) string {
 		job  string
 		svc  string
 		port int
-	}{{"prometheus", "", portPrometheus}, {"traefik", "traefik", 8080}, {"sfu", "sfu", portSFUHTTP}} {
+	}{{"prometheus", "", portPrometheus}, {"traefik", "traefik", 8080}, {"sfu", "sfu", portSFUMetrics}} {
 		target := fmt.Sprintf("'localhost:%d'", j.port)
 		b.WriteString("  - job_name: " + j.job + "\n")
 		if j.svc == "" {

@@ -66,8 +66,9 @@ type Deployment struct {
 	// passwords (secret outputs; `pulumi stack output --show-secrets`).
 	DashboardPassword pulumi.StringOutput
 	GrafanaPassword   pulumi.StringOutput
-	// JWTSecret signs join tokens for the SFU (shared with api); a secret
-	// output so the smoke test can mint a token against a live cluster.
+	// JWTSecret signs join tokens for the SFU (the api has it to mint
+	// them); a secret output so the smoke test can mint a token against a
+	// live cluster.
 	JWTSecret pulumi.StringOutput
 }
 
@@ -154,7 +155,7 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	if err != nil {
 		return nil, err
 	}
-	if v, ok := values["jwt_secret"]; ok {
+	if v, ok := values["sfu_jwt_secret"]; ok {
 		d.JWTSecret = pulumi.ToSecret(v).(pulumi.StringOutput)
 	}
 	for _, sec := range st.Secrets {

@@ -233,7 +233,9 @@ func TestDeploySFU(t *testing.T) {
 				"SFU_ICE_UDP_PORT":     fmt.Sprint(top.Config.MediaPorts.From),
 				"SFU_ICE_TCP_PORT":     fmt.Sprint(top.Config.MediaPorts.From),
 				"SFU_ICE_BIND":         "auto", // host-mode ports deliver to the default route's address
-				"SFU_JWT_SECRET_FILE":  "/run/secrets/jwt_secret",
+				"SFU_JWT_SECRET_FILE":  "/run/secrets/sfu_jwt_secret",
+				"SFU_JWT_ISSUER":       "jbcalling-api",
+				"SFU_METRICS_LISTEN":   ":9090", // /metrics off the public listeners
 				"SFU_TURN_SECRET_FILE": "/run/secrets/turn_secret",
 				"SFU_TLS_CERT":         "/run/secrets/sfu_tls_cert",
 				"SFU_TLS_KEY":          "/run/secrets/sfu_tls_key",
@@ -268,7 +270,9 @@ func TestDeploySFU(t *testing.T) {
 			if got := sfu.InputString("updateConfig.order"); got != StopFirst {
 				t.Errorf("SFU update order %q, want stop-first", got)
 			}
-			// One JWT secret for api and SFU, one TURN secret for coturn and SFU.
+			// The SFU's join-token secret, which api has to mint tokens and
+			// which is not api's own session secret; one TURN secret for
+			// coturn and SFU.
 			secretOf := func(svc, file string) any {
 				for _, s := range list(dig(m.MustGet(t, tService, "stack-svc-"+svc).InputMap(), "taskSpec", "containerSpec", "secrets")) {
 					if sm := s.(map[string]any); sm["fileName"] == "/run/secrets/"+file {
@@ -277,8 +281,16 @@ func TestDeploySFU(t *testing.T) {
 				}
 				return nil
 			}
-			if a, b := secretOf("api", "jwt_secret"), secretOf("sfu", "jwt_secret"); a == nil || a != b {
-				t.Errorf("api and sfu JWT secrets differ: %v vs %v", a, b)
+			if a, b := secretOf("api", "sfu_jwt_secret"), secretOf("sfu", "sfu_jwt_secret"); a == nil || a != b {
+				t.Errorf("api and sfu join-token secrets differ: %v vs %v", a, b)
+			}
+			if s := secretOf("sfu", "jwt_secret"); s != nil || secretOf("api", "jwt_secret") == secretOf("api", "sfu_jwt_secret") {
+				t.Errorf("the SFU holds api's session secret, or it is the join-token secret")
+			}
+			for _, proxy := range []string{"173.245.48.0/20", "2606:4700::/32", "10.200.0.0/16"} {
+				if !strings.Contains(env("SFU_TRUSTED_PROXIES"), proxy) {
+					t.Errorf("SFU_TRUSTED_PROXIES %q lacks %s", env("SFU_TRUSTED_PROXIES"), proxy)
+				}
 			}
 			if a, b := secretOf("coturn", "turn_secret"), secretOf("sfu", "turn_secret"); a == nil || a != b {
 				t.Errorf("coturn and sfu TURN secrets differ: %v vs %v", a, b)
@@ -465,7 +477,7 @@ func anyList(xs []string) []any {
 }
 
 // The smoke test signs join tokens with the JWTSecret output: it must be the
-// value the SFU's jwt_secret docker secret carries, and secret in state.
+// value the SFU's sfu_jwt_secret docker secret carries, and secret in state.
 func TestJWTSecretOutputIsTheSFUsSecret(t *testing.T) {
 	var d *Deployment
 	m := pulumitest.NewMocks()
@@ -480,8 +492,8 @@ func TestJWTSecretOutputIsTheSFUsSecret(t *testing.T) {
 	if !known || !secret || value == "" {
 		t.Fatalf("JWTSecret known=%v secret=%v empty=%v; want a known secret value", known, secret, value == "")
 	}
-	data, _, _ := pulumitest.AwaitString(t, d.Secrets["jwt_secret"].Data)
+	data, _, _ := pulumitest.AwaitString(t, d.Secrets["sfu_jwt_secret"].Data)
 	if got, err := base64.StdEncoding.DecodeString(data); err != nil || string(got) != value {
-		t.Errorf("jwt_secret docker secret carries %q (%v), not the exported JWTSecret", got, err)
+		t.Errorf("sfu_jwt_secret docker secret carries %q (%v), not the exported JWTSecret", got, err)
 	}
 }

@@ -43,6 +43,8 @@ func TestTraefikLabels(t *testing.T) {
 			"traefik.http.routers.sfu.service":                        "sfu-8080",
 			"traefik.http.services.sfu-8080.loadbalancer.server.port": "8080",
 			"traefik.http.middlewares.sfu-strip.stripprefix.prefixes": "/sfu",
+			// On the monitoring network too: Traefik must take the edge one.
+			"traefik.docker.network": "translation_edge",
 		}},
 		{"traefik", map[string]string{ // dashboard: internal service, dummy port, basic auth
 			"traefik.enable":                                              "true",

@@ -146,6 +146,9 @@ type Port struct {
 	Mode      PublishMode
 	// Media marks an ICE/TURN port that must lie in the firewall's media range.
 	Media bool
+	// Proxied marks a port only Cloudflare's proxies reach (the proxied
+	// hostnames' web and signalling); the others are open to everyone.
+	Proxied bool
 }
 
 // SecretRef mounts a stack secret into the service's containers.

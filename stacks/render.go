@@ -118,7 +118,11 @@ func Render(top infra.Topology, st *Stack) string {
 			var rules []string
 			for _, nn := range nodes {
 				n := v.node(nn)
-				r := v.firewallRule(fromInternet, *n, port.proto, port.from)
+				srcs := fromInternet
+				if port.proxied {
+					srcs = fromCloudflare
+				}
+				r := v.firewallRule(srcs, *n, port.proto, port.from)
 				if r == "" {
 					r = "**none**"
 				}
@@ -183,6 +187,7 @@ type portSpan struct {
 	from, to int
 	proto    string
 	mode     PublishMode
+	proxied  bool // reached from Cloudflare's proxies only
 }
 
 func (p portSpan) label() string {
@@ -197,12 +202,12 @@ func compactPorts(ports []Port) []portSpan {
 	for _, p := range ports {
 		if n := len(out); n > 0 {
 			last := &out[n-1]
-			if last.proto == p.Protocol && last.mode == p.Mode && last.to+1 == p.Published {
+			if last.proto == p.Protocol && last.mode == p.Mode && last.proxied == p.Proxied && last.to+1 == p.Published {
 				last.to = p.Published
 				continue
 			}
 		}
-		out = append(out, portSpan{p.Published, p.Published, p.Protocol, p.Mode})
+		out = append(out, portSpan{p.Published, p.Published, p.Protocol, p.Mode, p.Proxied})
 	}
 	return out
 }

@@ -11,7 +11,7 @@ func TestRender(t *testing.T) {
 	view := Render(top, st)
 	for _, want := range []string{
 		"| translation02 | worker | e2-custom-8-16384 | 16384 MB | `instance=translation02` `media=true` | prod-cluster, prod-media |",
-		"| sfu | `built from sfu/, pushed to Artifact Registry (digest)` | 1 | `node.labels.instance == translation02` | translation02 | edge |",
+		"| sfu | `built from sfu/, pushed to Artifact Registry (digest)` | 1 | `node.labels.instance == translation02` | translation02 | edge, monitoring |",
 		"| frontend | `jackboun11/jbcalling-frontend:1.0.9` | 3 | anywhere | translation01, translation02, translation03 | edge |",
 		"| api.jbcalling.site | / | api:8000 | api |  |",
 		"| jbcalling.site | /sfu | sfu:8080 | sfu | sfu-strip |",
@@ -20,7 +20,8 @@ func TestRender(t *testing.T) {
 		"| coturn | 40081-40100/udp | host | translation02 | translation02: allow-media |",
 		"| grafana | 3000/tcp | host | translation01 | translation01: **none** |",
 		"| webrtc.jbcalling.site | A | translation02 | true | sfu |",
-		"| jwt_secret | random | api, sfu |",
+		"| jwt_secret | random | api |",
+		"| sfu_jwt_secret | random | api, sfu |",
 		"| translation_edge | overlay | true | 1500 |",
 	} {
 		if !strings.Contains(view, want) {

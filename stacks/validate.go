@@ -2,7 +2,6 @@ package stacks
 
 import (
 	"fmt"
-	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -186,7 +185,7 @@ func (v *validator) crossNode() {
 				}{"tcp", 2377, "cluster management"})
 			}
 			for _, n := range need {
-				if v.firewallRule(fromNode(src), dst, n.proto, n.port) == "" {
+				if v.firewallRule(v.fromNode(src), dst, n.proto, n.port) == "" {
 					v.add(RuleCrossNode, fmt.Sprintf("port %d/%s", n.port, n.proto),
 						"not allowed from node %s to node %s by the declared firewall (%s)", src.Name, dst.Name, n.why)
 				}
@@ -442,12 +441,16 @@ func (v *validator) exposure() {
 				}
 			}
 			admitted := 0
+			srcs, from := fromInternet, "the internet"
+			if p.Proxied {
+				srcs, from = fromCloudflare, "Cloudflare's proxies"
+			}
 			for _, nn := range nodes {
 				n := v.node(nn)
-				if v.firewallRule(fromInternet, *n, p.Protocol, p.Published) != "" {
+				if v.firewallRule(srcs, *n, p.Protocol, p.Published) != "" {
 					admitted++
 				} else if p.Mode == ModeHost {
-					v.add(RuleExposure, psubj, "no firewall rule admits it from the internet on node %s, where the service may run", nn)
+					v.add(RuleExposure, psubj, "no firewall rule admits it from %s on node %s, where the service may run", from, nn)
 				}
 			}
 			if p.Mode == ModeIngress && admitted == 0 {
@@ -575,64 +578,41 @@ func (v *validator) node(name string) *infra.Node {
 	return nil
 }
 
-// source is where traffic comes from: a node, or the internet.
-type source struct {
-	node     *infra.Node
-	internet bool
+// fromInternet is every address; fromCloudflare every one of Cloudflare's
+// proxies, which alone reach the proxied hostnames' ports.
+var fromInternet = []infra.Source{{CIDR: infra.Anywhere}}
+
+var fromCloudflare = func() []infra.Source {
+	var out []infra.Source
+	for _, c := range infra.CloudflareIPv4 {
+		out = append(out, infra.Source{CIDR: c})
+	}
+	return out
+}()
+
+func (v *validator) fromNode(n infra.Node) []infra.Source {
+	return []infra.Source{{Tags: v.cl.NodeTags(n), IP: v.cl.NodeInternalIP(n.Name)}}
 }
 
-var fromInternet = source{internet: true}
-
-func fromNode(n infra.Node) source { return source{node: &n} }
-
-// firewallRule returns the name of the first declared rule admitting
-// proto/port from src to dst, or "".
-func (v *validator) firewallRule(src source, dst infra.Node, proto string, port int) string {
+// firewallRule returns the name of a declared rule admitting proto/port
+// to dst from every one of srcs (each by some rule), or "".
+func (v *validator) firewallRule(srcs []infra.Source, dst infra.Node, proto string, port int) string {
 	dstTags := v.cl.NodeTags(dst)
-	var srcTags []string
-	if src.node != nil {
-		srcTags = v.cl.NodeTags(*src.node)
-	}
-	for _, r := range v.top.Firewall {
-		if len(r.TargetTags) > 0 && !intersects(r.TargetTags, dstTags) {
-			continue
-		}
-		ok := false
-		if src.internet {
-			ok = contains(r.SourceRanges, "0.0.0.0/0")
-		} else {
-			ok = intersects(r.SourceTags, srcTags) || v.rangesCover(r.SourceRanges, *src.node)
-		}
-		if ok && allows(r.Allows, proto, port) {
-			return r.Name
-		}
-	}
-	return ""
-}
-
-// rangesCover reports whether a source range contains the node's internal
-// address (or, when none is declared, the whole subnet).
-func (v *validator) rangesCover(ranges []string, n infra.Node) bool {
-	for _, cidr := range ranges {
-		_, nw, err := net.ParseCIDR(cidr)
-		if err != nil {
-			continue
-		}
-		if ip := net.ParseIP(v.cl.NodeInternalIP(n.Name)); ip != nil {
-			if nw.Contains(ip) {
-				return true
-			}
-			continue
-		}
-		if _, sub, err := net.ParseCIDR(v.cl.SubnetCIDR); err == nil {
-			ones, _ := nw.Mask.Size()
-			subOnes, _ := sub.Mask.Size()
-			if nw.Contains(sub.IP) && ones <= subOnes {
-				return true
+	name := ""
+	for _, src := range srcs {
+		found := ""
+		for _, r := range v.top.Firewall {
+			if r.Admits(src, dstTags, proto, port) {
+				found = r.Name
+				break
 			}
 		}
+		if found == "" {
+			return ""
+		}
+		name = found
 	}
-	return false
+	return name
 }
 
 func allows(as []infra.Allow, proto string, port int) bool {

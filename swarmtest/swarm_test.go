@@ -103,6 +103,9 @@ func buildImages(t *testing.T, c *Cluster) images {
 //     configs, mounts, update policy and replicas are kept as declared.
 //   - Ingress-mode ports become host-mode when this kernel has no IPVS (the
 //     routing mesh needs it); on one node both bind the same port.
+//   - The SFU's metrics listener, which only the monitoring overlay
+//     reaches, is also published on this host (sfuMetricsPort), for the
+//     test to read its counters.
 //   - CPU reservations are scaled down in proportion when their sum exceeds
 //     this machine's cores: the one local node stands for the whole cluster,
 //     and the scheduler would otherwise leave tasks pending for lack of CPU.
@@ -136,6 +139,9 @@ func standIns(t *testing.T, ls localStack, im images, cpus int) func(*ServiceSpe
 		case ls.Stack.FullName("sfu"):
 			if c.Image != im.sfu {
 				t.Errorf("the program runs SFU image %q, not the prebuilt one it was given (%s)", c.Image, im.sfu)
+			}
+			if s.EndpointSpec != nil {
+				s.EndpointSpec.Ports = append(s.EndpointSpec.Ports, PortSpec{Protocol: "tcp", TargetPort: 9090, PublishedPort: sfuMetricsPort, PublishMode: "host"})
 			}
 		default:
 			ports := standInPorts(*s)
@@ -368,10 +374,20 @@ func TestLocalSwarm(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("SFU health over its host-mode TLS port: %+v", h)
+		// Its metrics are on the monitoring network only, not on the port
+		// Cloudflare proxies.
+		resp, err := localClient(ca.Pool).Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("GET %s/metrics on the public port: %d, want 404", base, resp.StatusCode)
+		}
 	})
 
 	t.Run("a call through the containerised SFU", func(t *testing.T) {
-		jwtSecret := []byte(secretValue(t, d, "jwt_secret"))
+		jwtSecret := []byte(secretValue(t, d, "sfu_jwt_secret"))
 		token := func(room, name string) (string, error) {
 			return auth.Sign(jwtSecret, room, name, name, 5*time.Minute)
 		}
@@ -405,8 +421,7 @@ func TestLocalSwarm(t *testing.T) {
 					// SFU shares its ICE port: reuseport sockets and the
 					// steering program were accepted, and the media took the
 					// fast receive path and the direct send path.
-					base := fmt.Sprintf("https://%s:%d", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
-					m := sfuMetrics(t, localClient(ca.Pool), base)
+					m := sfuMetrics(t, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d", sfuMetricsPort))
 					if m["sfu_publishers_fast_total"] < 1 || m["sfu_subscribers_direct_total"] < 1 || m["sfu_fast_received_total"] < 1 {
 						t.Fatalf("the containerised SFU's fast paths were not used: %v\nlogs:\n%s", m, c.E.ServiceLogs(context.Background(), dep.Services[sfuName], 40))
 					}
@@ -419,7 +434,7 @@ func TestLocalSwarm(t *testing.T) {
 		if noBrowser != "" {
 			t.Skip(noBrowser)
 		}
-		jwtSecret := []byte(secretValue(t, d, "jwt_secret"))
+		jwtSecret := []byte(secretValue(t, d, "sfu_jwt_secret"))
 		const room = "swarmtest-browser"
 		// The demo page from both ways in: Ana on the SFU's declared
 		// signalling endpoint, https://webrtc.<domain>:<port>/ (signalling
@@ -612,6 +627,10 @@ func get(t *testing.T, client *http.Client, url string, want int) (int, []byte, 
 		time.Sleep(time.Second)
 	}
 }
+
+// sfuMetricsPort publishes the SFU's metrics listener on this host (see
+// standIns); the declared stack publishes it nowhere.
+const sfuMetricsPort = 19090
 
 // sfuMetrics reads the SFU's fast-path counters from its /metrics.
 func sfuMetrics(t *testing.T, client *http.Client, base string) map[string]float64 {

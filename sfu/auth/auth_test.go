@@ -19,6 +19,17 @@ func TestVerify(t *testing.T) {
 	}
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, Claims{Room: "r", RegisteredClaims: jwt.RegisteredClaims{Subject: "u"}}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	other, _ := Sign([]byte("other"), "r", "u", "", time.Hour)
+	// claims signs a token with the right key and the given registered claims.
+	claims := func(rc jwt.RegisteredClaims) string {
+		rc.Subject = "u1"
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{Room: "r", Name: "Ana", RegisteredClaims: rc}).SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	in := func(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(time.Now().Add(d)) }
+	aud := jwt.ClaimStrings{Audience}
 	tests := []struct {
 		name      string
 		anonymous bool
@@ -37,10 +48,16 @@ func TestVerify(t *testing.T) {
 		{"missing, auth required", false, "", "r", ErrNoToken},
 		{"missing, anonymous allowed", true, "", "r", nil},
 		{"bad token even when anonymous allowed", true, "x.y.z", "r", ErrBadToken},
+		{"well formed by hand", false, claims(jwt.RegisteredClaims{Issuer: DefaultIssuer, Audience: aud, ExpiresAt: in(time.Hour)}), "r", nil},
+		{"no expiry", false, claims(jwt.RegisteredClaims{Issuer: DefaultIssuer, Audience: aud}), "r", ErrBadToken},
+		{"expires in a week", false, claims(jwt.RegisteredClaims{Issuer: DefaultIssuer, Audience: aud, ExpiresAt: in(7 * 24 * time.Hour)}), "r", ErrTooLong},
+		{"no audience", false, claims(jwt.RegisteredClaims{Issuer: DefaultIssuer, ExpiresAt: in(time.Hour)}), "r", ErrBadToken},
+		{"another audience (an api session)", false, claims(jwt.RegisteredClaims{Issuer: DefaultIssuer, Audience: jwt.ClaimStrings{"api"}, ExpiresAt: in(time.Hour)}), "r", ErrBadToken},
+		{"another issuer", false, claims(jwt.RegisteredClaims{Issuer: "someone", Audience: aud, ExpiresAt: in(time.Hour)}), "r", ErrBadToken},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			id, err := NewVerifier(secret, tc.anonymous).Verify(tc.token, tc.room)
+			id, err := NewVerifier(secret, DefaultIssuer, tc.anonymous).Verify(tc.token, tc.room)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err %v, want %v", err, tc.want)
 			}

@@ -6,9 +6,11 @@ package server
 import (
 	"errors"
 	"fmt"
+	"github.com/jbcalling/platform/sfu/auth"
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +23,18 @@ type Config struct {
 	TLSListen string // HTTPS, e.g. :8443; empty disables
 	TLSCert   string // PEM file
 	TLSKey    string // PEM file
+	// MetricsListen serves /metrics alone, e.g. :9090 on an internal
+	// network; empty serves it beside /health on Listen and TLSListen.
+	MetricsListen string
+
+	// Connection limits, 0 unlimited: TCP connections per listener in
+	// all and per client address, signalling sockets in all and per
+	// client address. TrustedProxies (CIDRs: Cloudflare's, the overlay's)
+	// are the proxies whose X-Forwarded-For names the client; their own
+	// connections count only in the totals.
+	MaxConns, MaxConnsPerIP           int
+	MaxWebSockets, MaxWebSocketsPerIP int
+	TrustedProxies                    []string
 
 	ICEUDPPort   int    // single-port UDP mux; 0 picks a free port
 	ICETCPPort   int    // ICE-TCP mux; -1 disables
@@ -37,16 +51,19 @@ type Config struct {
 	TURNTTL    time.Duration
 
 	JWTSecret      []byte
+	JWTIssuer      string // the iss claim join tokens must carry
 	AllowAnonymous bool
 
 	MaxRooms, MaxParticipants, MaxTracks int
 	// MaxPerIdentity bounds one token subject's participants per room.
 	MaxPerIdentity int
 
-	JoinTimeout  time.Duration // WebSocket open → join
-	IdleTimeout  time.Duration // no pong for this long closes a session
-	ICETimeout   time.Duration // negotiation → connected
-	DrainTimeout time.Duration // SIGTERM → forced close
+	JoinTimeout time.Duration // WebSocket open → join
+	// HTTPIdleTimeout closes a keep-alive connection idle between requests.
+	HTTPIdleTimeout time.Duration
+	IdleTimeout     time.Duration // no pong for this long closes a session
+	ICETimeout      time.Duration // negotiation → connected
+	DrainTimeout    time.Duration // SIGTERM → forced close
 
 	// RateLimit is the sustained messages/second per connection, RateBurst
 	// the bucket size.
@@ -61,22 +78,28 @@ type Config struct {
 // Defaults returns the local-run configuration.
 func Defaults() Config {
 	return Config{
-		Listen:          "127.0.0.1:8080",
-		ICEUDPPort:      40000,
-		ICETCPPort:      40000,
-		FastPaths:       true,
-		TURNTTL:         time.Hour,
-		AllowAnonymous:  true,
-		MaxRooms:        1000,
-		MaxParticipants: 50,
-		MaxTracks:       4,
-		MaxPerIdentity:  4,
-		JoinTimeout:     10 * time.Second,
-		IdleTimeout:     60 * time.Second,
-		ICETimeout:      30 * time.Second,
-		DrainTimeout:    10 * time.Second,
-		RateLimit:       50,
-		RateBurst:       100,
+		Listen:             "127.0.0.1:8080",
+		ICEUDPPort:         40000,
+		ICETCPPort:         40000,
+		FastPaths:          true,
+		MaxConns:           8192,
+		MaxConnsPerIP:      64,
+		MaxWebSockets:      4096,
+		MaxWebSocketsPerIP: 32,
+		TURNTTL:            time.Hour,
+		AllowAnonymous:     true,
+		JWTIssuer:          auth.DefaultIssuer,
+		MaxRooms:           1000,
+		MaxParticipants:    50,
+		MaxTracks:          4,
+		MaxPerIdentity:     4,
+		JoinTimeout:        10 * time.Second,
+		HTTPIdleTimeout:    30 * time.Second,
+		IdleTimeout:        60 * time.Second,
+		ICETimeout:         30 * time.Second,
+		DrainTimeout:       10 * time.Second,
+		RateLimit:          50,
+		RateBurst:          100,
 	}
 }
 
@@ -124,16 +147,41 @@ func (c *Config) Validate() error {
 	if len(c.TURNURLs) > 0 && c.TURNTTL < time.Second {
 		return bad("--turn-ttl %s is shorter than a second", c.TURNTTL)
 	}
+	if len(c.JWTSecret) > 0 && c.JWTIssuer == "" {
+		return bad("--jwt-issuer must name the tokens' issuer")
+	}
 	if !c.AllowAnonymous && len(c.JWTSecret) == 0 {
 		return bad("without --allow-anonymous a --jwt-secret-file is required")
 	}
 	if c.MaxRooms < 0 || c.MaxParticipants < 0 || c.MaxTracks < 0 || c.MaxPerIdentity < 0 {
 		return bad("limits must not be negative")
 	}
+	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.MaxWebSockets < 0 || c.MaxWebSocketsPerIP < 0 {
+		return bad("connection limits must not be negative")
+	}
+	if _, err := c.trusted(); err != nil {
+		return bad("--trusted-proxies: %v", err)
+	}
+	if c.MetricsListen != "" && (c.MetricsListen == c.Listen || c.MetricsListen == c.TLSListen) {
+		return bad("--metrics-listen %q must differ from the public listeners", c.MetricsListen)
+	}
 	if c.RateLimit <= 0 || c.RateBurst <= 0 {
 		return bad("rate limit and burst must be positive")
 	}
 	return nil
+}
+
+// trusted parses TrustedProxies.
+func (c *Config) trusted() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // PortRange parses ICEPortRange.

@@ -15,6 +15,9 @@ type metrics struct {
 	joinLatency  prometheus.Histogram
 	joinsRefused *prometheus.CounterVec
 	rateLimited  prometheus.Counter
+	// Connections refused by the listeners' limits, and signalling
+	// sockets by theirs.
+	connsRefused, socketsRefused prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -33,6 +36,10 @@ func newMetrics(s *Server) *metrics {
 			Name: "sfu_joins_refused_total", Help: "Joins refused, by error code."}, []string{"code"}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sfu_messages_rate_limited_total", Help: "Signalling messages refused by the rate limit."}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sfu_connections_refused_total", Help: "TCP connections closed at once for exceeding the per-address or total limit."}),
+		socketsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sfu_websockets_refused_total", Help: "Signalling WebSockets refused (429) for exceeding the per-address or total limit."}),
 	}
 	gauge := func(name, help string, fn func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
@@ -43,7 +50,7 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-		m.connections, m.joinLatency, m.joinsRefused, m.rateLimited,
+		m.connections, m.joinLatency, m.joinsRefused, m.rateLimited, m.connsRefused, m.socketsRefused,
 		gauge("sfu_rooms", "Rooms with at least one participant.", func() float64 { r, _ := s.rooms.Stats(); return float64(r) }),
 		gauge("sfu_participants", "Participants in all rooms.", func() float64 { _, p := s.rooms.Stats(); return float64(p) }),
 		gauge("sfu_tracks", "Published tracks being forwarded.", func() float64 { return float64(c.TracksCurrent.Load()) }),

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path"
 	"sync"
 	"time"
@@ -32,6 +33,8 @@ type Server struct {
 	metrics  *metrics
 	started  time.Time
 	web      http.Handler
+	trusted  []netip.Prefix
+	sockets  *counter // signalling WebSockets
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -61,13 +64,15 @@ func New(cfg Config) (*Server, error) {
 	counters := &room.Counters{}
 	s := &Server{
 		cfg: cfg, log: log, socks: apis.socks, started: time.Now(),
-		verifier: auth.NewVerifier(cfg.JWTSecret, cfg.AllowAnonymous),
+		verifier: auth.NewVerifier(cfg.JWTSecret, cfg.JWTIssuer, cfg.AllowAnonymous),
 		sessions: map[*session]struct{}{},
 		rooms: room.NewManager(room.Config{
 			API: apis.shared, PublisherAPI: apis.NewPublisher, SubscriberAPI: apis.NewSubscriber, ICEServers: iceServers, MaxRooms: cfg.MaxRooms, MaxParticipants: cfg.MaxParticipants,
 			MaxTracks: cfg.MaxTracks, MaxPerIdentity: cfg.MaxPerIdentity, ICETimeout: cfg.ICETimeout, Logger: log, Counters: counters,
 		}),
 	}
+	s.trusted, _ = cfg.trusted() // validated
+	s.sockets = newCounter(cfg.MaxWebSockets, cfg.MaxWebSocketsPerIP)
 	s.metrics = newMetrics(s)
 	files := cfg.Web
 	if files == nil {
@@ -89,12 +94,15 @@ func (s *Server) Rooms() *room.Manager { return s.rooms }
 // Paths counts connections by media path (tests and metrics).
 func (s *Server) Paths() *fastpath.Counters { return &s.socks.port.Counters }
 
-// Handler serves /ws, /health, /metrics, /client/ and the demo at /.
+// Handler serves /ws, /health, /client/, the demo at /, and /metrics
+// unless MetricsListen serves it apart.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /health", s.serveHealth)
-	mux.Handle("GET /metrics", s.metrics.handler())
+	if s.cfg.MetricsListen == "" {
+		mux.Handle("GET /metrics", s.metrics.handler())
+	}
 	// The client module is public and token-free, so any origin (the real
 	// frontend) may import it; module scripts need CORS for that.
 	mux.Handle("GET /client/", http.StripPrefix("/client", allowAnyOrigin(s.web)))
@@ -128,17 +136,37 @@ func (s *Server) isDraining() bool {
 	return s.draining
 }
 
-// Run serves HTTP (and HTTPS) until ctx is done, then drains.
+// ConfigureHTTP sets the limits every HTTP server of the SFU has: idle
+// keep-alive connections close, headers are bounded, errors go to the log
+// at debug level (clients' broken TLS handshakes are routine).
+func (s *Server) ConfigureHTTP(hs *http.Server) {
+	hs.ReadHeaderTimeout = 10 * time.Second
+	hs.IdleTimeout = s.cfg.HTTPIdleTimeout
+	hs.MaxHeaderBytes = httpMaxHeaderBytes
+	hs.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+}
+
+// LimitListener bounds l's connections in all and per client address
+// (MaxConns, MaxConnsPerIP); a connection over the limits is closed once
+// accepted.
+func (s *Server) LimitListener(l net.Listener) net.Listener {
+	return &limitListener{Listener: l, c: newCounter(s.cfg.MaxConns, s.cfg.MaxConnsPerIP), trusted: s.trusted,
+		refused: s.metrics.connsRefused.Inc}
+}
+
+// Run serves HTTP (and HTTPS, and the metrics listener) until ctx is
+// done, then drains.
 func (s *Server) Run(ctx context.Context) error {
 	var servers []*http.Server
-	errc := make(chan error, 2)
-	start := func(addr string, tlsOn bool) error {
-		hs := &http.Server{Addr: addr, Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	errc := make(chan error, 3)
+	start := func(addr string, tlsOn bool, h http.Handler) error {
+		hs := &http.Server{Addr: addr, Handler: h}
+		s.ConfigureHTTP(hs)
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
 		}
+		l = s.LimitListener(l)
 		servers = append(servers, hs)
 		go func() {
 			var err error
@@ -156,7 +184,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	}
 	if s.cfg.Listen != "" {
-		if err := start(s.cfg.Listen, false); err != nil {
+		if err := start(s.cfg.Listen, false, s.Handler()); err != nil {
+			return err
+		}
+	}
+	if s.cfg.MetricsListen != "" {
+		if err := start(s.cfg.MetricsListen, false, s.MetricsHandler()); err != nil {
 			return err
 		}
 	}
@@ -164,7 +197,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if _, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
 			return fmt.Errorf("TLS certificate: %w", err)
 		}
-		if err := start(s.cfg.TLSListen, true); err != nil {
+		if err := start(s.cfg.TLSListen, true, s.Handler()); err != nil {
 			return err
 		}
 	}
@@ -218,6 +251,13 @@ func (s *Server) Drain(ctx context.Context) {
 		<-done
 	}
 	s.rooms.Wait()
+}
+
+// MetricsHandler serves /metrics alone (the MetricsListen listener).
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.handler())
+	return mux
 }
 
 // Close releases the ICE sockets. Call after Drain.

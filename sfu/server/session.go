@@ -43,6 +43,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}
+	ip := clientIP(r, s.trusted)
+	if !s.sockets.acquire(ip, false) {
+		s.metrics.socketsRefused.Inc()
+		http.Error(w, "too many signalling connections from this address, or in all", http.StatusTooManyRequests)
+		return
+	}
+	defer s.sockets.release(ip, false)
 	// Cross-origin sockets are fine: authentication is the token in the
 	// join message, never a cookie, so a foreign page gains nothing.
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})

@@ -133,7 +133,7 @@ func (a *apis) NewSubscriber() (*webrtc.API, *fastpath.Subscriber) {
 
 // newAPIs builds the pion APIs and opens the ICE sockets.
 func newAPIs(cfg *Config, log *slog.Logger) (*apis, error) {
-	lf := pionLogs{log}
+	lf := newPionLogs(log)
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m); err != nil {
 		return nil, err

@@ -62,6 +62,7 @@ func (l *listFlag) Set(v string) error {
 type options struct {
 	cfg                       server.Config
 	publicIPs, stun, turn     listFlag
+	trusted                   listFlag
 	turnSecretFile, jwtSecret string
 	logLevel                  string
 }
@@ -75,6 +76,12 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.StringVar(&c.TLSListen, "tls-listen", c.TLSListen, "HTTPS address, e.g. :8443 (needs --tls-cert and --tls-key)")
 	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "TLS certificate chain, PEM file")
 	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "TLS private key, PEM file")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "serve /metrics only on this address, e.g. :9090 on an internal network (empty: beside /health on the public listeners)")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "TCP connections per listener (0: unlimited)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "TCP connections per listener from one client address (0: unlimited)")
+	fs.IntVar(&c.MaxWebSockets, "max-websockets", c.MaxWebSockets, "signalling WebSockets (0: unlimited)")
+	fs.IntVar(&c.MaxWebSocketsPerIP, "max-websockets-per-ip", c.MaxWebSocketsPerIP, "signalling WebSockets from one client address (0: unlimited)")
+	fs.Var(&o.trusted, "trusted-proxies", "CIDRs of proxies whose X-Forwarded-For names the client (Cloudflare's, the overlay network's); repeatable or comma-separated")
 	fs.IntVar(&c.ICEUDPPort, "ice-udp-port", c.ICEUDPPort, "single UDP port all WebRTC media shares (ICE UDP mux)")
 	fs.IntVar(&c.ICETCPPort, "ice-tcp-port", c.ICETCPPort, "ICE-TCP port for clients whose networks block UDP (-1 disables)")
 	fs.StringVar(&c.ICEPortRange, "ice-port-range", c.ICEPortRange, "min-max ephemeral UDP ports instead of the single-port mux, e.g. 40000-40100")
@@ -86,12 +93,14 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.StringVar(&o.turnSecretFile, "turn-secret-file", "", "file holding the TURN REST shared secret (coturn static-auth-secret)")
 	fs.DurationVar(&c.TURNTTL, "turn-ttl", c.TURNTTL, "lifetime of TURN credentials; the server renews them every half lifetime while a session lasts")
 	fs.StringVar(&o.jwtSecret, "jwt-secret-file", "", "file holding the HS256 secret that signs join tokens")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", c.JWTIssuer, "the iss claim join tokens must carry (their aud must be \"sfu\", their exp at most 24h ahead)")
 	fs.BoolVar(&c.AllowAnonymous, "allow-anonymous", c.AllowAnonymous, "admit joins without a token (local default; the stack sets false)")
 	fs.IntVar(&c.MaxRooms, "max-rooms", c.MaxRooms, "maximum rooms (0: unlimited)")
 	fs.IntVar(&c.MaxParticipants, "max-participants", c.MaxParticipants, "maximum participants per room (0: unlimited)")
 	fs.IntVar(&c.MaxTracks, "max-tracks", c.MaxTracks, "maximum published tracks per participant (0: unlimited)")
 	fs.IntVar(&c.MaxPerIdentity, "max-per-identity", c.MaxPerIdentity, "maximum participants one token subject has in a room (0: unlimited)")
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", c.JoinTimeout, "time a new WebSocket has to send join")
+	fs.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", c.HTTPIdleTimeout, "close an HTTP keep-alive connection idle this long between requests")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "close a signalling connection that answers no ping for this long")
 	fs.DurationVar(&c.ICETimeout, "ice-timeout", c.ICETimeout, "end a participant whose peer connection is not connected this long after negotiating")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, time clients get to leave before they are disconnected")
@@ -117,7 +126,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	if envErr != nil {
 		return nil, envErr
 	}
-	for _, l := range []*listFlag{&o.publicIPs, &o.stun, &o.turn} {
+	for _, l := range []*listFlag{&o.publicIPs, &o.stun, &o.turn, &o.trusted} {
 		l.fromEnv = len(l.vals) > 0
 	}
 	if err := fs.Parse(args); err != nil {
@@ -126,7 +135,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	c.PublicIPs, c.STUNURLs, c.TURNURLs = o.publicIPs.vals, o.stun.vals, o.turn.vals
+	c.PublicIPs, c.STUNURLs, c.TURNURLs, c.TrustedProxies = o.publicIPs.vals, o.stun.vals, o.turn.vals, o.trusted.vals
 	var err error
 	if o.turnSecretFile != "" {
 		if c.TURNSecret, err = readSecret(o.turnSecretFile); err != nil {

@@ -49,8 +49,9 @@ func Start(t testing.TB, addr string, mod func(*server.Config)) *SFU {
 		t.Fatalf("listen on %s: %v", cfg.Listen, err)
 	}
 	hs := httptest.NewUnstartedServer(srv.Handler())
+	srv.ConfigureHTTP(hs.Config)
 	hs.Listener.Close()
-	hs.Listener = l
+	hs.Listener = srv.LimitListener(l)
 	hs.Start()
 	s := &SFU{Server: srv, HTTP: hs, URL: hs.URL}
 	t.Cleanup(s.Close)
