@@ -89,6 +89,7 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		// session token is ever a valid join token.
 		{Name: "sfu_jwt_secret", Kind: SecretRandom},
 		{Name: "turn_secret", Kind: SecretRandom},
+		{Name: "redis_password", Kind: SecretRandom},
 		{Name: "traefik_dashboard_users", Kind: SecretHtpasswd},
 		{Name: "acme_dns_token", Kind: SecretACMEDNSToken},
 		{Name: "grafana_admin_password", Kind: SecretGrafanaPasswd},
@@ -172,17 +173,20 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		"SFU_JWT_ISSUER":      sfuJWTIssuer,
 		"SFU_JWT_AUDIENCE":    sfuJWTAudience,
 	}
-	api.Secrets = []SecretRef{{"jwt_secret", "jwt_secret"}, {"sfu_jwt_secret", "sfu_jwt_secret"}}
+	api.Env["REDIS_PASSWORD_FILE"] = "/run/secrets/redis_password"
+	api.Secrets = []SecretRef{{"jwt_secret", "jwt_secret"}, {"sfu_jwt_secret", "sfu_jwt_secret"}, {"redis_password", "redis_password"}}
 
 	signaling := web("signaling", portSignaling, []Route{{
 		Name: "signaling", Hosts: []string{apiHost}, PathPrefixes: []string{"/socket.io"},
 		Port: portSignaling, EntryPoint: "websecure", TLS: true, Priority: 50,
 	}}, []string{NetEdge, NetBackend}, Resources{LimitMemoryMB: 512, LimitCPUs: 1, ReserveMemoryMB: 256, ReserveCPUs: 0.25}, 3)
-	signaling.Env = map[string]string{"REDIS_URL": "redis://redis:" + strconv.Itoa(portRedis)}
+	signaling.Env = map[string]string{"REDIS_URL": "redis://redis:" + strconv.Itoa(portRedis), "REDIS_PASSWORD_FILE": "/run/secrets/redis_password"}
+	signaling.Secrets = []SecretRef{{"redis_password", "redis_password"}}
 
 	worker := func(name string, def int, res Resources) Service {
 		s := web(name, 0, nil, []string{NetBackend}, res, def)
-		s.Env = map[string]string{"REDIS_URL": "redis://redis:" + strconv.Itoa(portRedis)}
+		s.Env = map[string]string{"REDIS_URL": "redis://redis:" + strconv.Itoa(portRedis), "REDIS_PASSWORD_FILE": "/run/secrets/redis_password"}
+		s.Secrets = []SecretRef{{"redis_password", "redis_password"}}
 		return s
 	}
 	stt := worker("stt", 3, Resources{LimitMemoryMB: 2048, LimitCPUs: 2, ReserveMemoryMB: 1024, ReserveCPUs: 0.5})
@@ -195,11 +199,15 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 			// The data volume is node-local: keep the task on the manager.
 			Constraints: []string{onManager},
 			Networks:    []string{NetBackend},
-			Args:        []string{"redis-server", "--appendonly", "yes"},
-			Mounts:      []Mount{{Type: "volume", Source: st.FullName(name + "_data"), Target: "/data"}},
-			Resources:   Resources{LimitMemoryMB: 512, LimitCPUs: 0.5, ReserveMemoryMB: 128, ReserveCPUs: 0.1},
-			Update:      singleton, Rollback: singletonBack, Restart: restart,
-			Healthcheck: &Healthcheck{Test: []string{"CMD", "redis-cli", "ping"}, Interval: "10s", Timeout: "3s", Retries: 3, StartPeriod: "5s"},
+			Commands:    []string{"sh", "-c", RedisStartScript("/run/secrets/redis_password")},
+			Secrets:     []SecretRef{{"redis_password", "redis_password"}},
+			Mounts: []Mount{
+				{Type: "volume", Source: st.FullName(name + "_data"), Target: "/data"},
+				{Type: "tmpfs", Target: RedisConfigDir, TmpfsMode: 0o755, TmpfsSizeMB: 1},
+			},
+			Resources: Resources{LimitMemoryMB: 512, LimitCPUs: 0.5, ReserveMemoryMB: 128, ReserveCPUs: 0.1},
+			Update:    singleton, Rollback: singletonBack, Restart: restart,
+			Healthcheck: &Healthcheck{Test: RedisHealthcheck("/run/secrets/redis_password"), Interval: "10s", Timeout: "3s", Retries: 3, StartPeriod: "5s"},
 		}
 	}
 

@@ -71,7 +71,7 @@ func renderedScripts(t *testing.T, cfg *infra.Config) map[string]string {
 			add("member-remove-"+n.Name, s, err)
 		}
 	}
-	s, err := dockerTLSScript()
+	s, err := dockerTLSScript("10.148.0.2")
 	add("docker-tls", s, err)
 	s, err = initParams{AdvertiseAddr: cfg.NodeInternalIP(mgr.Name), MTU: cfg.MTU, Subnet: cfg.SubnetCIDR}.script()
 	add("init", s, err)

@@ -197,7 +197,7 @@ func mustJSON(v any) string {
 // drop-in that keeps socket activation and adds tcp/2376 with --tlsverify,
 // and a restart only when something changed.
 func TestDockerTLSScriptOnVM(t *testing.T) {
-	script, err := dockerTLSScript()
+	script, err := dockerTLSScript("10.148.0.2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestDockerTLSScriptOnVM(t *testing.T) {
 	dropin := first.files["platform-tls.conf"]
 	for _, want := range []string{
 		"[Service]\nExecStart=\nExecStart=",
-		"/dockerd -H fd:// -H tcp://0.0.0.0:2376 --tlsverify --tlscacert=/etc/docker/tls/ca.pem --tlscert=/etc/docker/tls/server-cert.pem --tlskey=/etc/docker/tls/server-key.pem\n",
+		"/dockerd -H fd:// -H tcp://10.148.0.2:2376 -H tcp://127.0.0.1:2376 --tlsverify --tlscacert=/etc/docker/tls/ca.pem --tlscert=/etc/docker/tls/server-cert.pem --tlskey=/etc/docker/tls/server-key.pem\n",
 	} {
 		if !strings.Contains(dropin, want) {
 			t.Errorf("drop-in lacks %q:\n%s", want, dropin)

@@ -34,9 +34,16 @@ func engineReadyScript(v string) (string, error) {
 	return render("engine-ready.sh", param{"SCRIPT_VERSION", v})
 }
 
-// dockerTLSScript installs the Docker API's server TLS files (read from stdin).
-func dockerTLSScript() (string, error) {
-	return render("docker-tls.sh", param{"DOCKER_API_PORT", strconv.Itoa(DockerAPIPort)})
+// dockerTLSScript installs the Docker API's server TLS files (read from
+// stdin) and has the API listen on bind, the manager's own internal
+// address (the firewall's NAT delivers its external address there), and
+// loopback: not on every interface, Docker's bridges and overlays
+// included, where any container of the node could reach it.
+func dockerTLSScript(bind string) (string, error) {
+	if ip, err := netip.ParseAddr(bind); err != nil || !ip.Is4() || ip.IsUnspecified() {
+		return "", fmt.Errorf("bootstrap: docker API: bind address %q is not a node's IPv4 address", bind)
+	}
+	return render("docker-tls.sh", param{"DOCKER_API_PORT", strconv.Itoa(DockerAPIPort)}, param{"BIND_ADDR", bind})
 }
 
 // initParams are the inputs of `swarm init` on the manager.

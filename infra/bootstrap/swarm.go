@@ -152,7 +152,7 @@ func NewSwarm(ctx *pulumi.Context, name string, args *SwarmArgs, opts ...pulumi.
 	if err != nil {
 		return nil, err
 	}
-	tlsScript, err := dockerTLSScript()
+	tlsScript, err := dockerTLSScript(cfg.NodeInternalIP(mgr.Name))
 	if err != nil {
 		return nil, err
 	}

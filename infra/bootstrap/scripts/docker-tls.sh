@@ -1,13 +1,14 @@
 #!/bin/bash
 # Pulumi step "docker API" on the manager (remote command, run as root over
 # SSH): install the server half of the Docker API's mutual TLS and expose the
-# API on tcp/2376. Key material arrives on stdin (a Pulumi secret), never on
-# the command line: three base64 lines, the CA certificate, the server
-# certificate and the server key. Clients need a certificate signed by the
+# API on tcp/2376 of the node's own address and of loopback only. Key
+# material arrives on stdin (a Pulumi secret), never on the command line:
+# three base64 lines, the CA certificate, the server certificate and the
+# server key. Clients need a certificate signed by the
 # same CA (--tlsverify); the firewall admits 2376 only from the admin ranges.
 # @PARAMETERS@
 set -euo pipefail
-: "${DOCKER_API_PORT:?}"
+: "${DOCKER_API_PORT:?}" "${BIND_ADDR:?}"
 
 dir=/etc/docker/tls
 umask 077
@@ -42,7 +43,7 @@ want=$(mktemp)
 cat >"$want" <<UNIT
 [Service]
 ExecStart=
-ExecStart=$dockerd_bin -H fd:// -H tcp://0.0.0.0:$DOCKER_API_PORT --tlsverify --tlscacert=$dir/ca.pem --tlscert=$dir/server-cert.pem --tlskey=$dir/server-key.pem
+ExecStart=$dockerd_bin -H fd:// -H tcp://$BIND_ADDR:$DOCKER_API_PORT -H tcp://127.0.0.1:$DOCKER_API_PORT --tlsverify --tlscacert=$dir/ca.pem --tlscert=$dir/server-cert.pem --tlskey=$dir/server-key.pem
 UNIT
 if ! cmp -s "$want" "$dropin"; then
 	install -m 0644 "$want" "$dropin"
