@@ -15,6 +15,7 @@ const (
 	NetEdge       = "edge"       // Traefik and everything it routes to
 	NetBackend    = "backend"    // app services, redis, the speech pipeline
 	NetMonitoring = "monitoring" // Prometheus and Grafana
+	NetDockerAPI  = "docker_api" // Traefik and the read-only Docker API proxy only
 )
 
 // Container ports of the services (what the images listen on).
@@ -26,6 +27,9 @@ const (
 	portPrometheus = 9090
 	portSFUHTTP    = 8080
 	portSFUMetrics = 9090
+	// The read-only Docker API proxy's service name and port.
+	socketProxyHost = "socket_proxy"
+	portSocketProxy = 2375
 	// The claims of the SFU's join tokens, which the api mints.
 	sfuJWTIssuer   = auth.DefaultIssuer
 	sfuJWTAudience = auth.Audience
@@ -59,6 +63,8 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		// can join; MTU from the one cluster value the VPC also uses.
 		st.Networks = append(st.Networks, Network{Name: n, Attachable: true, MTU: cl.MTU})
 	}
+	// Internal and not attachable: nothing but Traefik reaches the proxy.
+	st.Networks = append(st.Networks, Network{Name: NetDockerAPI, Internal: true, MTU: cl.MTU})
 	apex, www := cl.Hostname(""), cl.Hostname("www")
 	apiHost, grafanaHost := cl.Hostname("api"), cl.Hostname("grafana")
 	webrtcHost, mediaHost := cl.Hostname("webrtc"), cl.Hostname("media")
@@ -102,9 +108,11 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		// acme.json lives in a volume on the edge node and cannot be shared
 		// between replicas: one replica, pinned.
 		Constraints: []string{onEdge},
-		Networks:    []string{NetEdge},
+		Networks:    []string{NetEdge, NetDockerAPI},
 		Args: []string{
-			"--providers.swarm.endpoint=unix:///var/run/docker.sock",
+			// Swarm's state through the read-only proxy: Traefik faces the
+			// Internet, and the engine's socket is root on the manager.
+			"--providers.swarm.endpoint=tcp://" + socketProxyHost + ":" + strconv.Itoa(portSocketProxy),
 			"--providers.swarm.exposedByDefault=false",
 			"--providers.swarm.network=" + edgeNet,
 			"--entrypoints.web.address=:80",
@@ -130,7 +138,6 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		Env:     map[string]string{"CF_DNS_API_TOKEN_FILE": "/run/secrets/acme_dns_token"},
 		Secrets: []SecretRef{{"acme_dns_token", "acme_dns_token"}, {"traefik_dashboard_users", "dashboard_users"}},
 		Mounts: []Mount{
-			{Type: "bind", Source: "/var/run/docker.sock", Target: "/var/run/docker.sock", ReadOnly: true},
 			{Type: "volume", Source: st.FullName("traefik_acme"), Target: "/acme"},
 		},
 		Ports: []Port{
@@ -149,6 +156,27 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		Update:      singleton, Rollback: singletonBack,
 		Healthcheck: &Healthcheck{Test: []string{"CMD", "traefik", "healthcheck", "--ping"}, Interval: "10s", Timeout: "5s", Retries: 3, StartPeriod: "10s"},
 		Restart:     restart,
+	}
+
+	// The Docker API, read-only, for Traefik's Swarm provider: the
+	// sections the provider reads (version, services, tasks, networks,
+	// nodes, events), GET only. It must run where the swarm's API is: a
+	// manager.
+	socketProxy := Service{
+		Name: socketProxyHost, Image: img("socket_proxy"), Replicas: 1,
+		Constraints: []string{onManager},
+		Networks:    []string{NetDockerAPI},
+		Env: map[string]string{
+			"SERVICES": "1", "TASKS": "1", "NETWORKS": "1", "NODES": "1",
+			"VERSION": "1", "PING": "1", "EVENTS": "1", "INFO": "1",
+			"POST": "0", "CONTAINERS": "0", "IMAGES": "0", "EXEC": "0", "SECRETS": "0", "CONFIGS": "0", "VOLUMES": "0",
+		},
+		Mounts: []Mount{{Type: "bind", Source: DockerSocket, Target: DockerSocket, ReadOnly: true}},
+		// Traefik dials the task itself: one less layer (IPVS) between
+		// them, on an internal network where nothing else listens.
+		DNSRR:     true,
+		Resources: Resources{LimitMemoryMB: 64, LimitCPUs: 0.25, ReserveMemoryMB: 16, ReserveCPUs: 0.02},
+		Update:    stateless, Rollback: statelessBack, Restart: restart,
 	}
 
 	web := func(name string, port int, routes []Route, nets []string, res Resources, def int) Service {
@@ -336,7 +364,7 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 	}
 
 	st.Services = []Service{
-		traefik, frontend, api, signaling, stt, translation, tts,
+		traefik, socketProxy, frontend, api, signaling, stt, translation, tts,
 		redis("redis"), redis("redis_gateway"), coturn, sfu, prometheus, grafana,
 	}
 	for i := range st.Services {

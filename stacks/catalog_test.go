@@ -3,6 +3,7 @@ package stacks
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -67,6 +68,7 @@ func TestSeedIntent(t *testing.T) {
 			{"grafana", 1, []string{"node.role == manager"}},
 			{"redis", 1, []string{"node.role == manager"}},
 			{"redis_gateway", 1, []string{"node.role == manager"}},
+			{"socket_proxy", 1, []string{"node.role == manager"}},
 		}
 		if len(cases) != len(st.Services) {
 			t.Errorf("%s: %d services in the catalog, %d checked here", stack, len(st.Services), len(cases))
@@ -75,6 +77,37 @@ func TestSeedIntent(t *testing.T) {
 			s := svc(t, st, c.service)
 			if s.Replicas != c.replicas || strings.Join(s.Constraints, ";") != strings.Join(c.constraints, ";") {
 				t.Errorf("%s %s: %d replicas %q, want %d %q", stack, c.service, s.Replicas, s.Constraints, c.replicas, c.constraints)
+			}
+		}
+	}
+}
+
+// Only the read-only Docker API proxy mounts the engine's socket, and
+// read-only; it is on one internal network, with Traefik alone; Traefik
+// reads the swarm through it and GETs nothing but the sections it needs.
+func TestDockerSocketOnlyBehindTheProxy(t *testing.T) {
+	for _, stack := range []string{"prod", "staging"} {
+		_, st := load(t, stack)
+		for _, s := range st.Services {
+			for _, m := range s.Mounts {
+				if m.Source == DockerSocket && (s.Name != "socket_proxy" || !m.ReadOnly) {
+					t.Errorf("%s: service %s mounts the Docker socket (read-only %v)", stack, s.Name, m.ReadOnly)
+				}
+			}
+			if s.Name != "traefik" && s.Name != "socket_proxy" && slices.Contains(s.Networks, NetDockerAPI) {
+				t.Errorf("%s: service %s is on the Docker API network", stack, s.Name)
+			}
+		}
+		if n := st.Network(NetDockerAPI); n == nil || !n.Internal || n.Attachable {
+			t.Errorf("%s: the Docker API network %+v is not internal and unattachable", stack, n)
+		}
+		if !slices.Contains(svc(t, st, "traefik").Args, "--providers.swarm.endpoint=tcp://socket_proxy:2375") {
+			t.Errorf("%s: Traefik does not read the swarm through the proxy: %q", stack, svc(t, st, "traefik").Args)
+		}
+		env := svc(t, st, "socket_proxy").Env
+		for k, want := range map[string]string{"POST": "0", "CONTAINERS": "0", "EXEC": "0", "SECRETS": "0", "SERVICES": "1", "TASKS": "1"} {
+			if env[k] != want {
+				t.Errorf("%s: socket proxy %s=%q, want %q", stack, k, env[k], want)
 			}
 		}
 	}

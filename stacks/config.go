@@ -76,6 +76,7 @@ var DefaultImages = map[string]string{
 	"redis":         "redis:7.4.1-alpine",
 	"redis_gateway": "redis:7.4.1-alpine",
 	"coturn":        "coturn/coturn:4.6.2",
+	"socket_proxy":  "tecnativa/docker-socket-proxy:0.3.0",
 	"prometheus":    "prom/prometheus:v2.54.1",
 	"grafana":       "grafana/grafana:11.2.2",
 	"sfu":           "sfu:local",

@@ -57,6 +57,7 @@ func TestTraefikLabels(t *testing.T) {
 			"traefik.http.routers.dashboard.service":                      "api@internal",
 			"traefik.http.services.traefik-9999.loadbalancer.server.port": "9999",
 			"traefik.http.middlewares.dashboard-auth.basicauth.usersfile": "/run/secrets/dashboard_users",
+			"traefik.docker.network":                                      "translation_edge",
 		}},
 		{"stt", nil}, // not routed: no labels at all
 	}

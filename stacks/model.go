@@ -99,6 +99,9 @@ type Service struct {
 	// Build marks the image as built by the program (the SFU); Image is then
 	// only the default/placeholder shown in the view.
 	Build bool
+	// DNSRR resolves the service's name to its tasks' addresses instead of
+	// a virtual IP (IPVS): for internal services without published ports.
+	DNSRR bool
 }
 
 // Route is one Traefik HTTP route to a service.
@@ -214,6 +217,10 @@ type RestartPolicy struct {
 	MaxAttempts int
 	Window      string
 }
+
+// DockerSocket is the engine's socket: root on the node to whoever can
+// write to it.
+const DockerSocket = "/var/run/docker.sock"
 
 // FullName is the docker name of a logical service, network or volume.
 func (st *Stack) FullName(name string) string {

@@ -41,12 +41,12 @@ func TestCrossNodeOverlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	traefik, frontend := ls.Stack.FullName("traefik"), ls.Stack.FullName("frontend")
+	traefik, frontend, proxy := ls.Stack.FullName("traefik"), ls.Stack.FullName("frontend"), ls.Stack.FullName("socket_proxy")
 	standIn := standIns(t, ls, im, 64) // each engine sees the host's cores; no CPU scaling needed
 	edgeSock := mn.Nodes[0].Socket
 	dep := mc.Deploy(t, d, func(s *ServiceSpec) bool {
-		if s.Name != traefik && s.Name != frontend {
-			return false // only what the 504 needs: the edge proxy and a spread service
+		if s.Name != traefik && s.Name != frontend && s.Name != proxy {
+			return false // only what the 504 needs: the edge proxy (and its Docker API) and a spread service
 		}
 		for i, mt := range s.TaskTemplate.ContainerSpec.Mounts {
 			// Every engine here shares the host's filesystem: the edge

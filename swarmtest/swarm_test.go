@@ -95,6 +95,9 @@ func buildImages(t *testing.T, c *Cluster) images {
 // declares:
 //   - Traefik runs the Traefik release the stack pins (tools/traefik builds
 //     the same version from source); the SFU runs this repository's image.
+//   - The read-only Docker API proxy runs the stand-in backend in its
+//     proxy mode, which opens the API sections the declared environment
+//     opens, GET only (the proxy image cannot be pulled here).
 //   - Every other service (its image cannot be pulled here) runs the
 //     stand-in backend: image, command and arguments are replaced, and its
 //     health check becomes the stand-in's own (the declared ones call tools
@@ -142,6 +145,15 @@ func standIns(t *testing.T, ls localStack, im images, cpus int) func(*ServiceSpe
 			}
 			if s.EndpointSpec != nil {
 				s.EndpointSpec.Ports = append(s.EndpointSpec.Ports, PortSpec{Protocol: "tcp", TargetPort: 9090, PublishedPort: sfuMetricsPort, PublishMode: "host"})
+			}
+		case ls.Stack.FullName("socket_proxy"):
+			// The proxy's stand-in proxies for real, with the sections the
+			// declared environment opens (see swarmtest/backend).
+			c.Image, c.Command, c.Args = im.backend, nil, nil
+			c.Env = append(c.Env, "SERVICE_NAME="+s.Name, "DOCKER_PROXY_SOCKET="+stacks.DockerSocket)
+			c.Healthcheck = &Healthcheck{
+				Test:     []string{"CMD", "/backend", "-probe=http://127.0.0.1:2375/_ping"},
+				Interval: int64(2 * time.Second), Timeout: int64(2 * time.Second), Retries: 3,
 			}
 		default:
 			ports := standInPorts(*s)

@@ -5,7 +5,8 @@
 // path with 200 and a JSON body naming the service and task, so a test can
 // tell which service Traefik routed a request to, and /health for health
 // checks. It listens on every port in PORTS (default 80,8080,3000) because
-// each stand-in keeps the target port its service declares.
+// each stand-in keeps the target port its service declares. With
+// DOCKER_PROXY_SOCKET it stands in for the read-only Docker API proxy.
 package main
 
 import (
@@ -33,6 +34,10 @@ func main() {
 
 	service := os.Getenv("SERVICE_NAME")
 	host, _ := os.Hostname()
+	if socket := os.Getenv("DOCKER_PROXY_SOCKET"); socket != "" {
+		log.Printf("backend %q: read-only Docker API proxy to %s on :2375", service, socket)
+		log.Fatal(http.ListenAndServe(":2375", socketProxy(socket)))
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
