@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
@@ -71,6 +72,12 @@ type Deployment struct {
 	// live cluster.
 	JWTSecret pulumi.StringOutput
 }
+
+// networkVXLANOption is the option the daemon adds to every overlay it
+// creates (the VXLAN IDs it picked): read back, it would replace every
+// network on every `up` after the first, which fails while services use
+// them. Only that key is ignored: a changed MTU still replaces.
+const networkVXLANOption = `options["com.docker.network.driver.overlay.vxlanid_list"]`
 
 // NewStack validates the stack and deploys it: overlay networks, docker
 // secrets, configs and one docker.Service per declared service.
@@ -144,7 +151,7 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 			Internal:   pulumi.Bool(n.Internal),
 			Options:    pulumi.StringMap{"com.docker.network.driver.mtu": pulumi.Sprintf("%d", n.MTU)},
 			Labels:     docker.NetworkLabelArray{docker.NetworkLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)}},
-		}, dockerOpts...)
+		}, append(slices.Clip(dockerOpts), pulumi.IgnoreChanges([]string{networkVXLANOption}))...)
 		if err != nil {
 			return nil, err
 		}
@@ -324,7 +331,7 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 		cs.Commands = pulumi.ToStringArray(s.Commands)
 	}
 	if s.StopGrace != "" {
-		cs.StopGracePeriod = pulumi.String(s.StopGrace)
+		cs.StopGracePeriod = dur(s.StopGrace)
 	}
 	if len(s.ContainerLabels) > 0 {
 		var ls docker.ServiceTaskSpecContainerSpecLabelArray
@@ -390,8 +397,8 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 	}
 	if h := s.Healthcheck; h != nil {
 		cs.Healthcheck = &docker.ServiceTaskSpecContainerSpecHealthcheckArgs{
-			Tests: pulumi.ToStringArray(h.Test), Interval: pulumi.String(h.Interval), Timeout: pulumi.String(h.Timeout),
-			Retries: pulumi.Int(h.Retries), StartPeriod: pulumi.String(h.StartPeriod),
+			Tests: pulumi.ToStringArray(h.Test), Interval: dur(h.Interval), Timeout: dur(h.Timeout),
+			Retries: pulumi.Int(h.Retries), StartPeriod: dur(h.StartPeriod),
 		}
 	}
 
@@ -426,14 +433,18 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 			},
 		},
 		RestartPolicy: &docker.ServiceTaskSpecRestartPolicyArgs{
-			Condition: pulumi.String(s.Restart.Condition), Delay: pulumi.String(s.Restart.Delay),
-			MaxAttempts: pulumi.Int(s.Restart.MaxAttempts), Window: pulumi.String(s.Restart.Window),
+			Condition: pulumi.String(s.Restart.Condition), Delay: dur(s.Restart.Delay),
+			MaxAttempts: pulumi.Int(s.Restart.MaxAttempts), Window: dur(s.Restart.Window),
 		},
 	}
 
 	mode := &docker.ServiceModeArgs{Replicated: &docker.ServiceModeReplicatedArgs{Replicas: pulumi.Int(s.Replicas)}}
 	if s.Global {
 		mode = &docker.ServiceModeArgs{Global: pulumi.Bool(true)}
+	}
+	endpointMode := "vip"
+	if s.DNSRR {
+		endpointMode = "dnsrr"
 	}
 	var ports docker.ServiceEndpointSpecPortArray
 	for _, p := range s.Ports {
@@ -453,26 +464,26 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 		Labels:         labels,
 		Mode:           mode,
 		TaskSpec:       task,
-		EndpointSpec:   &docker.ServiceEndpointSpecArgs{Mode: pulumi.String("vip"), Ports: ports},
+		EndpointSpec:   &docker.ServiceEndpointSpecArgs{Mode: pulumi.String(endpointMode), Ports: ports},
 		UpdateConfig:   updateConfig(s.Update),
 		RollbackConfig: rollbackConfig(s.Rollback),
 		// Wait for the tasks to run (and pass their health checks), so a
 		// broken image or placement fails `pulumi up` instead of hiding.
-		ConvergeConfig: &docker.ServiceConvergeConfigArgs{Delay: pulumi.String("7s"), Timeout: pulumi.String("5m")},
+		ConvergeConfig: &docker.ServiceConvergeConfigArgs{Delay: dur("7s"), Timeout: dur("5m")},
 	}, nil
 }
 
 func updateConfig(u UpdatePolicy) *docker.ServiceUpdateConfigArgs {
 	return &docker.ServiceUpdateConfigArgs{
-		Order: pulumi.String(u.Order), Parallelism: pulumi.Int(u.Parallelism), Delay: pulumi.String(u.Delay),
-		FailureAction: pulumi.String(u.FailureAction), Monitor: pulumi.String(u.Monitor),
+		Order: pulumi.String(u.Order), Parallelism: pulumi.Int(u.Parallelism), Delay: dur(u.Delay),
+		FailureAction: pulumi.String(u.FailureAction), Monitor: dur(u.Monitor),
 	}
 }
 
 func rollbackConfig(u UpdatePolicy) *docker.ServiceRollbackConfigArgs {
 	return &docker.ServiceRollbackConfigArgs{
-		Order: pulumi.String(u.Order), Parallelism: pulumi.Int(u.Parallelism), Delay: pulumi.String(u.Delay),
-		FailureAction: pulumi.String(u.FailureAction), Monitor: pulumi.String(u.Monitor),
+		Order: pulumi.String(u.Order), Parallelism: pulumi.Int(u.Parallelism), Delay: dur(u.Delay),
+		FailureAction: pulumi.String(u.FailureAction), Monitor: dur(u.Monitor),
 	}
 }
 

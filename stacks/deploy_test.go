@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/compute"
@@ -495,5 +497,64 @@ func TestJWTSecretOutputIsTheSFUsSecret(t *testing.T) {
 	data, _, _ := pulumitest.AwaitString(t, d.Secrets["sfu_jwt_secret"].Data)
 	if got, err := base64.StdEncoding.DecodeString(data); err != nil || string(got) != value {
 		t.Errorf("sfu_jwt_secret docker secret carries %q (%v), not the exported JWTSecret", got, err)
+	}
+}
+
+// Every value the stack declares is in the form the docker provider reads
+// back, or a second `pulumi up` would change (or replace) it: durations as
+// the provider prints them ("1m", never "60s"), secret and config files
+// with explicit owner and mode, ports with their protocol and mode, and
+// networks that ignore the VXLAN option the daemon adds (and only that:
+// an MTU change still replaces them).
+func TestDeclaredValuesInTheProvidersForm(t *testing.T) {
+	m, err := run(t, "prod", stackConfig(t, "prod"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	canonical := func(v string) bool {
+		// What the provider reads back: Go's Duration.String() with a
+		// trailing "m0s" or "h0m" cut, the way terraform-provider-docker
+		// flattens service durations (shortDur).
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return false
+		}
+		s := d.String()
+		if strings.HasSuffix(s, "m0s") {
+			s = s[:len(s)-2]
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = s[:len(s)-2]
+		}
+		return v == s
+	}
+	for _, r := range m.ByType(tService) {
+		for _, path := range []string{
+			"updateConfig.delay", "updateConfig.monitor", "rollbackConfig.delay", "rollbackConfig.monitor",
+			"taskSpec.restartPolicy.delay", "taskSpec.restartPolicy.window", "taskSpec.containerSpec.stopGracePeriod",
+			"taskSpec.containerSpec.healthcheck.interval", "taskSpec.containerSpec.healthcheck.timeout",
+			"taskSpec.containerSpec.healthcheck.startPeriod", "convergeConfig.delay", "convergeConfig.timeout",
+		} {
+			if v := r.InputString(path); v != "" && !canonical(v) {
+				t.Errorf("%s %s = %q: the provider reads it back in another form", r.Name, path, v)
+			}
+		}
+		for _, s := range list(dig(r.InputMap(), "taskSpec", "containerSpec", "secrets")) {
+			sm := s.(map[string]any)
+			if sm["fileUid"] == nil || sm["fileGid"] == nil || sm["fileMode"] == nil {
+				t.Errorf("%s: secret %v without explicit owner and mode", r.Name, sm["fileName"])
+			}
+		}
+		for _, p := range list(dig(r.InputMap(), "endpointSpec", "ports")) {
+			pm := p.(map[string]any)
+			if pm["protocol"] == nil || pm["publishMode"] == nil {
+				t.Errorf("%s: port %v without explicit protocol and publish mode", r.Name, pm["publishedPort"])
+			}
+		}
+	}
+	for _, r := range m.ByType(tNetwork) {
+		if !slices.Equal(r.IgnoreChanges, []string{`options["com.docker.network.driver.overlay.vxlanid_list"]`}) {
+			t.Errorf("network %s ignores %q, want only the daemon's VXLAN option", r.Name, r.IgnoreChanges)
+		}
 	}
 }

@@ -154,6 +154,18 @@ func (v *validator) model() {
 				v.add(RuleModel, subj, "tmpfs mount %s: needs no source and a size", m.Target)
 			}
 		}
+		for field, d := range s.durations() {
+			if _, err := providerDuration(d); d != "" && err != nil {
+				v.add(RuleModel, subj, "%s: %v", field, err)
+			}
+		}
+		if s.DNSRR {
+			for _, p := range s.Ports {
+				if p.Mode == ModeIngress {
+					v.add(RuleModel, subj, "port %d is published through the ingress mesh, which a DNS round-robin service cannot use", p.Published)
+				}
+			}
+		}
 		if _, err := strconv.ParseUint(s.UID, 10, 32); s.UID != "" && err != nil {
 			v.add(RuleModel, subj, "uid %q is not a number", s.UID)
 		}
