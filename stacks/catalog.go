@@ -65,6 +65,9 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 	}
 	// Internal and not attachable: nothing but Traefik reaches the proxy.
 	st.Networks = append(st.Networks, Network{Name: NetDockerAPI, Internal: true, MTU: cl.MTU})
+	for i := range st.Networks {
+		st.Networks[i].VXLANID = FirstVXLANID + i
+	}
 	apex, www := cl.Hostname(""), cl.Hostname("www")
 	apiHost, grafanaHost := cl.Hostname("api"), cl.Hostname("grafana")
 	webrtcHost, mediaHost := cl.Hostname("webrtc"), cl.Hostname("media")
@@ -231,7 +234,7 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 			Secrets:     []SecretRef{{"redis_password", "redis_password"}},
 			Mounts: []Mount{
 				{Type: "volume", Source: st.FullName(name + "_data"), Target: "/data"},
-				{Type: "tmpfs", Target: RedisConfigDir, TmpfsMode: 0o755, TmpfsSizeMB: 1},
+				{Type: "tmpfs", Target: RedisConfigDir},
 			},
 			Resources: Resources{LimitMemoryMB: 512, LimitCPUs: 0.5, ReserveMemoryMB: 128, ReserveCPUs: 0.1},
 			Update:    singleton, Rollback: singletonBack, Restart: restart,
@@ -251,9 +254,9 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		UID:           "65534",
 		ExternalIPEnv: map[string]string{"TURN_EXTERNAL_IP": cl.MediaNode},
 		Secrets:       []SecretRef{{"turn_secret", "turn_secret"}},
-		// Sticky and world-writable like /tmp, so that nobody can create
-		// its own 0400 file there.
-		Mounts: []Mount{{Type: "tmpfs", Target: TURNConfigDir, TmpfsMode: 0o1777, TmpfsSizeMB: 1}},
+		// Docker's tmpfs is sticky and world-writable like /tmp, so that
+		// nobody can create its own 0400 file there.
+		Mounts: []Mount{{Type: "tmpfs", Target: TURNConfigDir}},
 		Ports: []Port{
 			{Name: "turn-udp", Target: cfg.TURNPort, Published: cfg.TURNPort, Protocol: "udp", Mode: ModeHost, Media: true},
 			{Name: "turn-tcp", Target: cfg.TURNPort, Published: cfg.TURNPort, Protocol: "tcp", Mode: ModeHost, Media: true},

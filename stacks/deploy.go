@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
@@ -52,6 +51,12 @@ type StackArgs struct {
 	// the Origin CA certificate and the Artifact Registry resources.
 	CloudflareProvider pulumi.ProviderResource
 	GCPProvider        pulumi.ProviderResource
+
+	// SelfSignedCertificates makes the origin certificates self-signed by
+	// the tls provider instead of issued by Cloudflare's Origin CA: for a
+	// swarm that no Cloudflare proxy fronts (a local one), whose clients
+	// are told to trust it.
+	SelfSignedCertificates bool
 }
 
 // Deployment is the deployed service stack.
@@ -72,12 +77,6 @@ type Deployment struct {
 	// live cluster.
 	JWTSecret pulumi.StringOutput
 }
-
-// networkVXLANOption is the option the daemon adds to every overlay it
-// creates (the VXLAN IDs it picked): read back, it would replace every
-// network on every `up` after the first, which fails while services use
-// them. Only that key is ignored: a changed MTU still replaces.
-const networkVXLANOption = `options["com.docker.network.driver.overlay.vxlanid_list"]`
 
 // NewStack validates the stack and deploys it: overlay networks, docker
 // secrets, configs and one docker.Service per declared service.
@@ -149,9 +148,12 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 			Driver:     pulumi.String("overlay"),
 			Attachable: pulumi.Bool(n.Attachable),
 			Internal:   pulumi.Bool(n.Internal),
-			Options:    pulumi.StringMap{"com.docker.network.driver.mtu": pulumi.Sprintf("%d", n.MTU)},
-			Labels:     docker.NetworkLabelArray{docker.NetworkLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)}},
-		}, append(slices.Clip(dockerOpts), pulumi.IgnoreChanges([]string{networkVXLANOption}))...)
+			Options: pulumi.StringMap{
+				"com.docker.network.driver.mtu":                  pulumi.Sprintf("%d", n.MTU),
+				"com.docker.network.driver.overlay.vxlanid_list": pulumi.Sprintf("%d", n.VXLANID),
+			},
+			Labels: docker.NetworkLabelArray{docker.NetworkLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)}},
+		}, dockerOpts...)
 		if err != nil {
 			return nil, err
 		}
@@ -277,6 +279,21 @@ func (d *Deployment) secretValues(ctx *pulumi.Context, name string, args *StackA
 		if sec.Kind != SecretOriginCert {
 			continue
 		}
+		if args.SelfSignedCertificates {
+			cert, err := tls.NewSelfSignedCert(ctx, name+"-"+sec.Name, &tls.SelfSignedCertArgs{
+				PrivateKeyPem:       tlsKey.PrivateKeyPem,
+				DnsNames:            pulumi.ToStringArray(sec.Hosts),
+				Subject:             &tls.SelfSignedCertSubjectArgs{CommonName: pulumi.String(sec.Hosts[0])},
+				ValidityPeriodHours: pulumi.Int(365 * 24),
+				EarlyRenewalHours:   pulumi.Int(30 * 24),
+				AllowedUses:         pulumi.ToStringArray([]string{"digital_signature", "server_auth"}),
+			}, parent)
+			if err != nil {
+				return nil, err
+			}
+			out[sec.Name] = cert.CertPem
+			continue
+		}
 		csr, err := tls.NewCertRequest(ctx, name+"-"+sec.Name+"-csr", &tls.CertRequestArgs{
 			PrivateKeyPem: tlsKey.PrivateKeyPem,
 			DnsNames:      pulumi.ToStringArray(sec.Hosts),
@@ -383,11 +400,7 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 		ma := docker.ServiceTaskSpecContainerSpecMountArgs{
 			Type: pulumi.String(m.Type), Target: pulumi.String(m.Target), ReadOnly: pulumi.Bool(m.ReadOnly),
 		}
-		if m.Type == "tmpfs" {
-			ma.TmpfsOptions = &docker.ServiceTaskSpecContainerSpecMountTmpfsOptionsArgs{
-				Mode: pulumi.Int(int(m.TmpfsMode)), SizeBytes: pulumi.Int(m.TmpfsSizeMB << 20),
-			}
-		} else {
+		if m.Type != "tmpfs" {
 			ma.Source = pulumi.String(m.Source)
 		}
 		mounts = append(mounts, ma)

@@ -4,7 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os/exec"
-	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -504,8 +504,7 @@ func TestJWTSecretOutputIsTheSFUsSecret(t *testing.T) {
 // back, or a second `pulumi up` would change (or replace) it: durations as
 // the provider prints them ("1m", never "60s"), secret and config files
 // with explicit owner and mode, ports with their protocol and mode, and
-// networks that ignore the VXLAN option the daemon adds (and only that:
-// an MTU change still replaces them).
+// networks that declare the VXLAN ID the daemon would otherwise add.
 func TestDeclaredValuesInTheProvidersForm(t *testing.T) {
 	m, err := run(t, "prod", stackConfig(t, "prod"), nil)
 	if err != nil {
@@ -545,6 +544,13 @@ func TestDeclaredValuesInTheProvidersForm(t *testing.T) {
 				t.Errorf("%s: secret %v without explicit owner and mode", r.Name, sm["fileName"])
 			}
 		}
+		for _, mt := range list(dig(r.InputMap(), "taskSpec", "containerSpec", "mounts")) {
+			// The provider panics on tmpfs options (it converts their size
+			// to int64 from an int) and reads their mode back wrong.
+			if mm := mt.(map[string]any); mm["tmpfsOptions"] != nil {
+				t.Errorf("%s: mount %v declares tmpfs options", r.Name, mm["target"])
+			}
+		}
 		for _, p := range list(dig(r.InputMap(), "endpointSpec", "ports")) {
 			pm := p.(map[string]any)
 			if pm["protocol"] == nil || pm["publishMode"] == nil {
@@ -552,9 +558,28 @@ func TestDeclaredValuesInTheProvidersForm(t *testing.T) {
 			}
 		}
 	}
+	ids := map[string]string{}
 	for _, r := range m.ByType(tNetwork) {
-		if !slices.Equal(r.IgnoreChanges, []string{`options["com.docker.network.driver.overlay.vxlanid_list"]`}) {
-			t.Errorf("network %s ignores %q, want only the daemon's VXLAN option", r.Name, r.IgnoreChanges)
+		id := r.InputString(`options["com.docker.network.driver.overlay.vxlanid_list"]`)
+		if n, err := strconv.Atoi(id); err != nil || n < FirstVXLANID || ids[id] != "" {
+			t.Errorf("network %s: VXLAN ID %q: want a declared one of its own, from %d", r.Name, id, FirstVXLANID)
 		}
+		ids[id] = r.Name
+	}
+}
+
+// A swarm no Cloudflare proxy fronts gets self-signed origin certificates
+// from the tls provider: no Cloudflare resource, the declared hostnames.
+func TestSelfSignedCertificates(t *testing.T) {
+	m, err := run(t, "staging", stackConfig(t, "staging"), func(a *StackArgs) { a.SelfSignedCertificates = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.ByType("cloudflare:index/originCaCertificate:OriginCaCertificate")); n != 0 {
+		t.Fatalf("%d Cloudflare origin certificates registered", n)
+	}
+	certs := m.ByType("tls:index/selfSignedCert:SelfSignedCert")
+	if len(certs) != 1 || !strings.Contains(fmt.Sprint(certs[0].InputMap()["dnsNames"]), "staging-webrtc.jbcalling.site") {
+		t.Fatalf("self-signed certificates: %+v", certs)
 	}
 }

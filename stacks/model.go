@@ -24,7 +24,17 @@ type Network struct {
 	// underlay MTU docker subtracts the VXLAN header from. 0 means docker's
 	// default base of 1500, which is larger than a GCP VPC's 1460.
 	MTU int
+	// VXLANID is the overlay's VXLAN network identifier
+	// (com.docker.network.driver.overlay.vxlanid_list). Declared, because
+	// the daemon adds the one it picks to the network's options, which
+	// reads back as a change that replaces the network on every `up`.
+	VXLANID int
 }
+
+// FirstVXLANID is the first of the VXLAN IDs the stack's overlays take,
+// one each in declaration order: above the ones Swarm picks for overlays
+// created without one (4096 for ingress, then 4097 upward).
+const FirstVXLANID = 4300
 
 // SecretKind says where a secret's value comes from at deploy time.
 type SecretKind string
@@ -167,15 +177,15 @@ type ConfigFile struct {
 	Content string
 }
 
-// Mount is a volume, bind or tmpfs mount.
+// Mount is a volume, bind or tmpfs mount. A tmpfs has docker's defaults:
+// mode 1777, its size bounded by the task's memory limit. (The provider
+// cannot set tmpfs options: it panics converting their size, and reads
+// their mode back wrong.)
 type Mount struct {
 	Type     string // volume, bind or tmpfs
 	Source   string // none for tmpfs
 	Target   string
 	ReadOnly bool
-	// TmpfsMode and TmpfsSizeMB are a tmpfs mount's permissions and size.
-	TmpfsMode   uint32
-	TmpfsSizeMB int
 }
 
 // Resources are per-task limits and reservations.

@@ -150,8 +150,8 @@ func (v *validator) model() {
 			switch {
 			case m.Type != "volume" && m.Type != "bind" && m.Type != "tmpfs":
 				v.add(RuleModel, subj, "mount %s: type %q is not volume, bind or tmpfs", m.Target, m.Type)
-			case m.Type == "tmpfs" && (m.Source != "" || m.TmpfsSizeMB <= 0):
-				v.add(RuleModel, subj, "tmpfs mount %s: needs no source and a size", m.Target)
+			case m.Type == "tmpfs" && m.Source != "":
+				v.add(RuleModel, subj, "tmpfs mount %s: a tmpfs has no source", m.Target)
 			}
 		}
 		for field, d := range s.durations() {

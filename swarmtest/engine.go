@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -340,4 +341,44 @@ func (e *Engine) ServiceLogs(ctx context.Context, id string, tail int) string {
 		raw = raw[n:]
 	}
 	return out.String()
+}
+
+// UpdateService replaces a service's spec, as `docker service update`
+// does: the spec is read and written back at the version read.
+func (e *Engine) UpdateService(ctx context.Context, id string, change func(spec map[string]any)) error {
+	var s struct {
+		Version struct{ Index uint64 }
+		Spec    map[string]any
+	}
+	if err := e.Do(ctx, http.MethodGet, "/services/"+id, nil, nil, &s); err != nil {
+		return err
+	}
+	change(s.Spec)
+	return e.Do(ctx, http.MethodPost, "/services/"+id+"/update", url.Values{"version": {strconv.FormatUint(s.Version.Index, 10)}}, s.Spec, nil)
+}
+
+// List lists the engine's objects of a kind ("services", "networks",
+// "secrets", "configs", "volumes") whose labels include label=value.
+func (e *Engine) List(ctx context.Context, kind, label, value string) ([]string, error) {
+	f, _ := json.Marshal(map[string][]string{"label": {label + "=" + value}})
+	if kind == "volumes" {
+		var out struct{ Volumes []struct{ Name string } }
+		err := e.Do(ctx, http.MethodGet, "/volumes", url.Values{"filters": {string(f)}}, nil, &out)
+		var names []string
+		for _, v := range out.Volumes {
+			names = append(names, v.Name)
+		}
+		return names, err
+	}
+	var out []struct {
+		ID   string
+		Name string
+		Spec struct{ Name string }
+	}
+	err := e.Do(ctx, http.MethodGet, "/"+kind, url.Values{"filters": {string(f)}}, nil, &out)
+	var names []string
+	for _, o := range out {
+		names = append(names, o.Name+o.Spec.Name)
+	}
+	return names, err
 }

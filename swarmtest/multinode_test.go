@@ -36,13 +36,14 @@ func TestCrossNodeOverlay(t *testing.T) {
 		}
 	}
 
+	ls = standIn(t, ls, im, 64) // each engine sees the host's cores; no CPU scaling needed
 	m := recordStack(t, ls, newTestCA(t), im.sfu)
 	d, err := Declarations(m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	traefik, frontend, proxy := ls.Stack.FullName("traefik"), ls.Stack.FullName("frontend"), ls.Stack.FullName("socket_proxy")
-	standIn := standIns(t, ls, im, 64) // each engine sees the host's cores; no CPU scaling needed
+	adjust := instrument(t, ls, im)
 	edgeSock := mn.Nodes[0].Socket
 	dep := mc.Deploy(t, d, func(s *ServiceSpec) bool {
 		if s.Name != traefik && s.Name != frontend && s.Name != proxy {
@@ -55,7 +56,7 @@ func TestCrossNodeOverlay(t *testing.T) {
 				s.TaskTemplate.ContainerSpec.Mounts[i].Source = edgeSock
 			}
 		}
-		return standIn(s)
+		return adjust(s)
 	})
 	mc.WaitAll(t, dep, 5*time.Minute)
 

@@ -90,119 +90,6 @@ func buildImages(t *testing.T, c *Cluster) images {
 	return im
 }
 
-// standIns returns the adjustment applied to every translated service
-// before it is created. The rule, the only departure from what the program
-// declares:
-//   - Traefik runs the Traefik release the stack pins (tools/traefik builds
-//     the same version from source); the SFU runs this repository's image.
-//   - The read-only Docker API proxy runs the stand-in backend in its
-//     proxy mode, which opens the API sections the declared environment
-//     opens, GET only (the proxy image cannot be pulled here).
-//   - Every other service (its image cannot be pulled here) runs the
-//     stand-in backend: image, command and arguments are replaced, and its
-//     health check becomes the stand-in's own (the declared ones call tools
-//     like redis-cli or wget that the stand-in lacks). Name, service labels
-//     (Traefik's input), networks, ports, placement, resources, secrets,
-//     configs, mounts, update policy and replicas are kept as declared.
-//   - Ingress-mode ports become host-mode when this kernel has no IPVS (the
-//     routing mesh needs it); on one node both bind the same port.
-//   - The SFU's metrics listener, which only the monitoring overlay
-//     reaches, is also published on this host (sfuMetricsPort), for the
-//     test to read its counters.
-//   - CPU reservations are scaled down in proportion when their sum exceeds
-//     this machine's cores: the one local node stands for the whole cluster,
-//     and the scheduler would otherwise leave tasks pending for lack of CPU.
-//     Memory reservations and all limits stay as declared.
-func standIns(t *testing.T, ls localStack, im images, cpus int) func(*ServiceSpec) bool {
-	ipvs := true
-	if _, err := os.Stat("/proc/sys/net/ipv4/vs"); err != nil {
-		ipvs = false
-	}
-	var reserved float64 // CPUs the whole stack reserves
-	for _, s := range ls.Stack.Services {
-		n := s.Replicas
-		if s.Global {
-			n = len(ls.Cluster.Nodes)
-		}
-		reserved += s.Resources.ReserveCPUs * float64(n)
-	}
-	scale := 1.0
-	if avail := 0.8 * float64(cpus); reserved > avail {
-		scale = avail / reserved
-		t.Logf("the stack reserves %.2f CPUs, this machine has %d: CPU reservations scaled by %.2f", reserved, cpus, scale)
-	}
-	return func(s *ServiceSpec) bool {
-		if r := s.TaskTemplate.Resources; r != nil && r.Reservations != nil {
-			r.Reservations.NanoCPUs = int64(float64(r.Reservations.NanoCPUs) * scale)
-		}
-		c := &s.TaskTemplate.ContainerSpec
-		switch s.Name {
-		case ls.Stack.FullName("traefik"):
-			c.Image = im.traefik
-		case ls.Stack.FullName("sfu"):
-			if c.Image != im.sfu {
-				t.Errorf("the program runs SFU image %q, not the prebuilt one it was given (%s)", c.Image, im.sfu)
-			}
-			if s.EndpointSpec != nil {
-				s.EndpointSpec.Ports = append(s.EndpointSpec.Ports, PortSpec{Protocol: "tcp", TargetPort: 9090, PublishedPort: sfuMetricsPort, PublishMode: "host"})
-			}
-		case ls.Stack.FullName("socket_proxy"):
-			// The proxy's stand-in proxies for real, with the sections the
-			// declared environment opens (see swarmtest/backend).
-			c.Image, c.Command, c.Args = im.backend, nil, nil
-			c.Env = append(c.Env, "SERVICE_NAME="+s.Name, "DOCKER_PROXY_SOCKET="+stacks.DockerSocket)
-			c.Healthcheck = &Healthcheck{
-				Test:     []string{"CMD", "/backend", "-probe=http://127.0.0.1:2375/_ping"},
-				Interval: int64(2 * time.Second), Timeout: int64(2 * time.Second), Retries: 3,
-			}
-		default:
-			ports := standInPorts(*s)
-			c.Image, c.Command, c.Args = im.backend, nil, nil
-			c.Env = append(c.Env, "SERVICE_NAME="+s.Name, "PORTS="+strings.Join(ports, ","))
-			c.Healthcheck = &Healthcheck{
-				Test:     []string{"CMD", "/backend", "-probe=http://127.0.0.1:" + ports[0] + "/health"},
-				Interval: int64(2 * time.Second), Timeout: int64(2 * time.Second), Retries: 3,
-			}
-		}
-		if s.EndpointSpec != nil && !ipvs {
-			for i, p := range s.EndpointSpec.Ports {
-				if p.PublishMode == "ingress" {
-					t.Logf("%s: port %d published in host mode (no IPVS on this kernel for the routing mesh)", s.Name, p.PublishedPort)
-					s.EndpointSpec.Ports[i].PublishMode = "host"
-				}
-			}
-		}
-		return true
-	}
-}
-
-// standInPorts are the TCP ports a stand-in must listen on: the ports its
-// Traefik labels send traffic to and its published TCP target ports.
-func standInPorts(s ServiceSpec) []string {
-	var ports []string
-	add := func(p string) {
-		if !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
-	}
-	for _, k := range sortedNames(s.Labels) {
-		if strings.HasSuffix(k, ".loadbalancer.server.port") {
-			add(s.Labels[k])
-		}
-	}
-	if s.EndpointSpec != nil {
-		for _, p := range s.EndpointSpec.Ports {
-			if p.Protocol == "tcp" {
-				add(strconv.Itoa(int(p.TargetPort)))
-			}
-		}
-	}
-	if len(ports) == 0 {
-		add("8080") // a worker nobody calls over HTTP; the health check still needs a port
-	}
-	return ports
-}
-
 func decodeB64(t testing.TB, s string) string {
 	t.Helper()
 	b, err := base64.StdEncoding.DecodeString(s)
@@ -238,6 +125,11 @@ func TestLocalSwarm(t *testing.T) {
 	} else {
 		mediaIPs += "," + browserHostIP
 	}
+	info, err := c.E.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls = standIn(t, ls, im, info.NCPU)
 	m := recordStackAt(t, ls, ca, im.sfu, mediaIPs)
 	d, err := Declarations(m)
 	if err != nil {
@@ -257,11 +149,7 @@ func TestLocalSwarm(t *testing.T) {
 	}
 	c.SetNodeLabels(t, labels)
 
-	info, err := c.E.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dep := c.Deploy(t, d, standIns(t, ls, im, info.NCPU))
+	dep := c.Deploy(t, d, instrument(t, ls, im))
 	c.WaitAll(t, dep, 4*time.Minute)
 	apex := ls.Cluster.Hostname("")
 	httpClient := localClient(nil)
