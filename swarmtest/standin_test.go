@@ -131,4 +131,3 @@ func instrument(t *testing.T, ls localStack, im images) func(*ServiceSpec) bool 
 		return true
 	}
 }
-
