@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -14,152 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/blang/semver"
 	"github.com/jbcalling/platform/internal/pulumitest"
 	"github.com/jbcalling/platform/stacks"
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
-	"github.com/pulumi/pulumi/sdk/v3/go/auto"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optdestroy"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optpreview"
 	"github.com/pulumi/pulumi/sdk/v3/go/auto/optup"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/apitype"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
-
-// The real-engine tests run the program's stack through the real Pulumi
-// engine (the CLI, with the Automation API's inline programs: no language
-// host) and the real provider plugins, at the versions go.mod pins. The
-// plugins come from no registry this machine reaches: build them from the
-// providers' repositories and name their directory in
-// PLATFORM_PULUMI_PLUGINS (or put them on PATH). Without them these tests
-// skip, saying so. The CLI is PLATFORM_PULUMI, else `pulumi` on PATH,
-// else built from the module proxy by scripts/pulumi-cli.
-
-// pinned is a dependency's version as go.mod pins it.
-func pinned(t testing.TB, module string) string {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(pulumitest.RepoRoot(t), "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == module {
-			return strings.TrimPrefix(f[1], "v")
-		}
-	}
-	t.Fatalf("go.mod does not require %s", module)
-	return ""
-}
-
-// pluginSDKs are the provider SDKs whose plugins a program needs, by
-// plugin name.
-var pluginSDKs = map[string]string{
-	"docker":     "github.com/pulumi/pulumi-docker/sdk/v4",
-	"random":     "github.com/pulumi/pulumi-random/sdk/v4",
-	"tls":        "github.com/pulumi/pulumi-tls/sdk/v5",
-	"command":    "github.com/pulumi/pulumi-command/sdk",
-	"gcp":        "github.com/pulumi/pulumi-gcp/sdk/v7",
-	"cloudflare": "github.com/pulumi/pulumi-cloudflare/sdk/v5",
-}
-
-// engine is a Pulumi CLI and a PULUMI_HOME holding the plugins.
-type engine struct {
-	cmd  auto.PulumiCommand
-	home string
-	env  map[string]string
-}
-
-// realEngine finds the CLI and the named plugins, or skips t saying what
-// is missing.
-func realEngine(t *testing.T, plugins ...string) engine {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("-short: skipping the real-engine test")
-	}
-	dir := os.Getenv("PLATFORM_PULUMI_PLUGINS")
-	home := t.TempDir()
-	var missing []string
-	for _, name := range plugins {
-		bin := "pulumi-resource-" + name
-		path := filepath.Join(dir, bin)
-		if _, err := os.Stat(path); dir == "" || err != nil {
-			if path, err = exec.LookPath(bin); err != nil {
-				missing = append(missing, bin)
-				continue
-			}
-		}
-		version := pinned(t, pluginSDKs[name])
-		pd := filepath.Join(home, "plugins", "resource-"+name+"-v"+version)
-		if err := os.MkdirAll(pd, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(path, filepath.Join(pd, bin)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if len(missing) > 0 {
-		t.Skipf("provider plugins not found in PLATFORM_PULUMI_PLUGINS (%q) or on PATH: %s; no registry here serves them: build them from the providers' repositories at the versions go.mod pins",
-			dir, strings.Join(missing, ", "))
-	}
-	cli := os.Getenv("PLATFORM_PULUMI")
-	if cli == "" {
-		cli, _ = exec.LookPath("pulumi")
-	}
-	if cli == "" {
-		out, err := exec.Command(filepath.Join(pulumitest.RepoRoot(t), "scripts", "pulumi-cli")).Output()
-		if err != nil {
-			t.Fatalf("building the Pulumi CLI (scripts/pulumi-cli): %v", err)
-		}
-		cli = strings.TrimSpace(string(out))
-	}
-	root := t.TempDir() // auto wants <root>/bin/pulumi
-	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(cli, filepath.Join(root, "bin", "pulumi")); err != nil {
-		t.Fatal(err)
-	}
-	cmd, err := auto.NewPulumiCommand(&auto.PulumiCommandOptions{Root: root, SkipVersionCheck: true, Version: semver.MustParse("3.0.0")})
-	if err != nil {
-		t.Fatalf("the Pulumi CLI at %s: %v", cli, err)
-	}
-	state := t.TempDir()
-	return engine{cmd: cmd, home: home, env: map[string]string{
-		"PULUMI_BACKEND_URL":                          "file://" + state,
-		"PULUMI_CONFIG_PASSPHRASE":                    "real-engine-test",
-		"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-		"PULUMI_SKIP_UPDATE_CHECK":                    "true",
-		"PULUMI_IGNORE_AMBIENT_PLUGINS":               "true",
-	}}
-}
-
-// stack is an inline program's stack in a fresh file backend.
-func (e engine) stack(t *testing.T, name string, program pulumi.RunFunc, config map[string]string) auto.Stack {
-	t.Helper()
-	ctx := context.Background()
-	s, err := auto.UpsertStackInlineSource(ctx, name, pulumitest.ProjectName(t), program,
-		auto.Pulumi(e.cmd), auto.PulumiHome(e.home), auto.EnvVars(e.env))
-	if err != nil {
-		t.Fatalf("creating stack %s: %v", name, err)
-	}
-	for k, v := range config {
-		if err := s.SetConfig(ctx, k, auto.ConfigValue{Value: v}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s
-}
-
-// changes is a preview's or update's counts but for unchanged resources.
-func changes[K ~string](c map[K]int) map[string]int {
-	out := map[string]int{}
-	for op, n := range c {
-		if op != K(apitype.OpSame) && n > 0 {
-			out[string(op)] = n
-		}
-	}
-	return out
-}
 
 // TestRealEngine runs the service stack (the local Swarm proof's, with
 // its stand-ins) through the real engine and providers on this machine's
@@ -171,7 +31,7 @@ func changes[K ~string](c map[K]int) map[string]int {
 // field, the specs the swarm proof's translation creates; destroy leaves
 // nothing of the stack.
 func TestRealEngine(t *testing.T) {
-	eng := realEngine(t, "docker", "random", "tls")
+	eng := pulumitest.RealEngine(t, "docker", "random", "tls")
 	ls := loadLocalStack(t)
 	c := Open(t)
 	im := buildImages(t, c)
@@ -209,7 +69,7 @@ func TestRealEngine(t *testing.T) {
 		})
 		return err
 	}
-	s := eng.stack(t, "realengine", program, nil)
+	s := eng.Stack(t, "realengine", program, nil)
 	destroyed := false
 	t.Cleanup(func() {
 		if !destroyed {
@@ -225,7 +85,7 @@ func TestRealEngine(t *testing.T) {
 		t.Fatalf("first preview: %v", err)
 	}
 	t.Logf("first preview: %v", pre.ChangeSummary)
-	if got := changes(pre.ChangeSummary); len(got) != 1 || got[string(apitype.OpCreate)] == 0 {
+	if got := pulumitest.Changes(pre.ChangeSummary); len(got) != 1 || got[string(apitype.OpCreate)] == 0 {
 		t.Fatalf("first preview plans %v, want creates only", pre.ChangeSummary)
 	}
 	created := pre.ChangeSummary[apitype.OpCreate]
@@ -250,7 +110,7 @@ func TestRealEngine(t *testing.T) {
 		if err != nil {
 			t.Fatalf("second up: %v", err)
 		}
-		if got := changes(*up.Summary.ResourceChanges); len(got) != 0 {
+		if got := pulumitest.Changes(*up.Summary.ResourceChanges); len(got) != 0 {
 			t.Fatalf("second up changed %v", got)
 		}
 	})
@@ -270,7 +130,7 @@ func TestRealEngine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := changes(pre.ChangeSummary); !reflect.DeepEqual(got, map[string]int{string(apitype.OpUpdate): 1}) {
+		if got := pulumitest.Changes(pre.ChangeSummary); !reflect.DeepEqual(got, map[string]int{string(apitype.OpUpdate): 1}) {
 			t.Fatalf("preview of a changed placement plans %v, want one update\n%s", pre.ChangeSummary, out.String())
 		}
 		if _, err := s.Up(ctx); err != nil {

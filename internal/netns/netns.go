@@ -29,8 +29,9 @@ const Addr = "10.203.0.1"
 
 var reason = "netns.Main was not called from TestMain"
 
-// Isolated reports whether this process runs inside the private namespace.
-func Isolated() bool { return os.Getenv(envKey) == "1" }
+// Isolated reports whether this process runs inside the private namespace
+// (either kind).
+func Isolated() bool { return os.Getenv(envKey) == "1" || os.Getenv(envKey) == "lo" }
 
 // Require skips t, saying why, unless the process is isolated.
 func Require(t testing.TB) {
@@ -43,7 +44,20 @@ func Require(t testing.TB) {
 // Main re-executes the test binary in a new network namespace and exits
 // with its status. Where a namespace cannot be made (not root, no iproute2),
 // it runs the tests here and Require skips those that need isolation.
-func Main(m *testing.M) {
+func Main(m *testing.M) { run(m, "1") }
+
+// MainLoopback is Main with a namespace that has only lo: nothing but this
+// process's own listeners can be reached (an offline Pulumi preview).
+func MainLoopback(m *testing.M) { run(m, "lo") }
+
+func run(m *testing.M, kind string) {
+	if os.Getenv(envKey) == "lo" {
+		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "netns: lo up: %v: %s\n", err, out)
+			os.Exit(1)
+		}
+		os.Exit(m.Run())
+	}
 	if Isolated() {
 		if err := setup(); err != nil {
 			fmt.Fprintf(os.Stderr, "netns: setting up the namespace: %v\n", err)
@@ -62,7 +76,7 @@ func Main(m *testing.M) {
 	}
 	cmd := exec.Command(self, os.Args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), envKey+"=1")
+	cmd.Env = append(os.Environ(), envKey+"="+kind)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	err = cmd.Run()
 	var exit *exec.ExitError
