@@ -68,8 +68,8 @@ const browserWait = 90 * time.Second
 // namespace, where every host name is this machine (a user whose DNS points
 // the stack's names at the nodes) and the test CA's certificates (standing
 // in for the Cloudflare Origin CA) are accepted.
-func newBrowserPage(t *testing.T, execPath, name string) *demopage.Page {
-	return demopage.New(t, execPath, name, demopage.Options{
+func newBrowserPage(t *testing.T, b demopage.Browser, name string) *demopage.Page {
+	return demopage.New(t, b, name, demopage.Options{
 		Netns: browserNS,
 		Flags: map[string]any{
 			"host-resolver-rules":       "MAP * " + browserHostIP,

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jbcalling/platform/internal/demopage"
@@ -380,7 +379,7 @@ func TestLocalSwarm(t *testing.T) {
 			}
 		}
 
-		bo.Do(chromedp.Click(chromedp.CSS(`#leave`)))
+		bo.Click(`#leave`)
 		ana.WaitFor("Bo's tile to go away", `!`+demopage.Tile(boID))
 		bo.WaitFor("Bo back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
 	})

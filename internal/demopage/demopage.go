@@ -1,42 +1,57 @@
 // Package demopage drives the SFU's demo page (sfu/web) in headless
-// Chromium for tests, the way a user would: one browser process per
-// participant, the join form, the tiles, and the media statistics of the
-// tracks each tile shows. The in-process browser tests (sfu/browsertest)
+// Chromium or Firefox for tests, the way a user would: one browser process
+// per participant, the join form, the tiles, and the media statistics of
+// the tracks each tile shows. The in-process browser tests (sfu/browsertest)
 // and the local Swarm proof (swarmtest) share it.
+//
+// Pages are driven by script only (no synthetic mouse or keys), so the
+// same test runs in either browser: Chromium over the DevTools protocol,
+// Firefox over WebDriver BiDi.
 package demopage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/chromedp/cdproto/runtime"
-	"github.com/chromedp/chromedp"
 )
 
-// Chromium finds the browser binary.
-func Chromium() (string, error) {
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p, nil
+// Browser is an installed browser a Page can run.
+type Browser struct {
+	Name string // "chromium" or "firefox"
+	Path string
+}
+
+// Chromium finds Chromium.
+func Chromium() (Browser, error) {
+	return find("chromium", "apt-get install chromium", "chromium", "chromium-browser")
+}
+
+// Firefox finds Firefox (Debian's ESR).
+func Firefox() (Browser, error) {
+	return find("firefox", "apt-get install firefox-esr", "firefox-esr", "firefox")
+}
+
+func find(name, install string, binaries ...string) (Browser, error) {
+	for _, b := range binaries {
+		if p, err := exec.LookPath(b); err == nil {
+			return Browser{Name: name, Path: p}, nil
 		}
 	}
-	return "", errors.New("no chromium binary installed (apt-get install chromium)")
+	return Browser{}, fmt.Errorf("no %s binary installed (%s)", name, install)
 }
 
 // Options adapt a page to where it runs.
 type Options struct {
-	// Netns starts the browser with `ip netns exec <Netns>` (the DevTools
-	// pipe's descriptors pass through it); empty runs it in the caller's
-	// namespace.
+	// Netns starts the browser with `ip netns exec <Netns>` (Chromium
+	// only: the DevTools pipe's descriptors pass through it); empty runs it
+	// in the caller's namespace.
 	Netns string
 	// Flags are extra Chromium flags, e.g. host-resolver-rules.
 	Flags map[string]any
@@ -44,12 +59,22 @@ type Options struct {
 	Wait time.Duration
 }
 
-// Page is one Chromium (its own process and profile) with one tab.
+// driver is what a page needs of a browser.
+type driver interface {
+	navigate(ctx context.Context, url string) error
+	// evalJSON runs script, which evaluates to a JSON string, awaiting
+	// a promise.
+	evalJSON(ctx context.Context, script string) (string, error)
+	screenshot(ctx context.Context) ([]byte, error)
+}
+
+// Page is one browser (its own process and profile) with one tab.
 type Page struct {
-	T    *testing.T
-	Name string
-	Ctx  context.Context
-	wait time.Duration
+	T       *testing.T
+	Name    string
+	Browser string
+	wait    time.Duration
+	drv     driver
 
 	mu         sync.Mutex
 	done       bool     // the test is over: log nothing more
@@ -59,16 +84,16 @@ type Page struct {
 // New starts a browser for the participant name. Uncaught errors in the
 // page fail the test (a user would see a broken page); its console goes
 // to the test log.
-func New(t *testing.T, execPath, name string, o Options) *Page {
+func New(t *testing.T, b Browser, name string, o Options) *Page {
 	t.Helper()
 	if o.Wait == 0 {
 		o.Wait = 45 * time.Second
 	}
-	dir, err := os.MkdirTemp("", "demopage-chromium-")
+	dir, err := os.MkdirTemp("", "demopage-"+b.Name+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Registered first, so it runs after the browser is gone; Chromium's
+	// Registered first, so it runs after the browser is gone; a browser's
 	// helpers may still write for a moment after it exits.
 	t.Cleanup(func() {
 		for i := 0; i < 20; i++ {
@@ -78,66 +103,17 @@ func New(t *testing.T, execPath, name string, o Options) *Page {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(execPath),
-		chromedp.UserDataDir(dir),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		// Host candidates as IP addresses, not mDNS names.
-		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns"),
-		chromedp.WindowSize(1100, 800),
+	p := &Page{T: t, Name: name, Browser: b.Name, wait: o.Wait}
+	switch b.Name {
+	case "chromium":
+		p.drv, err = startChromium(t, b.Path, dir, o, p)
+	case "firefox":
+		p.drv, err = startFirefox(t, b.Path, dir, o, p)
+	default:
+		err = fmt.Errorf("unknown browser %q", b.Name)
 	}
-	for k, v := range o.Flags {
-		opts = append(opts, chromedp.Flag(k, v))
-	}
-	if o.Netns != "" {
-		opts = append(opts, chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
-			ip, err := exec.LookPath("ip")
-			if err != nil {
-				ip = "ip"
-			}
-			cmd.Args = append([]string{"ip", "netns", "exec", o.Netns, execPath}, cmd.Args[1:]...)
-			cmd.Path = ip
-			if cmd.SysProcAttr == nil {
-				cmd.SysProcAttr = &syscall.SysProcAttr{}
-			}
-			cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-		}))
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	p := &Page{T: t, Name: name, Ctx: ctx, wait: o.Wait}
-	if err := chromedp.Listen(ctx, func(ev any) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.done {
-			return
-		}
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var args []string
-			for _, a := range ev.Args {
-				args = append(args, strings.Trim(string(a.Value), `"`))
-			}
-			t.Logf("%s console.%s: %s", name, ev.Type, strings.Join(args, " "))
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			text := d.Text
-			if d.Exception != nil && d.Exception.Description != "" {
-				text = d.Exception.Description
-			}
-			p.exceptions = append(p.exceptions, text)
-		}
-	}); err != nil {
-		t.Fatalf("%s: starting chromium: %v", name, err)
+	if err != nil {
+		t.Fatalf("%s: starting %s: %v", name, b.Name, err)
 	}
 	// Registered after the browser's cleanup, so it runs before it.
 	t.Cleanup(func() {
@@ -151,19 +127,64 @@ func New(t *testing.T, execPath, name string, o Options) *Page {
 	return p
 }
 
-// Do runs chromedp actions; an error fails the test.
-func (p *Page) Do(actions ...chromedp.Action[chromedp.Void]) {
-	p.T.Helper()
-	if err := chromedp.Do(p.Ctx, actions...); err != nil {
-		p.T.Fatalf("%s: %v", p.Name, err)
+func (p *Page) console(level, text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.done {
+		p.T.Logf("%s console.%s: %s", p.Name, level, text)
 	}
 }
 
-// Eval evaluates expr (awaiting a promise) in the page.
+func (p *Page) exception(text string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.done {
+		p.exceptions = append(p.exceptions, text)
+	}
+}
+
+// Navigate loads u.
+func (p *Page) Navigate(u string) {
+	p.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), p.wait)
+	defer cancel()
+	if err := p.drv.navigate(ctx, u); err != nil {
+		p.T.Fatalf("%s: opening %s: %v", p.Name, u, err)
+	}
+}
+
+// Click clicks the element selector names, as a user would (the element's
+// click handlers run); a missing element fails the test.
+func (p *Page) Click(selector string) {
+	p.T.Helper()
+	if !Eval[bool](p, fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (!el) return false; el.click(); return true; })()`, selector)) {
+		p.T.Fatalf("%s: nothing to click at %s (status line: %q)", p.Name, selector, p.status())
+	}
+}
+
+// errNoValue is the result of an expression that gives undefined.
+var errNoValue = errors.New("no value")
+
+// eval evaluates expr (awaiting a promise) and decodes its JSON into v.
+func (p *Page) eval(ctx context.Context, expr string, v any) error {
+	s, err := p.drv.evalJSON(ctx, `(async () => { const v = await (`+expr+`); return v === undefined ? "" : JSON.stringify(v); })()`)
+	if err != nil {
+		return err
+	}
+	if s == "" {
+		return errNoValue
+	}
+	return json.Unmarshal([]byte(s), v)
+}
+
+// Eval evaluates expr (awaiting a promise) in the page; its value comes
+// back through JSON.
 func Eval[T any](p *Page, expr string) T {
 	p.T.Helper()
-	v, err := chromedp.Run(p.Ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
+	var v T
+	ctx, cancel := context.WithTimeout(context.Background(), p.wait)
+	defer cancel()
+	if err := p.eval(ctx, expr, &v); err != nil {
 		p.T.Fatalf("%s: evaluating %s: %v", p.Name, expr, err)
 	}
 	return v
@@ -173,20 +194,33 @@ func Eval[T any](p *Page, expr string) T {
 // saying what it waited for and the demo's status line, if it never does.
 func (p *Page) WaitFor(what, expr string) {
 	p.T.Helper()
-	ctx, cancel := context.WithTimeout(p.Ctx, p.wait)
-	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(p.wait))); err != nil {
-		p.T.Fatalf("%s: waiting for %s: %v (status line: %q)", p.Name, what, err, p.status())
+	deadline := time.Now().Add(p.wait)
+	var last error
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		var ok bool
+		last = p.eval(ctx, `!!(`+expr+`)`, &ok)
+		cancel()
+		if last == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+	if last == nil {
+		last = errors.New("never true")
+	}
+	p.T.Fatalf("%s: waiting for %s: %v (status line: %q)", p.Name, what, last, p.status())
 }
 
 // status is the demo's status line, for failure messages.
 func (p *Page) status() string {
-	ctx, cancel := context.WithTimeout(p.Ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#status")?.textContent || ""`))
-	if err != nil {
+	var s string
+	if err := p.eval(ctx, `document.querySelector("#status")?.textContent || ""`, &s); err != nil {
 		return err.Error()
 	}
 	return s
@@ -196,11 +230,10 @@ func (p *Page) status() string {
 // returns the participant id.
 func (p *Page) JoinURL(u string) string {
 	p.T.Helper()
-	p.Do(
-		chromedp.Navigate(u),
-		chromedp.SendKeys(chromedp.CSS(`#join input[name=name]`), p.Name),
-		chromedp.Click(chromedp.CSS(`#join button`)),
-	)
+	p.Navigate(u)
+	p.WaitFor("the join form", `document.querySelector("#join input[name=name]")`)
+	Eval[bool](p, fmt.Sprintf(`(() => { document.querySelector("#join input[name=name]").value = %q; return true; })()`, p.Name))
+	p.Click(`#join button`)
 	p.WaitFor("the call controls (joined)", `!document.querySelector("#controls").hidden`)
 	id := Eval[string](p, `window.demo.session.id`)
 	if id == "" {
@@ -311,7 +344,9 @@ func (p *Page) Screenshot(file string) {
 	if dir == "" {
 		return
 	}
-	png, err := chromedp.Run(p.Ctx, chromedp.FullScreenshot(100))
+	ctx, cancel := context.WithTimeout(context.Background(), p.wait)
+	defer cancel()
+	png, err := p.drv.screenshot(ctx)
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, file), png, 0o644)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
 	"github.com/jbcalling/platform/internal/demopage"
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/auth"
@@ -20,14 +19,24 @@ import (
 
 func TestMain(m *testing.M) { netns.Main(m) }
 
-// chromiumPath finds the browser or skips: the only reason to skip.
-func chromiumPath(t *testing.T) string {
+// chromium finds the browser or skips: the only reason to skip.
+func chromium(t *testing.T) demopage.Browser {
 	t.Helper()
-	p, err := demopage.Chromium()
+	b, err := demopage.Chromium()
 	if err != nil {
 		t.Skipf("%v; the browser end-to-end test needs one", err)
 	}
-	return p
+	return b
+}
+
+// firefox finds Firefox or skips, saying why.
+func firefox(t *testing.T) demopage.Browser {
+	t.Helper()
+	b, err := demopage.Firefox()
+	if err != nil {
+		t.Skipf("%v; the browser end-to-end test needs one", err)
+	}
+	return b
 }
 
 // startSFU runs the SFU in-process with ICE on the namespace's address;
@@ -46,8 +55,8 @@ func startSFU(t *testing.T, mod func(*server.Config)) (*server.Server, string) {
 }
 
 // newPage starts one participant's browser in the test's namespace.
-func newPage(t *testing.T, execPath, name string) *demopage.Page {
-	return demopage.New(t, execPath, name, demopage.Options{})
+func newPage(t *testing.T, b demopage.Browser, name string) *demopage.Page {
+	return demopage.New(t, b, name, demopage.Options{})
 }
 
 // join opens the demo served at base for room and joins like a user.
@@ -56,18 +65,36 @@ func join(p *demopage.Page, base, room string) string {
 	return p.JoinURL(base + "/?room=" + url.QueryEscape(room))
 }
 
-// TestTwoBrowsers: two Chromium pages with fake camera and microphone join
-// one room through the demo page, each decodes the other's video and
-// receives its audio, sees its mute, and the tile of the one who leaves
-// goes away at the other.
+// TestTwoBrowsers: two people with fake camera and microphone join one
+// room through the demo page, in each pairing of Chromium and Firefox:
+// each decodes the other's video and receives its audio, sees its mute and
+// video off, the tile of the one who leaves goes away at the other, the
+// one who left comes back, and a server shutdown ends the call.
 func TestTwoBrowsers(t *testing.T) {
-	execPath := chromiumPath(t)
+	for _, pair := range []struct {
+		name    string
+		ana, bo func(*testing.T) demopage.Browser
+	}{
+		{"chromium-chromium", chromium, chromium},
+		{"chromium-firefox", chromium, firefox},
+		{"firefox-chromium", firefox, chromium},
+		{"firefox-firefox", firefox, firefox},
+	} {
+		t.Run(pair.name, func(t *testing.T) {
+			ana, bo := pair.ana(t), pair.bo(t)
+			t.Logf("Ana in %s, Bo in %s", ana.Name, bo.Name)
+			twoBrowsers(t, ana, bo)
+		})
+	}
+}
+
+func twoBrowsers(t *testing.T, anaBrowser, boBrowser demopage.Browser) {
 	netns.Require(t)
 	srv, base := startSFU(t, nil)
 	const room = "browsertest"
 
-	ana := newPage(t, execPath, "Ana")
-	bo := newPage(t, execPath, "Bo")
+	ana := newPage(t, anaBrowser, "Ana")
+	bo := newPage(t, boBrowser, "Bo")
 	anaID := join(ana, base, room)
 	boID := join(bo, base, room)
 
@@ -75,13 +102,13 @@ func TestTwoBrowsers(t *testing.T) {
 	bo.WaitFor("Ana's tile", demopage.Tile(anaID)+`?.dataset.name === "Ana"`)
 	ana.Receives(boID)
 	bo.Receives(anaID)
-	// Chromium decodes what the SFU encrypted itself with the keys it
+	// Each browser decodes what the SFU encrypted itself with the keys it
 	// recovered from the DTLS handshake, sent on the direct path.
 	if c := srv.Paths(); c.DirectSubscribers.Load() != 2 || c.PionSubscribers.Load() != 0 {
 		t.Fatalf("subscriber connections: %d direct, %d through pion; want both browsers direct", c.DirectSubscribers.Load(), c.PionSubscribers.Load())
 	}
-	// Chromium negotiates AES-GCM, so what it decodes was sealed by the
-	// SFU's own AES-GCM code (srtpsend/gcm.go), not pion/srtp's.
+	// Both browsers negotiate AES-GCM, so what they decode was sealed by
+	// the SFU's own AES-GCM code (srtpsend/gcm.go), not pion/srtp's.
 	if n := srv.Paths().DirectAEADSubscribers.Load(); n != 2 {
 		t.Fatalf("%d of the 2 direct subscriber connections sealed with AES-GCM by the SFU itself", n)
 	}
@@ -91,22 +118,32 @@ func TestTwoBrowsers(t *testing.T) {
 	if c := srv.Paths(); c.FastPublishers.Load() != 2 || c.PionPublishers.Load() != 0 {
 		t.Fatalf("publisher connections: %d fast, %d through pion; want both browsers fast", c.FastPublishers.Load(), c.PionPublishers.Load())
 	}
-	// Chromium's fake microphone beeps: the audio level the SFU forwards
+	// The fake microphones make sound: the audio level the SFU forwards
 	// lights up the speaker's tile.
 	bo.WaitFor("Ana's tile marked speaking", demopage.Tile(anaID)+`?.hasAttribute("data-speaking")`)
-	ana.Screenshot("sfu-demo-ana.png")
-	bo.Screenshot("sfu-demo-bo.png")
+	ana.Screenshot("sfu-demo-ana-" + anaBrowser.Name + ".png")
+	bo.Screenshot("sfu-demo-bo-" + boBrowser.Name + ".png")
 
 	// Muting the microphone and stopping the video show at the other side
-	// (a "muted" label, the initial instead of the picture); undoing both
-	// clears them.
-	ana.Do(chromedp.Click(chromedp.CSS(`#mute-mic`)), chromedp.Click(chromedp.CSS(`#mute-cam`)))
+	// (a "muted" label, the initial instead of the picture), and the
+	// server refuses neither; undoing both clears them.
+	for _, p := range []*demopage.Page{ana, bo} {
+		demopage.Eval[bool](p, `(window.sessionErrors = [], window.demo.session.addEventListener("error", (e) => window.sessionErrors.push(e.detail.error.message)), true)`)
+	}
+	ana.Click(`#mute-mic`)
+	ana.Click(`#mute-cam`)
 	bo.WaitFor("Ana's tile marked muted, video off", demopage.Tile(anaID)+`?.hasAttribute("data-audio-muted") && `+demopage.Tile(anaID)+`.hasAttribute("data-video-off")`)
 	bo.Screenshot("sfu-demo-bo-ana-muted.png")
-	ana.Do(chromedp.Click(chromedp.CSS(`#mute-mic`)), chromedp.Click(chromedp.CSS(`#mute-cam`)))
+	ana.Click(`#mute-mic`)
+	ana.Click(`#mute-cam`)
 	bo.WaitFor("Ana's tile unmuted, video on", demopage.Tile(anaID)+` && !`+demopage.Tile(anaID)+`.hasAttribute("data-audio-muted") && !`+demopage.Tile(anaID)+`.hasAttribute("data-video-off")`)
+	for _, p := range []*demopage.Page{ana, bo} {
+		if errs := demopage.Eval[[]string](p, `window.sessionErrors`); len(errs) > 0 {
+			t.Errorf("%s's session reported errors while muting: %q", p.Name, errs)
+		}
+	}
 
-	bo.Do(chromedp.Click(chromedp.CSS(`#leave`)))
+	bo.Click(`#leave`)
 	ana.WaitFor("Bo's tile to go away", `!`+demopage.Tile(boID))
 	bo.WaitFor("Bo back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
 	ana.Poll("the server to drop Bo", func() (bool, string) {
@@ -116,7 +153,8 @@ func TestTwoBrowsers(t *testing.T) {
 
 	// Bo comes back: the server reuses Ana's subscriber transceivers for
 	// the new tracks, and she gets a new tile with live media.
-	bo.Do(chromedp.Click(chromedp.CSS(`#join button`)), chromedp.WaitVisible(chromedp.CSS(`#controls`)))
+	bo.Click(`#join button`)
+	bo.WaitFor("the call controls (joined again)", `!document.querySelector("#controls").hidden`)
 	boID = demopage.Eval[string](bo, `window.demo.session.id`)
 	ana.WaitFor("Bo's new tile", demopage.Tile(boID)+`?.dataset.name === "Bo"`)
 	ana.Receives(boID)
@@ -132,22 +170,22 @@ func TestTwoBrowsers(t *testing.T) {
 	}()
 	ana.WaitFor("the shutdown notice", `document.querySelector("#status").textContent.includes("shutting down")`)
 	<-drained
-	ana.WaitFor("the page back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
+	for _, p := range []*demopage.Page{ana, bo} {
+		p.WaitFor("the page back at the join form", `!document.querySelector("#join").hidden && document.querySelectorAll("#tiles .tile").length === 0`)
+	}
 }
 
 // TestToken: on a server that requires tokens the demo says why a join
 // without one is refused, and joins with the token from ?token=.
 func TestToken(t *testing.T) {
-	execPath := chromiumPath(t)
+	b := chromium(t)
 	netns.Require(t)
 	secret := []byte("browsertest-secret")
 	_, base := startSFU(t, func(c *server.Config) { c.AllowAnonymous, c.JWTSecret = false, secret })
-	p := newPage(t, execPath, "Ana")
+	p := newPage(t, b, "Ana")
 
-	p.Do(
-		chromedp.Navigate(base+"/?room=secret"),
-		chromedp.Click(chromedp.CSS(`#join button`)),
-	)
+	p.Navigate(base + "/?room=secret")
+	p.Click(`#join button`)
 	p.WaitFor("the refusal", `document.querySelector("#status").textContent.includes("unauthorized")`)
 	p.Screenshot("sfu-demo-refused.png")
 	if demopage.Eval[bool](p, `document.querySelector("#join").hidden || document.querySelectorAll("#tiles .tile").length > 0`) {
@@ -167,18 +205,18 @@ func TestToken(t *testing.T) {
 // join reply, a track published disabled shows as muted at the other side,
 // and trackadded names the publisher and kind of each track.
 func TestClientModule(t *testing.T) {
-	execPath := chromiumPath(t)
+	b := chromium(t)
 	netns.Require(t)
 	// Nothing answers there; the namespace keeps the attempts local.
 	stun, turn := "stun:"+netns.Addr+":3478", "turn:"+netns.Addr+":3478"
 	_, base := startSFU(t, func(c *server.Config) {
 		c.STUNURLs, c.TURNURLs, c.TURNSecret = []string{stun}, []string{turn}, []byte("turn-secret")
 	})
-	ana := newPage(t, execPath, "Ana")
-	mod := newPage(t, execPath, "Mod")
+	ana := newPage(t, b, "Ana")
+	mod := newPage(t, b, "Mod")
 	anaID := join(ana, base, "module")
 
-	mod.Do(chromedp.Navigate(base + "/client/"))
+	mod.Navigate(base + "/client/")
 	modID := demopage.Eval[string](mod, `(async () => {
 		const { join } = await import("/client/sfu.js");
 		const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });

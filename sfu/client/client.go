@@ -332,10 +332,16 @@ func (c *Client) readSenderRTCP(trackID string, s *webrtc.RTPSender) {
 	}
 }
 
-// SetMuted tells the others that a published track is muted or unmuted.
-// The caller stops or resumes writing media itself.
+// SetMuted tells the others that a published track is muted or unmuted,
+// naming it by its publisher transceiver's mid, as the protocol asks. The
+// caller stops or resumes writing media itself.
 func (c *Client) SetMuted(ctx context.Context, trackID string, muted bool) error {
-	return c.send(ctx, &signal.Mute{TrackID: trackID, Muted: muted})
+	for _, tr := range c.pub.GetTransceivers() {
+		if s := tr.Sender(); s != nil && s.Track() != nil && s.Track().ID() == trackID && tr.Mid() != "" {
+			return c.send(ctx, &signal.Mute{MID: tr.Mid(), Muted: muted})
+		}
+	}
+	return fmt.Errorf("sfu client: no published track %q", trackID)
 }
 
 // RequestKeyframe sends a PLI for a remote track to the SFU, which

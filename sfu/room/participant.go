@@ -86,6 +86,7 @@ type Participant struct {
 
 type publishedTrack struct {
 	id    string
+	mid   string // the publisher transceiver's
 	owner *Participant
 	fwd   *forward.Forwarder
 	muted bool // guarded by room.mu
@@ -365,20 +366,33 @@ func (p *Participant) addCandidates(pc *webrtc.PeerConnection, cs []webrtc.ICECa
 	}
 }
 
-// SetMute records a publisher's mute state and tells the others.
-func (p *Participant) SetMute(trackID string, muted bool) error {
+// SetMute records a publisher's mute state and tells the others. The
+// track is the one its publisher transceiver mid names, or, without a
+// mid, the one with that id.
+func (p *Participant) SetMute(mid, trackID string, muted bool) error {
 	r := p.room
 	r.mu.Lock()
 	t := p.tracks[trackID]
+	if mid != "" {
+		t = nil
+		for _, pt := range p.tracks {
+			if pt.mid == mid {
+				t = pt
+			}
+		}
+	}
 	if t == nil {
 		r.mu.Unlock()
+		if mid != "" {
+			return fmt.Errorf("%w: no track on mid %q", ErrUnknownTrack, mid)
+		}
 		return fmt.Errorf("%w: %q", ErrUnknownTrack, trackID)
 	}
 	t.muted = muted
 	others := r.othersLocked(p)
 	r.mu.Unlock()
 	for _, o := range others {
-		o.send(&signal.Mute{ParticipantID: p.id, TrackID: trackID, Muted: muted})
+		o.send(&signal.Mute{ParticipantID: p.id, TrackID: t.id, Muted: muted})
 	}
 	return nil
 }
@@ -398,6 +412,11 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	}
 	ssrc := uint32(remote.SSRC())
 	t := &publishedTrack{id: remote.ID(), owner: p}
+	for _, tr := range p.pub.GetTransceivers() {
+		if tr.Receiver() == recv {
+			t.mid = tr.Mid()
+		}
+	}
 	fb := p.feedbackFor(remote, recv)
 	var observe func([]byte, *rtp.Header, time.Time)
 	if fb != nil {

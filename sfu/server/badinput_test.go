@@ -180,6 +180,8 @@ func TestBadInput(t *testing.T) {
 			`{"type":"candidate","target":"publisher","candidate":{"candidate":"candidate:garbage","sdpMid":"0"}}`,
 		}, code: signal.CodeBadCandidate, alive: true},
 		{name: "mute unknown track", joined: true, send: []string{`{"type":"mute","trackId":"nope","muted":true}`}, code: signal.CodeUnknownTrack, alive: true},
+		{name: "mute unknown mid", joined: true, send: []string{`{"type":"mute","mid":"7","muted":true}`}, code: signal.CodeUnknownTrack, alive: true},
+		{name: "mute naming nothing", joined: true, send: []string{`{"type":"mute","muted":true}`}, code: signal.CodeBadMessage, alive: true},
 		{name: "oversized message", send: []string{`{"type":"join","v":1,"room":"` + strings.Repeat("x", signal.MaxMessageSize) + `"}`}, status: websocket.StatusMessageTooBig},
 		{name: "flood", send: repeat(`{"type":"ping"}`, 200), code: signal.CodeRateLimited, status: websocket.StatusPolicyViolation},
 	}

@@ -255,6 +255,33 @@ func TestUnpublish(t *testing.T) {
 	b.Close()
 }
 
+// A publisher names the track it mutes by its transceiver's mid; the
+// others hear of it by the track id the SFU forwards.
+func TestMute(t *testing.T) {
+	netns.Require(t)
+	defer test.TimeOut(60 * time.Second).Stop()
+	defer test.CheckRoutines(t)()
+	e := start(t, nil)
+	defer e.close()
+	call := e.videoCall(t, nil)
+	defer call.close()
+	a, b := call.a, call.b
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, muted := range []bool{true, false} {
+		if err := a.SetMuted(ctx, "cam", muted); err != nil {
+			t.Fatal(err)
+		}
+		b.expectEvent(t, "mute", func(m signal.Message) bool {
+			u, ok := m.(*signal.Mute)
+			return ok && u.ParticipantID == a.ID() && u.TrackID == "cam" && u.Muted == muted && u.MID == ""
+		})
+	}
+	call.src.close()
+	a.Close()
+	b.Close()
+}
+
 // Each codec the SFU negotiates reaches the subscriber as that codec.
 func TestCodecs(t *testing.T) {
 	netns.Require(t)

@@ -298,7 +298,7 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 			se.sendError(signal.CodeBadMessage, typ, "a client mutes only its own tracks")
 			return
 		}
-		if err := p.SetMute(m.TrackID, m.Muted); err != nil {
+		if err := p.SetMute(m.MID, m.TrackID, m.Muted); err != nil {
 			se.sendError(signal.CodeUnknownTrack, typ, "%v", err)
 		}
 	case *signal.Leave:

@@ -178,8 +178,13 @@ type TrackUnpublished struct {
 // relayed by the server to the others with ParticipantID set.
 type Mute struct {
 	ParticipantID string `json:"participantId,omitempty"`
-	TrackID       string `json:"trackId"`
-	Muted         bool   `json:"muted"`
+	// TrackID is the track's id as the server forwards it (its SDP msid);
+	// MID, from a client about its own track, is the publisher
+	// transceiver's mid, which both sides know whatever the browser (in
+	// Firefox a MediaStreamTrack's id is not its msid).
+	TrackID string `json:"trackId,omitempty"`
+	MID     string `json:"mid,omitempty"`
+	Muted   bool   `json:"muted"`
 }
 
 // Leave ends the session. Room is optional; when set it must be the room
@@ -319,8 +324,8 @@ func validate(m Message) error {
 			return fmt.Errorf("target must be %q or %q", TargetPublisher, TargetSubscriber)
 		}
 	case *Mute:
-		if m.TrackID == "" {
-			return errors.New("trackId is required")
+		if m.TrackID == "" && m.MID == "" {
+			return errors.New("mid (or trackId) is required")
 		}
 	}
 	return nil

@@ -159,12 +159,12 @@ export class Session extends EventTarget {
     const stream = media instanceof MediaStream ? media : new MediaStream(tracks);
     for (const track of tracks) {
       if (this._local.has(track.id)) continue;
-      const { sender } = this.publisher.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-      this._local.set(track.id, { track, sender, muted: !track.enabled });
+      const transceiver = this.publisher.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      this._local.set(track.id, { track, sender: transceiver.sender, transceiver, muted: !track.enabled });
     }
     await this._negotiate();
     // A track published disabled starts muted for the others too.
-    for (const track of tracks) if (!track.enabled) this._send({ type: "mute", trackId: track.id, muted: true });
+    for (const track of tracks) if (!track.enabled) this._sendMute(this._local.get(track.id), true);
   }
 
   /**
@@ -196,7 +196,7 @@ export class Session extends EventTarget {
       if (what !== local.track && what !== local.track.kind) continue;
       local.track.enabled = !muted;
       local.muted = muted;
-      this._send({ type: "mute", trackId: local.track.id, muted });
+      this._sendMute(local, muted);
       this._emit("mute", { participantId: this.id, trackId: local.track.id, kind: local.track.kind, muted, local: true });
     }
   }
@@ -232,6 +232,13 @@ export class Session extends EventTarget {
 
   _send(msg) {
     if (this._ws.readyState === WebSocket.OPEN) this._ws.send(JSON.stringify(msg));
+  }
+
+  // The server knows a published track by its transceiver's mid, which
+  // both sides share; a MediaStreamTrack's id is not its SDP msid in every
+  // browser (Firefox).
+  _sendMute(local, muted) {
+    if (local) this._send({ type: "mute", mid: local.transceiver.mid, muted });
   }
 
   _fail(error) {
@@ -387,7 +394,7 @@ export class Session extends EventTarget {
       // just before that is refused, so send the current state again.
       this._muteRetries++;
       setTimeout(() => {
-        for (const l of this._local.values()) if (l.muted) this._send({ type: "mute", trackId: l.track.id, muted: true });
+        for (const l of this._local.values()) if (l.muted) this._sendMute(l, true);
       }, 500);
       return;
     }
