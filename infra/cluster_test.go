@@ -1,7 +1,9 @@
 package infra
 
 import (
+	"net/netip"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -581,5 +583,98 @@ func TestPreviewDeclaresTheSameResources(t *testing.T) {
 	}
 	if a, b := names(up), names(pm); !reflect.DeepEqual(a, b) {
 		t.Errorf("preview declares\n%v\nup declares\n%v", b, a)
+	}
+}
+
+// The GCP and Cloudflare providers store some values in a form of their
+// own; a value declared in another form shows as a change on every
+// preview. Each declared value here is in the form they read back.
+func TestDeclaredValuesInTheProvidersForm(t *testing.T) {
+	shortName := regexp.MustCompile(`^[a-z][a-z0-9-]*[a-z0-9]$`) // zone, region, machine type: not a URL
+	image := regexp.MustCompile(`^[a-z0-9-]+/[a-z0-9-]+$`)       // project/family
+	port := regexp.MustCompile(`^[0-9]+(-[0-9]+)?$`)
+	lower := regexp.MustCompile(`^[a-z0-9_-]*$`) // GCP labels and tags
+	canonicalPrefix := func(s string) bool {
+		p, err := netip.ParsePrefix(s)
+		return err == nil && p.Masked() == p && p.String() == s
+	}
+	for _, stack := range []string{"prod", "staging"} {
+		t.Run(stack, func(t *testing.T) {
+			m, _ := runStack(t, stack, pulumitest.StackConfig(t, stack))
+			for _, typ := range []string{tInstance, tAddress, tSubnet, tFirewall, tRecord} {
+				if len(m.ByType(typ)) == 0 {
+					t.Fatalf("no %s to check", typ)
+				}
+			}
+			for _, vm := range m.ByType(tInstance) {
+				for _, path := range []string{"zone", "machineType"} {
+					if v := vm.InputString(path); !shortName.MatchString(v) {
+						t.Errorf("%s %s = %q: the provider reads back the short name", vm.Name, path, v)
+					}
+				}
+				if v := vm.InputString("bootDisk.initializeParams.image"); !image.MatchString(v) {
+					t.Errorf("%s image = %q: want project/family", vm.Name, v)
+				}
+				tags, _ := vm.Input("tags")
+				for _, tag := range strs(tags) {
+					if !lower.MatchString(tag) {
+						t.Errorf("%s tag %q: GCP keeps tags lower case", vm.Name, tag)
+					}
+				}
+				labels, _ := vm.Input("labels")
+				for k, v := range labels.(map[string]any) {
+					if !lower.MatchString(k) || !lower.MatchString(v.(string)) {
+						t.Errorf("%s label %s=%v: GCP keeps labels lower case", vm.Name, k, v)
+					}
+				}
+				scopes, _ := vm.Input("serviceAccount.scopes")
+				for _, s := range strs(scopes) {
+					if !strings.HasPrefix(s, "https://www.googleapis.com/auth/") {
+						t.Errorf("%s scope %q: the provider stores the full URL", vm.Name, s)
+					}
+				}
+			}
+			for _, typ := range []string{tAddress, tSubnet} {
+				for _, r := range m.ByType(typ) {
+					if v := r.InputString("region"); !shortName.MatchString(v) {
+						t.Errorf("%s region = %q: the provider reads back the short name", r.Name, v)
+					}
+				}
+			}
+			for _, r := range m.ByType(tSubnet) {
+				if v := r.InputString("ipCidrRange"); !canonicalPrefix(v) {
+					t.Errorf("%s ipCidrRange = %q: not a canonical prefix", r.Name, v)
+				}
+			}
+			for _, fw := range m.ByType(tFirewall) {
+				ranges, _ := fw.Input("sourceRanges")
+				for _, s := range strs(ranges) {
+					if !canonicalPrefix(s) {
+						t.Errorf("%s source range %q: not a canonical prefix", fw.Name, s)
+					}
+				}
+				allows, _ := fw.Input("allows")
+				for _, a := range allows.([]any) {
+					am := a.(map[string]any)
+					if p := am["protocol"].(string); p != strings.ToLower(p) {
+						t.Errorf("%s protocol %q: the provider stores it lower case", fw.Name, p)
+					}
+					for _, p := range strs(am["ports"]) {
+						if !port.MatchString(p) {
+							t.Errorf("%s port %q: want N or N-M", fw.Name, p)
+						}
+					}
+				}
+			}
+			for _, r := range m.ByType(tRecord) {
+				// Cloudflare answers TTL 1 (automatic) for proxied records.
+				if r.InputString("proxied") == "true" && r.InputString("ttl") != "1" {
+					t.Errorf("%s: proxied with ttl %s, read back as 1", r.Name, r.InputString("ttl"))
+				}
+				if a, err := netip.ParseAddr(r.InputString("content")); err != nil || a.String() != r.InputString("content") {
+					t.Errorf("%s content %q: not an address in canonical form", r.Name, r.InputString("content"))
+				}
+			}
+		})
 	}
 }
