@@ -62,9 +62,15 @@ if [[ -n "${SFU_PERF:-}" ]]; then
 	# Under perf from the start, so every thread the Go runtime adds is sampled.
 	prof=(perf record -e cpu-clock -F 999 -g -o "$SFU_PERF" --)
 fi
+# Every load participant comes from one address: lift the per-address
+# limits of builds that have them (older builds, for SFU_BIN, do not).
+limits=()
+if "$sfu_bin" --help 2>&1 | grep -q -- -max-websockets-per-ip; then
+	limits=(--max-conns-per-ip 0 --max-websockets-per-ip 0)
+fi
 # shellcheck disable=SC2086 # SFU_ARGS is a list of flags
 "${sfu_pin[@]}" "${quota[@]}" "${prof[@]}" "$sfu_bin" --listen "$addr:8080" --ice-bind "$addr" --ice-udp-port 40000 \
-	--ice-tcp-port -1 --max-participants 0 --max-rooms 0 --log-level warn ${SFU_ARGS:-} &
+	--ice-tcp-port -1 --max-participants 0 --max-rooms 0 "${limits[@]}" --log-level warn ${SFU_ARGS:-} &
 sfu=$!
 cleanup() {
 	kill -INT "$sfu" 2>/dev/null || true
