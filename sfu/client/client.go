@@ -7,12 +7,14 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -28,6 +30,9 @@ var (
 	ErrNotJoined  = errors.New("client: join failed")
 	ErrNoAnswer   = errors.New("client: no answer to publish offer")
 	ErrBadMessage = errors.New("client: unexpected message from server")
+	// ErrResume: the signalling connection dropped and could not be
+	// resumed within the server's window.
+	ErrResume = errors.New("client: could not resume the session")
 )
 
 // Options configure Dial.
@@ -56,8 +61,9 @@ type Options struct {
 	// returns an error, or the receiver's buffers fill up.
 	OnTrack func(*RemoteTrack)
 	// OnEvent receives the server's room notifications (*signal.ParticipantJoined,
-	// *signal.ParticipantLeft, *signal.TrackPublished, *signal.TrackUnpublished,
-	// *signal.Mute, *signal.Draining, *signal.Error). It is called from the
+	// *signal.ParticipantLeft, *signal.ParticipantStatus, *signal.TrackPublished,
+	// *signal.TrackUnpublished, *signal.Mute, *signal.Data, *signal.ActiveSpeakers,
+	// *signal.Resumed, *signal.Draining, *signal.Error). It is called from the
 	// signalling reader; it must not block.
 	OnEvent func(signal.Message)
 	// OnRTCP receives RTCP the SFU sends about a published track (PLI, FIR,
@@ -79,9 +85,17 @@ type RemoteTrack struct {
 type Client struct {
 	opts   Options
 	log    *slog.Logger
-	conn   *websocket.Conn
+	url    string
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// The signalling connection, replaced when the session resumes.
+	connMu       sync.Mutex
+	conn         *websocket.Conn
+	resumeToken  string
+	resumeWindow time.Duration
+	resumes      int
+	draining     atomic.Bool // the server said it shuts down: no resume
 
 	id           string
 	room         string
@@ -92,12 +106,16 @@ type Client struct {
 	sub *webrtc.PeerConnection
 
 	publishMu sync.Mutex // one publish negotiation at a time
-	answers   chan *signal.Answer
-	offerErrs chan *signal.Error // the server refused a publish offer
+	// candidates, per target, sends each connection's candidates after
+	// the offer or answer they belong to.
+	candidates map[string]*candidateQueue
+	answers    chan *signal.Answer
+	offerErrs  chan *signal.Error // the server refused a publish offer
 
 	mu       sync.Mutex
 	pendPub  []webrtc.ICECandidateInit // candidates before remote description
 	pendSub  []webrtc.ICECandidateInit
+	sources  map[*webrtc.RTPTransceiver]string // published with a source
 	closeErr error
 
 	done chan struct{}
@@ -118,8 +136,9 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	conn.SetReadLimit(signal.MaxMessageSize)
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
-		opts: opts, log: log, conn: conn, ctx: cctx, cancel: cancel,
-		answers: make(chan *signal.Answer, 1), offerErrs: make(chan *signal.Error, 1),
+		opts: opts, log: log, url: url, conn: conn, ctx: cctx, cancel: cancel,
+		candidates: map[string]*candidateQueue{signal.TargetPublisher: {}, signal.TargetSubscriber: {}},
+		answers:    make(chan *signal.Answer, 1), offerErrs: make(chan *signal.Error, 1),
 		done: make(chan struct{}),
 	}
 	if err := c.join(ctx); err != nil {
@@ -148,6 +167,7 @@ func (c *Client) join(ctx context.Context) error {
 		switch m := m.(type) {
 		case *signal.Joined:
 			c.id, c.room, c.participants = m.ID, m.Room, m.Participants
+			c.resumeToken, c.resumeWindow = m.ResumeToken, time.Duration(m.ResumeWindowMS)*time.Millisecond
 			if c.opts.ICEServers == nil {
 				for _, s := range m.ICEServers {
 					c.opts.ICEServers = append(c.opts.ICEServers, webrtc.ICEServer{
@@ -200,9 +220,7 @@ func (c *Client) setupPeerConnections() error {
 				init := cand.ToJSON()
 				msg.Candidate = &signal.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}
 			}
-			if err := c.send(c.ctx, msg); err != nil {
-				c.log.Debug("sending candidate", "err", err)
-			}
+			c.candidates[target].send(c, msg)
 		})
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			c.log.Debug("peer connection state", "target", target, "state", s)
@@ -254,6 +272,13 @@ func (c *Client) Subscriber() *webrtc.PeerConnection { return c.sub }
 // senders once the SFU answered. RTCP from the SFU about each track goes to
 // Options.OnRTCP.
 func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
+	return c.PublishAs(ctx, "", tracks...)
+}
+
+// PublishAs is Publish for tracks from one source (signal.SourceScreen,
+// ...), which the others see in their track's Source; "" is the kind's
+// default, camera or microphone.
+func (c *Client) PublishAs(ctx context.Context, source string, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
 	c.publishMu.Lock()
 	defer c.publishMu.Unlock()
 	var senders []*webrtc.RTPSender
@@ -261,6 +286,14 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 		tr, err := c.pub.AddTransceiverFromTrack(t, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			return nil, fmt.Errorf("client: publish %s: %w", t.ID(), err)
+		}
+		if source != "" {
+			c.mu.Lock()
+			if c.sources == nil {
+				c.sources = map[*webrtc.RTPTransceiver]string{}
+			}
+			c.sources[tr] = source
+			c.mu.Unlock()
 		}
 		s := tr.Sender()
 		senders = append(senders, s)
@@ -284,10 +317,34 @@ func (c *Client) Unpublish(ctx context.Context, sender *webrtc.RTPSender) error 
 }
 
 func (c *Client) negotiatePublisher(ctx context.Context) error {
-	offer, err := c.pub.CreateOffer(nil)
+	return c.offerPublisher(ctx, nil)
+}
+
+// restartPublisherICE offers the publisher connection with new ICE
+// credentials, as the server asked.
+func (c *Client) restartPublisherICE() {
+	c.publishMu.Lock()
+	defer c.publishMu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	if err := c.offerPublisher(ctx, &webrtc.OfferOptions{ICERestart: true}); err != nil {
+		c.log.Warn("publisher ICE restart", "err", err)
+	}
+}
+
+func (c *Client) offerPublisher(ctx context.Context, opts *webrtc.OfferOptions) error {
+	offer, err := c.pub.CreateOffer(opts)
 	if err != nil {
 		return fmt.Errorf("client: publish offer: %w", err)
 	}
+	cq := c.candidates[signal.TargetPublisher]
+	cq.hold()
+	released := false
+	defer func() {
+		if !released {
+			cq.release(c)
+		}
+	}()
 	if err := c.pub.SetLocalDescription(offer); err != nil {
 		return fmt.Errorf("client: publish offer: %w", err)
 	}
@@ -300,7 +357,18 @@ func (c *Client) negotiatePublisher(ctx context.Context) error {
 	case <-c.offerErrs:
 	default:
 	}
-	if err := c.send(ctx, &signal.Offer{Target: signal.TargetPublisher, SDP: offer.SDP}); err != nil {
+	var sources []signal.TrackSource
+	c.mu.Lock()
+	for tr, src := range c.sources {
+		if tr.Mid() != "" {
+			sources = append(sources, signal.TrackSource{MID: tr.Mid(), Source: src})
+		}
+	}
+	c.mu.Unlock()
+	err = c.send(ctx, &signal.Offer{Target: signal.TargetPublisher, SDP: offer.SDP, Tracks: sources})
+	cq.release(c)
+	released = true
+	if err != nil {
 		return fmt.Errorf("client: publish offer: %w", err)
 	}
 	select {
@@ -353,6 +421,29 @@ func (c *Client) RequestKeyframe(t *RemoteTrack) error {
 // Send writes a raw signalling message; tests use it to misbehave.
 func (c *Client) Send(ctx context.Context, m signal.Message) error { return c.send(ctx, m) }
 
+// SendData sends an app message (chat, captions) to the room, or to the
+// participants to names; payload is marshalled to JSON. The others get it
+// as a *signal.Data event.
+func (c *Client) SendData(ctx context.Context, topic string, payload any, to ...string) error {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("client: data payload: %w", err)
+	}
+	return c.send(ctx, &signal.Data{Topic: topic, Payload: raw, To: to})
+}
+
+// DropSignalling cuts the signalling connection the way a network failure
+// would (no close handshake); the client then resumes the session on a new
+// one, as it does for any drop. For tests.
+func (c *Client) DropSignalling() { c.connection().CloseNow() }
+
+// Resumes counts the session's resumes on a new signalling connection.
+func (c *Client) Resumes() int {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.resumes
+}
+
 // Leave sends leave and waits (bounded by ctx) for the server to close the
 // connection, then releases everything.
 func (c *Client) Leave(ctx context.Context) error {
@@ -394,8 +485,11 @@ func (c *Client) shutdown(cause error) {
 	c.closeErr = cause
 	close(c.done)
 	c.mu.Unlock()
+	// A normal close first: cancelling the reader's context would drop
+	// the connection without one, which the server takes for a network
+	// failure and keeps the participant for a resume.
+	c.connection().Close(websocket.StatusNormalClosure, "bye")
 	c.cancel()
-	c.conn.Close(websocket.StatusNormalClosure, "bye")
 	if c.pub != nil {
 		c.pub.Close()
 	}
@@ -411,15 +505,97 @@ func (c *Client) send(ctx context.Context, m signal.Message) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return c.conn.Write(ctx, websocket.MessageText, data)
+	return c.connection().Write(ctx, websocket.MessageText, data)
+}
+
+func (c *Client) connection() *websocket.Conn {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	return c.conn
 }
 
 func (c *Client) read(ctx context.Context) (signal.Message, error) {
-	_, data, err := c.conn.Read(ctx)
+	return readFrom(ctx, c.connection())
+}
+
+func readFrom(ctx context.Context, conn *websocket.Conn) (signal.Message, error) {
+	_, data, err := conn.Read(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return signal.Decode(data)
+}
+
+// resume takes the session over on a new signalling connection after the
+// old one dropped, retrying until the server's window closes; the media
+// connections go on meanwhile.
+func (c *Client) resume() error {
+	c.connMu.Lock()
+	token, window := c.resumeToken, c.resumeWindow
+	c.connMu.Unlock()
+	if token == "" || window <= 0 {
+		return ErrResume
+	}
+	deadline := time.Now().Add(window)
+	for wait := 100 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 2*time.Second) {
+		err := c.resumeOnce(deadline, token)
+		if err == nil || errors.Is(err, ErrResume) || c.ctx.Err() != nil {
+			return err
+		}
+		c.log.Debug("resume attempt", "err", err)
+		select {
+		case <-time.After(wait):
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	}
+	return fmt.Errorf("%w within %s", ErrResume, window)
+}
+
+func (c *Client) resumeOnce(deadline time.Time, token string) error {
+	ctx, cancel := context.WithDeadline(c.ctx, deadline)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPHeader: c.opts.HTTPHeader})
+	if err != nil {
+		return err
+	}
+	conn.SetReadLimit(signal.MaxMessageSize)
+	data, _ := signal.Encode(&signal.Resume{Version: signal.Version, ParticipantID: c.id, ResumeToken: token})
+	if err := conn.Write(ctx, websocket.MessageText, data); err != nil {
+		conn.CloseNow()
+		return err
+	}
+	for {
+		m, err := readFrom(ctx, conn)
+		if err != nil {
+			conn.CloseNow()
+			return err
+		}
+		switch m := m.(type) {
+		case *signal.Resumed:
+			c.connMu.Lock()
+			c.conn, c.resumeToken, c.resumes = conn, m.ResumeToken, c.resumes+1
+			c.resumeWindow = time.Duration(m.ResumeWindowMS) * time.Millisecond
+			c.connMu.Unlock()
+			c.log.Debug("resumed", "participant", c.id)
+			if c.opts.OnEvent != nil {
+				c.opts.OnEvent(m)
+			}
+			// A publish offer whose answer was lost goes again.
+			if c.pub.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
+				if d := c.pub.LocalDescription(); d != nil {
+					return c.send(c.ctx, &signal.Offer{Target: signal.TargetPublisher, SDP: d.SDP})
+				}
+			}
+			return nil
+		case *signal.Error:
+			conn.CloseNow()
+			if m.Code == signal.CodeResumeFailed || m.Code == signal.CodeDraining {
+				return fmt.Errorf("%w: %w", ErrResume, m)
+			}
+			return m
+		}
+	}
 }
 
 func (c *Client) readLoop() {
@@ -433,9 +609,22 @@ func (c *Client) readLoop() {
 			}
 			var ce websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.StatusNormalClosure || c.ctx.Err() != nil {
-				err = nil
+				go c.shutdown(nil) // not inline: shutdown waits for nothing, but Close may hold wg
+				return
 			}
-			go c.shutdown(err) // not inline: shutdown waits for nothing, but Close may hold wg
+			// Any other end may be the network: take the session over on a
+			// new connection, media flowing meanwhile. Not from a server
+			// that said it shuts down.
+			if c.draining.Load() {
+				go c.shutdown(err)
+				return
+			}
+			if rerr := c.resume(); rerr == nil {
+				continue
+			} else if c.ctx.Err() == nil {
+				err = fmt.Errorf("%w (after %v)", rerr, err)
+			}
+			go c.shutdown(err)
 			return
 		}
 		if err := c.handle(m); err != nil {
@@ -461,9 +650,19 @@ func (c *Client) handle(m signal.Message) error {
 		return c.answerSubscriber(m.SDP)
 	case *signal.Candidate:
 		return c.addCandidate(m)
+	case *signal.ICERestart:
+		if m.Target == signal.TargetPublisher {
+			c.wg.Add(1) // the reader holds one: Close waits for both
+			go func() { defer c.wg.Done(); c.restartPublisherICE() }()
+		}
 	case *signal.Ping:
 		return c.send(c.ctx, &signal.Pong{})
 	case *signal.Pong:
+	case *signal.Draining:
+		c.draining.Store(true)
+		if c.opts.OnEvent != nil {
+			c.opts.OnEvent(m)
+		}
 	default:
 		if e, ok := m.(*signal.Error); ok && e.Ref == signal.TypeOffer {
 			select {
@@ -479,6 +678,11 @@ func (c *Client) handle(m signal.Message) error {
 }
 
 func (c *Client) answerSubscriber(sdp string) error {
+	// An offer that restarts ICE restarts it here too, within
+	// SetRemoteDescription: the new candidates wait for the answer.
+	cq := c.candidates[signal.TargetSubscriber]
+	cq.hold()
+	defer cq.release(c)
 	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		return err
 	}
@@ -531,4 +735,42 @@ func (c *Client) flushCandidates(target string) {
 			c.log.Debug("adding buffered candidate", "err", err)
 		}
 	}
+}
+
+// candidateQueue holds a connection's gathered candidates while its offer
+// or answer is being made (pion reports some from within
+// SetLocalDescription), so each follows its description.
+type candidateQueue struct {
+	mu      sync.Mutex
+	holding bool
+	queued  []signal.Message
+}
+
+func (q *candidateQueue) send(c *Client, m signal.Message) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.holding {
+		q.queued = append(q.queued, m)
+		return
+	}
+	if err := c.send(c.ctx, m); err != nil {
+		c.log.Debug("sending candidate", "err", err)
+	}
+}
+
+func (q *candidateQueue) hold() {
+	q.mu.Lock()
+	q.holding = true
+	q.mu.Unlock()
+}
+
+func (q *candidateQueue) release(c *Client) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range q.queued {
+		if err := c.send(c.ctx, m); err != nil {
+			c.log.Debug("sending candidate", "err", err)
+		}
+	}
+	q.queued, q.holding = nil, false
 }

@@ -33,13 +33,14 @@ var (
 	ErrICEFailed     = errors.New("room: peer connection failed")
 	ErrNoAnswer      = errors.New("room: no answer to the subscriber offer")
 	ErrNotConnected  = errors.New("room: subscriber connection not connected")
+	// ErrUnknownParticipant: data addressed to someone not in the room.
+	ErrUnknownParticipant = errors.New("room: no such participant in the room")
 )
 
 // Participant is one member of a room with its two peer connections.
 type Participant struct {
 	id, name, identity string
 	joined             time.Time
-	sink               Sink
 	onClose            func(error)
 	m                  *Manager
 	room               *Room
@@ -68,8 +69,27 @@ type Participant struct {
 	inMu    sync.Mutex
 	fb      *feedback.Publisher
 
+	// The signalling connection (resume.go): sink, its generation, how
+	// to end it when another takes over; while detached, held keeps the
+	// data messages for the next.
+	sinkMu      sync.Mutex
+	sink        Sink
+	gen         uint64
+	onReplaced  func()
+	detached    bool
+	held        []signal.Message
+	resumeToken string
+	expiry      *time.Timer
+
+	// candidates, per target, sends each connection's candidates after
+	// the description they belong to.
+	candidates map[string]*candidateQueue
+
 	negMu       sync.Mutex
-	awaiting    bool // a subscriber offer waits for its answer
+	restart     bool                 // the next subscriber offer restarts ICE
+	restartedAt map[string]time.Time // by target, for the restarts' throttle
+	sources     map[string]string    // publisher mid → track source, from its offers
+	awaiting    bool                 // a subscriber offer waits for its answer
 	offerSeq    uint64
 	again       bool // something changed meanwhile
 	pendPub     []webrtc.ICECandidateInit
@@ -85,12 +105,14 @@ type Participant struct {
 }
 
 type publishedTrack struct {
-	id    string
-	mid   string // the publisher transceiver's
-	owner *Participant
-	fwd   *forward.Forwarder
-	muted bool // guarded by room.mu
-	ended atomic.Bool
+	id     string
+	mid    string // the publisher transceiver's
+	source string // signal.Source*
+	owner  *Participant
+	fwd    *forward.Forwarder
+	meter  *levelMeter // audio with levels: for the active speakers
+	muted  bool        // guarded by room.mu
+	ended  atomic.Bool
 }
 
 type subKey struct{ publisher, track string }
@@ -109,16 +131,9 @@ func (p *Participant) Name() string { return p.name }
 // RoomName is the joined room.
 func (p *Participant) RoomName() string { return p.room.name }
 
-func (p *Participant) send(m signal.Message) {
-	select {
-	case <-p.closed:
-	default:
-		p.sink(m)
-	}
-}
-
 func (p *Participant) setup() error {
 	p.joined = time.Now()
+	p.candidates = map[string]*candidateQueue{signal.TargetPublisher: {}, signal.TargetSubscriber: {}}
 	cfg := webrtc.Configuration{ICEServers: p.m.cfg.ICEServers}
 	var err error
 	pubAPI, subAPI := p.m.cfg.API, p.m.cfg.API
@@ -145,11 +160,12 @@ func (p *Participant) setup() error {
 				init := c.ToJSON()
 				msg.Candidate = &signal.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}
 			}
-			p.send(msg)
+			p.candidates[target].send(p, msg)
 		})
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			p.log.Debug("peer connection state", "target", target, "state", s.String())
-			if s == webrtc.PeerConnectionStateFailed {
+			// An ICE failure is restarted (onICEState); a DTLS one ends it.
+			if s == webrtc.PeerConnectionStateFailed && pc.ICEConnectionState() != webrtc.ICEConnectionStateFailed {
 				p.m.cfg.Counters.ICEFailures.Add(1)
 				p.fail(fmt.Errorf("%w: %s", ErrICEFailed, target))
 			}
@@ -157,6 +173,7 @@ func (p *Participant) setup() error {
 				p.choosePath()
 			}
 		})
+		pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) { p.onICEState(target, pc, s) })
 	}
 	p.pub.OnTrack(p.onTrack)
 	// The room's data channel, for chat and captions: it lets the server
@@ -260,8 +277,26 @@ func (p *Participant) armICETimer(pc *webrtc.PeerConnection, target string) {
 	go func() { <-p.closed; t.Stop() }()
 }
 
-// HandleOffer answers the client's publisher offer.
-func (p *Participant) HandleOffer(sdp string) error {
+// HandleOffer answers the client's publisher offer; sources name what
+// some of its transceivers carry (a screen rather than a camera).
+func (p *Participant) HandleOffer(sdp string, sources []signal.TrackSource) error {
+	// An offer that restarts ICE restarts it here too, within
+	// SetRemoteDescription: the new candidates wait for the answer.
+	cq := p.candidates[signal.TargetPublisher]
+	cq.hold()
+	defer cq.release(p)
+	if len(sources) > 0 {
+		p.negMu.Lock()
+		if p.sources == nil {
+			p.sources = map[string]string{}
+		}
+		for _, s := range sources {
+			if len(p.sources) < 64 || p.sources[s.MID] != "" {
+				p.sources[s.MID] = s.Source
+			}
+		}
+		p.negMu.Unlock()
+	}
 	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSDP, err)
 	}
@@ -341,7 +376,10 @@ func (p *Participant) HandleCandidate(target string, c *signal.ICECandidate) err
 		pc = p.sub
 	}
 	p.negMu.Lock()
-	if pc.RemoteDescription() == nil {
+	// Before any remote description, or ahead of the one it belongs to (a
+	// client's restarted ICE trickles before its answer arrives): kept
+	// until that description is set.
+	if d := pc.RemoteDescription(); d == nil || candidateUfrag(init) != "" && candidateUfrag(init) != iceUfrag(d.SDP) {
 		const maxPending = 64
 		if target == signal.TargetSubscriber && len(p.pendSub) < maxPending {
 			p.pendSub = append(p.pendSub, init)
@@ -358,8 +396,77 @@ func (p *Participant) HandleCandidate(target string, c *signal.ICECandidate) err
 	return nil
 }
 
+// candidateQueue holds a connection's gathered candidates while its offer
+// or answer is being made: pion gathers (and reports candidates) from
+// within SetLocalDescription, and a candidate of a restarted ICE
+// generation that overtook its description would be dropped by the
+// client, which knows only the old credentials.
+type candidateQueue struct {
+	mu      sync.Mutex
+	holding bool
+	queued  []signal.Message
+}
+
+func (q *candidateQueue) send(p *Participant, m signal.Message) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.holding {
+		q.queued = append(q.queued, m)
+		return
+	}
+	p.send(m)
+}
+
+func (q *candidateQueue) hold() {
+	q.mu.Lock()
+	q.holding = true
+	q.mu.Unlock()
+}
+
+// release sends what was held, after the description just sent.
+func (q *candidateQueue) release(p *Participant) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range q.queued {
+		p.send(m)
+	}
+	q.queued, q.holding = nil, false
+}
+
+// candidateUfrag is the ICE username fragment a candidate belongs to:
+// its usernameFragment, or the candidate line's ufrag attribute (pion
+// sends only the latter); "" if it names none.
+func candidateUfrag(c webrtc.ICECandidateInit) string {
+	if c.UsernameFragment != nil && *c.UsernameFragment != "" {
+		return *c.UsernameFragment
+	}
+	f := strings.Fields(c.Candidate)
+	for i := 8; i+1 < len(f); i += 2 { // attributes follow "typ <type>"
+		if f[i] == "ufrag" {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// iceUfrag is the first ICE username fragment an SDP names.
+func iceUfrag(sdp string) string {
+	if _, rest, ok := strings.Cut(sdp, "a=ice-ufrag:"); ok {
+		v, _, _ := strings.Cut(rest, "\n")
+		return strings.TrimSpace(v)
+	}
+	return ""
+}
+
 func (p *Participant) addCandidates(pc *webrtc.PeerConnection, cs []webrtc.ICECandidateInit) {
+	ufrag := ""
+	if d := pc.RemoteDescription(); d != nil {
+		ufrag = iceUfrag(d.SDP)
+	}
 	for _, c := range cs {
+		if u := candidateUfrag(c); u != "" && u != ufrag {
+			continue // of a generation the client has since replaced
+		}
 		if err := pc.AddICECandidate(c); err != nil {
 			p.send(&signal.Error{Code: signal.CodeBadCandidate, Message: err.Error(), Ref: signal.TypeCandidate})
 		}
@@ -417,11 +524,28 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 			t.mid = tr.Mid()
 		}
 	}
+	t.source = p.sourceOf(t.mid, remote.Kind())
 	fb := p.feedbackFor(remote, recv)
 	var observe func([]byte, *rtp.Header, time.Time)
 	if fb != nil {
 		defer fb.Close()
 		observe = fb.Received
+	}
+	if remote.Kind() == webrtc.RTPCodecTypeAudio {
+		for _, e := range recv.GetParameters().HeaderExtensions {
+			if e.URI == sdp.AudioLevelURI && e.ID > 0 && e.ID < 15 {
+				t.meter = &levelMeter{extID: uint8(e.ID)}
+			}
+		}
+	}
+	if m := t.meter; m != nil {
+		inner := observe
+		observe = func(raw []byte, hdr *rtp.Header, at time.Time) {
+			m.observe(hdr)
+			if inner != nil {
+				inner(raw, hdr, at)
+			}
+		}
 	}
 	t.fwd = forward.New(forward.Config{
 		Codec:            remote.Codec(),
@@ -451,6 +575,9 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	for _, o := range others {
 		o.send(&signal.TrackPublished{ParticipantID: p.id, Track: info})
 		o.subscribe(t)
+	}
+	if t.meter != nil {
+		p.m.speakers.add(t)
 	}
 	// pion calls OnTrack on its own goroutine: this is the track's reader.
 	if !p.goStart() {
@@ -547,12 +674,31 @@ func (p *Participant) drain(remote *webrtc.TrackRemote) {
 }
 
 func (t *publishedTrack) info() signal.Track {
-	return signal.Track{ID: t.id, Kind: t.fwd.Kind().String(), Codec: t.fwd.Codec().MimeType, Muted: t.muted}
+	return signal.Track{ID: t.id, Kind: t.fwd.Kind().String(), Codec: t.fwd.Codec().MimeType, Muted: t.muted, Source: t.source}
+}
+
+// sourceOf is what the publisher said the transceiver mid carries, else
+// its kind's default.
+func (p *Participant) sourceOf(mid string, kind webrtc.RTPCodecType) string {
+	p.negMu.Lock()
+	s := p.sources[mid]
+	p.negMu.Unlock()
+	switch {
+	case s != "":
+		return s
+	case kind == webrtc.RTPCodecTypeAudio:
+		return signal.SourceMicrophone
+	default:
+		return signal.SourceCamera
+	}
 }
 
 // unpublish removes an ended track from every subscriber.
 func (p *Participant) unpublish(t *publishedTrack) {
 	t.ended.Store(true)
+	if t.meter != nil {
+		p.m.speakers.remove(t)
+	}
 	r := p.room
 	r.mu.Lock()
 	delete(p.tracks, t.id)
@@ -802,7 +948,14 @@ func (p *Participant) negotiate() {
 		p.again = true
 		return
 	}
-	offer, err := p.sub.CreateOffer(nil)
+	var opts *webrtc.OfferOptions
+	if p.restart {
+		opts = &webrtc.OfferOptions{ICERestart: true}
+	}
+	offer, err := p.sub.CreateOffer(opts)
+	cq := p.candidates[signal.TargetSubscriber]
+	cq.hold()
+	defer cq.release(p)
 	if err == nil {
 		err = p.sub.SetLocalDescription(offer)
 	}
@@ -810,17 +963,41 @@ func (p *Participant) negotiate() {
 		p.log.Warn("subscriber offer", "err", err)
 		return
 	}
+	p.restart = false
 	p.awaiting = true
+	p.sendOfferLocked(offer.SDP)
+}
+
+// resendOffer sends the unanswered subscriber offer again (a new
+// signalling connection may never have seen it), with the candidates
+// gathered since.
+func (p *Participant) resendOffer() {
+	p.negMu.Lock()
+	defer p.negMu.Unlock()
+	if !p.awaiting || p.isClosed() {
+		return
+	}
+	cq := p.candidates[signal.TargetSubscriber]
+	cq.hold()
+	defer cq.release(p)
+	if d := p.sub.LocalDescription(); d != nil {
+		p.sendOfferLocked(d.SDP)
+	}
+}
+
+// sendOfferLocked sends a subscriber offer and waits for its answer; negMu
+// held. A client that never answers would never receive another track:
+// it ends instead, so that it can rejoin. A detached one gets the offer
+// again when it resumes.
+func (p *Participant) sendOfferLocked(sdp string) {
 	p.offerSeq++
 	seq := p.offerSeq
-	p.send(&signal.Offer{Target: signal.TargetSubscriber, SDP: offer.SDP})
-	// A client that never answers would never receive another track;
-	// end it instead so that it can rejoin.
+	p.send(&signal.Offer{Target: signal.TargetSubscriber, SDP: sdp})
 	t := time.AfterFunc(p.m.cfg.ICETimeout, func() {
 		p.negMu.Lock()
 		stale := p.awaiting && p.offerSeq == seq
 		p.negMu.Unlock()
-		if stale {
+		if stale && !p.Detached() {
 			p.fail(fmt.Errorf("%w within %s", ErrNoAnswer, p.m.cfg.ICETimeout))
 		}
 	})
@@ -841,6 +1018,7 @@ func (p *Participant) Close() bool {
 		m.mu.Lock()
 		r.mu.Lock()
 		delete(r.participants, p.id)
+		delete(m.byID, p.id)
 		others := r.othersLocked(p)
 		if len(r.participants) == 0 && m.rooms[r.name] == r {
 			delete(m.rooms, r.name)

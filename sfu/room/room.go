@@ -80,6 +80,9 @@ type Counters struct {
 	PLIs          atomic.Uint64 // PLI/FIR packets received from subscribers
 	ICEFailures   atomic.Uint64
 	TracksCurrent atomic.Int64
+	// ICE restarts the server started (a connection dropped) and the
+	// clients asked for.
+	ServerICERestarts, ClientICERestarts atomic.Uint64
 }
 
 // Manager owns all rooms.
@@ -89,9 +92,11 @@ type Manager struct {
 
 	mu       sync.Mutex
 	rooms    map[string]*Room
+	byID     map[string]*Participant
 	draining bool
 	wg       sync.WaitGroup // participant goroutines
 	reports  reporter
+	speakers speakers
 }
 
 // NewManager returns an empty Manager.
@@ -106,7 +111,7 @@ func NewManager(cfg Config) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, log: log, rooms: map[string]*Room{}}
+	return &Manager{cfg: cfg, log: log, rooms: map[string]*Room{}, byID: map[string]*Participant{}}
 }
 
 // Counters are the manager's totals.
@@ -144,9 +149,12 @@ type JoinRequest struct {
 	Name     string
 	Identity string
 	Sink     Sink
+	// OnReplaced ends the signalling connection when another takes the
+	// participant over (Resume).
+	OnReplaced func()
 	// Welcome makes the first message the participant gets (the joined
-	// reply) from its id and the others; it is sent before any other.
-	Welcome func(id string, others []signal.Participant) signal.Message
+	// reply); it is sent before any other.
+	Welcome func(Welcome) signal.Message
 	// OnClose is called (once, from its own goroutine) when the
 	// participant ends for a reason other than Close: ICE failure or
 	// timeout.
@@ -159,6 +167,7 @@ func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, err
 	id := newID()
 	p := &Participant{
 		id: id, name: req.Name, identity: req.Identity, sink: req.Sink, onClose: req.OnClose,
+		onReplaced: req.OnReplaced, gen: 1, resumeToken: newResumeToken(),
 		m: m, log: m.log.With("participant", id), tracks: map[string]*publishedTrack{},
 		subs: map[subKey]*subscription{}, closed: make(chan struct{}),
 	}
@@ -200,6 +209,7 @@ func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, err
 		existing = append(existing, o.publishedLocked()...)
 	}
 	r.participants[id] = p
+	m.byID[id] = p
 	p.room = r
 	m.wg.Add(1) // done when p closes
 	infos := make([]signal.Participant, 0, len(others))
@@ -208,7 +218,7 @@ func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, err
 	}
 	if req.Welcome != nil {
 		// Under the room lock: nothing can reach p before its welcome.
-		p.sink(req.Welcome(id, infos))
+		p.sink(req.Welcome(Welcome{ID: id, Room: r.name, Others: infos, ResumeToken: p.resumeToken}))
 	}
 	r.mu.Unlock()
 	m.mu.Unlock()

@@ -69,6 +69,14 @@ type Config struct {
 	// the bucket size.
 	RateLimit float64
 	RateBurst int
+	// DataRate and DataBurst bound a participant's data messages (chat,
+	// app data) on their own, inside RateLimit.
+	DataRate  float64
+	DataBurst int
+	// ResumeWindow is how long a participant whose WebSocket dropped
+	// stays in its room, media flowing, for a new WebSocket to resume it;
+	// 0 ends it at once.
+	ResumeWindow time.Duration
 
 	Logger *slog.Logger
 	// Web is served at / and /client/; nil means the embedded sfu/web.
@@ -100,6 +108,9 @@ func Defaults() Config {
 		DrainTimeout:       10 * time.Second,
 		RateLimit:          50,
 		RateBurst:          100,
+		DataRate:           10,
+		DataBurst:          20,
+		ResumeWindow:       20 * time.Second,
 	}
 }
 
@@ -167,6 +178,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit <= 0 || c.RateBurst <= 0 {
 		return bad("rate limit and burst must be positive")
+	}
+	if c.DataRate <= 0 || c.DataBurst <= 0 {
+		return bad("--data-rate and --data-burst must be positive")
+	}
+	if c.ResumeWindow < 0 {
+		return bad("--resume-window must not be negative")
 	}
 	return nil
 }

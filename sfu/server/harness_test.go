@@ -269,6 +269,37 @@ func receiveInOrder(rt *client.RemoteTrack, n int) error {
 	return nil
 }
 
+// receiveFlowing reads n packets, each intact, whose newest counter keeps
+// growing: after a disruption, retransmissions of what was lost may
+// arrive among the new packets.
+func receiveFlowing(rt *client.RemoteTrack, n int) error {
+	var first, newest uint32
+	for i := range n {
+		if err := rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			return err
+		}
+		pkt, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			return fmt.Errorf("packet %d: %w", i, err)
+		}
+		if len(pkt.Payload) < 4 {
+			return fmt.Errorf("packet %d: payload of %d bytes", i, len(pkt.Payload))
+		}
+		c := binary.BigEndian.Uint32(pkt.Payload)
+		if !bytes.Equal(pkt.Payload, payloadFor(c)) || pkt.SequenceNumber != uint16(c) {
+			return fmt.Errorf("packet %d (counter %d): corrupted", i, c)
+		}
+		if i == 0 {
+			first = c
+		}
+		newest = max(newest, c)
+	}
+	if int(newest-first) < n/2 {
+		return fmt.Errorf("%d packets advanced the stream only from %d to %d", n, first, newest)
+	}
+	return nil
+}
+
 // drainTrack reads until the track ends, for tests that only need it
 // consumed.
 func drainTrack(rt *client.RemoteTrack) {

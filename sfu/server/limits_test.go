@@ -77,6 +77,20 @@ func TestConnectionsPerAddress(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
+	// The server notices the closes on its own time; until then a new
+	// connection would be the 4th.
+	waitFor(t, "the closed connections to free their places", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 12)
+		_, err = io.ReadFull(c, buf)
+		return err == nil && string(buf) == "HTTP/1.1 200"
+	})
 	if _, text := e.get(t, "/metrics"); metricValue(t, text, "sfu_connections_refused_total") < 1 {
 		t.Fatal("the refused connection is not counted")
 	}

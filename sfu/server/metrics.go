@@ -18,6 +18,10 @@ type metrics struct {
 	// Connections refused by the listeners' limits, and signalling
 	// sockets by theirs.
 	connsRefused, socketsRefused prometheus.Counter
+	dataMessages                 prometheus.Counter
+	// Sessions whose WebSocket dropped, and those resumed by a new one.
+	detached, resumed prometheus.Counter
+	iceRestarts       *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -40,6 +44,14 @@ func newMetrics(s *Server) *metrics {
 			Name: "sfu_connections_refused_total", Help: "TCP connections closed at once for exceeding the per-address or total limit."}),
 		socketsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sfu_websockets_refused_total", Help: "Signalling WebSockets refused (429) for exceeding the per-address or total limit."}),
+		dataMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sfu_data_messages_total", Help: "Data (chat, app) messages relayed, counted once per sender's message."}),
+		detached: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sfu_sessions_dropped_total", Help: "Participants whose WebSocket dropped without a leave: kept for the resume window."}),
+		resumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sfu_sessions_resumed_total", Help: "Participants taken over by a new WebSocket (resume)."}),
+		iceRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sfu_ice_restarts_total", Help: "ICE restarts, by who asked: server (the connection failed or disconnected) or client."}, []string{"by"}),
 	}
 	gauge := func(name, help string, fn func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
@@ -51,6 +63,7 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		m.connections, m.joinLatency, m.joinsRefused, m.rateLimited, m.connsRefused, m.socketsRefused,
+		m.dataMessages, m.detached, m.resumed, m.iceRestarts,
 		gauge("sfu_rooms", "Rooms with at least one participant.", func() float64 { r, _ := s.rooms.Stats(); return float64(r) }),
 		gauge("sfu_participants", "Participants in all rooms.", func() float64 { _, p := s.rooms.Stats(); return float64(p) }),
 		gauge("sfu_tracks", "Published tracks being forwarded.", func() float64 { return float64(c.TracksCurrent.Load()) }),

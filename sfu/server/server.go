@@ -250,6 +250,8 @@ func (s *Server) Drain(ctx context.Context) {
 		s.mu.Unlock()
 		<-done
 	}
+	// Those waiting for a resume have no session to end: they leave now.
+	s.rooms.CloseDetached()
 	s.rooms.Wait()
 }
 

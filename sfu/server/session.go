@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -31,11 +32,19 @@ type session struct {
 	status  websocket.StatusCode
 	reason  string
 
-	mu sync.Mutex
-	p  *room.Participant
+	mu  sync.Mutex
+	p   *room.Participant
+	gen uint64 // p's signalling connection generation, this one's
+
+	// dropped: the connection was lost rather than ended (read or write
+	// failure, no pong, a close other than normal, too slow a reader):
+	// the participant waits for a resume. replaced: another connection
+	// resumed the participant.
+	dropped, replaced atomic.Bool
 
 	bucket  tokenBucket
 	strikes int
+	data    tokenBucket // data messages, the reader's
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +69,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(signal.MaxMessageSize)
 	ctx, cancel := context.WithCancel(context.Background())
 	se := &session{s: s, conn: conn, ctx: ctx, cancel: cancel, out: make(chan []byte, outQueue), closing: make(chan struct{}),
-		bucket: newTokenBucket(s.cfg.RateLimit, s.cfg.RateBurst)}
+		bucket: newTokenBucket(s.cfg.RateLimit, s.cfg.RateBurst), data: newTokenBucket(s.cfg.DataRate, s.cfg.DataBurst)}
 	s.mu.Lock()
 	if s.draining {
 		s.mu.Unlock()
@@ -97,7 +106,14 @@ func (se *session) run() {
 	status, reason := se.readLoop()
 	joinTimer.Stop()
 	if p := se.participant(); p != nil {
-		p.Close()
+		switch window := se.s.cfg.ResumeWindow; {
+		case se.replaced.Load():
+		case se.dropped.Load() && window > 0 && !se.s.isDraining():
+			se.s.metrics.detached.Inc()
+			p.Detach(se.gen, window)
+		default:
+			p.Close()
+		}
 	}
 	se.end(status, reason)
 	<-writerDone
@@ -126,6 +142,7 @@ func (se *session) writeLoop() {
 		defer cancel()
 		if err := se.conn.Write(ctx, websocket.MessageText, data); err != nil {
 			failed = true
+			se.dropped.Store(true)
 			se.cancel()
 		}
 	}
@@ -171,6 +188,7 @@ func (se *session) keepAlive() {
 			cancel()
 			if err != nil && se.ctx.Err() == nil {
 				se.s.log.Info("closing idle connection", "err", err)
+				se.dropped.Store(true)
 				se.end(websocket.StatusGoingAway, "idle")
 				return
 			}
@@ -188,7 +206,9 @@ func (se *session) send(m signal.Message) {
 	select {
 	case se.out <- data:
 	default:
+		// It resumes with the room as it is now, in one message.
 		se.s.log.Warn("client too slow, disconnecting")
+		se.dropped.Store(true)
 		se.end(websocket.StatusPolicyViolation, "too slow")
 	}
 }
@@ -207,6 +227,15 @@ func (se *session) readLoop() (websocket.StatusCode, string) {
 	for {
 		typ, data, err := se.conn.Read(se.ctx)
 		if err != nil {
+			// A close the client chose (1000) ends the session; any other
+			// end the server did not cause leaves it to be resumed.
+			select {
+			case <-se.closing:
+			default:
+				if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+					se.dropped.Store(true)
+				}
+			}
 			if websocket.CloseStatus(err) != -1 || se.ctx.Err() != nil {
 				return websocket.StatusNormalClosure, ""
 			}
@@ -267,6 +296,12 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 			return
 		}
 		return se.join(m)
+	case *signal.Resume:
+		if p != nil {
+			se.sendError(signal.CodeAlreadyJoined, typ, "this connection already joined room %q", p.RoomName())
+			return
+		}
+		return se.resume(m)
 	}
 	if p == nil {
 		se.sendError(signal.CodeNotJoined, typ, "send join first")
@@ -278,7 +313,7 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 			se.sendError(signal.CodeBadMessage, typ, "clients offer only on the publisher connection")
 			return
 		}
-		if err := p.HandleOffer(m.SDP); err != nil {
+		if err := p.HandleOffer(m.SDP, m.Tracks); err != nil {
 			se.sendError(signal.CodeBadSDP, typ, "%v", err)
 		}
 	case *signal.Answer:
@@ -301,6 +336,28 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 		if err := p.SetMute(m.MID, m.TrackID, m.Muted); err != nil {
 			se.sendError(signal.CodeUnknownTrack, typ, "%v", err)
 		}
+	case *signal.ICERestart:
+		if m.Target != signal.TargetSubscriber {
+			se.sendError(signal.CodeBadMessage, typ, "clients restart the publisher connection themselves (an offer with new ICE credentials)")
+			return
+		}
+		se.s.rooms.Counters().ClientICERestarts.Add(1)
+		p.RestartICE()
+	case *signal.Data:
+		if m.From != "" || m.TS != 0 {
+			se.sendError(signal.CodeBadMessage, typ, "from and ts are the server's to set")
+			return
+		}
+		if !se.data.allow(time.Now()) {
+			se.s.metrics.rateLimited.Inc()
+			se.sendError(signal.CodeRateLimited, typ, "more than %g data messages per second", se.s.cfg.DataRate)
+			return
+		}
+		if err := p.SendData(m.Topic, m.Payload, m.To); err != nil {
+			se.sendError(signal.CodeUnknownParticipant, typ, "%v", err)
+			return
+		}
+		se.s.metrics.dataMessages.Inc()
 	case *signal.Leave:
 		if m.Room != "" && m.Room != p.RoomName() {
 			se.sendError(signal.CodeUnknownRoom, typ, "not in room %q", m.Room)
@@ -334,9 +391,11 @@ func (se *session) join(m *signal.Join) (websocket.StatusCode, string, bool) {
 	}
 	p, _, err := se.s.rooms.Join(room.JoinRequest{
 		Room: m.Room, Name: name, Identity: id.Subject, Sink: se.send,
-		Welcome: func(pid string, others []signal.Participant) signal.Message {
-			return &signal.Joined{Version: signal.Version, ID: pid, Room: m.Room, Participants: others, ICEServers: se.s.iceServers(pid)}
+		Welcome: func(w room.Welcome) signal.Message {
+			return &signal.Joined{Version: signal.Version, ID: w.ID, Room: m.Room, Participants: w.Others, ICEServers: se.s.iceServers(w.ID),
+				ResumeToken: w.ResumeToken, ResumeWindowMS: se.s.cfg.ResumeWindow.Milliseconds()}
 		},
+		OnReplaced: se.replacedBy,
 		OnClose: func(reason error) {
 			se.sendError(signal.CodeInternal, "", "%v", reason)
 			se.end(websocket.StatusGoingAway, "peer connection failed")
@@ -355,10 +414,48 @@ func (se *session) join(m *signal.Join) (websocket.StatusCode, string, bool) {
 		return refuse(signal.CodeInternal, "%v", err)
 	}
 	se.mu.Lock()
-	se.p = p
+	se.p, se.gen = p, 1
 	se.mu.Unlock()
 	se.s.metrics.joinLatency.Observe(time.Since(start).Seconds())
 	se.s.log.Info("joined", "room", m.Room, "participant", p.ID(), "identity", id.Subject)
+	if len(se.s.cfg.TURNURLs) > 0 {
+		go se.renewTURN(p.ID())
+	}
+	return 0, "", false
+}
+
+// replacedBy ends this connection: a new one resumed its participant.
+func (se *session) replacedBy() {
+	se.replaced.Store(true)
+	se.end(websocket.StatusPolicyViolation, "resumed on another connection")
+}
+
+// resume takes over a participant whose connection dropped (or that the
+// client gave up on).
+func (se *session) resume(m *signal.Resume) (websocket.StatusCode, string, bool) {
+	if m.Version != signal.Version {
+		se.sendError(signal.CodeVersion, signal.TypeResume, "protocol version %d is not supported; this server speaks %d", m.Version, signal.Version)
+		return websocket.StatusPolicyViolation, signal.CodeVersion, true
+	}
+	if se.s.isDraining() {
+		se.sendError(signal.CodeDraining, signal.TypeResume, "the server is shutting down")
+		return websocket.StatusPolicyViolation, signal.CodeDraining, true
+	}
+	p, gen, err := se.s.rooms.Resume(room.ResumeRequest{
+		ID: m.ParticipantID, Token: m.ResumeToken, Sink: se.send, OnReplaced: se.replacedBy,
+		Welcome: func(w room.Welcome) signal.Message {
+			return &signal.Resumed{Version: signal.Version, ID: w.ID, Room: w.Room, Participants: w.Others, ICEServers: se.s.iceServers(w.ID),
+				ResumeToken: w.ResumeToken, ResumeWindowMS: se.s.cfg.ResumeWindow.Milliseconds()}
+		},
+	})
+	if err != nil {
+		se.sendError(signal.CodeResumeFailed, signal.TypeResume, "%v: join again", err)
+		return websocket.StatusPolicyViolation, signal.CodeResumeFailed, true
+	}
+	se.mu.Lock()
+	se.p, se.gen = p, gen
+	se.mu.Unlock()
+	se.s.metrics.resumed.Inc()
 	if len(se.s.cfg.TURNURLs) > 0 {
 		go se.renewTURN(p.ID())
 	}

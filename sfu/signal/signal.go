@@ -37,6 +37,12 @@ const (
 	TypeICEServers        = "ice_servers"
 	TypePing              = "ping"
 	TypePong              = "pong"
+	TypeData              = "data"
+	TypeActiveSpeakers    = "active_speakers"
+	TypeResume            = "resume"
+	TypeResumed           = "resumed"
+	TypeParticipantStatus = "participant_status"
+	TypeICERestart        = "ice_restart"
 )
 
 // Peer connection targets. Each participant has two peer connections: the
@@ -66,8 +72,12 @@ const (
 	CodeBadCandidate  = "bad_candidate" // ICE candidate rejected
 	CodeUnknownTrack  = "unknown_track"
 	CodeRateLimited   = "rate_limited"
-	CodeDraining      = "draining" // server shutting down, no new joins
-	CodeInternal      = "internal"
+	// CodeResumeFailed: the participant to resume is gone (its window
+	// passed, it left, or the token is wrong); join again.
+	CodeResumeFailed       = "resume_failed"
+	CodeUnknownParticipant = "unknown_participant" // data addressed to someone not in the room
+	CodeDraining           = "draining"            // server shutting down, no new joins
+	CodeInternal           = "internal"
 )
 
 // Sentinel errors of the codec.
@@ -103,6 +113,33 @@ type Track struct {
 	Kind  string `json:"kind"` // "audio" or "video"
 	Codec string `json:"codec,omitempty"`
 	Muted bool   `json:"muted,omitempty"`
+	// Source is what the track carries: one of the Source constants.
+	Source string `json:"source,omitempty"`
+}
+
+// Track sources. A track whose publisher named none is its kind's
+// default: microphone for audio, camera for video.
+const (
+	SourceCamera      = "camera"
+	SourceMicrophone  = "microphone"
+	SourceScreen      = "screen"
+	SourceScreenAudio = "screen_audio"
+)
+
+// ValidSource reports whether s is one of the Source constants.
+func ValidSource(s string) bool {
+	switch s {
+	case SourceCamera, SourceMicrophone, SourceScreen, SourceScreenAudio:
+		return true
+	}
+	return false
+}
+
+// TrackSource names the source of the track a publisher offer sends on
+// the transceiver with that mid.
+type TrackSource struct {
+	MID    string `json:"mid"`
+	Source string `json:"source"`
 }
 
 // Participant describes one member of a room.
@@ -119,6 +156,78 @@ type Joined struct {
 	Room         string        `json:"room"`
 	Participants []Participant `json:"participants"`
 	ICEServers   []ICEServer   `json:"iceServers"`
+	// ResumeToken lets a new WebSocket take this session over (Resume)
+	// within ResumeWindowMS of the old one dropping.
+	ResumeToken    string `json:"resumeToken,omitempty"`
+	ResumeWindowMS int64  `json:"resumeWindowMs,omitempty"`
+}
+
+// Resume is, instead of Join, the first message of a WebSocket that takes
+// over a participant whose WebSocket dropped.
+type Resume struct {
+	Version       int    `json:"v"`
+	ParticipantID string `json:"participantId"`
+	ResumeToken   string `json:"resumeToken"`
+}
+
+// Resumed answers a Resume: the room as it is now (which replaces what the
+// client knew), the ICE servers, and the token for the next resume.
+type Resumed Joined
+
+// ParticipantStatus tells the others that a participant's signalling
+// dropped and it may come back (StatusReconnecting), or that it did
+// (StatusConnected). A participant that does not come back is announced
+// by ParticipantLeft.
+type ParticipantStatus struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// Participant statuses.
+const (
+	StatusReconnecting = "reconnecting"
+	StatusConnected    = "connected"
+)
+
+// ICERestart asks the other side to restart ICE on the connection it
+// offers: a client names "subscriber" (the server then sends an offer that
+// restarts ICE), the server names "publisher" (the client restarts ICE
+// with its next offer).
+type ICERestart struct {
+	Target string `json:"target"`
+}
+
+// Data is a room message for apps (chat, captions, reactions): reliable and
+// ordered, through the signalling WebSocket. A client sends Topic and
+// Payload, and To to address some participants only; the server relays it
+// with From and TS (milliseconds since the Unix epoch, the server's
+// clock) set.
+type Data struct {
+	From    string          `json:"from,omitempty"`
+	TS      int64           `json:"ts,omitempty"`
+	Topic   string          `json:"topic"`
+	Payload json.RawMessage `json:"payload"`
+	To      []string        `json:"to,omitempty"`
+}
+
+// Limits of Data: the payload's size, the topic's form and the number of
+// addressees.
+const (
+	MaxDataPayload = 8 << 10
+	MaxDataTo      = 64
+)
+
+// ActiveSpeakers lists the loudest participants, loudest first, as the
+// server measures the audio it forwards. Sent when the list changes, at
+// most every ActiveSpeakersInterval.
+type ActiveSpeakers struct {
+	Speakers []Speaker `json:"speakers"`
+}
+
+// Speaker is one active speaker: Level from 0 (silence) to 1 (loudest).
+type Speaker struct {
+	ParticipantID string  `json:"participantId"`
+	Level         float64 `json:"level"`
 }
 
 // SDP carries an offer or an answer for one of the two peer connections.
@@ -126,6 +235,9 @@ type SDP struct {
 	Type   string `json:"-"`
 	Target string `json:"target"`
 	SDP    string `json:"sdp"`
+	// Tracks, in a client's publisher offer, name the source of tracks
+	// by their transceiver's mid.
+	Tracks []TrackSource `json:"tracks,omitempty"`
 }
 
 // Offer is an SDP offer (client→server on "publisher", server→client on
@@ -237,6 +349,12 @@ func (*Draining) MessageType() string          { return TypeDraining }
 func (*ICEServers) MessageType() string        { return TypeICEServers }
 func (*Ping) MessageType() string              { return TypePing }
 func (*Pong) MessageType() string              { return TypePong }
+func (*Data) MessageType() string              { return TypeData }
+func (*ActiveSpeakers) MessageType() string    { return TypeActiveSpeakers }
+func (*Resume) MessageType() string            { return TypeResume }
+func (*Resumed) MessageType() string           { return TypeResumed }
+func (*ParticipantStatus) MessageType() string { return TypeParticipantStatus }
+func (*ICERestart) MessageType() string        { return TypeICERestart }
 
 func newMessage(typ string) Message {
 	switch typ {
@@ -272,6 +390,18 @@ func newMessage(typ string) Message {
 		return &Ping{}
 	case TypePong:
 		return &Pong{}
+	case TypeData:
+		return &Data{}
+	case TypeActiveSpeakers:
+		return &ActiveSpeakers{}
+	case TypeResume:
+		return &Resume{}
+	case TypeResumed:
+		return &Resumed{}
+	case TypeParticipantStatus:
+		return &ParticipantStatus{}
+	case TypeICERestart:
+		return &ICERestart{}
 	}
 	return nil
 }
@@ -327,8 +457,46 @@ func validate(m Message) error {
 		if m.TrackID == "" && m.MID == "" {
 			return errors.New("mid (or trackId) is required")
 		}
+	case *Resume:
+		if m.ParticipantID == "" || m.ResumeToken == "" {
+			return errors.New("participantId and resumeToken are required")
+		}
+	case *ICERestart:
+		if m.Target != TargetPublisher && m.Target != TargetSubscriber {
+			return fmt.Errorf("target must be %q or %q", TargetPublisher, TargetSubscriber)
+		}
+	case *Data:
+		return validateData(m)
 	}
 	return nil
+}
+
+func validateData(m *Data) error {
+	if !validTopic(m.Topic) {
+		return errors.New("topic must be 1 to 64 of a-z, 0-9, '.', '_', '-'")
+	}
+	if len(m.Payload) == 0 || string(m.Payload) == "null" {
+		return errors.New("payload is required")
+	}
+	if len(m.Payload) > MaxDataPayload {
+		return fmt.Errorf("payload is %d bytes, limit %d", len(m.Payload), MaxDataPayload)
+	}
+	if len(m.To) > MaxDataTo {
+		return fmt.Errorf("to names %d participants, limit %d", len(m.To), MaxDataTo)
+	}
+	return nil
+}
+
+func validTopic(t string) bool {
+	if len(t) == 0 || len(t) > 64 {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func validateSDP(s *SDP) error {
@@ -337,6 +505,14 @@ func validateSDP(s *SDP) error {
 	}
 	if s.SDP == "" {
 		return errors.New("sdp is required")
+	}
+	if len(s.Tracks) > 64 {
+		return errors.New("tracks names more than 64 transceivers")
+	}
+	for _, t := range s.Tracks {
+		if t.MID == "" || !ValidSource(t.Source) {
+			return fmt.Errorf("tracks: mid %q source %q: want a mid and one of camera, microphone, screen, screen_audio", t.MID, t.Source)
+		}
 	}
 	return nil
 }

@@ -33,6 +33,14 @@ func TestRoundTrip(t *testing.T) {
 		&Draining{DeadlineMS: 1000},
 		&Ping{},
 		&Pong{},
+		&Offer{Target: TargetPublisher, SDP: "v=0\r\n", Tracks: []TrackSource{{MID: "2", Source: SourceScreen}}},
+		&Data{Topic: "chat", Payload: json.RawMessage(`{"text":"hola"}`), To: []string{"p-2"}},
+		&Data{From: "p-1", TS: 1765065600000, Topic: "chat", Payload: json.RawMessage(`"hola"`)},
+		&ActiveSpeakers{Speakers: []Speaker{{ParticipantID: "p-2", Level: 0.5}}},
+		&Resume{Version: 1, ParticipantID: "p-1", ResumeToken: "r"},
+		&Resumed{Version: 1, ID: "p-1", Room: "r", Participants: []Participant{}, ICEServers: []ICEServer{}, ResumeToken: "r2", ResumeWindowMS: 20000},
+		&ParticipantStatus{ID: "p-2", Status: StatusReconnecting},
+		&ICERestart{Target: TargetSubscriber},
 	}
 	for _, m := range msgs {
 		t.Run(m.MessageType(), func(t *testing.T) {
@@ -72,6 +80,14 @@ func TestDecodeErrors(t *testing.T) {
 		{`{"type":"candidate","target":"x"}`, ErrBadMessage},
 		{`{"type":"mute","muted":true}`, ErrBadMessage},
 		{`{"type":"ping"} trailing`, ErrBadMessage},
+		{`{"type":"offer","target":"publisher","sdp":"v=0","tracks":[{"mid":"1","source":"webcam"}]}`, ErrBadMessage},
+		{`{"type":"data","payload":1}`, ErrBadMessage},
+		{`{"type":"data","topic":"Chat","payload":1}`, ErrBadMessage},
+		{`{"type":"data","topic":"chat"}`, ErrBadMessage},
+		{`{"type":"data","topic":"chat","payload":null}`, ErrBadMessage},
+		{`{"type":"data","topic":"chat","payload":"` + strings.Repeat("x", MaxDataPayload) + `"}`, ErrBadMessage},
+		{`{"type":"resume","v":1,"participantId":"p-1"}`, ErrBadMessage},
+		{`{"type":"ice_restart"}`, ErrBadMessage},
 		{`{"type":"ping","pad":"` + strings.Repeat("x", MaxMessageSize) + `"}`, ErrTooLarge},
 	}
 	for _, tc := range tests {

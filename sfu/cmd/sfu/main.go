@@ -106,6 +106,9 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, time clients get to leave before they are disconnected")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "signalling messages per second per connection")
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "signalling message burst per connection")
+	fs.Float64Var(&c.DataRate, "data-rate", c.DataRate, "data (chat) messages per second per participant")
+	fs.IntVar(&c.DataBurst, "data-burst", c.DataBurst, "data (chat) message burst per participant")
+	fs.DurationVar(&c.ResumeWindow, "resume-window", c.ResumeWindow, "how long a participant whose WebSocket dropped stays, media flowing, for the client to resume it (0: end it at once)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: sfu [flags]\n       sfu healthcheck [http://127.0.0.1:8080/health]\n\n"+
