@@ -288,10 +288,11 @@ func (p *Page) Receives(participant string) {
 	})
 }
 
-// Pair names the candidate pair a peer connection uses: the remote
-// address and protocol.
+// Pair names the candidate pair a peer connection uses: the remote and
+// local addresses and the protocol.
 type Pair struct {
 	Remote   string `json:"remote"`
+	Local    string `json:"local"`
 	Protocol string `json:"protocol"`
 }
 
@@ -309,7 +310,8 @@ func (p *Page) SelectedPairs() map[string]Pair {
 			stats.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
 			const pair = stats.get(pairId);
 			const remote = pair && stats.get(pair.remoteCandidateId);
-			out[role] = { remote: remote ? (remote.address || remote.ip || "") : "", protocol: remote ? remote.protocol : "" };
+			const local = pair && stats.get(pair.localCandidateId);
+			out[role] = { remote: remote ? (remote.address || remote.ip || "") : "", local: local ? (local.address || local.ip || "") : "", protocol: remote ? remote.protocol : "" };
 		}
 		return out;
 	})()`)

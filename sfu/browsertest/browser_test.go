@@ -186,7 +186,8 @@ func TestToken(t *testing.T) {
 
 	p.Navigate(base + "/?room=secret")
 	p.Click(`#join button`)
-	p.WaitFor("the refusal", `document.querySelector("#status").textContent.includes("unauthorized")`)
+	// In words, with the protocol's code for developers beside them.
+	p.WaitFor("the refusal", `document.querySelector("#status").textContent.includes("needs a valid invitation link") && document.querySelector("#status details code").textContent.includes("unauthorized")`)
 	p.Screenshot("sfu-demo-refused.png")
 	if demopage.Eval[bool](p, `document.querySelector("#join").hidden || document.querySelectorAll("#tiles .tile").length > 0`) {
 		t.Fatal("a refused join left the page in the call")
@@ -253,4 +254,70 @@ func TestClientModule(t *testing.T) {
 	ana.WaitFor("Mod's tile marked muted", demopage.Tile(modID)+`?.hasAttribute("data-audio-muted")`)
 	ana.Receives(modID)
 	mod.WaitFor("Ana's audio and video", fmt.Sprintf(`["audio", "video"].every((k) => window.added.some((a) => a.participantId === %q && a.kind === k && a.live))`, anaID))
+
+	// Another camera in the old one's place, without renegotiating: Ana's
+	// video goes on.
+	if !demopage.Eval[bool](mod, `(async () => {
+		const s = window.session;
+		const before = s.publisher.localDescription.sdp;
+		const fresh = (await navigator.mediaDevices.getUserMedia({ video: true })).getVideoTracks()[0];
+		const old = s.localTracks().find((t) => t.kind === "video");
+		await s.replaceTrack(old, fresh);
+		old.stop();
+		return s.publisher.localDescription.sdp === before && s.localTracks().includes(fresh) && !s.localTracks().includes(old);
+	})()`) {
+		t.Fatal("replaceTrack renegotiated or did not take the new track")
+	}
+	ana.Receives(modID)
+}
+
+// TestChatAndScreen: in a Chromium-Firefox call, a chat message typed in
+// one page shows in the other's chat panel with its sender's name, and a
+// screen shared from one (a canvas stream: headless browsers capture no
+// display) shows large at the other as that participant's screen, beside
+// the camera, until sharing stops.
+func TestChatAndScreen(t *testing.T) {
+	anaBrowser, boBrowser := chromium(t), firefox(t)
+	netns.Require(t)
+	_, base := startSFU(t, nil)
+	ana := newPage(t, anaBrowser, "Ana")
+	bo := newPage(t, boBrowser, "Bo")
+	join(ana, base, "chat")
+	boID := join(bo, base, "chat")
+
+	say := func(p *demopage.Page, text string) {
+		demopage.Eval[bool](p, fmt.Sprintf(`(() => { document.querySelector("#say input").value = %q; return true; })()`, text))
+		p.Click(`#say button`)
+	}
+	said := func(who, text string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll("#messages li")].some((li) => li.querySelector(".from").textContent === %q && li.querySelector(".text").textContent === %q)`, who, text)
+	}
+	say(ana, "¿Me oyes, Bo?")
+	bo.WaitFor("Ana's message in Bo's chat", said("Ana", "¿Me oyes, Bo?"))
+	ana.WaitFor("her own message in her chat", said("You", "¿Me oyes, Bo?"))
+	say(bo, "Loud and clear")
+	ana.WaitFor("Bo's answer in Ana's chat", said("Bo", "Loud and clear"))
+
+	demopage.Eval[bool](bo, `(async () => {
+		const c = document.createElement("canvas");
+		c.width = 640; c.height = 360;
+		const g = c.getContext("2d");
+		let n = 0;
+		window.painter = setInterval(() => { g.fillStyle = "hsl(" + (n++ * 7 % 360) + ",80%,50%)"; g.fillRect(0, 0, 640, 360); }, 40);
+		await window.demo.shareScreen(c.captureStream(15));
+		return true;
+	})()`)
+	screen := boID + "/screen"
+	ana.WaitFor("Bo's screen tile, large", demopage.Tile(screen)+`?.hasAttribute("data-screen") && `+demopage.Tile(boID)+` !== null`)
+	ana.Poll("Bo's screen decoded at its size", func() (bool, string) {
+		m := ana.MediaOf(screen)
+		return m.FramesDecoded > 10 && m.VideoWidth == 640, fmt.Sprintf("%+v", m)
+	})
+	if !demopage.Eval[bool](ana, fmt.Sprintf(`window.demo.session.participants.get(%q).tracks.some((t) => t.source === "screen")`, boID)) {
+		t.Fatal("Bo's screen track is not announced as a screen")
+	}
+	ana.Screenshot("sfu-demo-ana-bo-screen.png")
+	bo.Click(`#share`) // stop sharing
+	ana.WaitFor("Bo's screen tile to go away", `!`+demopage.Tile(screen))
+	ana.Receives(boID) // his camera and microphone go on
 }

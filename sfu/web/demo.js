@@ -9,14 +9,19 @@ const controls = $("#controls");
 const tilesEl = $("#tiles");
 const statusEl = $("#status");
 const micBtn = $("#mute-mic");
-const field = (name) => form.elements.namedItem(name);
 const camBtn = $("#mute-cam");
+const shareBtn = $("#share");
+const chatEl = $("#chat");
+const messagesEl = $("#messages");
+const sayForm = $("#say");
+const field = (name) => form.elements.namedItem(name);
 
 /**
  * The page's state, also on window.demo for the console (and the browser
- * test, which reads the peer connections' stats from session).
+ * tests, which read the peer connections' stats from session and share a
+ * canvas as the screen through shareScreen).
  */
-const demo = { session: null, local: null, tiles: new Map() };
+const demo = { session: null, local: null, screen: null, tiles: new Map(), shareScreen, names: new Map() };
 window.demo = demo;
 
 // ?room= presets the room; ?token= carries a join token for servers that
@@ -25,9 +30,44 @@ const params = new URLSearchParams(location.search);
 if (params.get("room")) field("room").value = params.get("room");
 const token = params.get("token") || undefined;
 
-function setStatus(text, isError = false) {
+/**
+ * What an error means to the person in the call, by its protocol code;
+ * the code and the server's own words stay one click away for developers.
+ */
+const explanations = {
+  unauthorized: "This room needs a valid invitation link. Ask the organiser for a new one.",
+  room_full: "This room is full. Try again when someone leaves.",
+  too_many_rooms: "The service is at capacity. Please try again in a few minutes.",
+  identity_limit: "You are already in this room on other devices. Leave there first.",
+  draining: "The service is restarting. Please rejoin in a moment.",
+  version: "This page is out of date. Reload it.",
+  rate_limited: "Slow down: too many messages at once.",
+  unknown_participant: "That person has left the room.",
+  too_many_tracks: "You cannot share more media in this call.",
+  bad_sdp: "Your browser and the service could not agree on media. Try another browser.",
+  resume_failed: "The connection was lost for too long. Please rejoin.",
+  closed: "The connection to the call was lost.",
+  internal: "The call connection failed. Please rejoin.",
+};
+
+function setStatus(text, isError = false, err = null) {
   statusEl.textContent = text;
   statusEl.classList.toggle("error", isError);
+  if (err) {
+    const details = document.createElement("details");
+    const summary = document.createElement("summary");
+    summary.textContent = "details";
+    const code = document.createElement("code");
+    code.textContent = ` ${err.code || "error"}: ${err.message}`;
+    details.append(summary, code);
+    statusEl.append(" ", details);
+  }
+}
+
+/** Says what went wrong in words, with the code for developers. */
+function showError(prefix, err) {
+  const words = (err && explanations[err.code]) || "Something went wrong.";
+  setStatus(prefix ? `${prefix} ${words}` : words, true, err);
 }
 
 function roomStatus() {
@@ -37,8 +77,8 @@ function roomStatus() {
   setStatus(`Room “${s.room}” · ${n} participant${n === 1 ? "" : "s"}`);
 }
 
-/** A tile per participant: video, name, mute and speaking indicators. */
-function tile(id, name, self = false) {
+/** A tile per participant (and per shared screen): video, name, indicators. */
+function tile(id, name, self = false, screen = false) {
   let t = demo.tiles.get(id);
   if (t) return t;
   const el = document.createElement("figure");
@@ -46,6 +86,7 @@ function tile(id, name, self = false) {
   el.dataset.participantId = id;
   el.dataset.name = name;
   if (self) el.dataset.self = "";
+  if (screen) el.dataset.screen = "";
   const video = document.createElement("video");
   video.autoplay = true;
   video.playsInline = true;
@@ -55,18 +96,24 @@ function tile(id, name, self = false) {
   avatar.textContent = (name.trim()[0] || "?").toUpperCase();
   const caption = document.createElement("figcaption");
   const label = document.createElement("span");
-  label.textContent = self ? `${name} (you)` : name;
+  label.textContent = screen ? `${name}’s screen` : self ? `${name} (you)` : name;
   const mic = document.createElement("span");
   mic.className = "mic";
   mic.textContent = "muted";
-  caption.append(label, mic);
+  const reconnecting = document.createElement("span");
+  reconnecting.className = "reconnecting";
+  reconnecting.textContent = "reconnecting…";
+  caption.append(label, mic, reconnecting);
   el.append(video, avatar, caption);
-  tilesEl.append(el);
+  if (screen) tilesEl.prepend(el);
+  else tilesEl.append(el);
   t = { id, el, video, stream: new MediaStream(), receivers: [] };
   video.srcObject = t.stream;
   demo.tiles.set(id, t);
   return t;
 }
+
+const screenTile = (participantId) => `${participantId}/screen`;
 
 function removeTile(id) {
   const t = demo.tiles.get(id);
@@ -84,68 +131,103 @@ function setFlag(el, name, on) {
 function render(id) {
   const t = demo.tiles.get(id);
   const s = demo.session;
-  if (!t) return;
+  if (!t || t.el.dataset.screen !== undefined) return;
   if (t.el.dataset.self !== undefined) {
-    const kinds = (k) => (s ? s.localTracks() : demo.local ? demo.local.getTracks() : []).filter((x) => x.kind === k);
+    const kinds = (k) => (s ? s.localTracks() : demo.local ? demo.local.getTracks() : []).filter((x) => x.kind === k && x !== demo.screenTrack);
     setFlag(t.el, "videoOff", !kinds("video").some((x) => x.enabled));
     setFlag(t.el, "audioMuted", kinds("audio").length > 0 && !kinds("audio").some((x) => x.enabled));
     return;
   }
   const info = (s && s.participants.get(id)) || { tracks: [] };
+  const own = info.tracks.filter((x) => x.source !== "screen" && x.source !== "screen_audio");
   const live = (k) => t.stream.getTracks().some((x) => x.kind === k);
   const allMuted = (k) => {
-    const ts = info.tracks.filter((x) => x.kind === k);
+    const ts = own.filter((x) => x.kind === k);
     return ts.length > 0 && ts.every((x) => x.muted);
   };
   setFlag(t.el, "videoOff", !live("video") || allMuted("video"));
   setFlag(t.el, "audioMuted", allMuted("audio"));
+  setFlag(t.el, "reconnecting", info.status === "reconnecting");
 }
 
 function renderControls() {
   const s = demo.session;
   for (const [btn, kind, on, off] of [[micBtn, "audio", "Unmute", "Mute"], [camBtn, "video", "Start video", "Stop video"]]) {
-    const has = !!s && s.localTracks().some((t) => t.kind === kind);
+    const has = !!s && (demo.local ? demo.local.getTracks() : []).some((t) => t.kind === kind);
     const muted = has && s.isMuted(kind);
     btn.disabled = !has;
     btn.textContent = muted ? on : off;
     btn.setAttribute("aria-pressed", String(muted));
   }
+  shareBtn.disabled = !s || !navigator.mediaDevices || (!navigator.mediaDevices.getDisplayMedia && !demo.screen);
+  shareBtn.textContent = demo.screen ? "Stop sharing" : "Share screen";
+  shareBtn.setAttribute("aria-pressed", String(!!demo.screen));
 }
 
-// Who speaks: the audio-level header extension the SFU forwards, read
-// from each receiver's synchronization sources (and the local source's stats).
-setInterval(async () => {
+/** Who speaks, as the server ranks them from the audio it forwards. */
+function renderSpeakers(speakers) {
   const s = demo.session;
-  if (!s || s.closed) return;
-  for (const t of demo.tiles.values()) {
-    let level = 0;
-    if (t.el.dataset.self !== undefined) {
-      if (!s.isMuted("audio")) {
-        const stats = await s.publisher.getStats().catch(() => new Map()); // closed meanwhile
-        stats.forEach((r) => {
-          if (r.type === "media-source" && r.kind === "audio") level = Math.max(level, r.audioLevel || 0);
-        });
-      }
-    } else {
-      for (const r of t.receivers) for (const src of r.getSynchronizationSources()) level = Math.max(level, src.audioLevel || 0);
-    }
-    // Held for a second after the last loud sample: levels arrive per
-    // packet, and a 300 ms poll of a beep or a syllable would flicker.
-    const now = Date.now();
-    if (level > 0.01) t.lastLoud = now; // −40 dBov: above room noise, below speech
-    setFlag(t.el, "speaking", now - (t.lastLoud || 0) < 1000);
-  }
-}, 300);
+  const loud = new Set(speakers.map((x) => (s && x.participantId === s.id ? "self" : x.participantId)));
+  for (const t of demo.tiles.values()) setFlag(t.el, "speaking", loud.has(t.id));
+}
 
-function leftRoom(message, isError = false) {
+/** Shares a screen (or, in tests, a canvas's stream) with the room. */
+async function shareScreen(stream) {
+  const s = demo.session;
+  if (!s || demo.screen) return;
+  demo.screen = stream;
+  const [track] = stream.getVideoTracks();
+  demo.screenTrack = track;
+  track.addEventListener("ended", () => stopScreen()); // the browser's own "Stop sharing"
+  const own = tile("self/screen", "You", true, true);
+  own.stream.addTrack(track);
+  await s.publish(stream, { source: "screen" });
+  renderControls();
+}
+
+async function stopScreen() {
+  const s = demo.session;
+  const stream = demo.screen;
+  if (!stream) return;
+  demo.screen = null;
+  demo.screenTrack = null;
+  removeTile("self/screen");
+  for (const t of stream.getTracks()) {
+    t.stop();
+    if (s && !s.closed) await s.unpublish(t).catch(() => {});
+  }
+  renderControls();
+}
+
+function addMessage(from, text, ts) {
+  const li = document.createElement("li");
+  const who = document.createElement("span");
+  who.className = "from";
+  who.textContent = from;
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  li.append(who, body);
+  if (ts) li.title = new Date(ts).toLocaleTimeString();
+  messagesEl.append(li);
+  messagesEl.scrollTop = messagesEl.scrollHeight;
+}
+
+function leftRoom(message, isError = false, err = null) {
   if (demo.local) for (const track of demo.local.getTracks()) track.stop();
+  if (demo.screen) for (const track of demo.screen.getTracks()) track.stop();
   demo.local = null;
+  demo.screen = null;
+  demo.screenTrack = null;
   demo.session = null;
   for (const id of [...demo.tiles.keys()]) removeTile(id);
+  messagesEl.replaceChildren();
   controls.hidden = true;
+  chatEl.hidden = true;
   form.hidden = false;
   form.querySelector("button").disabled = false;
-  setStatus(message, isError);
+  if (err) showError(message, err);
+  else setStatus(message, isError);
 }
 
 form.addEventListener("submit", async (e) => {
@@ -171,16 +253,20 @@ form.addEventListener("submit", async (e) => {
       token,
       on: {
         participantjoined: ({ detail: { participant: p } }) => {
+          demo.names.set(p.id, p.name || "Guest");
           tile(p.id, p.name || "Guest");
           render(p.id);
           roomStatus();
         },
         participantleft: ({ detail: { participantId } }) => {
           removeTile(participantId);
+          removeTile(screenTile(participantId));
           roomStatus();
         },
+        participantstatus: ({ detail: d }) => render(d.participantId),
         trackadded: ({ detail: d }) => {
-          const t = demo.tiles.get(d.participantId);
+          const isScreen = d.source === "screen" || d.source === "screen_audio";
+          const t = isScreen ? tile(screenTile(d.participantId), demo.names.get(d.participantId) || "Guest", false, true) : demo.tiles.get(d.participantId);
           if (!t) return;
           t.stream.addTrack(d.track);
           if (d.kind === "audio") t.receivers.push(d.receiver);
@@ -189,20 +275,31 @@ form.addEventListener("submit", async (e) => {
           render(d.participantId);
         },
         trackremoved: ({ detail: d }) => {
-          const t = demo.tiles.get(d.participantId);
-          if (!t) return;
-          t.stream.removeTrack(d.track);
-          t.receivers = t.receivers.filter((r) => r.track !== d.track);
+          for (const id of [d.participantId, screenTile(d.participantId)]) {
+            const t = demo.tiles.get(id);
+            if (!t || !t.stream.getTracks().includes(d.track)) continue;
+            t.stream.removeTrack(d.track);
+            t.receivers = t.receivers.filter((r) => r.track !== d.track);
+            if (id !== d.participantId && t.stream.getTracks().length === 0) removeTile(id);
+          }
           render(d.participantId);
         },
         trackpublished: ({ detail: d }) => render(d.participantId),
         trackunpublished: ({ detail: d }) => render(d.participantId),
         mute: ({ detail: d }) => render(d.local ? "self" : d.participantId),
-        error: ({ detail: { error } }) => setStatus(`Error: ${error.message}`, true),
+        activespeakers: ({ detail: d }) => renderSpeakers(d.speakers),
+        data: ({ detail: d }) => {
+          if (d.topic === "chat" && d.payload && typeof d.payload.text === "string") {
+            addMessage(demo.names.get(d.from) || "Guest", d.payload.text, d.ts);
+          }
+        },
+        reconnecting: () => setStatus("Connection lost. Reconnecting…", true),
+        reconnected: () => roomStatus(),
+        error: ({ detail: { error } }) => showError("", error),
         draining: ({ detail: { deadlineMs } }) =>
           setStatus(`The server is shutting down; this call ends within ${Math.ceil(deadlineMs / 1000)} s.`, true),
         close: ({ detail: d }) => {
-          if (demo.session) leftRoom(`Disconnected (${d.code}${d.reason ? `: ${d.reason}` : ""}).`, !!d.error);
+          if (demo.session) leftRoom(d.error ? "Disconnected." : "The call ended.", !!d.error, d.error);
         },
       },
     });
@@ -210,24 +307,50 @@ form.addEventListener("submit", async (e) => {
     self.el.dataset.participantId = session.id;
     form.hidden = true;
     controls.hidden = false;
+    chatEl.hidden = false;
     roomStatus();
     if (demo.local) await session.publish(demo.local);
     renderControls();
   } catch (err) {
     const s = demo.session;
-    leftRoom(`Could not join: ${err.message}`, true);
+    leftRoom("Could not join.", true, err);
     if (s) s.leave();
   }
 });
 
 micBtn.addEventListener("click", () => {
-  demo.session.mute("audio", !demo.session.isMuted("audio"));
+  demo.session.mute(demo.local.getAudioTracks()[0], !demo.session.isMuted(demo.local.getAudioTracks()[0]));
+  render("self");
   renderControls();
 });
 
 camBtn.addEventListener("click", () => {
-  demo.session.mute("video", !demo.session.isMuted("video"));
+  demo.session.mute(demo.local.getVideoTracks()[0], !demo.session.isMuted(demo.local.getVideoTracks()[0]));
+  render("self");
   renderControls();
+});
+
+shareBtn.addEventListener("click", async () => {
+  if (demo.screen) return stopScreen();
+  try {
+    await shareScreen(await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false }));
+  } catch (err) {
+    if (err && err.name !== "NotAllowedError") showError("Could not share the screen.", { code: "client", message: String(err.message || err) });
+  }
+});
+
+sayForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const input = sayForm.elements.namedItem("text");
+  const text = input.value.trim();
+  if (!text || !demo.session) return;
+  try {
+    demo.session.sendData("chat", { text });
+    addMessage("You", text, Date.now());
+    input.value = "";
+  } catch (err) {
+    showError("", err);
+  }
 });
 
 $("#leave").addEventListener("click", async () => {

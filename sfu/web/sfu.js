@@ -1,16 +1,26 @@
 // sfu.js: browser client for the SFU's signalling protocol, version 1
 // (sfu/PROTOCOL.md). A plain ES module with no dependencies; the SFU serves
-// it at /client/sfu.js. Import it from the page's own origin (module
-// scripts need CORS across origins, and the SFU sends none): a page the SFU
-// serves imports "/client/sfu.js", another frontend ships a copy.
+// it at /client/sfu.js, with its TypeScript declarations at
+// /client/sfu.d.ts. The SFU sends `Access-Control-Allow-Origin: *`, so a
+// page on another origin may import it from the SFU too; a frontend that
+// bundles its code can ship a copy instead.
 //
-//   import { join } from "/client/sfu.js";
+//   import { join } from "https://sfu.example.org:8443/client/sfu.js";
 //   const session = await join("wss://sfu.example.org:8443/ws", {
 //     room: "standup", name: "Ana", token,
-//     on: { trackadded: (e) => show(e.detail), participantleft: (e) => hide(e.detail) },
+//     on: {
+//       trackadded: (e) => show(e.detail),
+//       participantleft: (e) => hide(e.detail.participantId),
+//       data: (e) => chat(e.detail),
+//       reconnecting: () => banner("Reconnecting…"),
+//       reconnected: () => banner(""),
+//       error: (e) => console.warn(e.detail.error.code, e.detail.error.message),
+//       close: (e) => ended(e.detail.error),
+//     },
 //   });
 //   await session.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
 //   session.mute("audio", true);
+//   session.sendData("chat", { text: "hello" });
 //   await session.leave();
 //
 // Each session has two RTCPeerConnections: `publisher` (the client offers,
@@ -18,9 +28,18 @@
 // everyone else's). Offers on one connection always come from the same
 // side, so offers never cross (no glare) and neither side needs the
 // polite/impolite roles of "perfect negotiation".
+//
+// The session survives the network: a dropped WebSocket is resumed on a
+// new one within the server's window (`reconnecting`, `reconnected`), and
+// a connection whose ICE drops (a new address, a network change) is
+// restarted, media resuming without a new join.
 
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
+
+// How long the server may stay silent (it answers a ping at once) before
+// the signalling connection is taken as gone.
+const SILENCE_MS = 8000;
 
 /**
  * An error the server reported (`code` is one of PROTOCOL.md's codes) or a
@@ -59,11 +78,13 @@ export function defaultURL(moduleURL = import.meta.url) {
  * @property {"audio"|"video"} kind
  * @property {string} [codec]
  * @property {boolean} [muted]
+ * @property {"camera"|"microphone"|"screen"|"screen_audio"} [source]
  *
  * @typedef {object} Participant
  * @property {string} id
  * @property {string} [name]
  * @property {TrackInfo[]} tracks
+ * @property {"connected"|"reconnecting"} status
  *
  * @typedef {object} JoinOptions
  * @property {string} room
@@ -85,13 +106,22 @@ export function defaultURL(moduleURL = import.meta.url) {
  * - `participantleft` {participantId}
  * - `trackpublished` {participantId, track}, `trackunpublished` {participantId, trackId}:
  *   the server's notices; the media follows as `trackadded` / `trackremoved`
- * - `trackadded` {participantId, trackId, kind, track, receiver, muted}
+ * - `trackadded` {participantId, trackId, kind, source, track, receiver, muted}
  * - `trackremoved` {participantId, trackId, kind, track}
  * - `mute` {participantId, trackId, kind, muted, local}
+ * - `participantstatus` {participantId, status}: "reconnecting" while its
+ *   signalling is gone (its media may go on), "connected" when back
+ * - `data` {from, ts, topic, payload, to}: an app message (chat, captions)
+ * - `activespeakers` {speakers: [{participantId, level}]}: the loudest
+ *   first, as the server measures them; sent when the list changes
  * - `connectionstatechange` {target: "publisher"|"subscriber", state}
+ * - `reconnecting` {}: the signalling WebSocket dropped; the client
+ *   resumes the session on a new one, media going on meanwhile
+ * - `reconnected` {}: resumed; participants and tracks are brought up to date
  * - `error` {error: SFUError}
  * - `draining` {deadlineMs}: the server shuts down and closes the session soon
- * - `close` {code, reason, error}: the session ended (leave, server, network)
+ * - `close` {code, reason, error}: the session ended (leave, server, or a
+ *   network loss longer than the resume window)
  *
  * @param {string} url ws:// or wss:// signalling URL; empty for defaultURL()
  * @param {JoinOptions} opts
@@ -127,8 +157,19 @@ export class Session extends EventTarget {
     this._answer = null; // {resolve, reject} of the publisher offer in flight
     this._pending = { publisher: [], subscriber: [] }; // candidates before a remote description
     this._subTracks = new Map(); // subscriber mid → {participantId, trackId, kind, track}
-    this._local = new Map(); // local track id → {track, sender, muted}
+    this._local = new Map(); // local track id → {track, sender, transceiver, muted, source}
     this._muteRetries = 0;
+    this._url = url;
+    this._resume = null; // {token, windowMs} from joined / resumed
+    this._resuming = null; // {deadline, wait} while a resume is attempted
+    this._leaving = false;
+    this._draining = false;
+    this._outbox = []; // messages sent while resuming
+    this._iceTimers = {};
+    /** Whether the signalling connection is being resumed. */
+    this.reconnecting = false;
+    /** The active speakers, loudest first. @type {{participantId: string, level: number}[]} */
+    this.activeSpeakers = [];
 
     for (const [type, fn] of Object.entries(opts.on || {})) this.addEventListener(type, fn);
     this._joined = new Promise((resolve, reject) => {
@@ -137,30 +178,71 @@ export class Session extends EventTarget {
     // Until joined, a failure rejects join() instead of firing events.
     this._joined.then(() => (this._join = null), () => (this._join = null));
 
-    const ws = new WebSocket(url);
+    this._open({ type: "join", v: PROTOCOL_VERSION, room: opts.room, name: opts.name || undefined, token: opts.token || undefined });
+    // Closing the page is leaving, not a network loss to wait out.
+    this._onPageHide = () => {
+      if (this.id && !this.closed) {
+        this._leaving = true;
+        this._send({ type: "leave" });
+      }
+    };
+    this._onOnline = () => this._restartICE("network change");
+    // A WebSocket whose network went away (a new address, a dead link)
+    // may not close for minutes: a server silent for longer than
+    // SILENCE_MS after a ping is taken as gone, and the session resumed.
+    this._lastHeard = Date.now();
+    this._heartbeat = setInterval(() => {
+      if (this.closed || this.reconnecting || !this.id || this._ws.readyState !== WebSocket.OPEN) return;
+      const quiet = Date.now() - this._lastHeard;
+      if (quiet > SILENCE_MS) {
+        const dead = this._ws;
+        this._ws = { readyState: WebSocket.CLOSED, close() {}, send() {} }; // its late events are ignored
+        try { dead.close(4001, "no pong"); } catch (_) { /* closing a dead socket */ }
+        this._onSocketClose(4001, "no answer from the server");
+      } else if (quiet > SILENCE_MS / 3) {
+        this._send({ type: "ping" });
+      }
+    }, SILENCE_MS / 4);
+    if (typeof window !== "undefined") {
+      window.addEventListener("pagehide", this._onPageHide);
+      window.addEventListener("online", this._onOnline);
+    }
+  }
+
+  /** Opens a signalling WebSocket whose first message is first. */
+  _open(first) {
+    const ws = new WebSocket(this._url);
     this._ws = ws;
-    ws.onopen = () =>
-      this._send({ type: "join", v: PROTOCOL_VERSION, room: opts.room, name: opts.name || undefined, token: opts.token || undefined });
+    ws.onopen = () => ws.send(JSON.stringify(first));
     ws.onmessage = (e) => {
+      if (ws !== this._ws) return;
+      this._lastHeard = Date.now();
       this._queue = this._queue
         .then(() => this._handle(JSON.parse(e.data)))
         .catch((err) => this._fail(new SFUError("client", String(err && err.message ? err.message : err))));
     };
-    ws.onclose = (e) => this._end(e.code, e.reason);
+    ws.onclose = (e) => {
+      if (ws === this._ws) this._onSocketClose(e.code, e.reason);
+    };
   }
 
   /**
    * Publishes tracks (a MediaStream's or a list) on the publisher
-   * connection and resolves once the server answered.
+   * connection and resolves once the server answered. `source` tells the
+   * others what they carry: "screen" for a shared screen (its audio
+   * becomes "screen_audio"); by default camera and microphone.
    * @param {MediaStream|MediaStreamTrack[]} media
+   * @param {{source?: "camera"|"microphone"|"screen"}} [options]
    */
-  async publish(media) {
+  async publish(media, options = {}) {
     const tracks = media instanceof MediaStream ? media.getTracks() : media;
     const stream = media instanceof MediaStream ? media : new MediaStream(tracks);
     for (const track of tracks) {
       if (this._local.has(track.id)) continue;
       const transceiver = this.publisher.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-      this._local.set(track.id, { track, sender: transceiver.sender, transceiver, muted: !track.enabled });
+      let source = options.source;
+      if (source === "screen" && track.kind === "audio") source = "screen_audio";
+      this._local.set(track.id, { track, sender: transceiver.sender, transceiver, muted: !track.enabled, source });
     }
     await this._negotiate();
     // A track published disabled starts muted for the others too.
@@ -178,6 +260,37 @@ export class Session extends EventTarget {
     this._local.delete(track.id);
     this.publisher.removeTrack(local.sender);
     await this._negotiate();
+  }
+
+  /**
+   * Sends another track in a published one's place (another camera or
+   * microphone) without renegotiating; its mute state carries over. The
+   * old track is the caller's to stop.
+   * @param {MediaStreamTrack} oldTrack
+   * @param {MediaStreamTrack} newTrack
+   */
+  async replaceTrack(oldTrack, newTrack) {
+    const local = this._local.get(oldTrack.id);
+    if (!local) throw new SFUError("client", `track ${oldTrack.id} is not published`);
+    if (newTrack.kind !== oldTrack.kind) throw new SFUError("client", `cannot replace ${oldTrack.kind} with ${newTrack.kind}`);
+    newTrack.enabled = !local.muted;
+    await local.sender.replaceTrack(newTrack);
+    this._local.delete(oldTrack.id);
+    local.track = newTrack;
+    this._local.set(newTrack.id, local);
+  }
+
+  /**
+   * Sends an app message to the room, or to the participants `to` names:
+   * reliable and ordered, at most 8 KiB of JSON, about 10 a second. The
+   * others get a `data` event.
+   * @param {string} topic lower-case name, e.g. "chat"
+   * @param {any} payload any JSON value but null
+   * @param {string[]} [to] participant ids
+   */
+  sendData(topic, payload, to) {
+    if (this.closed) throw new SFUError("closed", "session closed");
+    this._send({ type: "data", topic, payload, to: to && to.length ? to : undefined });
   }
 
   /** Local tracks published so far. @returns {MediaStreamTrack[]} */
@@ -216,6 +329,11 @@ export class Session extends EventTarget {
    */
   async leave() {
     if (this.closed) return;
+    this._leaving = true;
+    if (this.reconnecting || this._ws.readyState !== WebSocket.OPEN) {
+      this._end(1000, "left");
+      return;
+    }
     this._send({ type: "leave", room: this.room });
     const gone = new Promise((resolve) => this.addEventListener("close", resolve, { once: true }));
     // The server closes the socket after a leave; don't wait for ever.
@@ -231,6 +349,11 @@ export class Session extends EventTarget {
   }
 
   _send(msg) {
+    // While resuming, what the app sends waits for the new connection.
+    if (this.reconnecting) {
+      if (this._outbox.length < 100) this._outbox.push(msg);
+      return;
+    }
     if (this._ws.readyState === WebSocket.OPEN) this._ws.send(JSON.stringify(msg));
   }
 
@@ -293,7 +416,23 @@ export class Session extends EventTarget {
           participantId: msg.participantId, trackId: msg.trackId, kind: t ? t.kind : undefined, muted: msg.muted, local: false,
         });
       }
+      case "resumed":
+        return this._onResumed(msg);
+      case "participant_status": {
+        const p = this.participants.get(msg.id);
+        if (p) p.status = msg.status;
+        return this._emit("participantstatus", { participantId: msg.id, status: msg.status });
+      }
+      case "data":
+        return this._emit("data", { from: msg.from, ts: msg.ts, topic: msg.topic, payload: msg.payload, to: msg.to });
+      case "active_speakers":
+        this.activeSpeakers = msg.speakers || [];
+        return this._emit("activespeakers", { speakers: this.activeSpeakers });
+      case "ice_restart":
+        if (msg.target === "publisher") return this._restartPublisher();
+        return;
       case "draining":
+        this._draining = true;
         return this._emit("draining", { deadlineMs: msg.deadlineMs });
       case "ice_servers":
         return this._onICEServers(msg.iceServers || []);
@@ -310,12 +449,14 @@ export class Session extends EventTarget {
     this.id = msg.id;
     this.room = msg.room;
     this.iceServers = msg.iceServers || [];
+    this._resume = msg.resumeToken ? { token: msg.resumeToken, windowMs: msg.resumeWindowMs || 0 } : null;
     const cfg = { iceServers: this.iceServers, ...(this._opts.rtcConfig || {}) };
     this.publisher = new RTCPeerConnection(cfg);
     this.subscriber = new RTCPeerConnection(cfg);
     for (const [target, pc] of [["publisher", this.publisher], ["subscriber", this.subscriber]]) {
       pc.onicecandidate = (e) => this._send({ type: "candidate", target, candidate: e.candidate ? e.candidate.toJSON() : null });
       pc.onconnectionstatechange = () => this._emit("connectionstatechange", { target, state: pc.connectionState });
+      pc.oniceconnectionstatechange = () => this._watchICE(target, pc);
     }
     for (const raw of msg.participants || []) {
       const p = normParticipant(raw);
@@ -360,6 +501,7 @@ export class Session extends EventTarget {
       this._emit("trackadded", {
         participantId: n.participantId, trackId: n.trackId, kind: n.kind, track: tr.receiver.track,
         receiver: tr.receiver, muted: !!(info && info.muted),
+        source: (info && info.source) || (n.kind === "audio" ? "microphone" : "camera"),
       });
     }
   }
@@ -382,6 +524,12 @@ export class Session extends EventTarget {
   }
 
   _onError(error) {
+    if (error.ref === "resume") {
+      // Nothing to resume (the window passed, or the server restarted).
+      this._resuming = null;
+      this._end(4000, error.message, error);
+      return;
+    }
     if (error.ref === "offer" && this._answer) {
       // The server refused our publisher offer; it rolled back, so do we.
       const a = this._answer;
@@ -401,13 +549,13 @@ export class Session extends EventTarget {
     this._fail(error);
   }
 
-  _negotiate() {
+  _negotiate(offerOptions) {
     const run = async () => {
       if (this.closed) throw new SFUError("closed", "session closed");
       const pc = this.publisher;
-      await pc.setLocalDescription(await pc.createOffer());
+      await pc.setLocalDescription(await pc.createOffer(offerOptions));
       const answered = new Promise((resolve, reject) => (this._answer = { resolve, reject }));
-      this._send({ type: "offer", target: "publisher", sdp: pc.localDescription.sdp });
+      this._sendOffer();
       await answered;
     };
     const done = this._pubChain.then(run, run);
@@ -415,16 +563,125 @@ export class Session extends EventTarget {
     return done;
   }
 
+  // The publisher offer, with the sources of the tracks that have one.
+  _sendOffer() {
+    const tracks = [...this._local.values()]
+      .filter((l) => l.source && l.transceiver.mid !== null)
+      .map((l) => ({ mid: l.transceiver.mid, source: l.source }));
+    this._send({ type: "offer", target: "publisher", sdp: this.publisher.localDescription.sdp, tracks: tracks.length ? tracks : undefined });
+  }
+
+  // ---- surviving the network ----
+
+  // A connection disconnected for 2 s, or failed, restarts ICE: the
+  // publisher's by a new offer, the subscriber's by asking the server.
+  _watchICE(target, pc) {
+    clearTimeout(this._iceTimers[target]);
+    const state = pc.iceConnectionState;
+    const restart = () => (target === "publisher" ? this._restartPublisher() : this._send({ type: "ice_restart", target: "subscriber" }));
+    if (state === "failed") restart();
+    else if (state === "disconnected") {
+      this._iceTimers[target] = setTimeout(() => {
+        if (!this.closed && ["disconnected", "failed"].includes(pc.iceConnectionState)) restart();
+      }, 2000);
+    }
+  }
+
+  _restartPublisher() {
+    if (this.closed || !this.publisher) return;
+    this._negotiate({ iceRestart: true }).catch((err) => this._fail(err instanceof SFUError ? err : new SFUError("client", String(err))));
+  }
+
+  _restartICE() {
+    if (this.closed || !this.publisher || this.reconnecting) return;
+    this._restartPublisher();
+    this._send({ type: "ice_restart", target: "subscriber" });
+  }
+
+  _onSocketClose(code, reason) {
+    if (this.closed) return;
+    const attempt = this._resuming;
+    if (attempt && Date.now() < attempt.deadline) {
+      // This attempt failed before the server answered: try again.
+      attempt.wait = Math.min(attempt.wait * 2, 2000);
+      setTimeout(() => !this.closed && this._open(this._resumeMessage()), attempt.wait);
+      return;
+    }
+    const resumable = this.id && this._resume && this._resume.windowMs > 0 && !this._join && !this._leaving && !this._draining &&
+      !attempt && code !== 1000 && reason !== "resumed on another connection";
+    if (!resumable) {
+      this._end(code, reason);
+      return;
+    }
+    this.reconnecting = true;
+    this._resuming = { deadline: Date.now() + this._resume.windowMs, wait: 250 };
+    this._emit("reconnecting", {});
+    this._open(this._resumeMessage());
+  }
+
+  _resumeMessage() {
+    return { type: "resume", v: PROTOCOL_VERSION, participantId: this.id, resumeToken: this._resume.token };
+  }
+
+  // Resumed: the room as it is now replaces what this client knew.
+  async _onResumed(msg) {
+    this._resuming = null;
+    this.reconnecting = false;
+    this._resume = { token: msg.resumeToken, windowMs: msg.resumeWindowMs || 0 };
+    this._onICEServers(msg.iceServers || []);
+    const next = new Map((msg.participants || []).map((p) => [p.id, normParticipant(p)]));
+    for (const id of [...this.participants.keys()]) {
+      if (next.has(id)) continue;
+      this.participants.delete(id);
+      this._emit("participantleft", { participantId: id });
+    }
+    for (const [id, p] of next) {
+      const had = this.participants.get(id);
+      this.participants.set(id, p);
+      if (!had) {
+        this._emit("participantjoined", { participant: p });
+        continue;
+      }
+      for (const t of had.tracks) {
+        if (!p.tracks.some((x) => x.id === t.id)) this._emit("trackunpublished", { participantId: id, trackId: t.id });
+      }
+      for (const t of p.tracks) {
+        const old = had.tracks.find((x) => x.id === t.id);
+        if (!old) this._emit("trackpublished", { participantId: id, track: t });
+        else if (!!old.muted !== !!t.muted) this._emit("mute", { participantId: id, trackId: t.id, kind: t.kind, muted: !!t.muted, local: false });
+      }
+      if (had.status !== "connected") this._emit("participantstatus", { participantId: id, status: "connected" });
+    }
+    // A publish offer whose answer was lost goes again; connections that
+    // dropped meanwhile restart.
+    if (this.publisher.signalingState === "have-local-offer" && this._answer) this._sendOffer();
+    else if (["disconnected", "failed"].includes(this.publisher.iceConnectionState)) this._restartPublisher();
+    if (["disconnected", "failed"].includes(this.subscriber.iceConnectionState)) this._send({ type: "ice_restart", target: "subscriber" });
+    for (const l of this._local.values()) if (l.muted) this._sendMute(l, true);
+    const outbox = this._outbox;
+    this._outbox = [];
+    for (const m of outbox) this._send(m);
+    this._emit("reconnected", {});
+  }
+
   _trackInfo(participantId, trackId) {
     const p = this.participants.get(participantId);
     return p ? p.tracks.find((t) => t.id === trackId) : undefined;
   }
 
-  _end(code, reason) {
+  _end(code, reason, cause) {
     if (this.closed) return;
     this.closed = true;
+    this.reconnecting = false;
+    if (typeof window !== "undefined") {
+      window.removeEventListener("pagehide", this._onPageHide);
+      window.removeEventListener("online", this._onOnline);
+    }
+    for (const t of Object.values(this._iceTimers)) clearTimeout(t);
+    clearInterval(this._heartbeat);
+    if (this._ws && this._ws.readyState <= WebSocket.OPEN) this._ws.close(1000, "closed");
     for (const pc of [this.publisher, this.subscriber]) if (pc) pc.close();
-    const error = code === 1000 ? null : new SFUError("closed", `connection closed (${code}${reason ? ": " + reason : ""})`);
+    const error = cause || (code === 1000 ? null : new SFUError("closed", `connection closed (${code}${reason ? ": " + reason : ""})`));
     if (this._answer) this._answer.reject(error || new SFUError("closed", "session closed"));
     this._answer = null;
     if (this._join) {
@@ -440,7 +697,7 @@ export class Session extends EventTarget {
 }
 
 function normParticipant(p) {
-  return { id: p.id, name: p.name || "", tracks: (p.tracks || []).map((t) => ({ ...t })) };
+  return { id: p.id, name: p.name || "", tracks: (p.tracks || []).map((t) => ({ ...t })), status: "connected" };
 }
 
 /**

@@ -1,0 +1,127 @@
+// TypeScript declarations for sfu.js, the SFU's browser client (served
+// beside it at /client/sfu.d.ts). The protocol itself is sfu/PROTOCOL.md.
+
+/** The protocol version this client speaks. */
+export const PROTOCOL_VERSION: 1;
+
+/** Error codes of PROTOCOL.md, plus "client" and "closed" for local failures. */
+export type ErrorCode =
+  | "bad_message" | "unknown_type" | "identity_limit" | "too_large" | "version" | "unauthorized"
+  | "not_joined" | "already_joined" | "unknown_room" | "room_full" | "too_many_rooms" | "too_many_tracks"
+  | "bad_sdp" | "bad_candidate" | "unknown_track" | "rate_limited" | "resume_failed"
+  | "unknown_participant" | "draining" | "internal" | "client" | "closed";
+
+/** An error the server reported, or a client-side failure. */
+export class SFUError extends Error {
+  constructor(code: ErrorCode | string, message: string, ref?: string);
+  readonly name: "SFUError";
+  /** One of PROTOCOL.md's codes, "client" or "closed". */
+  readonly code: ErrorCode | string;
+  /** The type of the message that caused it, if the server said. */
+  readonly ref?: string;
+}
+
+export type TrackSource = "camera" | "microphone" | "screen" | "screen_audio";
+
+export interface TrackInfo {
+  /** The publisher's track id (its SDP msid). */
+  id: string;
+  kind: "audio" | "video";
+  codec?: string;
+  muted?: boolean;
+  source?: TrackSource;
+}
+
+export interface Participant {
+  id: string;
+  name: string;
+  tracks: TrackInfo[];
+  /** "reconnecting" while its signalling is gone (its media may go on). */
+  status: "connected" | "reconnecting";
+}
+
+export interface Speaker {
+  participantId: string;
+  /** From 0 (silence) to 1 (loudest). */
+  level: number;
+}
+
+export interface SessionEventMap {
+  participantjoined: CustomEvent<{ participant: Participant }>;
+  participantleft: CustomEvent<{ participantId: string }>;
+  participantstatus: CustomEvent<{ participantId: string; status: "connected" | "reconnecting" }>;
+  trackpublished: CustomEvent<{ participantId: string; track: TrackInfo }>;
+  trackunpublished: CustomEvent<{ participantId: string; trackId: string }>;
+  trackadded: CustomEvent<{
+    participantId: string; trackId: string; kind: "audio" | "video"; source: TrackSource;
+    track: MediaStreamTrack; receiver: RTCRtpReceiver; muted: boolean;
+  }>;
+  trackremoved: CustomEvent<{ participantId: string; trackId: string; kind: "audio" | "video"; track: MediaStreamTrack }>;
+  mute: CustomEvent<{ participantId: string; trackId: string; kind?: "audio" | "video"; muted: boolean; local: boolean }>;
+  data: CustomEvent<{ from: string; ts: number; topic: string; payload: unknown; to?: string[] }>;
+  activespeakers: CustomEvent<{ speakers: Speaker[] }>;
+  connectionstatechange: CustomEvent<{ target: "publisher" | "subscriber"; state: RTCPeerConnectionState }>;
+  reconnecting: CustomEvent<Record<string, never>>;
+  reconnected: CustomEvent<Record<string, never>>;
+  error: CustomEvent<{ error: SFUError }>;
+  draining: CustomEvent<{ deadlineMs: number }>;
+  close: CustomEvent<{ code: number; reason: string; error: SFUError | null }>;
+}
+
+export interface JoinOptions {
+  room: string;
+  /** Display name (the token's name claim wins). */
+  name?: string;
+  /** HS256 JWT; omit only on servers that allow anonymous joins. */
+  token?: string;
+  /** Listeners added before the join is sent, so none of the first events is missed. */
+  on?: { [K in keyof SessionEventMap]?: (e: SessionEventMap[K]) => void };
+  /** Merged over {iceServers} from the join reply. */
+  rtcConfig?: RTCConfiguration;
+}
+
+/** One participant's signalling session and its two peer connections. */
+export class Session extends EventTarget {
+  readonly id: string;
+  readonly room: string;
+  readonly iceServers: RTCIceServer[];
+  /** Everyone else in the room. */
+  readonly participants: Map<string, Participant>;
+  readonly publisher: RTCPeerConnection | null;
+  readonly subscriber: RTCPeerConnection | null;
+  readonly closed: boolean;
+  /** Whether the signalling connection is being resumed. */
+  readonly reconnecting: boolean;
+  /** The loudest participants, loudest first. */
+  readonly activeSpeakers: Speaker[];
+
+  /** Publishes tracks; resolves once the server answered. */
+  publish(media: MediaStream | MediaStreamTrack[], options?: { source?: "camera" | "microphone" | "screen" }): Promise<void>;
+  /** Stops sending a published track and renegotiates. */
+  unpublish(track: MediaStreamTrack): Promise<void>;
+  /** Sends newTrack in oldTrack's place without renegotiating. */
+  replaceTrack(oldTrack: MediaStreamTrack, newTrack: MediaStreamTrack): Promise<void>;
+  /** Local tracks published so far. */
+  localTracks(): MediaStreamTrack[];
+  /** Mutes a local track, or every local track of a kind. */
+  mute(what: MediaStreamTrack | "audio" | "video", muted: boolean): void;
+  isMuted(what: MediaStreamTrack | "audio" | "video"): boolean;
+  /** Sends an app message (at most 8 KiB of JSON) to the room or to some participants. */
+  sendData(topic: string, payload: unknown, to?: string[]): void;
+  /** Leaves the room and closes everything. */
+  leave(): Promise<void>;
+
+  addEventListener<K extends keyof SessionEventMap>(type: K, listener: (e: SessionEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof SessionEventMap>(type: K, listener: (e: SessionEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject, options?: boolean | EventListenerOptions): void;
+}
+
+/** Opens the signalling socket and joins a room; rejects with an SFUError. */
+export function join(url: string, opts: JoinOptions): Promise<Session>;
+
+/** The signalling URL of the SFU that served this module. */
+export function defaultURL(moduleURL?: string): string;
+
+/** The tracks a subscriber offer sends: mid → publisher, track and kind. */
+export function parseTracks(sdp: string): Map<string, { participantId: string; trackId: string; kind: "audio" | "video" }>;
