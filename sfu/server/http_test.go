@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -33,6 +34,34 @@ func metricValue(t *testing.T, text, name string) float64 {
 }
 
 // /health and /metrics report what the rooms hold and what was forwarded.
+// Operators read the metric list in the README; every metric the server
+// registers must be in it (and no longer in it once gone).
+func TestEveryMetricIsDocumented(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	_, text := e.get(t, "/metrics")
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^# HELP (sfu_\w+) `).FindAllStringSubmatch(text, -1) {
+		registered[m[1]] = true
+		if !strings.Contains(string(readme), "`"+m[1]+"`") {
+			t.Errorf("README.md does not list %s", m[1])
+		}
+	}
+	if len(registered) < 20 {
+		t.Fatalf("/metrics has %d sfu_ metrics: %s", len(registered), text)
+	}
+	for _, m := range regexp.MustCompile("`(sfu_[a-z_]+)`").FindAllStringSubmatch(string(readme), -1) {
+		if name := m[1]; !registered[name] && !strings.HasSuffix(name, "_secret") {
+			t.Errorf("README.md lists %s, which the server does not register", name)
+		}
+	}
+}
+
 func TestHealthAndMetrics(t *testing.T) {
 	netns.Require(t)
 	e := start(t, nil)
@@ -112,6 +141,7 @@ func TestStaticFiles(t *testing.T) {
 	files := fstest.MapFS{
 		"index.html": {Data: []byte("<!doctype html>demo")},
 		"sfu.js":     {Data: []byte("export class Client {}")},
+		"sfu.d.ts":   {Data: []byte("export class Client {}")},
 		"web.go":     {Data: []byte("package web")},
 	}
 	e := start(t, func(c *server.Config) { c.Web = files })
@@ -142,6 +172,16 @@ func TestStaticFiles(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
 		t.Errorf("/client/sfu.js Access-Control-Allow-Origin = %q, want *", got)
+	}
+	// Its declarations beside it, as TypeScript (not an MPEG stream).
+	resp, err = http.Get(e.hs.URL + "/client/sfu.d.ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "application/typescript") {
+		t.Errorf("/client/sfu.d.ts = %d %q, want 200 application/typescript", resp.StatusCode, ct)
 	}
 }
 

@@ -2,6 +2,9 @@ package server
 
 import (
 	"net/http"
+	"sync/atomic"
+
+	"github.com/jbcalling/platform/sfu/signal"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,7 +24,6 @@ type metrics struct {
 	dataMessages                 prometheus.Counter
 	// Sessions whose WebSocket dropped, and those resumed by a new one.
 	detached, resumed prometheus.Counter
-	iceRestarts       *prometheus.CounterVec
 }
 
 func newMetrics(s *Server) *metrics {
@@ -50,8 +52,6 @@ func newMetrics(s *Server) *metrics {
 			Name: "sfu_sessions_dropped_total", Help: "Participants whose WebSocket dropped without a leave: kept for the resume window."}),
 		resumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sfu_sessions_resumed_total", Help: "Participants taken over by a new WebSocket (resume)."}),
-		iceRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sfu_ice_restarts_total", Help: "ICE restarts, by who asked: server (the connection failed or disconnected) or client."}, []string{"by"}),
 	}
 	gauge := func(name, help string, fn func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
@@ -59,11 +59,22 @@ func newMetrics(s *Server) *metrics {
 	counter := func(name, help string, fn func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, fn)
 	}
+	iceRestarts := func(by string, n *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sfu_ice_restarts_total", ConstLabels: prometheus.Labels{"by": by},
+			Help: "ICE restarts, by who asked: the server (a connection's ICE failed or stayed disconnected) or the client."},
+			func() float64 { return float64(n.Load()) })
+	}
+	// Refused joins show as 0 from the start, by every code that refuses one.
+	for _, code := range []string{signal.CodeUnauthorized, signal.CodeVersion, signal.CodeRoomFull, signal.CodeIdentityLimit,
+		signal.CodeTooManyRooms, signal.CodeDraining} {
+		m.joinsRefused.WithLabelValues(code)
+	}
 	reg.MustRegister(
+		iceRestarts("server", &c.ServerICERestarts), iceRestarts("client", &c.ClientICERestarts),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		m.connections, m.joinLatency, m.joinsRefused, m.rateLimited, m.connsRefused, m.socketsRefused,
-		m.dataMessages, m.detached, m.resumed, m.iceRestarts,
+		m.dataMessages, m.detached, m.resumed,
 		gauge("sfu_rooms", "Rooms with at least one participant.", func() float64 { r, _ := s.rooms.Stats(); return float64(r) }),
 		gauge("sfu_participants", "Participants in all rooms.", func() float64 { _, p := s.rooms.Stats(); return float64(p) }),
 		gauge("sfu_tracks", "Published tracks being forwarded.", func() float64 { return float64(c.TracksCurrent.Load()) }),

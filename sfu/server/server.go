@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +106,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	// The client module is public and token-free, so any origin (the real
 	// frontend) may import it; module scripts need CORS for that.
-	mux.Handle("GET /client/", http.StripPrefix("/client", allowAnyOrigin(s.web)))
+	mux.Handle("GET /client/", http.StripPrefix("/client", allowAnyOrigin(typeScriptDeclarations(s.web))))
 	mux.Handle("GET /", s.web)
 	return mux
 }
@@ -272,6 +273,17 @@ func allowAnyOrigin(h http.Handler) http.Handler {
 	})
 }
 
+// typeScriptDeclarations serves .d.ts files as TypeScript (by extension
+// alone, .ts would be an MPEG transport stream).
+func typeScriptDeclarations(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".d.ts") {
+			w.Header().Set("Content-Type", "application/typescript; charset=utf-8")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // staticOnly hides the Go sources that share the embedded directory.
 type staticOnly struct{ fs.FS }
 
@@ -280,7 +292,7 @@ func (f staticOnly) Open(name string) (fs.File, error) {
 		return f.FS.Open(name) // the directory, for index.html
 	}
 	switch path.Ext(name) {
-	case ".html", ".js", ".mjs", ".css", ".svg", ".png", ".ico", ".json", ".map", ".txt":
+	case ".html", ".js", ".mjs", ".css", ".svg", ".png", ".ico", ".json", ".map", ".txt", ".ts":
 		return f.FS.Open(name)
 	}
 	return nil, fs.ErrNotExist

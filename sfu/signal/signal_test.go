@@ -129,7 +129,9 @@ func TestProtocolExamplesDecode(t *testing.T) {
 			seen[m.MessageType()] = true
 		}
 	}
-	for _, typ := range []string{TypeJoin, TypeJoined, TypeOffer, TypeAnswer, TypeCandidate, TypeParticipantJoined, TypeParticipantLeft, TypeTrackPublished, TypeTrackUnpublished, TypeMute, TypeLeave, TypeError, TypeDraining, TypePing} {
+	for _, typ := range []string{TypeJoin, TypeJoined, TypeOffer, TypeAnswer, TypeCandidate, TypeParticipantJoined, TypeParticipantLeft,
+		TypeTrackPublished, TypeTrackUnpublished, TypeMute, TypeLeave, TypeError, TypeDraining, TypeICEServers, TypePing,
+		TypeData, TypeActiveSpeakers, TypeResume, TypeResumed, TypeParticipantStatus, TypeICERestart} {
 		if !seen[typ] {
 			t.Errorf("PROTOCOL.md has no example of %q", typ)
 		}
