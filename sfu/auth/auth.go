@@ -46,6 +46,9 @@ const AnyRoom = "*"
 type Claims struct {
 	Room string `json:"room"`
 	Name string `json:"name,omitempty"`
+	// Agent marks a service that joins rooms for the people in them (the
+	// translation agent): only it may send captions.
+	Agent bool `json:"agent,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -68,6 +71,7 @@ func NewVerifier(secret []byte, issuer string, allowAnonymous bool) *Verifier {
 type Identity struct {
 	Subject string // empty for an anonymous join
 	Name    string
+	Agent   bool
 }
 
 // Verify checks token for room.
@@ -97,17 +101,27 @@ func (v *Verifier) Verify(token, room string) (Identity, error) {
 	if c.Subject == "" {
 		return Identity{}, ErrNoIdentity
 	}
-	return Identity{Subject: c.Subject, Name: c.Name}, nil
+	return Identity{Subject: c.Subject, Name: c.Name, Agent: c.Agent}, nil
 }
 
 // Sign makes a join token from DefaultIssuer for the SFU (for tests and
 // tools; the api service signs in production).
 func Sign(secret []byte, room, subject, name string, ttl time.Duration) (string, error) {
+	return sign(secret, Claims{Room: room, Name: name}, subject, ttl)
+}
+
+// SignAgent makes a join token for an agent (the agent holds the SFU's
+// secret and signs its own).
+func SignAgent(secret []byte, room, subject, name string, ttl time.Duration) (string, error) {
+	return sign(secret, Claims{Room: room, Name: name, Agent: true}, subject, ttl)
+}
+
+func sign(secret []byte, c Claims, subject string, ttl time.Duration) (string, error) {
 	now := time.Now()
-	c := Claims{Room: room, Name: name, RegisteredClaims: jwt.RegisteredClaims{
+	c.RegisteredClaims = jwt.RegisteredClaims{
 		Subject: subject, Issuer: DefaultIssuer, Audience: jwt.ClaimStrings{Audience},
 		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
-	}}
+	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
 }
 

@@ -40,6 +40,9 @@ type Options struct {
 	Room  string
 	Name  string
 	Token string // JWT; empty for a server that allows anonymous joins
+	// Language the participant speaks and TranslateTo the one it wants
+	// others in (join's fields); empty for none.
+	Language, TranslateTo string
 
 	// SettingEngine restricts pion (interfaces, IP filter, network types,
 	// ports). Nil means pion's defaults.
@@ -62,7 +65,7 @@ type Options struct {
 	OnTrack func(*RemoteTrack)
 	// OnEvent receives the server's room notifications (*signal.ParticipantJoined,
 	// *signal.ParticipantLeft, *signal.ParticipantStatus, *signal.TrackPublished,
-	// *signal.TrackUnpublished, *signal.Mute, *signal.Data, *signal.ActiveSpeakers,
+	// *signal.TrackUnpublished, *signal.Mute, *signal.Languages, *signal.Data, *signal.ActiveSpeakers,
 	// *signal.Resumed, *signal.Draining, *signal.Error). It is called from the
 	// signalling reader; it must not block.
 	OnEvent func(signal.Message)
@@ -156,7 +159,8 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 }
 
 func (c *Client) join(ctx context.Context) error {
-	if err := c.send(ctx, &signal.Join{Version: signal.Version, Room: c.opts.Room, Name: c.opts.Name, Token: c.opts.Token}); err != nil {
+	if err := c.send(ctx, &signal.Join{Version: signal.Version, Room: c.opts.Room, Name: c.opts.Name, Token: c.opts.Token,
+		Language: c.opts.Language, TranslateTo: c.opts.TranslateTo}); err != nil {
 		return fmt.Errorf("client: join: %w", err)
 	}
 	for {

@@ -2,6 +2,7 @@ package room
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -9,11 +10,30 @@ import (
 	"github.com/jbcalling/platform/sfu/signal"
 )
 
+// ErrNotAgent: only agents send captions, so nobody can put words in
+// another participant's mouth.
+var ErrNotAgent = errors.New("room: captions come from agents only")
+
+// SetLanguages records what p speaks and wants and tells the others.
+func (p *Participant) SetLanguages(language, translateTo string) {
+	r := p.room
+	r.mu.Lock()
+	p.language, p.translateTo = language, translateTo
+	others := r.othersLocked(p)
+	r.mu.Unlock()
+	for _, o := range others {
+		o.send(&signal.Languages{ParticipantID: p.id, Language: language, TranslateTo: translateTo})
+	}
+}
+
 // SendData relays an app message (chat, captions) from p to the others in
 // its room, or to those to names, stamped with p's id and the server's
 // time. Through the signalling connections it is reliable and ordered
 // per sender, like the rest of the room's messages.
 func (p *Participant) SendData(topic string, payload json.RawMessage, to []string) error {
+	if topic == signal.TopicCaptions && !p.agent {
+		return ErrNotAgent
+	}
 	r := p.room
 	r.mu.Lock()
 	var targets []*Participant

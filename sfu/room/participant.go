@@ -40,11 +40,14 @@ var (
 // Participant is one member of a room with its two peer connections.
 type Participant struct {
 	id, name, identity string
-	joined             time.Time
-	onClose            func(error)
-	m                  *Manager
-	room               *Room
-	log                *slog.Logger
+	agent              bool
+	// What the participant speaks and wants; under the room's lock.
+	language, translateTo string
+	joined                time.Time
+	onClose               func(error)
+	m                     *Manager
+	room                  *Room
+	log                   *slog.Logger
 
 	pub, sub *webrtc.PeerConnection
 	data     *webrtc.DataChannel // the room's, on sub
@@ -745,7 +748,8 @@ func (p *Participant) publishedLocked() []*publishedTrack {
 }
 
 func (p *Participant) infoLocked() signal.Participant {
-	info := signal.Participant{ID: p.id, Name: p.name, Tracks: []signal.Track{}}
+	info := signal.Participant{ID: p.id, Name: p.name, Tracks: []signal.Track{}, Agent: p.agent,
+		Language: p.language, TranslateTo: p.translateTo}
 	for _, t := range p.tracks {
 		info.Tracks = append(info.Tracks, t.info())
 	}

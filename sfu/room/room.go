@@ -148,7 +148,10 @@ type JoinRequest struct {
 	Room     string
 	Name     string
 	Identity string
-	Sink     Sink
+	// Agent: the token says this is an agent (captions are its alone).
+	Agent                 bool
+	Language, TranslateTo string
+	Sink                  Sink
 	// OnReplaced ends the signalling connection when another takes the
 	// participant over (Resume).
 	OnReplaced func()
@@ -167,6 +170,7 @@ func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, err
 	id := newID()
 	p := &Participant{
 		id: id, name: req.Name, identity: req.Identity, sink: req.Sink, onClose: req.OnClose,
+		agent: req.Agent, language: req.Language, translateTo: req.TranslateTo,
 		onReplaced: req.OnReplaced, gen: 1, resumeToken: newResumeToken(),
 		m: m, log: m.log.With("participant", id), tracks: map[string]*publishedTrack{},
 		subs: map[subKey]*subscription{}, closed: make(chan struct{}),

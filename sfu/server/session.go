@@ -336,6 +336,12 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 		if err := p.SetMute(m.MID, m.TrackID, m.Muted); err != nil {
 			se.sendError(signal.CodeUnknownTrack, typ, "%v", err)
 		}
+	case *signal.Languages:
+		if m.ParticipantID != "" && m.ParticipantID != p.ID() {
+			se.sendError(signal.CodeBadMessage, typ, "a client sets only its own languages")
+			return
+		}
+		p.SetLanguages(m.Language, m.TranslateTo)
 	case *signal.ICERestart:
 		if m.Target != signal.TargetSubscriber {
 			se.sendError(signal.CodeBadMessage, typ, "clients restart the publisher connection themselves (an offer with new ICE credentials)")
@@ -353,7 +359,10 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 			se.sendError(signal.CodeRateLimited, typ, "more than %g data messages per second", se.s.cfg.DataRate)
 			return
 		}
-		if err := p.SendData(m.Topic, m.Payload, m.To); err != nil {
+		if err := p.SendData(m.Topic, m.Payload, m.To); errors.Is(err, room.ErrNotAgent) {
+			se.sendError(signal.CodeUnauthorized, typ, "%v", err)
+			return
+		} else if err != nil {
 			se.sendError(signal.CodeUnknownParticipant, typ, "%v", err)
 			return
 		}
@@ -390,7 +399,7 @@ func (se *session) join(m *signal.Join) (websocket.StatusCode, string, bool) {
 		name = id.Name
 	}
 	p, _, err := se.s.rooms.Join(room.JoinRequest{
-		Room: m.Room, Name: name, Identity: id.Subject, Sink: se.send,
+		Room: m.Room, Name: name, Identity: id.Subject, Agent: id.Agent, Language: m.Language, TranslateTo: m.TranslateTo, Sink: se.send,
 		Welcome: func(w room.Welcome) signal.Message {
 			return &signal.Joined{Version: signal.Version, ID: w.ID, Room: m.Room, Participants: w.Others, ICEServers: se.s.iceServers(w.ID),
 				ResumeToken: w.ResumeToken, ResumeWindowMS: se.s.cfg.ResumeWindow.Milliseconds()}

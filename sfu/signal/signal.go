@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Version is the protocol version. A join with another version is refused
@@ -43,6 +44,7 @@ const (
 	TypeResumed           = "resumed"
 	TypeParticipantStatus = "participant_status"
 	TypeICERestart        = "ice_restart"
+	TypeLanguages         = "languages"
 )
 
 // Peer connection targets. Each participant has two peer connections: the
@@ -98,6 +100,10 @@ type Join struct {
 	Room    string `json:"room"`
 	Name    string `json:"name,omitempty"`
 	Token   string `json:"token,omitempty"`
+	// Language is what the participant speaks, TranslateTo what it wants
+	// to read and hear others in (language tags such as "en", "es").
+	Language    string `json:"language,omitempty"`
+	TranslateTo string `json:"translateTo,omitempty"`
 }
 
 // ICEServer mirrors the browser's RTCIceServer.
@@ -144,9 +150,48 @@ type TrackSource struct {
 
 // Participant describes one member of a room.
 type Participant struct {
-	ID     string  `json:"id"`
-	Name   string  `json:"name,omitempty"`
-	Tracks []Track `json:"tracks"`
+	ID          string  `json:"id"`
+	Name        string  `json:"name,omitempty"`
+	Tracks      []Track `json:"tracks"`
+	Language    string  `json:"language,omitempty"`
+	TranslateTo string  `json:"translateTo,omitempty"`
+	// Agent marks a participant that joined with an agent token: a
+	// service in the room (the translation agent), not a person.
+	Agent bool `json:"agent,omitempty"`
+}
+
+// Languages changes what a participant speaks and wants (from a client,
+// ParticipantID empty), and tells the others (from the server).
+type Languages struct {
+	ParticipantID string `json:"participantId,omitempty"`
+	Language      string `json:"language"`
+	TranslateTo   string `json:"translateTo"`
+}
+
+// TopicCaptions is the data topic of captions; only agents may send it.
+const TopicCaptions = "captions"
+
+// ValidLanguage reports whether s is empty or a short language tag: 2 or
+// 3 lowercase letters, optionally a region or script ("pt-BR").
+func ValidLanguage(s string) bool {
+	if s == "" {
+		return true
+	}
+	base, sub, hasSub := strings.Cut(s, "-")
+	if len(base) < 2 || len(base) > 3 || hasSub && (len(sub) < 2 || len(sub) > 8) {
+		return false
+	}
+	for _, c := range base {
+		if c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	for _, c := range sub {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Joined answers a successful Join.
@@ -355,6 +400,7 @@ func (*Resume) MessageType() string            { return TypeResume }
 func (*Resumed) MessageType() string           { return TypeResumed }
 func (*ParticipantStatus) MessageType() string { return TypeParticipantStatus }
 func (*ICERestart) MessageType() string        { return TypeICERestart }
+func (*Languages) MessageType() string         { return TypeLanguages }
 
 func newMessage(typ string) Message {
 	switch typ {
@@ -402,6 +448,8 @@ func newMessage(typ string) Message {
 		return &ParticipantStatus{}
 	case TypeICERestart:
 		return &ICERestart{}
+	case TypeLanguages:
+		return &Languages{}
 	}
 	return nil
 }
@@ -444,6 +492,13 @@ func validate(m Message) error {
 		}
 		if len(m.Room) > 128 || len(m.Name) > 128 {
 			return errors.New("room and name are limited to 128 bytes")
+		}
+		if !ValidLanguage(m.Language) || !ValidLanguage(m.TranslateTo) {
+			return errors.New("language and translateTo must be language tags such as \"en\" or \"pt-BR\"")
+		}
+	case *Languages:
+		if !ValidLanguage(m.Language) || !ValidLanguage(m.TranslateTo) {
+			return errors.New("language and translateTo must be language tags such as \"en\" or \"pt-BR\"")
 		}
 	case *Offer:
 		return validateSDP((*SDP)(m))

@@ -131,7 +131,7 @@ func TestProtocolExamplesDecode(t *testing.T) {
 	}
 	for _, typ := range []string{TypeJoin, TypeJoined, TypeOffer, TypeAnswer, TypeCandidate, TypeParticipantJoined, TypeParticipantLeft,
 		TypeTrackPublished, TypeTrackUnpublished, TypeMute, TypeLeave, TypeError, TypeDraining, TypeICEServers, TypePing,
-		TypeData, TypeActiveSpeakers, TypeResume, TypeResumed, TypeParticipantStatus, TypeICERestart} {
+		TypeData, TypeActiveSpeakers, TypeResume, TypeResumed, TypeParticipantStatus, TypeICERestart, TypeLanguages} {
 		if !seen[typ] {
 			t.Errorf("PROTOCOL.md has no example of %q", typ)
 		}
