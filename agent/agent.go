@@ -1,0 +1,282 @@
+// Package agent is the translation agent: a participant that listens to
+// every speaker in a room and puts back what they said in the languages
+// the others asked for, as captions (data messages on the "captions"
+// topic) through the SFU's public signalling protocol.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jbcalling/platform/agent/audio"
+	"github.com/jbcalling/platform/agent/mt"
+	"github.com/jbcalling/platform/agent/stt"
+	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config is what an agent needs to serve one room.
+type Config struct {
+	URL   string // the SFU's signalling endpoint, ws(s)://host/ws
+	Room  string
+	Token string // a join token with the agent claim
+	Name  string // display name; empty means "Translator"
+
+	Recognizer stt.Recognizer
+	Translator mt.Translator
+	// DefaultLanguage is taken for a speaker who declared none; empty
+	// means "en".
+	DefaultLanguage string
+	// Queue bounds the utterances waiting for the engines; when it is
+	// full the oldest waiting one is dropped (captions late by minutes
+	// help nobody). 0 means 8.
+	Queue int
+
+	Logger        *slog.Logger
+	SettingEngine *webrtc.SettingEngine // nil: pion's defaults
+}
+
+// Caption is the payload of a "captions" data message: one utterance of
+// one speaker, in the language spoken and in each language someone in the
+// room wants.
+type Caption struct {
+	Speaker      string            `json:"speaker"` // participant id
+	Segment      int               `json:"segment"` // per speaker, from 1
+	Final        bool              `json:"final"`
+	Lang         string            `json:"lang"`
+	Text         string            `json:"text"`
+	Translations map[string]string `json:"translations,omitempty"`
+}
+
+// ErrConfig names a missing part of Config.
+var ErrConfig = errors.New("agent: bad config")
+
+type utterance struct {
+	speaker string
+	pcm     []int16
+}
+
+type agent struct {
+	cfg Config
+	log *slog.Logger
+	c   *client.Client
+
+	mu       sync.Mutex
+	people   map[string]signal.Participant // the room, by id
+	segments map[string]int                // last segment number per speaker
+
+	queue chan utterance
+}
+
+// Run joins the room and captions it until ctx ends or the session does.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.URL == "" || cfg.Room == "" || cfg.Recognizer == nil || cfg.Translator == nil {
+		return fmt.Errorf("%w: URL, Room, Recognizer and Translator are required", ErrConfig)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "Translator"
+	}
+	if cfg.DefaultLanguage == "" {
+		cfg.DefaultLanguage = "en"
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 8
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &agent{cfg: cfg, log: log.With("room", cfg.Room), people: map[string]signal.Participant{},
+		segments: map[string]int{}, queue: make(chan utterance, cfg.Queue)}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c, err := client.Dial(ctx, cfg.URL, client.Options{
+		Room: cfg.Room, Name: cfg.Name, Token: cfg.Token, SettingEngine: cfg.SettingEngine, Logger: log,
+		OnTrack: func(t *client.RemoteTrack) { a.listen(ctx, t) },
+		OnEvent: a.onEvent,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: joining %q: %w", cfg.Room, err)
+	}
+	defer c.Close()
+	a.c = c
+	a.mu.Lock()
+	for _, p := range c.Participants() {
+		a.people[p.ID] = p
+	}
+	a.mu.Unlock()
+	a.log.Info("captioning", "id", c.ID())
+	go a.work(ctx)
+	select {
+	case <-ctx.Done():
+		_ = c.Leave(context.Background())
+		return nil
+	case <-c.Done():
+		return fmt.Errorf("agent: session ended: %w", c.Err())
+	}
+}
+
+// onEvent keeps the room's languages; it runs on the signalling reader.
+func (a *agent) onEvent(m signal.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch m := m.(type) {
+	case *signal.ParticipantJoined:
+		a.people[m.Participant.ID] = m.Participant
+	case *signal.ParticipantLeft:
+		delete(a.people, m.ID)
+	case *signal.Languages:
+		if p, ok := a.people[m.ParticipantID]; ok {
+			p.Language, p.TranslateTo = m.Language, m.TranslateTo
+			a.people[m.ParticipantID] = p
+		}
+	case *signal.Resumed:
+		clear(a.people)
+		for _, p := range m.Participants {
+			a.people[p.ID] = p
+		}
+	}
+}
+
+// listen decodes a person's audio and cuts it into utterances; other
+// tracks are read and dropped (the client must read every track).
+func (a *agent) listen(ctx context.Context, t *client.RemoteTrack) {
+	a.mu.Lock()
+	speaker, known := a.people[t.ParticipantID]
+	a.mu.Unlock()
+	if t.Kind != webrtc.RTPCodecTypeAudio || known && speaker.Agent {
+		drain(t)
+		return
+	}
+	dec, err := audio.NewDecoder(stt.Rate)
+	if err != nil {
+		a.log.Error("no decoder", "err", err)
+		drain(t)
+		return
+	}
+	seg := audio.Segmenter{Rate: stt.Rate}
+	for {
+		pkt, _, err := t.Track.ReadRTP()
+		if err != nil {
+			if u := seg.Flush(); u != nil {
+				a.enqueue(utterance{t.ParticipantID, u})
+			}
+			return
+		}
+		if len(pkt.Payload) == 0 {
+			continue
+		}
+		pcm, err := dec.Decode(pkt.Payload)
+		if err != nil {
+			continue // a damaged packet: the segmenter hears a gap
+		}
+		if u := seg.Write(pcm); u != nil {
+			a.enqueue(utterance{t.ParticipantID, u})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func drain(t *client.RemoteTrack) {
+	for {
+		if _, _, err := t.Track.ReadRTP(); err != nil {
+			return
+		}
+	}
+}
+
+// enqueue hands an utterance to the engines, dropping the oldest waiting
+// one when they are behind.
+func (a *agent) enqueue(u utterance) {
+	for {
+		select {
+		case a.queue <- u:
+			return
+		default:
+		}
+		select {
+		case old := <-a.queue:
+			a.log.Warn("engines behind: dropping an utterance", "speaker", old.speaker)
+		default:
+		}
+	}
+}
+
+// work runs the engines on one utterance at a time: they are CPU-bound.
+func (a *agent) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-a.queue:
+			if err := a.caption(ctx, u); err != nil && ctx.Err() == nil {
+				a.log.Warn("captioning an utterance", "speaker", u.speaker, "err", err)
+			}
+		}
+	}
+}
+
+// targets are the languages the room wants u.speaker in: every other
+// person's TranslateTo that is not what the speaker speaks.
+func (a *agent) targets(speaker string) (lang string, targets []string, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.people[speaker]
+	if !ok {
+		return "", nil, false
+	}
+	lang = p.Language
+	if lang == "" {
+		lang = a.cfg.DefaultLanguage
+	}
+	for id, o := range a.people {
+		if id != speaker && !o.Agent && o.TranslateTo != "" && o.TranslateTo != lang && !slices.Contains(targets, o.TranslateTo) {
+			targets = append(targets, o.TranslateTo)
+		}
+	}
+	slices.Sort(targets)
+	return lang, targets, true
+}
+
+func (a *agent) caption(ctx context.Context, u utterance) error {
+	lang, targets, ok := a.targets(u.speaker)
+	if !ok {
+		return nil // left meanwhile
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	text, err := a.cfg.Recognizer.Recognize(ctx, u.pcm, lang)
+	if err != nil {
+		return err
+	}
+	if text == "" {
+		return nil
+	}
+	a.mu.Lock()
+	a.segments[u.speaker]++
+	c := Caption{Speaker: u.speaker, Segment: a.segments[u.speaker], Final: true, Lang: lang, Text: text}
+	a.mu.Unlock()
+	for _, to := range targets {
+		tr, err := a.cfg.Translator.Translate(ctx, text, lang, to)
+		if err != nil {
+			a.log.Warn("translating", "from", lang, "to", to, "err", err)
+			continue
+		}
+		if c.Translations == nil {
+			c.Translations = map[string]string{}
+		}
+		c.Translations[to] = tr
+	}
+	a.log.Info("caption", "speaker", u.speaker, "segment", c.Segment, "seconds", float64(len(u.pcm))/stt.Rate,
+		"took", time.Since(start).Round(time.Millisecond), "languages", len(c.Translations))
+	return a.c.SendData(ctx, signal.TopicCaptions, c)
+}

@@ -1,0 +1,154 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jbcalling/platform/agent"
+	"github.com/jbcalling/platform/agent/audio"
+	"github.com/jbcalling/platform/agent/internal/enginetest"
+	"github.com/jbcalling/platform/agent/mt"
+	"github.com/jbcalling/platform/agent/stt"
+	"github.com/jbcalling/platform/internal/netns"
+	"github.com/jbcalling/platform/sfu/auth"
+	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/server"
+	"github.com/jbcalling/platform/sfu/server/servertest"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+func TestMain(m *testing.M) { netns.Main(m) }
+
+func settingEngine() *webrtc.SettingEngine {
+	se := &webrtc.SettingEngine{}
+	addr := net.ParseIP(netns.Addr)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(addr) })
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return se
+}
+
+// Ana speaks English into the room; Bo, who wants Spanish, reads what she
+// said in Spanish: real speech (espeak-ng), Opus through the SFU, the
+// agent's real recogniser (pocketsphinx) and translator (apertium).
+func TestCaptionsThroughTheSFU(t *testing.T) {
+	netns.Require(t)
+	enginetest.Require(t, "espeak-ng", "pocketsphinx_continuous", "apertium")
+	secret := []byte("agent-test-secret")
+	sfu := servertest.Start(t, netns.Addr, func(c *server.Config) {
+		c.JWTSecret = secret
+		c.Logger = servertest.Logger(t, slog.LevelWarn)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	ana, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Ana", Language: "en", SettingEngine: settingEngine()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ana.Close()
+	voice, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "voice", "ana")
+	if _, err := ana.Publish(ctx, voice); err != nil {
+		t.Fatal(err)
+	}
+	speech := enginetest.English(t, enginetest.Sentence, audio.EncoderRate)
+	go speak(ctx, t, voice, speech)
+
+	captions := make(chan agent.Caption, 16)
+	bo, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Bo", TranslateTo: "es", SettingEngine: settingEngine(),
+		OnTrack: func(rt *client.RemoteTrack) { drain(rt) },
+		OnEvent: func(m signal.Message) {
+			if d, ok := m.(*signal.Data); ok && d.Topic == signal.TopicCaptions {
+				var c agent.Caption
+				if err := json.Unmarshal(d.Payload, &c); err != nil {
+					t.Errorf("caption %s: %v", d.Payload, err)
+				}
+				captions <- c
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bo.Close()
+
+	token, err := auth.SignAgent(secret, auth.AnyRoom, "translator", "Translator", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
+			Recognizer: stt.Pocketsphinx{}, Translator: mt.Apertium{}, Logger: servertest.Logger(t, slog.LevelInfo)})
+	}()
+
+	select {
+	case c := <-captions:
+		t.Logf("caption: %+v", c)
+		if c.Speaker != ana.ID() || c.Lang != "en" || c.Segment != 1 || !c.Final {
+			t.Errorf("caption %+v, want Ana's first, final, in English", c)
+		}
+		if !strings.Contains(c.Text, "meeting") || !strings.Contains(c.Text, "morning") {
+			t.Errorf("text %q is not what Ana said (%q)", c.Text, enginetest.Sentence)
+		}
+		if es := c.Translations["es"]; !strings.Contains(es, "reunión") || !strings.Contains(es, "mañana") {
+			t.Errorf("Spanish %q, want la reunión ... mañana", es)
+		}
+		if len(c.Translations) != 1 {
+			t.Errorf("translations %v, want Spanish only (nobody else wants another language)", c.Translations)
+		}
+	case err := <-done:
+		t.Fatalf("the agent ended: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no caption within 90 s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after its context ended: %v", err)
+	}
+}
+
+// speak sends pcm (48 kHz) as 20 ms Opus packets in real time, then a
+// second and a half of silence, again and again: whenever the agent
+// joins, it hears a whole sentence.
+func speak(ctx context.Context, t *testing.T, track *webrtc.TrackLocalStaticSample, pcm []int16) {
+	enc, err := audio.NewEncoder()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	const frame = audio.EncoderRate / 50
+	clip := append(append([]int16{}, pcm...), make([]int16, audio.EncoderRate*3/2)...)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i = (i + frame) % (len(clip) - frame) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		pkt, err := enc.Encode(clip[i : i+frame])
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := track.WriteSample(media.Sample{Data: pkt, Duration: 20 * time.Millisecond}); err != nil {
+			return
+		}
+	}
+}
+
+func drain(rt *client.RemoteTrack) {
+	for {
+		if _, _, err := rt.Track.ReadRTP(); err != nil {
+			return
+		}
+	}
+}
