@@ -224,32 +224,38 @@ func (a *agent) work(ctx context.Context) {
 	}
 }
 
-// targets are the languages the room wants u.speaker in: every other
-// person's TranslateTo that is not what the speaker speaks.
-func (a *agent) targets(speaker string) (lang string, targets []string, ok bool) {
+// targets are the languages the room wants speaker in: every other
+// person's TranslateTo that is not what the speaker speaks. wanted says
+// whether anyone wants captions of speaker at all (in its own language
+// too); if not, nobody's time is spent on its words.
+func (a *agent) targets(speaker string) (lang string, targets []string, wanted bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p, ok := a.people[speaker]
 	if !ok {
-		return "", nil, false
+		return "", nil, false // left meanwhile
 	}
 	lang = p.Language
 	if lang == "" {
 		lang = a.cfg.DefaultLanguage
 	}
 	for id, o := range a.people {
-		if id != speaker && !o.Agent && o.TranslateTo != "" && o.TranslateTo != lang && !slices.Contains(targets, o.TranslateTo) {
+		if id == speaker || o.Agent || o.TranslateTo == "" {
+			continue
+		}
+		wanted = true
+		if o.TranslateTo != lang && !slices.Contains(targets, o.TranslateTo) {
 			targets = append(targets, o.TranslateTo)
 		}
 	}
 	slices.Sort(targets)
-	return lang, targets, true
+	return lang, targets, wanted
 }
 
 func (a *agent) caption(ctx context.Context, u utterance) error {
-	lang, targets, ok := a.targets(u.speaker)
-	if !ok {
-		return nil // left meanwhile
+	lang, targets, wanted := a.targets(u.speaker)
+	if !wanted {
+		return nil
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -14,6 +14,7 @@ const shareBtn = $("#share");
 const chatEl = $("#chat");
 const messagesEl = $("#messages");
 const sayForm = $("#say");
+const captionsSelect = $("#captions");
 const field = (name) => form.elements.namedItem(name);
 
 /**
@@ -28,6 +29,9 @@ window.demo = demo;
 // do not allow anonymous joins.
 const params = new URLSearchParams(location.search);
 if (params.get("room")) field("room").value = params.get("room");
+// ?lang= and ?captions= preset what you speak and the captions you want.
+if (params.get("lang")) field("language").value = params.get("lang");
+if (params.get("captions") !== null) field("translateTo").value = params.get("captions");
 const token = params.get("token") || undefined;
 
 /**
@@ -73,8 +77,9 @@ function showError(prefix, err) {
 function roomStatus() {
   const s = demo.session;
   if (!s || s.closed) return;
-  const n = s.participants.size + 1;
-  setStatus(`Room “${s.room}” · ${n} participant${n === 1 ? "" : "s"}`);
+  const n = [...s.participants.values()].filter((p) => !p.agent).length + 1;
+  const captioned = [...s.participants.values()].some((p) => p.agent);
+  setStatus(`Room “${s.room}” · ${n} participant${n === 1 ? "" : "s"}${captioned ? " · live captions" : ""}`);
 }
 
 /** A tile per participant (and per shared screen): video, name, indicators. */
@@ -104,16 +109,40 @@ function tile(id, name, self = false, screen = false) {
   reconnecting.className = "reconnecting";
   reconnecting.textContent = "reconnecting…";
   caption.append(label, mic, reconnecting);
-  el.append(video, avatar, caption);
+  // What this participant says, in the captions language, from the
+  // translation agent.
+  const subtitle = document.createElement("p");
+  subtitle.className = "subtitle";
+  subtitle.setAttribute("aria-live", "polite");
+  el.append(video, avatar, caption, subtitle);
   if (screen) tilesEl.prepend(el);
   else tilesEl.append(el);
-  t = { id, el, video, stream: new MediaStream(), receivers: [] };
+  t = { id, el, video, subtitle, stream: new MediaStream(), receivers: [], subtitleTimer: 0 };
   video.srcObject = t.stream;
   demo.tiles.set(id, t);
   return t;
 }
 
 const screenTile = (participantId) => `${participantId}/screen`;
+
+/**
+ * Shows a caption under its speaker's tile: in the language this page
+ * wants when the agent translated it, else as spoken; it fades after a
+ * while so old words do not linger.
+ */
+function showCaption(c) {
+  const s = demo.session;
+  const t = demo.tiles.get(s && c.speaker === s.id ? "self" : c.speaker);
+  if (!t || !s) return;
+  const want = s.translateTo;
+  if (!want) return;
+  const text = c.lang === want ? c.text : c.translations[want];
+  if (!text) return;
+  t.subtitle.textContent = text;
+  t.subtitle.lang = want;
+  clearTimeout(t.subtitleTimer);
+  t.subtitleTimer = setTimeout(() => (t.subtitle.textContent = ""), 8000);
+}
 
 function removeTile(id) {
   const t = demo.tiles.get(id);
@@ -251,9 +280,12 @@ form.addEventListener("submit", async (e) => {
       room: roomName,
       name,
       token,
+      language: field("language").value,
+      translateTo: field("translateTo").value,
       on: {
         participantjoined: ({ detail: { participant: p } }) => {
           demo.names.set(p.id, p.name || "Guest");
+          if (p.agent) return roomStatus(); // the translation agent has no face: its captions show under others' tiles
           tile(p.id, p.name || "Guest");
           render(p.id);
           roomStatus();
@@ -288,6 +320,7 @@ form.addEventListener("submit", async (e) => {
         trackunpublished: ({ detail: d }) => render(d.participantId),
         mute: ({ detail: d }) => render(d.local ? "self" : d.participantId),
         activespeakers: ({ detail: d }) => renderSpeakers(d.speakers),
+        caption: ({ detail: c }) => showCaption(c),
         data: ({ detail: d }) => {
           if (d.topic === "chat" && d.payload && typeof d.payload.text === "string") {
             addMessage(demo.names.get(d.from) || "Guest", d.payload.text, d.ts);
@@ -308,6 +341,7 @@ form.addEventListener("submit", async (e) => {
     form.hidden = true;
     controls.hidden = false;
     chatEl.hidden = false;
+    captionsSelect.value = session.translateTo;
     roomStatus();
     if (demo.local) await session.publish(demo.local);
     renderControls();
@@ -337,6 +371,11 @@ shareBtn.addEventListener("click", async () => {
   } catch (err) {
     if (err && err.name !== "NotAllowedError") showError("Could not share the screen.", { code: "client", message: String(err.message || err) });
   }
+});
+
+captionsSelect.addEventListener("change", () => {
+  const s = demo.session;
+  if (s) s.setLanguages(s.language, captionsSelect.value);
 });
 
 sayForm.addEventListener("submit", (e) => {

@@ -38,6 +38,28 @@ export interface Participant {
   tracks: TrackInfo[];
   /** "reconnecting" while its signalling is gone (its media may go on). */
   status: "connected" | "reconnecting";
+  /** The language it speaks ("" if it did not say). */
+  language: string;
+  /** The language it wants others in ("" for none). */
+  translateTo: string;
+  /** A service in the room (the translation agent), not a person. */
+  agent: boolean;
+}
+
+/** What someone said, with its translations, from the translation agent. */
+export interface Caption {
+  from: string;
+  ts: number;
+  /** Whose words. */
+  speaker: string;
+  /** That speaker's utterance number, from 1. */
+  segment: number;
+  final: boolean;
+  /** The language spoken. */
+  lang: string;
+  text: string;
+  /** The text in each language someone wants, by language tag. */
+  translations: Record<string, string>;
 }
 
 export interface Speaker {
@@ -59,6 +81,8 @@ export interface SessionEventMap {
   trackremoved: CustomEvent<{ participantId: string; trackId: string; kind: "audio" | "video"; track: MediaStreamTrack }>;
   mute: CustomEvent<{ participantId: string; trackId: string; kind?: "audio" | "video"; muted: boolean; local: boolean }>;
   data: CustomEvent<{ from: string; ts: number; topic: string; payload: unknown; to?: string[] }>;
+  caption: CustomEvent<Caption>;
+  languages: CustomEvent<{ participantId: string; language: string; translateTo: string }>;
   activespeakers: CustomEvent<{ speakers: Speaker[] }>;
   connectionstatechange: CustomEvent<{ target: "publisher" | "subscriber"; state: RTCPeerConnectionState }>;
   reconnecting: CustomEvent<Record<string, never>>;
@@ -78,6 +102,10 @@ export interface JoinOptions {
   on?: { [K in keyof SessionEventMap]?: (e: SessionEventMap[K]) => void };
   /** Merged over {iceServers} from the join reply. */
   rtcConfig?: RTCConfiguration;
+  /** Language tag this participant speaks, e.g. "en". */
+  language?: string;
+  /** Language tag it wants captions in, e.g. "es". */
+  translateTo?: string;
 }
 
 /** One participant's signalling session and its two peer connections. */
@@ -94,6 +122,9 @@ export class Session extends EventTarget {
   readonly reconnecting: boolean;
   /** The loudest participants, loudest first. */
   readonly activeSpeakers: Speaker[];
+  /** The language this participant speaks and the one it wants others in. */
+  readonly language: string;
+  readonly translateTo: string;
 
   /** Publishes tracks; resolves once the server answered. */
   publish(media: MediaStream | MediaStreamTrack[], options?: { source?: "camera" | "microphone" | "screen" }): Promise<void>;
@@ -108,6 +139,8 @@ export class Session extends EventTarget {
   isMuted(what: MediaStreamTrack | "audio" | "video"): boolean;
   /** Sends an app message (at most 8 KiB of JSON) to the room or to some participants. */
   sendData(topic: string, payload: unknown, to?: string[]): void;
+  /** Changes what this participant speaks and wants captions in ("" for none). */
+  setLanguages(language: string, translateTo: string): void;
   /** Leaves the room and closes everything. */
   leave(): Promise<void>;
 

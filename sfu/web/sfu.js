@@ -85,6 +85,19 @@ export function defaultURL(moduleURL = import.meta.url) {
  * @property {string} [name]
  * @property {TrackInfo[]} tracks
  * @property {"connected"|"reconnecting"} status
+ * @property {string} language     what it speaks ("" if it did not say)
+ * @property {string} translateTo  what it wants others in ("" for none)
+ * @property {boolean} agent       a service in the room (the translation agent), not a person
+ *
+ * @typedef {object} Caption
+ * @property {string} from        the agent that sent it
+ * @property {number} ts          server time, ms since the epoch
+ * @property {string} speaker     whose words
+ * @property {number} segment     that speaker's utterance number, from 1
+ * @property {boolean} final
+ * @property {string} lang        the language spoken
+ * @property {string} text        the words as spoken
+ * @property {Object<string, string>} translations  by language
  *
  * @typedef {object} JoinOptions
  * @property {string} room
@@ -93,6 +106,8 @@ export function defaultURL(moduleURL = import.meta.url) {
  * @property {Object<string, (e: CustomEvent) => void>} [on]
  *   listeners added before the join is sent, so none of the first events is missed
  * @property {RTCConfiguration} [rtcConfig] merged over {iceServers} from the join reply
+ * @property {string} [language]    language tag this participant speaks, e.g. "en"
+ * @property {string} [translateTo] language tag it wants captions in, e.g. "es"
  */
 
 /**
@@ -111,7 +126,10 @@ export function defaultURL(moduleURL = import.meta.url) {
  * - `mute` {participantId, trackId, kind, muted, local}
  * - `participantstatus` {participantId, status}: "reconnecting" while its
  *   signalling is gone (its media may go on), "connected" when back
- * - `data` {from, ts, topic, payload, to}: an app message (chat, captions)
+ * - `data` {from, ts, topic, payload, to}: an app message (chat, reactions)
+ * - `caption` {Caption}: what someone said, with its translations (from
+ *   the translation agent; `captions` data messages come only as this)
+ * - `languages` {participantId, language, translateTo}: someone changed theirs
  * - `activespeakers` {speakers: [{participantId, level}]}: the loudest
  *   first, as the server measures them; sent when the list changes
  * - `connectionstatechange` {target: "publisher"|"subscriber", state}
@@ -178,7 +196,13 @@ export class Session extends EventTarget {
     // Until joined, a failure rejects join() instead of firing events.
     this._joined.then(() => (this._join = null), () => (this._join = null));
 
-    this._open({ type: "join", v: PROTOCOL_VERSION, room: opts.room, name: opts.name || undefined, token: opts.token || undefined });
+    /** The language this participant speaks and the one it wants others in. */
+    this.language = opts.language || "";
+    this.translateTo = opts.translateTo || "";
+    this._open({
+      type: "join", v: PROTOCOL_VERSION, room: opts.room, name: opts.name || undefined, token: opts.token || undefined,
+      language: this.language || undefined, translateTo: this.translateTo || undefined,
+    });
     // Closing the page is leaving, not a network loss to wait out.
     this._onPageHide = () => {
       if (this.id && !this.closed) {
@@ -291,6 +315,19 @@ export class Session extends EventTarget {
   sendData(topic, payload, to) {
     if (this.closed) throw new SFUError("closed", "session closed");
     this._send({ type: "data", topic, payload, to: to && to.length ? to : undefined });
+  }
+
+  /**
+   * Changes the language this participant speaks and the one it wants
+   * captions in ("" for none); the others get a `languages` event.
+   * @param {string} language
+   * @param {string} translateTo
+   */
+  setLanguages(language, translateTo) {
+    if (this.closed) throw new SFUError("closed", "session closed");
+    this.language = language || "";
+    this.translateTo = translateTo || "";
+    this._send({ type: "languages", language: this.language, translateTo: this.translateTo });
   }
 
   /** Local tracks published so far. @returns {MediaStreamTrack[]} */
@@ -423,7 +460,19 @@ export class Session extends EventTarget {
         if (p) p.status = msg.status;
         return this._emit("participantstatus", { participantId: msg.id, status: msg.status });
       }
+      case "languages": {
+        const p = this.participants.get(msg.participantId);
+        if (p) Object.assign(p, { language: msg.language || "", translateTo: msg.translateTo || "" });
+        return this._emit("languages", { participantId: msg.participantId, language: msg.language || "", translateTo: msg.translateTo || "" });
+      }
       case "data":
+        if (msg.topic === "captions" && msg.payload && typeof msg.payload === "object") {
+          const c = msg.payload;
+          return this._emit("caption", {
+            from: msg.from, ts: msg.ts, speaker: String(c.speaker || ""), segment: Number(c.segment) || 0, final: !!c.final,
+            lang: String(c.lang || ""), text: String(c.text || ""), translations: { ...(c.translations || {}) },
+          });
+        }
         return this._emit("data", { from: msg.from, ts: msg.ts, topic: msg.topic, payload: msg.payload, to: msg.to });
       case "active_speakers":
         this.activeSpeakers = msg.speakers || [];
@@ -697,7 +746,10 @@ export class Session extends EventTarget {
 }
 
 function normParticipant(p) {
-  return { id: p.id, name: p.name || "", tracks: (p.tracks || []).map((t) => ({ ...t })), status: "connected" };
+  return {
+    id: p.id, name: p.name || "", tracks: (p.tracks || []).map((t) => ({ ...t })), status: "connected",
+    language: p.language || "", translateTo: p.translateTo || "", agent: !!p.agent,
+  };
 }
 
 /**
