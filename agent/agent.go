@@ -1,7 +1,9 @@
 // Package agent is the translation agent: a participant that listens to
 // every speaker in a room and puts back what they said in the languages
 // the others asked for, as captions (data messages on the "captions"
-// topic) through the SFU's public signalling protocol.
+// topic) and as speech (one track per speaker and language, which the SFU
+// sends those who want that language in place of the speaker's voice),
+// through the SFU's public signalling protocol.
 package agent
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/jbcalling/platform/agent/audio"
 	"github.com/jbcalling/platform/agent/mt"
 	"github.com/jbcalling/platform/agent/stt"
+	"github.com/jbcalling/platform/agent/tts"
 	"github.com/jbcalling/platform/sfu/client"
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/webrtc/v4"
@@ -30,6 +33,8 @@ type Config struct {
 
 	Recognizer stt.Recognizer
 	Translator mt.Translator
+	// Synthesizer speaks the translations; nil means captions only.
+	Synthesizer tts.Synthesizer
 	// DefaultLanguage is taken for a speaker who declared none; empty
 	// means "en".
 	DefaultLanguage string
@@ -63,6 +68,7 @@ type utterance struct {
 }
 
 type agent struct {
+	ctx context.Context // the session's: voices end with it
 	cfg Config
 	log *slog.Logger
 	c   *client.Client
@@ -72,7 +78,12 @@ type agent struct {
 	segments map[string]int                // last segment number per speaker
 
 	queue chan utterance
+
+	voicesMu sync.Mutex
+	voices   map[voiceKey]*voice
 }
+
+type voiceKey struct{ speaker, lang string }
 
 // Run joins the room and captions it until ctx ends or the session does.
 func Run(ctx context.Context, cfg Config) error {
@@ -92,10 +103,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &agent{cfg: cfg, log: log.With("room", cfg.Room), people: map[string]signal.Participant{},
-		segments: map[string]int{}, queue: make(chan utterance, cfg.Queue)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a := &agent{ctx: ctx, cfg: cfg, log: log.With("room", cfg.Room), people: map[string]signal.Participant{},
+		segments: map[string]int{}, queue: make(chan utterance, cfg.Queue), voices: map[voiceKey]*voice{}}
 	c, err := client.Dial(ctx, cfg.URL, client.Options{
 		Room: cfg.Room, Name: cfg.Name, Token: cfg.Token, SettingEngine: cfg.SettingEngine, Logger: log,
 		OnTrack: func(t *client.RemoteTrack) { a.listen(ctx, t) },
@@ -131,6 +142,7 @@ func (a *agent) onEvent(m signal.Message) {
 		a.people[m.Participant.ID] = m.Participant
 	case *signal.ParticipantLeft:
 		delete(a.people, m.ID)
+		go a.silence(m.ID)
 	case *signal.Languages:
 		if p, ok := a.people[m.ParticipantID]; ok {
 			p.Language, p.TranslateTo = m.Language, m.TranslateTo
@@ -284,5 +296,83 @@ func (a *agent) caption(ctx context.Context, u utterance) error {
 	}
 	a.log.Info("caption", "speaker", u.speaker, "segment", c.Segment, "seconds", float64(len(u.pcm))/stt.Rate,
 		"took", time.Since(start).Round(time.Millisecond), "languages", len(c.Translations))
-	return a.c.SendData(ctx, signal.TopicCaptions, c)
+	if err := a.c.SendData(ctx, signal.TopicCaptions, c); err != nil {
+		return err
+	}
+	if a.cfg.Synthesizer == nil {
+		return nil
+	}
+	for _, to := range targets {
+		text := c.Translations[to]
+		if text == "" {
+			continue
+		}
+		pcm, rate, err := a.cfg.Synthesizer.Synthesize(ctx, text, to)
+		if err != nil {
+			a.log.Warn("speaking", "lang", to, "err", err)
+			continue
+		}
+		v, err := a.voice(ctx, u.speaker, to)
+		if err != nil {
+			return err
+		}
+		segment := c.Segment
+		v.say(audio.Resample(pcm, rate, audio.EncoderRate), func() {
+			a.log.Info("speaking", "speaker", u.speaker, "segment", segment, "lang", to, "after", time.Since(start).Round(time.Millisecond))
+		})
+	}
+	return nil
+}
+
+// voice returns the track that speaks speaker in lang, publishing it the
+// first time.
+func (a *agent) voice(ctx context.Context, speaker, lang string) (*voice, error) {
+	key := voiceKey{speaker, lang}
+	a.voicesMu.Lock()
+	v := a.voices[key]
+	a.voicesMu.Unlock()
+	if v != nil {
+		return v, nil
+	}
+	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
+		speaker+"."+lang, a.c.ID())
+	if err != nil {
+		return nil, fmt.Errorf("agent: voice track: %w", err)
+	}
+	enc, err := audio.NewEncoder()
+	if err != nil {
+		return nil, err
+	}
+	sender, err := a.c.PublishTranslation(ctx, speaker, lang, track)
+	if err != nil {
+		return nil, fmt.Errorf("agent: publishing %s in %s: %w", speaker, lang, err)
+	}
+	vctx, stop := context.WithCancel(a.ctx)
+	v = &voice{track: track, sender: sender, stop: stop}
+	a.voicesMu.Lock()
+	a.voices[key] = v
+	a.voicesMu.Unlock()
+	go v.run(vctx, enc)
+	return v, nil
+}
+
+// silence unpublishes the voices of a speaker who left.
+func (a *agent) silence(speaker string) {
+	a.voicesMu.Lock()
+	var gone []*voice
+	for k, v := range a.voices {
+		if k.speaker == speaker {
+			gone = append(gone, v)
+			delete(a.voices, k)
+		}
+	}
+	a.voicesMu.Unlock()
+	for _, v := range gone {
+		v.stop()
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		if err := a.c.Unpublish(ctx, v.sender); err != nil {
+			a.log.Warn("unpublishing a voice", "speaker", speaker, "err", err)
+		}
+		cancel()
+	}
 }

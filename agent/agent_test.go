@@ -14,6 +14,7 @@ import (
 	"github.com/jbcalling/platform/agent/internal/enginetest"
 	"github.com/jbcalling/platform/agent/mt"
 	"github.com/jbcalling/platform/agent/stt"
+	"github.com/jbcalling/platform/agent/tts"
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/client"
@@ -37,8 +38,9 @@ func settingEngine() *webrtc.SettingEngine {
 }
 
 // Ana speaks English into the room; Bo, who wants Spanish, reads what she
-// said in Spanish: real speech (espeak-ng), Opus through the SFU, the
-// agent's real recogniser (pocketsphinx) and translator (apertium).
+// said in Spanish and hears it: real speech (espeak-ng), Opus through the
+// SFU, the agent's real recogniser (pocketsphinx), translator (apertium)
+// and voice (espeak-ng again), decoded and measured at Bo.
 func TestCaptionsThroughTheSFU(t *testing.T) {
 	netns.Require(t)
 	enginetest.Require(t, "espeak-ng", "pocketsphinx_continuous", "apertium")
@@ -63,8 +65,9 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	go speak(ctx, t, voice, speech)
 
 	captions := make(chan agent.Caption, 16)
+	spoken := make(chan string, 1) // the id of the first track Bo hears speech on
 	bo, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Bo", TranslateTo: "es", SettingEngine: settingEngine(),
-		OnTrack: func(rt *client.RemoteTrack) { drain(rt) },
+		OnTrack: func(rt *client.RemoteTrack) { hearSpeech(t, rt, spoken) },
 		OnEvent: func(m signal.Message) {
 			if d, ok := m.(*signal.Data); ok && d.Topic == signal.TopicCaptions {
 				var c agent.Caption
@@ -86,9 +89,10 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
-			Recognizer: stt.Pocketsphinx{}, Translator: mt.Apertium{}, Logger: servertest.Logger(t, slog.LevelInfo)})
+			Recognizer: stt.Pocketsphinx{}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{}, Logger: servertest.Logger(t, slog.LevelInfo)})
 	}()
 
+	var captioned time.Time
 	select {
 	case c := <-captions:
 		t.Logf("caption: %+v", c)
@@ -104,10 +108,22 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 		if len(c.Translations) != 1 {
 			t.Errorf("translations %v, want Spanish only (nobody else wants another language)", c.Translations)
 		}
+		captioned = time.Now()
 	case err := <-done:
 		t.Fatalf("the agent ended: %v", err)
 	case <-ctx.Done():
 		t.Fatal("no caption within 90 s")
+	}
+	// Bo hears speech on the agent's Spanish track (Ana's own voice no
+	// longer reaches him: the SFU sends the translation instead).
+	select {
+	case id := <-spoken:
+		t.Logf("Bo hears the Spanish %s after the caption", time.Since(captioned).Round(time.Millisecond))
+		if id != ana.ID()+".es" {
+			t.Errorf("Bo heard speech on track %q, want the agent's %q", id, ana.ID()+".es")
+		}
+	case <-ctx.Done():
+		t.Fatal("Bo heard no translated speech within 90 s")
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -141,6 +157,38 @@ func speak(ctx context.Context, t *testing.T, track *webrtc.TrackLocalStaticSamp
 		}
 		if err := track.WriteSample(media.Sample{Data: pkt, Duration: 20 * time.Millisecond}); err != nil {
 			return
+		}
+	}
+}
+
+// hearSpeech decodes rt and, once half a second of its frames are as loud
+// as speech (above -35 dBFS), reports its track id; Ana's own voice
+// ("voice") is decoded too but never reported.
+func hearSpeech(t *testing.T, rt *client.RemoteTrack, spoken chan<- string) {
+	dec, err := audio.NewDecoder(48000)
+	if err != nil || rt.Kind != webrtc.RTPCodecTypeAudio {
+		drain(rt)
+		return
+	}
+	loud := 0
+	for {
+		pkt, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			return
+		}
+		pcm, err := dec.Decode(pkt.Payload)
+		if err != nil {
+			t.Errorf("track %s: undecodable Opus: %v", rt.TrackID, err)
+			return
+		}
+		if audio.LevelDB(pcm) > -35 {
+			loud++
+		}
+		if loud == 25 && rt.TrackID != "voice" {
+			select {
+			case spoken <- rt.TrackID:
+			default:
+			}
 		}
 	}
 }

@@ -118,7 +118,7 @@ type Client struct {
 	mu       sync.Mutex
 	pendPub  []webrtc.ICECandidateInit // candidates before remote description
 	pendSub  []webrtc.ICECandidateInit
-	sources  map[*webrtc.RTPTransceiver]string // published with a source
+	sources  map[*webrtc.RTPTransceiver]signal.TrackSource // published with a source
 	closeErr error
 
 	done chan struct{}
@@ -283,6 +283,21 @@ func (c *Client) Publish(ctx context.Context, tracks ...webrtc.TrackLocal) ([]*w
 // ...), which the others see in their track's Source; "" is the kind's
 // default, camera or microphone.
 func (c *Client) PublishAs(ctx context.Context, source string, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
+	return c.publish(ctx, signal.TrackSource{Source: source}, tracks...)
+}
+
+// PublishTranslation publishes an agent's track speaking speaker's words
+// in lang (signal.SourceTranslation): the SFU sends it to those who want
+// lang instead of the speaker's own voice.
+func (c *Client) PublishTranslation(ctx context.Context, speaker, lang string, track webrtc.TrackLocal) (*webrtc.RTPSender, error) {
+	s, err := c.publish(ctx, signal.TrackSource{Source: signal.SourceTranslation, TranslationOf: speaker, Lang: lang}, track)
+	if err != nil {
+		return nil, err
+	}
+	return s[0], nil
+}
+
+func (c *Client) publish(ctx context.Context, src signal.TrackSource, tracks ...webrtc.TrackLocal) ([]*webrtc.RTPSender, error) {
 	c.publishMu.Lock()
 	defer c.publishMu.Unlock()
 	var senders []*webrtc.RTPSender
@@ -291,12 +306,12 @@ func (c *Client) PublishAs(ctx context.Context, source string, tracks ...webrtc.
 		if err != nil {
 			return nil, fmt.Errorf("client: publish %s: %w", t.ID(), err)
 		}
-		if source != "" {
+		if src.Source != "" {
 			c.mu.Lock()
 			if c.sources == nil {
-				c.sources = map[*webrtc.RTPTransceiver]string{}
+				c.sources = map[*webrtc.RTPTransceiver]signal.TrackSource{}
 			}
-			c.sources[tr] = source
+			c.sources[tr] = src
 			c.mu.Unlock()
 		}
 		s := tr.Sender()
@@ -365,7 +380,8 @@ func (c *Client) offerPublisher(ctx context.Context, opts *webrtc.OfferOptions) 
 	c.mu.Lock()
 	for tr, src := range c.sources {
 		if tr.Mid() != "" {
-			sources = append(sources, signal.TrackSource{MID: tr.Mid(), Source: src})
+			src.MID = tr.Mid()
+			sources = append(sources, src)
 		}
 	}
 	c.mu.Unlock()

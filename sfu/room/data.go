@@ -24,6 +24,11 @@ func (p *Participant) SetLanguages(language, translateTo string) {
 	for _, o := range others {
 		o.send(&signal.Languages{ParticipantID: p.id, Language: language, TranslateTo: translateTo})
 	}
+	// Who hears which translation, and whose own voice, may change.
+	p.reconcile()
+	for _, o := range others {
+		o.reconcile()
+	}
 }
 
 // SendData relays an app message (chat, captions) from p to the others in

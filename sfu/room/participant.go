@@ -89,10 +89,10 @@ type Participant struct {
 	candidates map[string]*candidateQueue
 
 	negMu       sync.Mutex
-	restart     bool                 // the next subscriber offer restarts ICE
-	restartedAt map[string]time.Time // by target, for the restarts' throttle
-	sources     map[string]string    // publisher mid → track source, from its offers
-	awaiting    bool                 // a subscriber offer waits for its answer
+	restart     bool                          // the next subscriber offer restarts ICE
+	restartedAt map[string]time.Time          // by target, for the restarts' throttle
+	sources     map[string]signal.TrackSource // publisher mid → what it carries, from its offers
+	awaiting    bool                          // a subscriber offer waits for its answer
 	offerSeq    uint64
 	again       bool // something changed meanwhile
 	pendPub     []webrtc.ICECandidateInit
@@ -111,11 +111,13 @@ type publishedTrack struct {
 	id     string
 	mid    string // the publisher transceiver's
 	source string // signal.Source*
-	owner  *Participant
-	fwd    *forward.Forwarder
-	meter  *levelMeter // audio with levels: for the active speakers
-	muted  bool        // guarded by room.mu
-	ended  atomic.Bool
+	// Of a translation: whose words, in which language.
+	translationOf, lang string
+	owner               *Participant
+	fwd                 *forward.Forwarder
+	meter               *levelMeter // audio with levels: for the active speakers
+	muted               bool        // guarded by room.mu
+	ended               atomic.Bool
 }
 
 type subKey struct{ publisher, track string }
@@ -291,11 +293,15 @@ func (p *Participant) HandleOffer(sdp string, sources []signal.TrackSource) erro
 	if len(sources) > 0 {
 		p.negMu.Lock()
 		if p.sources == nil {
-			p.sources = map[string]string{}
+			p.sources = map[string]signal.TrackSource{}
 		}
 		for _, s := range sources {
-			if len(p.sources) < 64 || p.sources[s.MID] != "" {
-				p.sources[s.MID] = s.Source
+			if s.Source == signal.SourceTranslation && !p.agent {
+				p.negMu.Unlock()
+				return ErrNotAgent
+			}
+			if _, known := p.sources[s.MID]; len(p.sources) < 64 || known {
+				p.sources[s.MID] = s
 			}
 		}
 		p.negMu.Unlock()
@@ -509,7 +515,11 @@ func (p *Participant) SetMute(mid, trackID string, muted bool) error {
 
 // onTrack starts forwarding a newly published track.
 func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-	if max := p.m.cfg.MaxTracks; max > 0 && int(p.nTracks.Add(1)) > max {
+	max := p.m.cfg.MaxTracks
+	if p.agent {
+		max = maxAgentTracks
+	}
+	if max > 0 && int(p.nTracks.Add(1)) > max {
 		p.nTracks.Add(-1)
 		p.send(&signal.Error{Code: signal.CodeTooManyTracks, Message: fmt.Sprintf("at most %d tracks per participant; track %q is not forwarded", max, remote.ID())})
 		if p.goStart() {
@@ -527,7 +537,8 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 			t.mid = tr.Mid()
 		}
 	}
-	t.source = p.sourceOf(t.mid, remote.Kind())
+	src := p.sourceOf(t.mid, remote.Kind())
+	t.source, t.translationOf, t.lang = src.Source, src.TranslationOf, src.Lang
 	fb := p.feedbackFor(remote, recv)
 	var observe func([]byte, *rtp.Header, time.Time)
 	if fb != nil {
@@ -577,7 +588,11 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	info := t.info()
 	for _, o := range others {
 		o.send(&signal.TrackPublished{ParticipantID: p.id, Track: info})
-		o.subscribe(t)
+		if t.source == signal.SourceTranslation {
+			o.reconcile() // it may replace the speaker's own voice
+		} else if r.wants(o, t) {
+			o.subscribe(t)
+		}
 	}
 	if t.meter != nil {
 		p.m.speakers.add(t)
@@ -677,22 +692,23 @@ func (p *Participant) drain(remote *webrtc.TrackRemote) {
 }
 
 func (t *publishedTrack) info() signal.Track {
-	return signal.Track{ID: t.id, Kind: t.fwd.Kind().String(), Codec: t.fwd.Codec().MimeType, Muted: t.muted, Source: t.source}
+	return signal.Track{ID: t.id, Kind: t.fwd.Kind().String(), Codec: t.fwd.Codec().MimeType, Muted: t.muted, Source: t.source,
+		TranslationOf: t.translationOf, Lang: t.lang}
 }
 
 // sourceOf is what the publisher said the transceiver mid carries, else
 // its kind's default.
-func (p *Participant) sourceOf(mid string, kind webrtc.RTPCodecType) string {
+func (p *Participant) sourceOf(mid string, kind webrtc.RTPCodecType) signal.TrackSource {
 	p.negMu.Lock()
 	s := p.sources[mid]
 	p.negMu.Unlock()
 	switch {
-	case s != "":
+	case s.Source != "":
 		return s
 	case kind == webrtc.RTPCodecTypeAudio:
-		return signal.SourceMicrophone
+		return signal.TrackSource{Source: signal.SourceMicrophone}
 	default:
-		return signal.SourceCamera
+		return signal.TrackSource{Source: signal.SourceCamera}
 	}
 }
 
@@ -715,6 +731,9 @@ func (p *Participant) unpublish(t *publishedTrack) {
 			o.send(&signal.TrackUnpublished{ParticipantID: p.id, TrackID: t.id})
 		}
 		o.unsubscribe(p.id, t.id)
+		if t.source == signal.SourceTranslation {
+			o.reconcile() // the speaker's own voice again
+		}
 	}
 }
 

@@ -210,7 +210,11 @@ func (m *Manager) Join(req JoinRequest) (*Participant, []signal.Participant, err
 	others := r.snapshotLocked()
 	var existing []*publishedTrack
 	for _, o := range r.participants {
-		existing = append(existing, o.publishedLocked()...)
+		for _, t := range o.publishedLocked() {
+			if r.wantsLocked(p, t) {
+				existing = append(existing, t)
+			}
+		}
 	}
 	r.participants[id] = p
 	m.byID[id] = p

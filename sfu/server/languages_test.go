@@ -1,13 +1,17 @@
 package server_test
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/auth"
+	"github.com/jbcalling/platform/sfu/client"
 	"github.com/jbcalling/platform/sfu/server"
 	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/webrtc/v4"
 )
 
 // Participants say what they speak and want at join and later; everyone
@@ -61,4 +65,147 @@ func TestLanguagesAndAgents(t *testing.T) {
 	ana.send(`{"type":"data","topic":"captions","payload":{"speaker":"p-x","text":"forged"}}`)
 	ana.expectError(signal.CodeUnauthorized)
 	ana.expectAlive()
+}
+
+// heard counts the packets a peer receives per publisher and track, over
+// every remote track it is given (a track given again counts on).
+type heard struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func listen(p *peer) *heard {
+	h := &heard{n: map[string]int{}}
+	go func() {
+		for {
+			var rt *client.RemoteTrack
+			select {
+			case rt = <-p.tracks:
+			case <-p.Done():
+				return
+			}
+			go func() {
+				key := rt.ParticipantID + "/" + rt.TrackID
+				for {
+					if _, _, err := rt.Track.ReadRTP(); err != nil {
+						return
+					}
+					h.mu.Lock()
+					h.n[key]++
+					h.mu.Unlock()
+				}
+			}()
+		}
+	}()
+	return h
+}
+
+func (h *heard) count(publisher, track string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[publisher+"/"+track]
+}
+
+// flowing reports whether publisher's track reaches h now: packets
+// arrive within a second.
+func (h *heard) flowing(publisher, track string) bool {
+	before := h.count(publisher, track)
+	time.Sleep(time.Second)
+	return h.count(publisher, track) > before
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+	}
+}
+
+// An agent's translation of Ana into Spanish reaches those who want
+// Spanish in place of her own voice, and nobody else; wanting nothing
+// brings her voice back.
+func TestTranslationReplacesTheVoice(t *testing.T) {
+	netns.Require(t)
+	secret := []byte("translation-test-secret")
+	e := start(t, func(c *server.Config) { c.JWTSecret = secret })
+	defer e.close()
+	ana := e.join("babel", "Ana", func(o *client.Options) { o.Language = "en" })
+	defer ana.Close()
+	bo := e.join("babel", "Bo", func(o *client.Options) { o.TranslateTo = "es" })
+	defer bo.Close()
+	cy := e.join("babel", "Cy", nil)
+	defer cy.Close()
+	tok, err := auth.SignAgent(secret, "babel", "translator", "Translator", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := e.join("babel", "Translator", func(o *client.Options) { o.Token = tok })
+	defer agent.Close()
+	heardBy := map[string]*heard{"Ana": listen(ana), "Bo": listen(bo), "Cy": listen(cy)}
+	listen(agent) // it must read what it receives
+
+	voice := ana.publish(t, "voice", opusCap)
+	defer voice.close()
+	eventually(t, "Bo and Cy hear Ana", func() bool {
+		return heardBy["Bo"].count(ana.ID(), "voice") > 0 && heardBy["Cy"].count(ana.ID(), "voice") > 0
+	})
+
+	// A person may not publish a translation.
+	tr, _ := webrtc.NewTrackLocalStaticRTP(opusCap, "fake", cy.ID())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cy.PublishTranslation(ctx, ana.ID(), "es", tr); err == nil {
+		t.Error("Cy published a translation")
+	}
+
+	dub, err := webrtc.NewTrackLocalStaticRTP(opusCap, "ana-es", agent.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := agent.PublishTranslation(ctx, ana.ID(), "es", dub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dubbing := &source{track: dub, sender: sender, stop: make(chan struct{}), done: make(chan struct{})}
+	go dubbing.run()
+	defer dubbing.close()
+
+	eventually(t, "Bo hears the Spanish", func() bool { return heardBy["Bo"].count(agent.ID(), "ana-es") > 0 })
+	eventually(t, "Bo no longer hears Ana's own voice", func() bool { return !heardBy["Bo"].flowing(ana.ID(), "voice") })
+	if !heardBy["Cy"].flowing(ana.ID(), "voice") {
+		t.Error("Cy, who wants no translation, stopped hearing Ana")
+	}
+	if heardBy["Cy"].count(agent.ID(), "ana-es") > 0 || heardBy["Ana"].count(agent.ID(), "ana-es") > 0 {
+		t.Error("the Spanish reached someone who does not want it (Cy, or Ana herself)")
+	}
+	var info *signal.Track
+	for _, ev := range drainEvents(cy) {
+		if tp, ok := ev.(*signal.TrackPublished); ok && tp.ParticipantID == agent.ID() {
+			info = &tp.Track
+		}
+	}
+	if info == nil || info.Source != signal.SourceTranslation || info.TranslationOf != ana.ID() || info.Lang != "es" {
+		t.Errorf("the translation is announced as %+v, want source translation of Ana in es", info)
+	}
+
+	// Bo wants no translation now: Ana's own voice again, no Spanish.
+	if err := bo.Send(ctx, &signal.Languages{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Bo hears Ana again", func() bool { return heardBy["Bo"].flowing(ana.ID(), "voice") })
+	eventually(t, "Bo no longer gets the Spanish", func() bool { return !heardBy["Bo"].flowing(agent.ID(), "ana-es") })
+}
+
+func drainEvents(p *peer) []signal.Message {
+	var out []signal.Message
+	for {
+		select {
+		case m := <-p.events:
+			out = append(out, m)
+		default:
+			return out
+		}
+	}
 }

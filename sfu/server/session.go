@@ -313,7 +313,9 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 			se.sendError(signal.CodeBadMessage, typ, "clients offer only on the publisher connection")
 			return
 		}
-		if err := p.HandleOffer(m.SDP, m.Tracks); err != nil {
+		if err := p.HandleOffer(m.SDP, m.Tracks); errors.Is(err, room.ErrNotAgent) {
+			se.sendError(signal.CodeUnauthorized, typ, "translation tracks come from agents only")
+		} else if err != nil {
 			se.sendError(signal.CodeBadSDP, typ, "%v", err)
 		}
 	case *signal.Answer:

@@ -121,6 +121,10 @@ type Track struct {
 	Muted bool   `json:"muted,omitempty"`
 	// Source is what the track carries: one of the Source constants.
 	Source string `json:"source,omitempty"`
+	// TranslationOf and Lang, on a SourceTranslation track: whose words
+	// it speaks, in which language.
+	TranslationOf string `json:"translationOf,omitempty"`
+	Lang          string `json:"lang,omitempty"`
 }
 
 // Track sources. A track whose publisher named none is its kind's
@@ -130,12 +134,15 @@ const (
 	SourceMicrophone  = "microphone"
 	SourceScreen      = "screen"
 	SourceScreenAudio = "screen_audio"
+	// SourceTranslation is an agent's audio: another participant's words
+	// spoken in another language.
+	SourceTranslation = "translation"
 )
 
 // ValidSource reports whether s is one of the Source constants.
 func ValidSource(s string) bool {
 	switch s {
-	case SourceCamera, SourceMicrophone, SourceScreen, SourceScreenAudio:
+	case SourceCamera, SourceMicrophone, SourceScreen, SourceScreenAudio, SourceTranslation:
 		return true
 	}
 	return false
@@ -146,6 +153,10 @@ func ValidSource(s string) bool {
 type TrackSource struct {
 	MID    string `json:"mid"`
 	Source string `json:"source"`
+	// TranslationOf and Lang are required with SourceTranslation, and
+	// allowed with no other source.
+	TranslationOf string `json:"translationOf,omitempty"`
+	Lang          string `json:"lang,omitempty"`
 }
 
 // Participant describes one member of a room.
@@ -566,7 +577,11 @@ func validateSDP(s *SDP) error {
 	}
 	for _, t := range s.Tracks {
 		if t.MID == "" || !ValidSource(t.Source) {
-			return fmt.Errorf("tracks: mid %q source %q: want a mid and one of camera, microphone, screen, screen_audio", t.MID, t.Source)
+			return fmt.Errorf("tracks: mid %q source %q: want a mid and one of camera, microphone, screen, screen_audio, translation", t.MID, t.Source)
+		}
+		translation := t.Source == SourceTranslation
+		if translation != (t.TranslationOf != "") || translation != (t.Lang != "") || !ValidLanguage(t.Lang) || len(t.TranslationOf) > 64 {
+			return fmt.Errorf("tracks: mid %q: a translation names translationOf and lang, other sources neither", t.MID)
 		}
 	}
 	return nil

@@ -22,7 +22,7 @@ const field = (name) => form.elements.namedItem(name);
  * tests, which read the peer connections' stats from session and share a
  * canvas as the screen through shareScreen).
  */
-const demo = { session: null, local: null, screen: null, tiles: new Map(), shareScreen, names: new Map() };
+const demo = { session: null, local: null, screen: null, tiles: new Map(), shareScreen, names: new Map(), dubs: new Map(), captions: [] };
 window.demo = demo;
 
 // ?room= presets the room; ?token= carries a join token for servers that
@@ -131,6 +131,7 @@ const screenTile = (participantId) => `${participantId}/screen`;
  * while so old words do not linger.
  */
 function showCaption(c) {
+  demo.captions.push(c);
   const s = demo.session;
   const t = demo.tiles.get(s && c.speaker === s.id ? "self" : c.speaker);
   if (!t || !s) return;
@@ -297,6 +298,19 @@ form.addEventListener("submit", async (e) => {
         },
         participantstatus: ({ detail: d }) => render(d.participantId),
         trackadded: ({ detail: d }) => {
+          if (d.source === "translation") {
+            // The agent's voice for a speaker plays from that speaker's
+            // tile: the server no longer sends their own voice here.
+            const t = demo.tiles.get(d.translationOf);
+            if (!t) return;
+            t.stream.addTrack(d.track);
+            t.receivers.push(d.receiver);
+            demo.dubs.set(d.translationOf, d.receiver);
+            t.el.dataset.dubbed = d.lang;
+            t.video.srcObject = t.stream;
+            t.video.play().catch(() => {});
+            return render(d.translationOf);
+          }
           const isScreen = d.source === "screen" || d.source === "screen_audio";
           const t = isScreen ? tile(screenTile(d.participantId), demo.names.get(d.participantId) || "Guest", false, true) : demo.tiles.get(d.participantId);
           if (!t) return;
@@ -307,12 +321,15 @@ form.addEventListener("submit", async (e) => {
           render(d.participantId);
         },
         trackremoved: ({ detail: d }) => {
-          for (const id of [d.participantId, screenTile(d.participantId)]) {
-            const t = demo.tiles.get(id);
-            if (!t || !t.stream.getTracks().includes(d.track)) continue;
+          for (const [id, t] of demo.tiles) {
+            if (!t.stream.getTracks().includes(d.track)) continue;
+            if (id !== d.participantId && !id.endsWith("/screen")) {
+              delete t.el.dataset.dubbed; // a translation ended
+              demo.dubs.delete(id);
+            }
             t.stream.removeTrack(d.track);
             t.receivers = t.receivers.filter((r) => r.track !== d.track);
-            if (id !== d.participantId && t.stream.getTracks().length === 0) removeTile(id);
+            if (id === screenTile(d.participantId) && t.stream.getTracks().length === 0) removeTile(id);
           }
           render(d.participantId);
         },

@@ -21,7 +21,7 @@ export class SFUError extends Error {
   readonly ref?: string;
 }
 
-export type TrackSource = "camera" | "microphone" | "screen" | "screen_audio";
+export type TrackSource = "camera" | "microphone" | "screen" | "screen_audio" | "translation";
 
 export interface TrackInfo {
   /** The publisher's track id (its SDP msid). */
@@ -30,6 +30,10 @@ export interface TrackInfo {
   codec?: string;
   muted?: boolean;
   source?: TrackSource;
+  /** Of a "translation" track: whose words (a participant id). */
+  translationOf?: string;
+  /** Of a "translation" track: its language. */
+  lang?: string;
 }
 
 export interface Participant {
@@ -77,6 +81,8 @@ export interface SessionEventMap {
   trackadded: CustomEvent<{
     participantId: string; trackId: string; kind: "audio" | "video"; source: TrackSource;
     track: MediaStreamTrack; receiver: RTCRtpReceiver; muted: boolean;
+    /** Of a "translation" track: whose words, in which language ("" otherwise). */
+    translationOf: string; lang: string;
   }>;
   trackremoved: CustomEvent<{ participantId: string; trackId: string; kind: "audio" | "video"; track: MediaStreamTrack }>;
   mute: CustomEvent<{ participantId: string; trackId: string; kind?: "audio" | "video"; muted: boolean; local: boolean }>;

@@ -78,7 +78,9 @@ export function defaultURL(moduleURL = import.meta.url) {
  * @property {"audio"|"video"} kind
  * @property {string} [codec]
  * @property {boolean} [muted]
- * @property {"camera"|"microphone"|"screen"|"screen_audio"} [source]
+ * @property {"camera"|"microphone"|"screen"|"screen_audio"|"translation"} [source]
+ * @property {string} [translationOf] a translation's speaker (participant id)
+ * @property {string} [lang]          a translation's language
  *
  * @typedef {object} Participant
  * @property {string} id
@@ -121,7 +123,10 @@ export function defaultURL(moduleURL = import.meta.url) {
  * - `participantleft` {participantId}
  * - `trackpublished` {participantId, track}, `trackunpublished` {participantId, trackId}:
  *   the server's notices; the media follows as `trackadded` / `trackremoved`
- * - `trackadded` {participantId, trackId, kind, source, track, receiver, muted}
+ * - `trackadded` {participantId, trackId, kind, source, track, receiver, muted,
+ *   translationOf, lang}: a "translation" track is the agent's voice for
+ *   another participant (translationOf) in the language you want (lang); the
+ *   server then stops sending you that participant's own voice
  * - `trackremoved` {participantId, trackId, kind, track}
  * - `mute` {participantId, trackId, kind, muted, local}
  * - `participantstatus` {participantId, status}: "reconnecting" while its
@@ -551,6 +556,7 @@ export class Session extends EventTarget {
         participantId: n.participantId, trackId: n.trackId, kind: n.kind, track: tr.receiver.track,
         receiver: tr.receiver, muted: !!(info && info.muted),
         source: (info && info.source) || (n.kind === "audio" ? "microphone" : "camera"),
+        translationOf: (info && info.translationOf) || "", lang: (info && info.lang) || "",
       });
     }
   }
