@@ -51,7 +51,7 @@ func TestLoadConfigProd(t *testing.T) {
 			t.Errorf("%s: unknown machine type %s", n.Name, n.MachineType)
 		}
 	}
-	// Sizes from the seed notes: 01 8 vCPU/>=30 GB, 02 8 vCPU/15-16 GB, 03 4 vCPU/8-16 GB.
+	// Sizes of the hand-run cluster: 01 8 vCPU/>=30 GB, 02 8 vCPU/15-16 GB, 03 4 vCPU/8-16 GB.
 	want := map[string][2]int{"translation01": {8, 30 * 1024}, "translation02": {8, 15 * 1024}, "translation03": {4, 8 * 1024}}
 	for name, w := range want {
 		n, _ := c.Node(name)

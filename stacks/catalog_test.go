@@ -42,8 +42,8 @@ func TestSFUEnvMatchesItsFlags(t *testing.T) {
 	}
 }
 
-// TestSeedIntent: prod and staging reproduce what the seed notes settled
-// on: frontend and signaling spread with no constraint (the 504 fix), SFU
+// TestSeedIntent: prod and staging reproduce what the hand-run cluster
+// settled on: frontend and signaling spread with no constraint (the 504 fix), SFU
 // and coturn pinned to the media node, Traefik pinned to the edge node that
 // holds acme.json, one Traefik replica.
 func TestSeedIntent(t *testing.T) {

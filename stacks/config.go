@@ -17,7 +17,7 @@ import (
 )
 
 // Config is the service-stack part of one Pulumi stack's configuration.
-// Every key is optional; defaults reproduce the seed notes' stack.
+// Every key is optional; defaults reproduce the stack the cluster ran by hand.
 type Config struct {
 	Cluster *infra.Config
 
@@ -64,7 +64,7 @@ const (
 	KeyCloudflareToken = "cloudflare:apiToken"
 )
 
-// DefaultImages are the images of the seed notes' stack (pinned tags).
+// DefaultImages are the images the hand-run stack used (pinned tags).
 var DefaultImages = map[string]string{
 	"traefik":       "traefik:v3.0.4",
 	"frontend":      "jackboun11/jbcalling-frontend:1.0.9",

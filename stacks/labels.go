@@ -23,7 +23,7 @@ const dummyPort = 9999
 // svc's routes and middlewares. proxyNetwork is the docker name of the
 // network Traefik reaches the service on; it is written as
 // traefik.docker.network whenever the service is on more than one network,
-// the form Traefik v3.0 reads (field notes). Returns nil for a service with
+// the only form Traefik v3.0 reads. Returns nil for a service with
 // no routes and no middlewares.
 func TraefikLabels(svc *Service, proxyNetwork string) map[string]string {
 	if len(svc.Routes) == 0 && len(svc.Middlewares) == 0 {

@@ -8,7 +8,8 @@ package stacks
 // Stack is the whole service stack of one Pulumi stack.
 type Stack struct {
 	// Prefix is prepended to every docker object name ("translation" gives
-	// translation_frontend), as `docker stack deploy` did in the seed notes.
+	// translation_frontend), as `docker stack deploy` named them when the
+	// stack was run by hand: volumes and dashboards keep their names.
 	Prefix   string
 	Networks []Network
 	Services []Service

@@ -51,7 +51,7 @@ func TestValidateRejects(t *testing.T) {
 		break_ func(t *testing.T, top *infra.Topology, st *Stack)
 		want   []string
 	}{
-		// Rule 1: a routed service Traefik would skip (seed failure 1).
+		// Rule 1: a routed service Traefik would skip (the 504s of the hand-run stack).
 		{"no shared network with traefik", RuleRouting, func(t *testing.T, _ *infra.Topology, st *Stack) {
 			s := svc(t, st, "grafana")
 			s.Networks = []string{NetMonitoring}
@@ -105,7 +105,7 @@ func TestValidateRejects(t *testing.T) {
 			}
 		}, []string{"service traefik", "--providers.swarm.network=translation_backend is not a network it is attached to"}},
 
-		// Rule 2: cross-node traffic that cannot flow (seed failure 2).
+		// Rule 2: cross-node traffic that cannot flow (its overlay MTU failure).
 		{"vxlan port closed", RuleCrossNode, func(t *testing.T, top *infra.Topology, _ *Stack) {
 			dropPort(top, "udp", "4789")
 		}, []string{"port 4789/udp", "not allowed from node translation01 to node translation02", "VXLAN"}},
@@ -121,7 +121,7 @@ func TestValidateRejects(t *testing.T) {
 			st.Network(NetBackend).MTU = 0
 		}, []string{"network translation_backend", "no com.docker.network.driver.mtu option"}},
 
-		// Rule 3: placement (seed failure 3).
+		// Rule 3: placement (its services stuck pending).
 		{"constraint no node satisfies", RulePlacement, func(t *testing.T, _ *infra.Topology, st *Stack) {
 			svc(t, st, "frontend").Constraints = []string{"node.labels.instance == translation09"}
 		}, []string{"service frontend", "no declared node satisfies constraints [node.labels.instance == translation09]"}},
