@@ -42,6 +42,10 @@ type Config struct {
 	// full the oldest waiting one is dropped (captions late by minutes
 	// help nobody). 0 means 8.
 	Queue int
+	// EngineTimeout bounds the engines' work on one utterance; an engine
+	// that takes longer (or hangs) gives an error caption and the agent
+	// goes on. 0 means 20 s.
+	EngineTimeout time.Duration
 
 	Logger        *slog.Logger
 	SettingEngine *webrtc.SettingEngine // nil: pion's defaults
@@ -57,6 +61,9 @@ type Caption struct {
 	Lang         string            `json:"lang"`
 	Text         string            `json:"text"`
 	Translations map[string]string `json:"translations,omitempty"`
+	// Error says, for people, why words are missing: the recogniser
+	// failed (no Text), or a translation did (its language is missing).
+	Error string `json:"error,omitempty"`
 }
 
 // ErrConfig names a missing part of Config.
@@ -98,6 +105,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = 8
+	}
+	if cfg.EngineTimeout <= 0 {
+		cfg.EngineTimeout = 20 * time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -270,23 +280,26 @@ func (a *agent) caption(ctx context.Context, u utterance) error {
 		return nil
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.EngineTimeout)
 	defer cancel()
-	text, err := a.cfg.Recognizer.Recognize(ctx, u.pcm, lang)
-	if err != nil {
-		return err
-	}
-	if text == "" {
-		return nil
+	text, err := bounded(ctx, func() (string, error) { return a.cfg.Recognizer.Recognize(ctx, u.pcm, lang) })
+	if err == nil && text == "" {
+		return nil // nothing heard: no caption
 	}
 	a.mu.Lock()
 	a.segments[u.speaker]++
 	c := Caption{Speaker: u.speaker, Segment: a.segments[u.speaker], Final: true, Lang: lang, Text: text}
 	a.mu.Unlock()
+	if err != nil {
+		a.log.Warn("recognising", "speaker", u.speaker, "lang", lang, "err", err)
+		c.Error = "speech recognition failed"
+		return a.c.SendData(a.ctx, signal.TopicCaptions, c)
+	}
 	for _, to := range targets {
-		tr, err := a.cfg.Translator.Translate(ctx, text, lang, to)
+		tr, err := bounded(ctx, func() (string, error) { return a.cfg.Translator.Translate(ctx, text, lang, to) })
 		if err != nil {
 			a.log.Warn("translating", "from", lang, "to", to, "err", err)
+			c.Error = "translation failed"
 			continue
 		}
 		if c.Translations == nil {
@@ -296,7 +309,7 @@ func (a *agent) caption(ctx context.Context, u utterance) error {
 	}
 	a.log.Info("caption", "speaker", u.speaker, "segment", c.Segment, "seconds", float64(len(u.pcm))/stt.Rate,
 		"took", time.Since(start).Round(time.Millisecond), "languages", len(c.Translations))
-	if err := a.c.SendData(ctx, signal.TopicCaptions, c); err != nil {
+	if err := a.c.SendData(a.ctx, signal.TopicCaptions, c); err != nil {
 		return err
 	}
 	if a.cfg.Synthesizer == nil {
@@ -307,13 +320,23 @@ func (a *agent) caption(ctx context.Context, u utterance) error {
 		if text == "" {
 			continue
 		}
-		pcm, rate, err := a.cfg.Synthesizer.Synthesize(ctx, text, to)
+		type speech struct {
+			pcm  []int16
+			rate int
+		}
+		sp, err := bounded(ctx, func() (speech, error) {
+			pcm, rate, err := a.cfg.Synthesizer.Synthesize(ctx, text, to)
+			return speech{pcm, rate}, err
+		})
+		pcm, rate := sp.pcm, sp.rate
 		if err != nil {
 			a.log.Warn("speaking", "lang", to, "err", err)
 			continue
 		}
 		v, err := a.voice(ctx, u.speaker, to)
-		if err != nil {
+		if errors.Is(err, errSpeakerLeft) {
+			return nil
+		} else if err != nil {
 			return err
 		}
 		segment := c.Segment
@@ -349,11 +372,32 @@ func (a *agent) voice(ctx context.Context, speaker, lang string) (*voice, error)
 	}
 	vctx, stop := context.WithCancel(a.ctx)
 	v = &voice{track: track, sender: sender, stop: stop}
+	// The speaker may have left while the voice was being published:
+	// silence scans the voices after the room forgot the speaker, so a
+	// voice registered while it was still there is found and ended.
 	a.voicesMu.Lock()
-	a.voices[key] = v
+	here := a.present(speaker)
+	if here {
+		a.voices[key] = v
+	}
 	a.voicesMu.Unlock()
+	if !here {
+		stop()
+		_ = a.c.Unpublish(ctx, sender)
+		return nil, errSpeakerLeft
+	}
 	go v.run(vctx, enc)
 	return v, nil
+}
+
+// errSpeakerLeft: the speaker left before their translation was spoken.
+var errSpeakerLeft = errors.New("agent: the speaker left")
+
+func (a *agent) present(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.people[id]
+	return ok
 }
 
 // silence unpublishes the voices of a speaker who left.
@@ -374,5 +418,27 @@ func (a *agent) silence(speaker string) {
 			a.log.Warn("unpublishing a voice", "speaker", speaker, "err", err)
 		}
 		cancel()
+	}
+}
+
+// bounded returns f's result, or ctx's error as soon as ctx ends: an
+// engine that ignores its context (a hung library call) holds one
+// goroutine, never the agent.
+func bounded[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("agent: engine: %w", ctx.Err())
 	}
 }

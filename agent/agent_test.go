@@ -3,9 +3,11 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,6 +199,134 @@ func drain(rt *client.RemoteTrack) {
 	for {
 		if _, _, err := rt.Track.ReadRTP(); err != nil {
 			return
+		}
+	}
+}
+
+// A recogniser that hangs (ignoring its context) on its first utterance,
+// fails on its second, and hears what the real one hears after that.
+type unreliable struct {
+	calls atomic.Int32
+	real  stt.Recognizer
+}
+
+func (u *unreliable) Recognize(ctx context.Context, pcm []int16, lang string) (string, error) {
+	switch u.calls.Add(1) {
+	case 1:
+		select {} // hung for good
+	case 2:
+		return "", errors.New("engine crashed")
+	}
+	return u.real.Recognize(ctx, pcm, lang)
+}
+
+// An engine that hangs or fails gives the listener an error caption and
+// the agent goes on: the next utterance is captioned, segments in order.
+// When the speaker leaves, the agent's voice for her goes too.
+func TestEngineFailuresAndChurn(t *testing.T) {
+	netns.Require(t)
+	enginetest.Require(t, "espeak-ng", "pocketsphinx_continuous", "apertium")
+	secret := []byte("agent-test-secret")
+	sfu := servertest.Start(t, netns.Addr, func(c *server.Config) {
+		c.JWTSecret = secret
+		c.Logger = servertest.Logger(t, slog.LevelWarn)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	ana, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Ana", Language: "en", SettingEngine: settingEngine()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ana.Close()
+	voice, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "voice", "ana")
+	if _, err := ana.Publish(ctx, voice); err != nil {
+		t.Fatal(err)
+	}
+	speakCtx, stopSpeaking := context.WithCancel(ctx)
+	go speak(speakCtx, t, voice, enginetest.English(t, enginetest.Sentence, audio.EncoderRate))
+
+	captions := make(chan agent.Caption, 16)
+	unpublished := make(chan string, 4)
+	dubbed := make(chan struct{}, 1)
+	bo, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Bo", TranslateTo: "es", SettingEngine: settingEngine(),
+		OnTrack: func(rt *client.RemoteTrack) {
+			if rt.ParticipantID != ana.ID() {
+				select {
+				case dubbed <- struct{}{}:
+				default:
+				}
+			}
+			drain(rt)
+		},
+		OnEvent: func(m signal.Message) {
+			switch m := m.(type) {
+			case *signal.Data:
+				var c agent.Caption
+				if err := json.Unmarshal(m.Payload, &c); err != nil {
+					t.Errorf("caption %s: %v", m.Payload, err)
+				}
+				captions <- c
+			case *signal.TrackUnpublished:
+				unpublished <- m.TrackID
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bo.Close()
+	token, _ := auth.SignAgent(secret, "babel", "translator", "Translator", time.Hour)
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
+			Recognizer: &unreliable{real: stt.Pocketsphinx{}}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{},
+			EngineTimeout: 3 * time.Second, Logger: servertest.Logger(t, slog.LevelWarn)})
+	}()
+
+	next := func() agent.Caption {
+		t.Helper()
+		select {
+		case c := <-captions:
+			t.Logf("caption %+v", c)
+			return c
+		case err := <-done:
+			t.Fatalf("the agent ended: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no caption in time: the agent is stuck")
+		}
+		return agent.Caption{}
+	}
+	for i, want := range []string{"speech recognition failed", "speech recognition failed", ""} {
+		c := next()
+		if c.Segment != i+1 || c.Speaker != ana.ID() || c.Error != want {
+			t.Errorf("caption %d: segment %d error %q, want segment %d error %q", i, c.Segment, c.Error, i+1, want)
+		}
+		if want == "" && (!strings.Contains(c.Text, "meeting") || c.Translations["es"] == "") {
+			t.Errorf("after the failures: %+v, want Ana's words in English and Spanish", c)
+		}
+	}
+
+	// Ana leaves once Bo gets her Spanish voice: it is unpublished.
+	select {
+	case <-dubbed:
+	case <-ctx.Done():
+		t.Fatal("Bo never got the agent's Spanish voice for Ana")
+	}
+	stopSpeaking()
+	if err := ana.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case id := <-unpublished:
+			if id == ana.ID()+".es" {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("the agent's voice for Ana outlived her")
 		}
 	}
 }

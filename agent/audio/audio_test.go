@@ -2,6 +2,7 @@ package audio_test
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -119,5 +120,32 @@ func TestOpusRoundTrip(t *testing.T) {
 	}
 	if in, got := audio.LevelDB(in), audio.LevelDB(out[1600:]); math.Abs(in-got) > 3 {
 		t.Errorf("level %.1f dBFS after Opus, %.1f before", got, in)
+	}
+}
+
+// Whatever a participant sends as Opus, the decoder gives samples or an
+// error, never a crash, and stays usable.
+func TestDecoderTakesGarbage(t *testing.T) {
+	dec, err := audio.NewDecoder(16000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		b := make([]byte, rnd.IntN(1500))
+		for i := range b {
+			b[i] = byte(rnd.UintN(256))
+		}
+		if pcm, err := dec.Decode(b); err == nil && len(pcm) > 16000*120/1000 {
+			t.Fatalf("%d samples from one packet, more than 120 ms", len(pcm))
+		}
+	}
+	enc, _ := audio.NewEncoder()
+	pkt, err := enc.Encode(tone(960, audio.EncoderRate, 440, 0.3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pcm, err := dec.Decode(pkt); err != nil || len(pcm) != 320 {
+		t.Fatalf("after garbage, a real packet: %d samples, %v", len(pcm), err)
 	}
 }

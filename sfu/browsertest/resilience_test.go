@@ -157,8 +157,9 @@ func flowing(p *demopage.Page, participant, why string) {
 
 // TestNetworkChanges: a call between Ana, whose browser has a network of
 // its own, and Bo survives what networks do to people: Ana's link down
-// for 5 s, a new address for Ana (ICE restarts, and her signalling,
-// silent on the old address, is resumed), and her signalling connection
+// for 5 s, a new address for Ana (her connections move to it, by an ICE
+// restart or Chromium's own new candidates, and her signalling, silent on
+// the old address, is resumed), and her signalling connection
 // cut. Each time media flows again both ways, Ana keeps her participant
 // id, and Bo never sees her leave.
 func TestNetworkChanges(t *testing.T) {
@@ -208,9 +209,12 @@ func TestNetworkChanges(t *testing.T) {
 	before := restarts.ServerICERestarts.Load() + restarts.ClientICERestarts.Load()
 	cn.move("10.205.0.3")
 	check("a new address")
-	if n := restarts.ServerICERestarts.Load() + restarts.ClientICERestarts.Load(); n == before {
-		t.Fatal("media came back after the address change without an ICE restart")
-	}
+	// Either side restarts ICE when the path stays down, but Chromium may
+	// get there first on its own: it gathers on the new address and
+	// trickles those candidates, and ICE finds the new path without a
+	// restart (seen under the race detector, where the SFU is slower).
+	// What matters is that the call moved to the new address.
+	t.Logf("ICE restarts for the address change: %d", restarts.ServerICERestarts.Load()+restarts.ClientICERestarts.Load()-before)
 	for role, pair := range ana.SelectedPairs() {
 		if pair.Local != "10.205.0.3" {
 			t.Fatalf("Ana's %s connection uses local address %q, want her new one", role, pair.Local)

@@ -137,7 +137,7 @@ function showCaption(c) {
   if (!t || !s) return;
   const want = s.translateTo;
   if (!want) return;
-  const text = c.lang === want ? c.text : c.translations[want];
+  const text = (c.lang === want ? c.text : c.translations[want]) || (c.error ? "(could not caption that)" : "");
   if (!text) return;
   t.subtitle.textContent = text;
   t.subtitle.lang = want;

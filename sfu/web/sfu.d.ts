@@ -64,6 +64,8 @@ export interface Caption {
   text: string;
   /** The text in each language someone wants, by language tag. */
   translations: Record<string, string>;
+  /** Why words are missing (recognition or a translation failed); "" when none are. */
+  error: string;
 }
 
 export interface Speaker {

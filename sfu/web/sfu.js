@@ -100,6 +100,7 @@ export function defaultURL(moduleURL = import.meta.url) {
  * @property {string} lang        the language spoken
  * @property {string} text        the words as spoken
  * @property {Object<string, string>} translations  by language
+ * @property {string} error       why words are missing ("" when none are)
  *
  * @typedef {object} JoinOptions
  * @property {string} room
@@ -476,6 +477,7 @@ export class Session extends EventTarget {
           return this._emit("caption", {
             from: msg.from, ts: msg.ts, speaker: String(c.speaker || ""), segment: Number(c.segment) || 0, final: !!c.final,
             lang: String(c.lang || ""), text: String(c.text || ""), translations: { ...(c.translations || {}) },
+            error: c.error ? String(c.error) : "",
           });
         }
         return this._emit("data", { from: msg.from, ts: msg.ts, topic: msg.topic, payload: msg.payload, to: msg.to });
