@@ -72,6 +72,11 @@ var ErrConfig = errors.New("agent: bad config")
 type utterance struct {
 	speaker string
 	pcm     []int16
+	ended   time.Time
+	// heard is what a streaming recogniser made of it while it was
+	// spoken (nil: the worker recognises pcm).
+	heard    *string
+	heardErr error
 }
 
 type agent struct {
@@ -183,11 +188,13 @@ func (a *agent) listen(ctx context.Context, t *client.RemoteTrack) {
 		return
 	}
 	seg := audio.Segmenter{Rate: stt.Rate}
+	var live liveRecognition
+	defer live.close()
 	for {
 		pkt, _, err := t.Track.ReadRTP()
 		if err != nil {
 			if u := seg.Flush(); u != nil {
-				a.enqueue(utterance{t.ParticipantID, u})
+				a.enqueue(live.end(utterance{speaker: t.ParticipantID, pcm: u, ended: time.Now()}))
 			}
 			return
 		}
@@ -198,12 +205,78 @@ func (a *agent) listen(ctx context.Context, t *client.RemoteTrack) {
 		if err != nil {
 			continue // a damaged packet: the segmenter hears a gap
 		}
-		if u := seg.Write(pcm); u != nil {
-			a.enqueue(utterance{t.ParticipantID, u})
+		u := seg.Write(pcm)
+		if u != nil {
+			a.enqueue(live.end(utterance{speaker: t.ParticipantID, pcm: u, ended: time.Now()}))
+		} else if cur := seg.Current(); cur != nil {
+			live.feed(a, t.ParticipantID, cur)
 		}
 		if ctx.Err() != nil {
 			return
 		}
+	}
+}
+
+// liveRecognition feeds one speaker's utterance to a streaming
+// recogniser while it is spoken, if the agent has one and someone wants
+// the speaker captioned; the decoder is kept from one utterance to the
+// next while the speaker's language stays the same.
+type liveRecognition struct {
+	stream stt.Stream
+	lang   string
+	active bool // feeding the current utterance
+	fed    int  // samples of it fed so far
+}
+
+func (l *liveRecognition) feed(a *agent, speaker string, cur []int16) {
+	if len(cur) < l.fed {
+		l.fed = 0
+	}
+	if l.fed == 0 { // the utterance starts
+		l.active = false
+		streamer, ok := a.cfg.Recognizer.(stt.Streamer)
+		lang, _, wanted := a.targets(speaker)
+		if !ok || !wanted {
+			l.fed = len(cur)
+			return
+		}
+		if l.stream == nil || l.lang != lang {
+			l.close()
+			s, err := streamer.Stream(lang)
+			if err != nil {
+				l.fed = len(cur) // the worker tries and reports it
+				return
+			}
+			l.stream, l.lang = s, lang
+		}
+		l.active = true
+	}
+	if l.active {
+		if err := l.stream.Write(cur[l.fed:]); err != nil {
+			l.active = false
+		}
+	}
+	l.fed = len(cur)
+}
+
+// end completes u with the words heard while it was spoken, if any.
+func (l *liveRecognition) end(u utterance) utterance {
+	if l.active && l.fed <= len(u.pcm) {
+		err := l.stream.Write(u.pcm[l.fed:])
+		var text string
+		if err == nil {
+			text, err = l.stream.End()
+		}
+		u.heard, u.heardErr = &text, err
+	}
+	l.active, l.fed = false, 0
+	return u
+}
+
+func (l *liveRecognition) close() {
+	if l.stream != nil {
+		l.stream.Close()
+		l.stream = nil
 	}
 }
 
@@ -279,10 +352,16 @@ func (a *agent) caption(ctx context.Context, u utterance) error {
 	if !wanted {
 		return nil
 	}
-	start := time.Now()
+	start := u.ended // the latencies people notice count from the end of speech detection
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.EngineTimeout)
 	defer cancel()
-	text, err := bounded(ctx, func() (string, error) { return a.cfg.Recognizer.Recognize(ctx, u.pcm, lang) })
+	var text string
+	var err error
+	if u.heard != nil {
+		text, err = *u.heard, u.heardErr
+	} else {
+		text, err = bounded(ctx, func() (string, error) { return a.cfg.Recognizer.Recognize(ctx, u.pcm, lang) })
+	}
 	if err == nil && text == "" {
 		return nil // nothing heard: no caption
 	}

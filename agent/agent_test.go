@@ -45,7 +45,8 @@ func settingEngine() *webrtc.SettingEngine {
 // and voice (espeak-ng again), decoded and measured at Bo.
 func TestCaptionsThroughTheSFU(t *testing.T) {
 	netns.Require(t)
-	enginetest.Require(t, "espeak-ng", "pocketsphinx_continuous", "apertium")
+	enginetest.Require(t, "espeak-ng", "apertium")
+	enginetest.RequireSphinx(t)
 	secret := []byte("agent-test-secret")
 	sfu := servertest.Start(t, netns.Addr, func(c *server.Config) {
 		c.JWTSecret = secret
@@ -91,7 +92,7 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
-			Recognizer: stt.Pocketsphinx{}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{}, Logger: servertest.Logger(t, slog.LevelInfo)})
+			Recognizer: stt.Sphinx{}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{}, Logger: servertest.Logger(t, slog.LevelInfo)})
 	}()
 
 	var captioned time.Time
@@ -225,7 +226,8 @@ func (u *unreliable) Recognize(ctx context.Context, pcm []int16, lang string) (s
 // When the speaker leaves, the agent's voice for her goes too.
 func TestEngineFailuresAndChurn(t *testing.T) {
 	netns.Require(t)
-	enginetest.Require(t, "espeak-ng", "pocketsphinx_continuous", "apertium")
+	enginetest.Require(t, "espeak-ng", "apertium")
+	enginetest.RequireSphinx(t)
 	secret := []byte("agent-test-secret")
 	sfu := servertest.Start(t, netns.Addr, func(c *server.Config) {
 		c.JWTSecret = secret
@@ -278,7 +280,7 @@ func TestEngineFailuresAndChurn(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
-			Recognizer: &unreliable{real: stt.Pocketsphinx{}}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{},
+			Recognizer: &unreliable{real: stt.Sphinx{}}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{},
 			EngineTimeout: 3 * time.Second, Logger: servertest.Logger(t, slog.LevelWarn)})
 	}()
 

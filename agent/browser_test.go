@@ -30,7 +30,8 @@ import (
 // voice. Then he turns captions off and they stop.
 func TestCaptionsInTheDemoPage(t *testing.T) {
 	netns.Require(t)
-	enginetest.Require(t, "espeak-ng", "pocketsphinx_continuous", "apertium")
+	enginetest.Require(t, "espeak-ng", "apertium")
+	enginetest.RequireSphinx(t)
 	chromium, err := demopage.Chromium()
 	if err != nil {
 		t.Skipf("%v; the captions end-to-end test needs it", err)
@@ -73,7 +74,7 @@ func captionsInTheDemoPage(t *testing.T, anaBrowser, boBrowser demopage.Browser,
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
-			Recognizer: stt.Pocketsphinx{}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{},
+			Recognizer: stt.Sphinx{}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{},
 			Logger: servertest.Logger(t, slog.LevelInfo)})
 	}()
 	defer func() {

@@ -65,6 +65,15 @@ func (s *Segmenter) Write(frame []int16) []int16 {
 	return nil
 }
 
+// Current is the utterance in progress (nil between utterances), valid
+// until the next Write: a streaming recogniser takes it as it grows.
+func (s *Segmenter) Current() []int16 {
+	if !s.active {
+		return nil
+	}
+	return s.cur
+}
+
 // Flush ends the utterance in progress, if any, and returns it.
 func (s *Segmenter) Flush() []int16 {
 	if !s.active {

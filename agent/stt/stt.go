@@ -1,6 +1,6 @@
 // Package stt turns speech into text: the Recognizer interface, a local
-// engine (pocketsphinx, from Debian) and an HTTP backend for a speech
-// service.
+// engine (pocketsphinx's library with its English model, from Debian)
+// and an HTTP backend for a speech service.
 package stt
 
 import (
@@ -12,8 +12,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"strings"
 
 	"github.com/jbcalling/platform/agent/audio"
@@ -31,58 +29,19 @@ type Recognizer interface {
 	Recognize(ctx context.Context, pcm []int16, lang string) (string, error)
 }
 
-// Pocketsphinx runs pocketsphinx_continuous on each utterance.
-type Pocketsphinx struct {
-	// Bin is the program; empty means pocketsphinx_continuous on PATH.
-	Bin string
-	// Models gives, per language, the arguments that select its acoustic
-	// model, dictionary and language model; nil means English with the
-	// default model (Debian's pocketsphinx-en-us).
-	Models map[string][]string
+// Streamer is a Recognizer that can also take an utterance while it is
+// spoken, so its words are ready as soon as it ends.
+type Streamer interface {
+	Recognizer
+	Stream(lang string) (Stream, error)
 }
 
-// Recognize writes pcm to a private temporary WAV file (the program reads
-// only files) and returns the program's hypothesis.
-func (p Pocketsphinx) Recognize(ctx context.Context, pcm []int16, lang string) (string, error) {
-	models := p.Models
-	if models == nil {
-		models = map[string][]string{"en": nil}
-	}
-	args, ok := models[lang]
-	if !ok {
-		return "", fmt.Errorf("%w: %q (pocketsphinx has %v)", ErrLanguage, lang, keys(models))
-	}
-	f, err := os.CreateTemp("", "utterance-*.wav") // mode 0600: speech is private
-	if err != nil {
-		return "", fmt.Errorf("stt: %w", err)
-	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(audio.EncodeWAV(pcm, Rate))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", fmt.Errorf("stt: %w", err)
-	}
-	bin := p.Bin
-	if bin == "" {
-		bin = "pocketsphinx_continuous"
-	}
-	cmd := exec.CommandContext(ctx, bin, append([]string{"-infile", f.Name(), "-logfn", os.DevNull}, args...)...)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("stt: %s: %w: %.300s", bin, err, stderr.String())
-	}
-	return strings.Join(strings.Fields(out.String()), " "), nil
-}
-
-func keys(m map[string][]string) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	return ks
+// Stream decodes one speaker's utterances, one after another: Write
+// their samples (mono, Rate) as they come, End each to get its words.
+type Stream interface {
+	Write(pcm []int16) error
+	End() (string, error)
+	Close()
 }
 
 // HTTP is a speech service with this contract:

@@ -18,9 +18,9 @@ import (
 // The real recogniser hears the real synthesiser's sentence well enough to
 // translate: "the meeting starts at the ah you tomorrow morning".
 func TestPocketsphinxHearsSpeech(t *testing.T) {
-	enginetest.Require(t, "pocketsphinx_continuous")
+	enginetest.RequireSphinx(t)
 	pcm := enginetest.English(t, enginetest.Sentence, stt.Rate)
-	text, err := stt.Pocketsphinx{}.Recognize(context.Background(), pcm, "en")
+	text, err := stt.Sphinx{}.Recognize(context.Background(), pcm, "en")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,11 +30,11 @@ func TestPocketsphinxHearsSpeech(t *testing.T) {
 			t.Errorf("heard %q: no %q", text, w)
 		}
 	}
-	silence, err := stt.Pocketsphinx{}.Recognize(context.Background(), make([]int16, stt.Rate), "en")
+	silence, err := stt.Sphinx{}.Recognize(context.Background(), make([]int16, stt.Rate), "en")
 	if err != nil || silence != "" {
 		t.Errorf("a second of silence: %q, %v; want nothing heard", silence, err)
 	}
-	if _, err := (stt.Pocketsphinx{}).Recognize(context.Background(), pcm, "fi"); !errors.Is(err, stt.ErrLanguage) {
+	if _, err := (stt.Sphinx{}).Recognize(context.Background(), pcm, "fi"); !errors.Is(err, stt.ErrLanguage) {
 		t.Errorf("Finnish: %v, want ErrLanguage", err)
 	}
 }
@@ -66,5 +66,37 @@ func TestHTTPContract(t *testing.T) {
 	}
 	if _, err := (stt.HTTP{URL: srv.URL + "/nowhere"}).Recognize(context.Background(), nil, "en"); err == nil {
 		t.Error("a 404 gave no error")
+	}
+}
+
+// The in-process decoder hears what the program hears, fed 20 ms at a
+// time as the agent feeds it, utterance after utterance.
+func TestSphinxStream(t *testing.T) {
+	enginetest.RequireSphinx(t)
+	pcm := enginetest.English(t, enginetest.Sentence, stt.Rate)
+	st, err := stt.Sphinx{}.Stream("en")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for round := range 2 {
+		for i := 0; i < len(pcm); i += 320 {
+			if err := st.Write(pcm[i:min(i+320, len(pcm))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		text, err := st.End()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("utterance %d: heard %q", round+1, text)
+		for _, w := range []string{"meeting", "tomorrow", "morning"} {
+			if !strings.Contains(text, w) {
+				t.Errorf("utterance %d: heard %q: no %q", round+1, text, w)
+			}
+		}
+	}
+	if _, err := (stt.Sphinx{}).Stream("fi"); !errors.Is(err, stt.ErrLanguage) {
+		t.Errorf("Finnish: %v, want ErrLanguage", err)
 	}
 }

@@ -37,7 +37,7 @@ func run(args []string, stderr io.Writer) error {
 	url := fs.String("sfu", "ws://127.0.0.1:8080/ws", "the SFU's signalling endpoint")
 	room := fs.String("room", "", "the room to caption (required)")
 	secretFile := fs.String("jwt-secret-file", "", "file holding the SFU's join-token secret: the agent signs its own agent token (empty: join anonymously, which the SFU refuses captions from)")
-	sttFlag := fs.String("stt", "pocketsphinx", `speech to text: "pocketsphinx" (local) or the URL of a service with the agent's STT contract`)
+	sttFlag := fs.String("stt", "pocketsphinx", `speech to text: "pocketsphinx" (local, English) or the URL of a service with the agent's STT contract`)
 	mtFlag := fs.String("mt", "apertium", `translation: "apertium" (local) or the URL of an apertium-apy service`)
 	lang := fs.String("default-language", "en", "language of speakers who declared none")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -55,7 +55,7 @@ func run(args []string, stderr io.Writer) error {
 	cfg := agent.Config{URL: *url, Room: *room, DefaultLanguage: *lang, Logger: log}
 	switch v := *sttFlag; {
 	case v == "pocketsphinx":
-		cfg.Recognizer = stt.Pocketsphinx{}
+		cfg.Recognizer = stt.Sphinx{}
 	case strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://"):
 		cfg.Recognizer = stt.HTTP{URL: v}
 	default:

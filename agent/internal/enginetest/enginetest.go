@@ -6,6 +6,7 @@ package enginetest
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"testing"
 
@@ -18,8 +19,19 @@ func Require(t testing.TB, programs ...string) {
 	t.Helper()
 	for _, p := range programs {
 		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("%s is not installed (Debian: pocketsphinx pocketsphinx-en-us apertium apertium-eng-spa apertium-apy espeak-ng): %v", p, err)
+			t.Skipf("%s is not installed (Debian: pocketsphinx-en-us apertium apertium-eng-spa apertium-apy espeak-ng): %v", p, err)
 		}
+	}
+}
+
+// SphinxModel is where Debian's pocketsphinx-en-us puts the English model.
+const SphinxModel = "/usr/share/pocketsphinx/model/en-us/en-us"
+
+// RequireSphinx skips t unless pocketsphinx's English model is installed.
+func RequireSphinx(t testing.TB) {
+	t.Helper()
+	if _, err := os.Stat(SphinxModel); err != nil {
+		t.Skipf("pocketsphinx's English model is not installed (Debian: pocketsphinx-en-us): %v", err)
 	}
 }
 
