@@ -168,6 +168,23 @@ func (a *agent) onEvent(m signal.Message) {
 		for _, p := range m.Participants {
 			a.people[p.ID] = p
 		}
+		go a.silenceAbsent() // who left while the agent's signalling was away
+	}
+}
+
+// silenceAbsent ends the voices of speakers no longer in the room. Lock
+// order: voicesMu, then mu (as in voice).
+func (a *agent) silenceAbsent() {
+	a.voicesMu.Lock()
+	var gone []string
+	for k := range a.voices {
+		if !a.present(k.speaker) {
+			gone = append(gone, k.speaker)
+		}
+	}
+	a.voicesMu.Unlock()
+	for _, id := range gone {
+		a.silence(id)
 	}
 }
 

@@ -44,28 +44,9 @@ func settingEngine() *webrtc.SettingEngine {
 // SFU, the agent's real recogniser (pocketsphinx), translator (apertium)
 // and voice (espeak-ng again), decoded and measured at Bo.
 func TestCaptionsThroughTheSFU(t *testing.T) {
-	netns.Require(t)
-	enginetest.Require(t, "espeak-ng", "apertium")
-	enginetest.RequireSphinx(t)
-	secret := []byte("agent-test-secret")
-	sfu := servertest.Start(t, netns.Addr, func(c *server.Config) {
-		c.JWTSecret = secret
-		c.Logger = servertest.Logger(t, slog.LevelWarn)
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-
-	ana, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Ana", Language: "en", SettingEngine: settingEngine()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ana.Close()
-	voice, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "voice", "ana")
-	if _, err := ana.Publish(ctx, voice); err != nil {
-		t.Fatal(err)
-	}
-	speech := enginetest.English(t, enginetest.Sentence, audio.EncoderRate)
-	go speak(ctx, t, voice, speech)
+	sfu, ana := speakingRoom(ctx, t)
 
 	captions := make(chan agent.Caption, 16)
 	spoken := make(chan string, 1) // the id of the first track Bo hears speech on
@@ -85,7 +66,7 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	}
 	defer bo.Close()
 
-	token, err := auth.SignAgent(secret, auth.AnyRoom, "translator", "Translator", time.Hour)
+	token, err := auth.SignAgent(agentSecret, auth.AnyRoom, "translator", "Translator", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +113,34 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Run after its context ended: %v", err)
 	}
+}
+
+// agentSecret signs the agent's tokens in these tests.
+var agentSecret = []byte("agent-test-secret")
+
+// speakingRoom starts an SFU (with agentSecret) in the test's namespace
+// and Ana in the room "babel", speaking English (the test sentence, again
+// and again) until ctx ends.
+func speakingRoom(ctx context.Context, t *testing.T) (*servertest.SFU, *client.Client) {
+	t.Helper()
+	netns.Require(t)
+	enginetest.Require(t, "espeak-ng", "apertium")
+	enginetest.RequireSphinx(t)
+	sfu := servertest.Start(t, netns.Addr, func(c *server.Config) {
+		c.JWTSecret = agentSecret
+		c.Logger = servertest.Logger(t, slog.LevelWarn)
+	})
+	ana, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Ana", Language: "en", SettingEngine: settingEngine()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ana.Close() })
+	voice, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "voice", "ana")
+	if _, err := ana.Publish(ctx, voice); err != nil {
+		t.Fatal(err)
+	}
+	go speak(ctx, t, voice, enginetest.English(t, enginetest.Sentence, audio.EncoderRate))
+	return sfu, ana
 }
 
 // speak sends pcm (48 kHz) as 20 ms Opus packets in real time, then a
@@ -225,27 +234,10 @@ func (u *unreliable) Recognize(ctx context.Context, pcm []int16, lang string) (s
 // the agent goes on: the next utterance is captioned, segments in order.
 // When the speaker leaves, the agent's voice for her goes too.
 func TestEngineFailuresAndChurn(t *testing.T) {
-	netns.Require(t)
-	enginetest.Require(t, "espeak-ng", "apertium")
-	enginetest.RequireSphinx(t)
-	secret := []byte("agent-test-secret")
-	sfu := servertest.Start(t, netns.Addr, func(c *server.Config) {
-		c.JWTSecret = secret
-		c.Logger = servertest.Logger(t, slog.LevelWarn)
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	ana, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Ana", Language: "en", SettingEngine: settingEngine()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ana.Close()
-	voice, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "voice", "ana")
-	if _, err := ana.Publish(ctx, voice); err != nil {
-		t.Fatal(err)
-	}
 	speakCtx, stopSpeaking := context.WithCancel(ctx)
-	go speak(speakCtx, t, voice, enginetest.English(t, enginetest.Sentence, audio.EncoderRate))
+	sfu, ana := speakingRoom(speakCtx, t)
 
 	captions := make(chan agent.Caption, 16)
 	unpublished := make(chan string, 4)
@@ -276,7 +268,7 @@ func TestEngineFailuresAndChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bo.Close()
-	token, _ := auth.SignAgent(secret, "babel", "translator", "Translator", time.Hour)
+	token, _ := auth.SignAgent(agentSecret, "babel", "translator", "Translator", time.Hour)
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
