@@ -70,8 +70,11 @@ func (r *received) add(b []byte) {
 
 // pionWriter stands for pion's SRTP write path to one subscriber: it
 // seals each packet with its own context, guessing the rollover counter
-// from the sequence number as pion/srtp does.
+// from the sequence number as pion/srtp does, one packet at a time as
+// pion's session does (a Context is not safe for concurrent use, and
+// the forwarder and NACK answers write at once).
 type pionWriter struct {
+	mu  sync.Mutex
 	ctx *srtp.Context
 	out *received
 }
@@ -81,7 +84,9 @@ func (w *pionWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	w.mu.Lock()
 	sealed, err := w.ctx.EncryptRTP(nil, plain, nil)
+	w.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
