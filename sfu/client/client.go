@@ -111,7 +111,7 @@ type Client struct {
 	publishMu sync.Mutex // one publish negotiation at a time
 	// candidates, per target, sends each connection's candidates after
 	// the offer or answer they belong to.
-	candidates map[string]*candidateQueue
+	candidates map[string]*signal.CandidateQueue
 	answers    chan *signal.Answer
 	offerErrs  chan *signal.Error // the server refused a publish offer
 
@@ -140,7 +140,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	cctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		opts: opts, log: log, url: url, conn: conn, ctx: cctx, cancel: cancel,
-		candidates: map[string]*candidateQueue{signal.TargetPublisher: {}, signal.TargetSubscriber: {}},
+		candidates: map[string]*signal.CandidateQueue{signal.TargetPublisher: {}, signal.TargetSubscriber: {}},
 		answers:    make(chan *signal.Answer, 1), offerErrs: make(chan *signal.Error, 1),
 		done: make(chan struct{}),
 	}
@@ -224,7 +224,7 @@ func (c *Client) setupPeerConnections() error {
 				init := cand.ToJSON()
 				msg.Candidate = &signal.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}
 			}
-			c.candidates[target].send(c, msg)
+			c.candidates[target].Send(msg, c.sendCandidate)
 		})
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			c.log.Debug("peer connection state", "target", target, "state", s)
@@ -357,11 +357,11 @@ func (c *Client) offerPublisher(ctx context.Context, opts *webrtc.OfferOptions) 
 		return fmt.Errorf("client: publish offer: %w", err)
 	}
 	cq := c.candidates[signal.TargetPublisher]
-	cq.hold()
+	cq.Hold()
 	released := false
 	defer func() {
 		if !released {
-			cq.release(c)
+			cq.Release(c.sendCandidate)
 		}
 	}()
 	if err := c.pub.SetLocalDescription(offer); err != nil {
@@ -386,7 +386,7 @@ func (c *Client) offerPublisher(ctx context.Context, opts *webrtc.OfferOptions) 
 	}
 	c.mu.Unlock()
 	err = c.send(ctx, &signal.Offer{Target: signal.TargetPublisher, SDP: offer.SDP, Tracks: sources})
-	cq.release(c)
+	cq.Release(c.sendCandidate)
 	released = true
 	if err != nil {
 		return fmt.Errorf("client: publish offer: %w", err)
@@ -701,8 +701,8 @@ func (c *Client) answerSubscriber(sdp string) error {
 	// An offer that restarts ICE restarts it here too, within
 	// SetRemoteDescription: the new candidates wait for the answer.
 	cq := c.candidates[signal.TargetSubscriber]
-	cq.hold()
-	defer cq.release(c)
+	cq.Hold()
+	defer cq.Release(c.sendCandidate)
 	if err := c.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}); err != nil {
 		return err
 	}
@@ -757,40 +757,9 @@ func (c *Client) flushCandidates(target string) {
 	}
 }
 
-// candidateQueue holds a connection's gathered candidates while its offer
-// or answer is being made (pion reports some from within
-// SetLocalDescription), so each follows its description.
-type candidateQueue struct {
-	mu      sync.Mutex
-	holding bool
-	queued  []signal.Message
-}
-
-func (q *candidateQueue) send(c *Client, m signal.Message) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.holding {
-		q.queued = append(q.queued, m)
-		return
-	}
+// sendCandidate sends a candidate message from a connection's queue.
+func (c *Client) sendCandidate(m signal.Message) {
 	if err := c.send(c.ctx, m); err != nil {
 		c.log.Debug("sending candidate", "err", err)
 	}
-}
-
-func (q *candidateQueue) hold() {
-	q.mu.Lock()
-	q.holding = true
-	q.mu.Unlock()
-}
-
-func (q *candidateQueue) release(c *Client) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, m := range q.queued {
-		if err := c.send(c.ctx, m); err != nil {
-			c.log.Debug("sending candidate", "err", err)
-		}
-	}
-	q.queued, q.holding = nil, false
 }

@@ -86,7 +86,7 @@ type Participant struct {
 
 	// candidates, per target, sends each connection's candidates after
 	// the description they belong to.
-	candidates map[string]*candidateQueue
+	candidates map[string]*signal.CandidateQueue
 
 	negMu       sync.Mutex
 	restart     bool                          // the next subscriber offer restarts ICE
@@ -138,7 +138,7 @@ func (p *Participant) RoomName() string { return p.room.name }
 
 func (p *Participant) setup() error {
 	p.joined = time.Now()
-	p.candidates = map[string]*candidateQueue{signal.TargetPublisher: {}, signal.TargetSubscriber: {}}
+	p.candidates = map[string]*signal.CandidateQueue{signal.TargetPublisher: {}, signal.TargetSubscriber: {}}
 	cfg := webrtc.Configuration{ICEServers: p.m.cfg.ICEServers}
 	var err error
 	pubAPI, subAPI := p.m.cfg.API, p.m.cfg.API
@@ -165,7 +165,7 @@ func (p *Participant) setup() error {
 				init := c.ToJSON()
 				msg.Candidate = &signal.ICECandidate{Candidate: init.Candidate, SDPMid: init.SDPMid, SDPMLineIndex: init.SDPMLineIndex, UsernameFragment: init.UsernameFragment}
 			}
-			p.candidates[target].send(p, msg)
+			p.candidates[target].Send(msg, p.send)
 		})
 		pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 			p.log.Debug("peer connection state", "target", target, "state", s.String())
@@ -288,8 +288,8 @@ func (p *Participant) HandleOffer(sdp string, sources []signal.TrackSource) erro
 	// An offer that restarts ICE restarts it here too, within
 	// SetRemoteDescription: the new candidates wait for the answer.
 	cq := p.candidates[signal.TargetPublisher]
-	cq.hold()
-	defer cq.release(p)
+	cq.Hold()
+	defer cq.Release(p.send)
 	if len(sources) > 0 {
 		p.negMu.Lock()
 		if p.sources == nil {
@@ -403,43 +403,6 @@ func (p *Participant) HandleCandidate(target string, c *signal.ICECandidate) err
 		return fmt.Errorf("%w: %v", ErrBadCandidate, err)
 	}
 	return nil
-}
-
-// candidateQueue holds a connection's gathered candidates while its offer
-// or answer is being made: pion gathers (and reports candidates) from
-// within SetLocalDescription, and a candidate of a restarted ICE
-// generation that overtook its description would be dropped by the
-// client, which knows only the old credentials.
-type candidateQueue struct {
-	mu      sync.Mutex
-	holding bool
-	queued  []signal.Message
-}
-
-func (q *candidateQueue) send(p *Participant, m signal.Message) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.holding {
-		q.queued = append(q.queued, m)
-		return
-	}
-	p.send(m)
-}
-
-func (q *candidateQueue) hold() {
-	q.mu.Lock()
-	q.holding = true
-	q.mu.Unlock()
-}
-
-// release sends what was held, after the description just sent.
-func (q *candidateQueue) release(p *Participant) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, m := range q.queued {
-		p.send(m)
-	}
-	q.queued, q.holding = nil, false
 }
 
 // candidateUfrag is the ICE username fragment a candidate belongs to:
@@ -977,8 +940,8 @@ func (p *Participant) negotiate() {
 	}
 	offer, err := p.sub.CreateOffer(opts)
 	cq := p.candidates[signal.TargetSubscriber]
-	cq.hold()
-	defer cq.release(p)
+	cq.Hold()
+	defer cq.Release(p.send)
 	if err == nil {
 		err = p.sub.SetLocalDescription(offer)
 	}
@@ -1001,8 +964,8 @@ func (p *Participant) resendOffer() {
 		return
 	}
 	cq := p.candidates[signal.TargetSubscriber]
-	cq.hold()
-	defer cq.release(p)
+	cq.Hold()
+	defer cq.Release(p.send)
 	if d := p.sub.LocalDescription(); d != nil {
 		p.sendOfferLocked(d.SDP)
 	}
