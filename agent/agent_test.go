@@ -66,14 +66,18 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	}
 	defer bo.Close()
 
-	token, err := auth.SignAgent(agentSecret, auth.AnyRoom, "translator", "Translator", time.Hour)
-	if err != nil {
-		t.Fatal(err)
+	// The agent is told no room: it finds Bo's wish in the SFU's listing.
+	token := func(room string) (string, error) {
+		return auth.SignAgent(agentSecret, room, "translator", "Translator", time.Minute)
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
-			Recognizer: stt.Sphinx{}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{}, Logger: servertest.Logger(t, slog.LevelInfo)})
+		done <- agent.Serve(ctx, agent.ServeConfig{
+			Session: agent.Config{URL: sfu.WSURL(), SettingEngine: settingEngine(),
+				Recognizer: stt.Sphinx{}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{}, Logger: servertest.Logger(t, slog.LevelInfo)},
+			Rooms: agent.SFURooms{URL: sfu.URL + signal.AgentRoomsPath, Token: func() (string, error) { return token(auth.AnyRoom) }},
+			Token: token, Every: 200 * time.Millisecond,
+		})
 	}()
 
 	var captioned time.Time
@@ -109,9 +113,20 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Bo heard no translated speech within 90 s")
 	}
+	// Once Bo leaves nobody wants a translation: the agent leaves too.
+	if err := bo.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := sfu.Server.Rooms().Stats(); n != 1; _, n = sfu.Server.Rooms().Stats() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d participants in the room after Bo left, want Ana alone", n)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
-		t.Errorf("Run after its context ended: %v", err)
+		t.Errorf("Serve after its context ended: %v", err)
 	}
 }
 

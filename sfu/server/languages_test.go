@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +210,75 @@ func drainEvents(p *peer) []signal.Message {
 		default:
 			return out
 		}
+	}
+}
+
+// An agent finds the rooms that want translation in the SFU's listing;
+// nobody else may read it, since it says who speaks what where.
+func TestAgentRoomListing(t *testing.T) {
+	netns.Require(t)
+	secret := []byte("listing-test-secret")
+	e := start(t, func(c *server.Config) { c.JWTSecret = secret })
+	defer e.close()
+	list := func(token string) (int, signal.AgentRooms) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, e.hs.URL+signal.AgentRoomsPath, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body signal.AgentRooms
+		if resp.StatusCode == http.StatusOK {
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode, body
+	}
+	everyRoom, _ := auth.SignAgent(secret, auth.AnyRoom, "translator", "Translator", time.Minute)
+	oneRoom, _ := auth.SignAgent(secret, "babel", "translator", "Translator", time.Minute)
+	person, _ := auth.Sign(secret, auth.AnyRoom, "ana", "Ana", time.Minute)
+	forged, _ := auth.SignAgent([]byte("another-secret"), auth.AnyRoom, "translator", "Translator", time.Minute)
+	for _, c := range []struct {
+		name, token string
+		want        int
+	}{{"no token", "", http.StatusUnauthorized}, {"a person's token", person, http.StatusForbidden},
+		{"an agent token for one room", oneRoom, http.StatusUnauthorized}, {"a token signed with another secret", forged, http.StatusUnauthorized}} {
+		if code, _ := list(c.token); code != c.want {
+			t.Errorf("%s: %d, want %d", c.name, code, c.want)
+		}
+	}
+
+	ana, bo, cy, agent := e.raw(t), e.raw(t), e.raw(t), e.raw(t)
+	defer ana.close()
+	defer bo.close()
+	defer cy.close()
+	defer agent.close()
+	ana.send(`{"type":"join","v":1,"room":"babel","name":"Ana","language":"en"}`)
+	ana.expect(t, signal.TypeJoined, nil)
+	bo.send(`{"type":"join","v":1,"room":"babel","name":"Bo","language":"es","translateTo":"es"}`)
+	bo.expect(t, signal.TypeJoined, nil)
+	// Cy wants English in a room where only Cy is: nothing to translate.
+	cy.send(`{"type":"join","v":1,"room":"alone","name":"Cy","language":"de","translateTo":"en"}`)
+	cy.expect(t, signal.TypeJoined, nil)
+	if code, l := list(everyRoom); code != http.StatusOK || len(l.Rooms) != 1 || l.Rooms[0].Room != "babel" ||
+		!slices.Equal(l.Rooms[0].Wanted, []string{"es"}) || l.Rooms[0].Agents != 0 {
+		t.Fatalf("%d %+v, want babel wanting es, no agent", code, l)
+	}
+	agent.send(`{"type":"join","v":1,"room":"babel","token":"` + oneRoom + `"}`)
+	agent.expect(t, signal.TypeJoined, nil)
+	if _, l := list(everyRoom); len(l.Rooms) != 1 || l.Rooms[0].Agents != 1 {
+		t.Fatalf("%+v, want babel with its agent", l)
+	}
+	// Bo no longer wants Spanish: babel drops off the list.
+	bo.send(`{"type":"languages","language":"es"}`)
+	agent.expect(t, signal.TypeLanguages, nil)
+	if _, l := list(everyRoom); len(l.Rooms) != 0 {
+		t.Fatalf("%+v, want no room", l)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/fastpath"
 	"github.com/jbcalling/platform/sfu/room"
+	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/jbcalling/platform/sfu/web"
 	"github.com/pion/webrtc/v4"
 )
@@ -95,12 +96,13 @@ func (s *Server) Rooms() *room.Manager { return s.rooms }
 // Paths counts connections by media path (tests and metrics).
 func (s *Server) Paths() *fastpath.Counters { return &s.socks.port.Counters }
 
-// Handler serves /ws, /health, /client/, the demo at /, and /metrics
+// Handler serves /ws, /health, /agent/rooms, /client/, the demo at /, and /metrics
 // unless MetricsListen serves it apart.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("GET /health", s.serveHealth)
+	mux.HandleFunc("GET "+signal.AgentRoomsPath, s.serveAgentRooms)
 	if s.cfg.MetricsListen == "" {
 		mux.Handle("GET /metrics", s.metrics.handler())
 	}
