@@ -13,10 +13,10 @@ import (
 
 	"github.com/jbcalling/platform/agent"
 	"github.com/jbcalling/platform/agent/audio"
-	"github.com/jbcalling/platform/agent/internal/enginetest"
 	"github.com/jbcalling/platform/agent/mt"
 	"github.com/jbcalling/platform/agent/stt"
 	"github.com/jbcalling/platform/agent/tts"
+	"github.com/jbcalling/platform/internal/enginetest"
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/client"
@@ -25,7 +25,6 @@ import (
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 )
 
 func TestMain(m *testing.M) { netns.Main(m) }
@@ -154,38 +153,8 @@ func speakingRoom(ctx context.Context, t *testing.T) (*servertest.SFU, *client.C
 	if _, err := ana.Publish(ctx, voice); err != nil {
 		t.Fatal(err)
 	}
-	go speak(ctx, t, voice, enginetest.English(t, enginetest.Sentence, audio.EncoderRate))
+	go enginetest.Speak(ctx, t, voice, enginetest.English(t, enginetest.Sentence, audio.EncoderRate))
 	return sfu, ana
-}
-
-// speak sends pcm (48 kHz) as 20 ms Opus packets in real time, then a
-// second and a half of silence, again and again: whenever the agent
-// joins, it hears a whole sentence.
-func speak(ctx context.Context, t *testing.T, track *webrtc.TrackLocalStaticSample, pcm []int16) {
-	enc, err := audio.NewEncoder()
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	const frame = audio.EncoderRate / 50
-	clip := append(append([]int16{}, pcm...), make([]int16, audio.EncoderRate*3/2)...)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; ; i = (i + frame) % (len(clip) - frame) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		pkt, err := enc.Encode(clip[i : i+frame])
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		if err := track.WriteSample(media.Sample{Data: pkt, Duration: 20 * time.Millisecond}); err != nil {
-			return
-		}
-	}
 }
 
 // hearSpeech decodes rt and, once half a second of its frames are as loud

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/jbcalling/platform/agent/audio"
-	"github.com/jbcalling/platform/agent/internal/enginetest"
 	"github.com/jbcalling/platform/agent/mt"
 	"github.com/jbcalling/platform/agent/stt"
 	"github.com/jbcalling/platform/agent/tts"
+	"github.com/jbcalling/platform/internal/enginetest"
 )
 
 // BenchmarkUtterance runs the reference engines on one utterance as the

@@ -12,11 +12,11 @@ import (
 
 	"github.com/jbcalling/platform/agent"
 	"github.com/jbcalling/platform/agent/audio"
-	"github.com/jbcalling/platform/agent/internal/enginetest"
 	"github.com/jbcalling/platform/agent/mt"
 	"github.com/jbcalling/platform/agent/stt"
 	"github.com/jbcalling/platform/agent/tts"
 	"github.com/jbcalling/platform/internal/demopage"
+	"github.com/jbcalling/platform/internal/enginetest"
 	"github.com/jbcalling/platform/internal/netns"
 	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/server"

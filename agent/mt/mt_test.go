@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jbcalling/platform/agent/internal/enginetest"
 	"github.com/jbcalling/platform/agent/mt"
+	"github.com/jbcalling/platform/internal/enginetest"
 )
 
 func checkSpanish(t *testing.T, tr mt.Translator) {

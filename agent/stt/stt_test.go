@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/jbcalling/platform/agent/audio"
-	"github.com/jbcalling/platform/agent/internal/enginetest"
 	"github.com/jbcalling/platform/agent/stt"
+	"github.com/jbcalling/platform/internal/enginetest"
 )
 
 // The real recogniser hears the real synthesiser's sentence well enough to

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/jbcalling/platform/agent/audio"
-	"github.com/jbcalling/platform/agent/internal/enginetest"
 	"github.com/jbcalling/platform/agent/tts"
+	"github.com/jbcalling/platform/internal/enginetest"
 )
 
 func TestEspeakSpeaks(t *testing.T) {

@@ -1,7 +1,7 @@
-// Package enginetest gives the agent's tests real speech engines: it
-// skips, saying which program is missing, where Debian's packages are not
-// installed (.ci/run installs them), and makes spoken English the way the
-// tests need it.
+// Package enginetest gives the tests of the agent (and of the stack that
+// runs it) real speech engines: it skips, saying which program is missing,
+// where Debian's packages are not installed (.ci/run installs them), and
+// makes spoken English the way the tests need it and speaks it into a call.
 package enginetest
 
 import (
@@ -9,6 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/jbcalling/platform/agent/audio"
 	"github.com/jbcalling/platform/agent/tts"
@@ -48,4 +52,34 @@ func English(t testing.TB, text string, rate int) []int16 {
 		t.Fatal(err)
 	}
 	return audio.Resample(pcm, from, rate)
+}
+
+// Speak sends pcm (48 kHz) on track as 20 ms Opus packets in real time,
+// then a second and a half of silence, again and again until ctx ends:
+// whenever an agent joins, it hears a whole sentence.
+func Speak(ctx context.Context, t testing.TB, track *webrtc.TrackLocalStaticSample, pcm []int16) {
+	enc, err := audio.NewEncoder()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	const frame = audio.EncoderRate / 50
+	clip := append(append([]int16{}, pcm...), make([]int16, audio.EncoderRate*3/2)...)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i = (i + frame) % (len(clip) - frame) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		pkt, err := enc.Encode(clip[i : i+frame])
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := track.WriteSample(media.Sample{Data: pkt, Duration: 20 * time.Millisecond}); err != nil {
+			return
+		}
+	}
 }
