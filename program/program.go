@@ -77,8 +77,10 @@ func Run(ctx *pulumi.Context) error {
 	}
 
 	// 5. The service stack, through the manager's Docker API once the swarm
-	// is formed and labelled. The SFU image is built from sfu/ and pushed
-	// unless platform:sfuImage names a prebuilt one.
+	// is formed and labelled. The SFU's and the agent's images are built
+	// from this repository and pushed unless platform:sfuImage and
+	// platform:agentImage name prebuilt ones (the stack's config then left
+	// them out of what it builds).
 	externalIPs := map[string]pulumi.StringInput{}
 	for name, n := range cluster.Nodes {
 		externalIPs[name] = n.ExternalIP
@@ -92,11 +94,7 @@ func Run(ctx *pulumi.Context) error {
 		ACMEDNSToken:       acmeToken,
 		GCPProvider:        cluster.GCPProvider,
 		CloudflareProvider: cluster.CloudflareProvider,
-	}
-	if stackCfg.SFUImage != "" {
-		stackArgs.SFUImage = pulumi.String(stackCfg.SFUImage)
-	} else {
-		stackArgs.SFUBuild = &stacks.SFUBuildArgs{RepoRoot: ".", NodeServiceAccount: cluster.ServiceAccountEmail}
+		Build:              &stacks.ImageBuildArgs{RepoRoot: ".", NodeServiceAccount: cluster.ServiceAccountEmail},
 	}
 	services, err := stacks.NewStack(ctx, "services", stackArgs)
 	if err != nil {
@@ -110,7 +108,8 @@ func Run(ctx *pulumi.Context) error {
 	ctx.Export("dockerHost", swarm.DockerHost)
 	ctx.Export("swarmNodeIds", pulumi.ToStringMapOutput(swarm.NodeIDs))
 	ctx.Export("sshUser", pulumi.String(cfg.SSHUser))
-	ctx.Export("sfuImage", services.SFUImage)
+	ctx.Export("sfuImage", services.Images["sfu"])
+	ctx.Export("agentImage", services.Images["agent"])
 	ctx.Export("traefikDashboardPassword", services.DashboardPassword) // secret; user admin
 	ctx.Export("grafanaAdminPassword", services.GrafanaPassword)       // secret; user admin
 	ctx.Export("sfuJwtSecret", services.JWTSecret)                     // secret; the smoke test signs join tokens with it

@@ -20,13 +20,14 @@ const (
 
 // Container ports of the services (what the images listen on).
 const (
-	portFrontend   = 80
-	portAPI        = 8000
-	portSignaling  = 3001
-	portGrafana    = 3000
-	portPrometheus = 9090
-	portSFUHTTP    = 8080
-	portSFUMetrics = 9090
+	portFrontend    = 80
+	portAPI         = 8000
+	portSignaling   = 3001
+	portGrafana     = 3000
+	portPrometheus  = 9090
+	portSFUHTTP     = 8080
+	portAgentHealth = 8090
+	portSFUMetrics  = 9090
 	// The read-only Docker API proxy's service name and port.
 	socketProxyHost = "socket_proxy"
 	portSocketProxy = 2375
@@ -89,6 +90,14 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		return def
 	}
 	img := func(name string) string { return cfg.Images[name] }
+	// Images the program builds from this repository unless the config
+	// names prebuilt ones.
+	own := func(name string) (string, bool) {
+		if p := cfg.Prebuilt[name]; p != "" {
+			return p, false
+		}
+		return img(name), true
+	}
 	edgeNet := st.FullName(NetEdge)
 
 	st.Secrets = []Secret{
@@ -269,12 +278,9 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		coturn.Ports = append(coturn.Ports, Port{Name: "relay-" + strconv.Itoa(p), Target: p, Published: p, Protocol: "udp", Mode: ModeHost, Media: true})
 	}
 
-	sfuImage := img("sfu")
-	if cfg.SFUImage != "" {
-		sfuImage = cfg.SFUImage
-	}
+	sfuImage, sfuBuilt := own("sfu")
 	sfu := Service{
-		Name: "sfu", Image: sfuImage, Build: cfg.SFUImage == "", Replicas: 1,
+		Name: "sfu", Image: sfuImage, Build: sfuBuilt, Replicas: 1,
 		Constraints: []string{onMedia},
 		UID:         "65532", // sfu/Dockerfile's USER
 		// /metrics only on the monitoring network's listener.
@@ -366,9 +372,40 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 			Interval: "15s", Timeout: "5s", Retries: 3, StartPeriod: "30s"},
 	}
 
+	agentImage, agentBuilt := own("agent")
+	agent := Service{
+		Name: "agent", Image: agentImage, Build: agentBuilt, Replicas: 1,
+		UID: "65532", // agent/Dockerfile's USER
+		// Signalling to the SFU over the edge overlay; media, like any
+		// participant's, to the media node's public address.
+		Networks: []string{NetEdge},
+		Env: map[string]string{
+			"AGENT_SFU":             "ws://sfu:" + strconv.Itoa(portSFUHTTP) + "/ws",
+			"AGENT_JWT_SECRET_FILE": "/run/secrets/sfu_jwt_secret",
+			"AGENT_HEALTH_LISTEN":   "127.0.0.1:" + strconv.Itoa(portAgentHealth),
+		},
+		Secrets: []SecretRef{{"sfu_jwt_secret", "sfu_jwt_secret"}},
+		// One speaker's pipeline peaked at 172 MB resident and took 1.2 CPU
+		// seconds per 2.8 s utterance (agent benchmark); the recogniser's
+		// model is loaded once per speaker.
+		Resources: Resources{LimitMemoryMB: 1024, LimitCPUs: 2, ReserveMemoryMB: 256, ReserveCPUs: 0.5},
+		// The new agent finds the rooms the old one holds taken and takes
+		// them once the old one has left them.
+		Update: stateless, Rollback: statelessBack, Restart: restart,
+		StopGrace: "10s",
+		Healthcheck: &Healthcheck{Test: []string{"CMD", "/usr/local/bin/agent", "healthcheck"},
+			Interval: "10s", Timeout: "3s", Retries: 3, StartPeriod: "10s"},
+	}
+
+	// Speech recognition takes whole cores; the SFU's forwarding must not
+	// wait for it: off the media node wherever there is another node.
+	if len(cl.Nodes) > 1 {
+		agent.Constraints = []string{"node.labels.instance != " + cl.MediaNode}
+	}
+
 	st.Services = []Service{
 		traefik, socketProxy, frontend, api, signaling, stt, translation, tts,
-		redis("redis"), redis("redis_gateway"), coturn, sfu, prometheus, grafana,
+		redis("redis"), redis("redis_gateway"), coturn, sfu, agent, prometheus, grafana,
 	}
 	for i := range st.Services {
 		st.Services[i].ServiceLabels = TraefikLabels(&st.Services[i], edgeNet)

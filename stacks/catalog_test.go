@@ -8,35 +8,44 @@ import (
 	"testing"
 )
 
-// TestSFUEnvMatchesItsFlags keeps the stack's SFU_* variables in step with
-// the flags sfu/cmd/sfu actually defines (each flag reads SFU_<FLAG>): a
-// renamed flag would otherwise be silently ignored in production.
-func TestSFUEnvMatchesItsFlags(t *testing.T) {
-	src, err := os.ReadFile("../sfu/cmd/sfu/main.go")
-	if err != nil {
-		t.Skipf("sfu/cmd/sfu not present: %v", err)
-	}
-	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`fs\.\w*Var\(&[\w.]+, "([a-z0-9-]+)"`).FindAllStringSubmatch(string(src), -1) {
-		flags["SFU_"+strings.ToUpper(strings.ReplaceAll(m[1], "-", "_"))] = true
-	}
-	if len(flags) < 5 {
-		t.Fatalf("found only %d flags in sfu/cmd/sfu/main.go; the pattern no longer matches", len(flags))
+// TestEnvMatchesTheFlags keeps the stack's SFU_* and AGENT_* variables in
+// step with the flags the programs actually define (each flag reads
+// <PREFIX>_<FLAG>): a renamed flag would otherwise be silently ignored in
+// production.
+func TestEnvMatchesTheFlags(t *testing.T) {
+	for _, c := range []struct{ service, main, prefix string }{
+		{"sfu", "../sfu/cmd/sfu/main.go", "SFU_"},
+		{"agent", "../agent/cmd/agent/main.go", "AGENT_"},
+	} {
+		src, err := os.ReadFile(c.main)
+		if err != nil {
+			t.Fatalf("%s: %v", c.service, err)
+		}
+		flags := map[string]bool{}
+		for _, m := range regexp.MustCompile(`fs\.\w*Var\(&[\w.]+, "([a-z0-9-]+)"`).FindAllStringSubmatch(string(src), -1) {
+			flags[c.prefix+strings.ToUpper(strings.ReplaceAll(m[1], "-", "_"))] = true
+		}
+		if len(flags) < 5 {
+			t.Fatalf("found only %d flags in %s; the pattern no longer matches", len(flags), c.main)
+		}
+		for _, stack := range []string{"prod", "staging"} {
+			_, st := load(t, stack)
+			s := svc(t, st, c.service)
+			for k := range s.Env {
+				if !flags[k] {
+					t.Errorf("%s: %s env %s matches no flag of %s", stack, c.service, k, c.main)
+				}
+			}
+			for k := range s.ExternalIPEnv {
+				if !flags[k] {
+					t.Errorf("%s: %s env %s matches no flag of %s", stack, c.service, k, c.main)
+				}
+			}
+		}
 	}
 	for _, stack := range []string{"prod", "staging"} {
 		_, st := load(t, stack)
-		s := svc(t, st, "sfu")
-		for k := range s.Env {
-			if !flags[k] {
-				t.Errorf("%s: SFU env %s matches no flag of sfu/cmd/sfu", stack, k)
-			}
-		}
-		for k := range s.ExternalIPEnv {
-			if !flags[k] {
-				t.Errorf("%s: SFU env %s matches no flag of sfu/cmd/sfu", stack, k)
-			}
-		}
-		if s.Env["SFU_ALLOW_ANONYMOUS"] != "false" {
+		if svc(t, st, "sfu").Env["SFU_ALLOW_ANONYMOUS"] != "false" {
 			t.Errorf("%s: the stack must set SFU_ALLOW_ANONYMOUS=false", stack)
 		}
 	}
@@ -63,6 +72,7 @@ func TestSeedIntent(t *testing.T) {
 			{"tts", 4, nil},
 			{"traefik", 1, []string{"node.labels.instance == " + cl.EdgeNode}},
 			{"sfu", 1, []string{"node.labels.instance == " + cl.MediaNode}},
+			{"agent", 1, []string{"node.labels.instance != " + cl.MediaNode}},
 			{"coturn", 1, []string{"node.labels.instance == " + cl.MediaNode}},
 			{"prometheus", 1, []string{"node.role == manager"}},
 			{"grafana", 1, []string{"node.role == manager"}},

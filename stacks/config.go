@@ -24,13 +24,15 @@ type Config struct {
 	// Prefix of docker object names (platform:stackPrefix, default "translation").
 	Prefix string
 	// Images per logical service (platform:images, an object), merged over
-	// DefaultImages. The SFU's entry is used only with SFUPrebuilt.
+	// DefaultImages. The entries of the services the program builds are
+	// only shown in the view.
 	Images map[string]string
 	// Replicas overrides per logical service (platform:replicas, an object).
 	Replicas map[string]int
-	// SFUImage (platform:sfuImage) is a prebuilt SFU image reference; when
-	// set the program neither builds nor pushes the SFU and runs this image.
-	SFUImage string
+	// Prebuilt are images to run instead of building them, by service the
+	// program builds (platform:sfuImage, platform:agentImage): for those
+	// the program neither builds nor pushes anything.
+	Prebuilt map[string]string
 	// ACMEEmail is the ACME account email (platform:acmeEmail, default admin@<domain>).
 	ACMEEmail string
 	// ICEUDPPort and ICETCPPort are the SFU's single-port ICE muxes
@@ -53,6 +55,7 @@ const (
 	keyImages     = "platform:images"
 	keyReplicas   = "platform:replicas"
 	keySFUImage   = "platform:sfuImage"
+	keyAgentImage = "platform:agentImage"
 	keyACMEEmail  = "platform:acmeEmail"
 	keyICEUDP     = "platform:sfuIceUdpPort"
 	keyICETCP     = "platform:sfuIceTcpPort"
@@ -80,6 +83,7 @@ var DefaultImages = map[string]string{
 	"prometheus":    "prom/prometheus:v2.54.1",
 	"grafana":       "grafana/grafana:11.2.2",
 	"sfu":           "sfu:local",
+	"agent":         "agent:local",
 }
 
 // imageRef is a permissive docker reference check: [registry/]path[:tag][@digest].
@@ -105,6 +109,7 @@ func ConfigFromMap(cluster *infra.Config, get func(key string) (string, bool)) (
 		Cluster:        cluster,
 		Prefix:         "translation",
 		Images:         map[string]string{},
+		Prebuilt:       map[string]string{},
 		Replicas:       map[string]int{},
 		ACMEEmail:      "admin@" + cluster.Domain,
 		ICEUDPPort:     cluster.MediaPorts.From,
@@ -158,11 +163,14 @@ func ConfigFromMap(cluster *infra.Config, get func(key string) (string, bool)) (
 			}
 		}
 	}
-	if v, ok := get(keySFUImage); ok && v != "" {
-		if !imageRef.MatchString(v) {
-			bad(keySFUImage, "%q is not an image reference", v)
+	for _, p := range []struct{ svc, key string }{{"sfu", keySFUImage}, {"agent", keyAgentImage}} {
+		svc, key := p.svc, p.key
+		if v, ok := get(key); ok && v != "" {
+			if !imageRef.MatchString(v) {
+				bad(key, "%q is not an image reference", v)
+			}
+			c.Prebuilt[svc] = v
 		}
-		c.SFUImage = v
 	}
 	if v, ok := get(keyACMEEmail); ok {
 		if at := strings.Index(v, "@"); at < 1 || at == len(v)-1 || strings.ContainsAny(v, " \t") {

@@ -41,11 +41,12 @@ type StackArgs struct {
 	// uses; it must be a secret (config.RequireSecret).
 	ACMEDNSToken pulumi.StringInput
 
-	// SFUImage, when set, is run as the SFU image and nothing is built or
-	// pushed (a prebuilt image; the local-swarm proof uses this). Otherwise
-	// SFUBuild must be set.
-	SFUImage pulumi.StringInput
-	SFUBuild *SFUBuildArgs
+	// Prebuilt are images to run, by service, for services the program
+	// otherwise builds from this repository (Service.Build: "sfu",
+	// "agent"): the local-swarm proof's. Every other built service is built
+	// and pushed with Build.
+	Prebuilt map[string]pulumi.StringInput
+	Build    *ImageBuildArgs
 
 	// CloudflareProvider and GCPProvider are optional explicit providers for
 	// the Origin CA certificate and the Artifact Registry resources.
@@ -66,8 +67,9 @@ type Deployment struct {
 	Networks map[string]*docker.Network
 	Secrets  map[string]*docker.Secret
 	Services map[string]*docker.Service
-	// SFUImage is the image reference the SFU service runs (repo digest when built).
-	SFUImage pulumi.StringOutput
+	// Images are the references the built services run (repo digests when
+	// the program built them), by service.
+	Images map[string]pulumi.StringOutput
 	// DashboardPassword and GrafanaPassword are the generated admin
 	// passwords (secret outputs; `pulumi stack output --show-secrets`).
 	DashboardPassword pulumi.StringOutput
@@ -92,9 +94,6 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	}
 	if args.ACMEDNSToken == nil {
 		return nil, fmt.Errorf("stacks.NewStack %s: ACMEDNSToken is required (%s or %s)", name, KeyACMEToken, KeyCloudflareToken)
-	}
-	if args.SFUImage == nil && args.SFUBuild == nil {
-		return nil, fmt.Errorf("stacks.NewStack %s: set SFUImage (prebuilt) or SFUBuild", name)
 	}
 	st := args.Stack
 	for _, s := range st.Services {
@@ -124,15 +123,21 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 			return nil, fmt.Errorf("stacks.NewStack %s: secret %s needs a %s secret in the stack", name, sec.Name, SecretTLSKey)
 		}
 	}
-	var src *sfuSource
-	if args.SFUImage == nil {
+	var toBuild []string
+	for _, s := range st.Services {
+		if s.Build && args.Prebuilt[s.Name] == nil {
+			toBuild = append(toBuild, s.Name)
+		}
+	}
+	var src *imageSources
+	if len(toBuild) > 0 {
 		var err error
-		if src, err = sfuSources(name, args.SFUBuild); err != nil {
+		if src, err = findSources(name, args.Build, toBuild); err != nil {
 			return nil, err
 		}
 	}
 
-	d := &Deployment{Networks: map[string]*docker.Network{}, Secrets: map[string]*docker.Secret{}, Services: map[string]*docker.Service{}}
+	d := &Deployment{Networks: map[string]*docker.Network{}, Secrets: map[string]*docker.Secret{}, Services: map[string]*docker.Service{}, Images: map[string]pulumi.StringOutput{}}
 	if err := ctx.RegisterComponentResource("platform:stacks:ServiceStack", name, d, opts...); err != nil {
 		return nil, err
 	}
@@ -184,26 +189,30 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 		d.Secrets[sec.Name] = ds
 	}
 
-	sfuImage := pulumi.StringOutput{}
-	var sfuAuth *docker.ServiceAuthArgs
-	if args.SFUImage != nil {
-		sfuImage = args.SFUImage.ToStringOutput()
-	} else {
-		img, auth, err := buildSFU(ctx, name, args, src, parent)
+	var builtAuth *docker.ServiceAuthArgs
+	if src != nil {
+		built, auth, err := buildImages(ctx, name, args, src, parent)
 		if err != nil {
 			return nil, err
 		}
-		sfuImage, sfuAuth = img, auth
+		d.Images, builtAuth = built, auth
 	}
-	d.SFUImage = sfuImage
+	for svc, img := range args.Prebuilt {
+		d.Images[svc] = img.ToStringOutput()
+	}
+	for _, s := range st.Services {
+		if _, ok := d.Images[s.Name]; !ok && ownImages[s.Name].script != "" {
+			d.Images[s.Name] = pulumi.String(s.Image).ToStringOutput() // the config's prebuilt
+		}
+	}
 
 	for _, s := range st.Services {
-		svcArgs, err := d.serviceArgs(ctx, name, st, &s, args, sfuImage, dockerOpts)
+		svcArgs, err := d.serviceArgs(ctx, name, st, &s, args, dockerOpts)
 		if err != nil {
 			return nil, err
 		}
-		if s.Build && sfuAuth != nil {
-			svcArgs.Auth = sfuAuth
+		if s.Build && args.Prebuilt[s.Name] == nil {
+			svcArgs.Auth = builtAuth
 		}
 		svc, err := docker.NewService(ctx, name+"-svc-"+s.Name, svcArgs, dockerOpts...)
 		if err != nil {
@@ -219,7 +228,10 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	if d.GrafanaPassword == (pulumi.StringOutput{}) {
 		d.GrafanaPassword = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
 	}
-	outs := pulumi.Map{"sfuImage": d.SFUImage}
+	outs := pulumi.Map{}
+	for svc, img := range d.Images {
+		outs[svc+"Image"] = img
+	}
 	for _, n := range sortedKeys(d.Services) {
 		outs["service-"+n] = d.Services[n].Name
 	}
@@ -325,10 +337,10 @@ func (d *Deployment) secretValues(ctx *pulumi.Context, name string, args *StackA
 }
 
 func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s *Service, args *StackArgs,
-	sfuImage pulumi.StringOutput, dockerOpts []pulumi.ResourceOption) (*docker.ServiceArgs, error) {
+	dockerOpts []pulumi.ResourceOption) (*docker.ServiceArgs, error) {
 	image := pulumi.String(s.Image).ToStringOutput()
 	if s.Build {
-		image = sfuImage // the pushed digest, or StackArgs.SFUImage
+		image = d.Images[s.Name] // the pushed digest, or StackArgs.Prebuilt's
 	}
 	env := pulumi.StringMap{}
 	for k, v := range s.Env {

@@ -69,7 +69,7 @@ func programInto(mutate func(*StackArgs), out **Deployment) pulumi.RunFunc {
 			DockerProvider: prov,
 			ExternalIPs:    ips,
 			ACMEDNSToken:   config.RequireSecret(ctx, KeyCloudflareToken),
-			SFUBuild:       &SFUBuildArgs{RepoRoot: "..", NodeServiceAccount: pulumi.String("nodes@mock-project.iam.gserviceaccount.com")},
+			Build:          &ImageBuildArgs{RepoRoot: "..", NodeServiceAccount: pulumi.String("nodes@mock-project.iam.gserviceaccount.com")},
 		}
 		if mutate != nil {
 			mutate(args)
@@ -139,8 +139,8 @@ func TestDeployEveryService(t *testing.T) {
 					t.Errorf("%s: name = %q", s.Name, got)
 				}
 				wantImage := s.Image
-				if s.Name == "sfu" {
-					wantImage = strings.TrimSpace(m.MustGet(t, tCommand, "stack-sfu-image").OutputString("stdout"))
+				if s.Build {
+					wantImage = strings.TrimSpace(m.MustGet(t, tCommand, "stack-"+s.Name+"-image").OutputString("stdout"))
 				}
 				if got := r.InputString("taskSpec.containerSpec.image"); got != wantImage || got == "" {
 					t.Errorf("%s: image = %q, want %q", s.Name, got, wantImage)
@@ -313,7 +313,7 @@ func TestDeployBuildsAndPushesSFU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash, err := SFUSourceHash("..")
+	hash, err := SourceHash("..", "sfu")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,36 +368,74 @@ func TestDeployBuildsAndPushesSFU(t *testing.T) {
 	if got := m.MustGet(t, tService, "stack-svc-sfu").InputString("taskSpec.containerSpec.image"); got != want {
 		t.Errorf("SFU runs %q, want the pushed repo digest %q", got, want)
 	}
+
+	// The agent's image: built the same way from agent/ and sfu/, its cgo
+	// binary in a Debian 12 container like the image's base.
+	agentHash, err := SourceHash("..", "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab := m.MustGet(t, tCommand, "stack-agent-image")
+	if got := fmt.Sprint(ab.InputMap()["triggers"]); got != "["+agentHash+"]" {
+		t.Errorf("agent build triggers = %s, want the agent/ and sfu/ source hash", got)
+	}
+	for _, want := range []string{"golang:1.26-bookworm", "libopus-dev", "./agent/cmd/agent", "-f agent/Dockerfile", "docker push"} {
+		if !strings.Contains(ab.InputString("create"), want) {
+			t.Errorf("agent build script lacks %q", want)
+		}
+	}
+	if img := ab.InputString("environment.IMAGE"); !strings.HasSuffix(img, "/prod-images/agent:"+agentHash[:16]) {
+		t.Errorf("agent IMAGE = %q", img)
+	}
+	agentSvc := m.MustGet(t, tService, "stack-svc-agent")
+	if !agentSvc.IsSecretInput("auth.password") || !ab.DependsOn(iam.URN) {
+		t.Error("the agent's image is pulled without the service's secret registry auth, or pushed before the nodes may read it")
+	}
 }
 
-func TestSFUImageScriptShellcheck(t *testing.T) {
+func TestImageScriptsShellcheck(t *testing.T) {
 	sc, err := exec.LookPath("shellcheck")
 	if err != nil {
-		t.Skip("shellcheck not installed (.ci/run installs it); not linting sfu-image.sh")
+		t.Skip("shellcheck not installed (.ci/run installs it); not linting the image build scripts")
 	}
-	if out, err := exec.Command(sc, "sfu-image.sh").CombinedOutput(); err != nil {
-		t.Fatalf("shellcheck sfu-image.sh: %v\n%s", err, out)
+	for _, f := range []string{"sfu-image.sh", "agent-image.sh"} {
+		if out, err := exec.Command(sc, f).CombinedOutput(); err != nil {
+			t.Errorf("shellcheck %s: %v\n%s", f, err, out)
+		}
 	}
 }
 
-// A prebuilt SFU image (the local-swarm proof, platform:sfuImage) skips the
-// build and push entirely.
-func TestDeployPrebuiltSFU(t *testing.T) {
-	cfg := pulumitest.With(stackConfig(t, "staging"), "platform:sfuImage", "sfu:local-proof")
-	m, err := run(t, "staging", cfg, func(a *StackArgs) {
-		a.SFUImage, a.SFUBuild = pulumi.String(a.Config.SFUImage), nil
-	})
+// Prebuilt SFU and agent images (platform:sfuImage, platform:agentImage)
+// skip the build and push entirely; one of them alone builds the other.
+func TestDeployPrebuiltImages(t *testing.T) {
+	cfg := pulumitest.With(pulumitest.With(stackConfig(t, "staging"), "platform:sfuImage", "sfu:local-proof"), "platform:agentImage", "agent:local-proof")
+	m, err := run(t, "staging", cfg, func(a *StackArgs) { a.Build = nil })
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, typ := range []string{tCommand, "gcp:artifactregistry/repository:Repository", "gcp:serviceaccount/key:Key"} {
 		if n := len(m.ByType(typ)); n != 0 {
-			t.Errorf("%d %s registered with a prebuilt image", n, typ)
+			t.Errorf("%d %s registered with prebuilt images", n, typ)
 		}
 	}
-	if got := m.MustGet(t, tService, "stack-svc-sfu").InputString("taskSpec.containerSpec.image"); got != "sfu:local-proof" {
-		t.Errorf("SFU image = %q", got)
+	for svc, want := range map[string]string{"sfu": "sfu:local-proof", "agent": "agent:local-proof"} {
+		r := m.MustGet(t, tService, "stack-svc-"+svc)
+		if got := r.InputString("taskSpec.containerSpec.image"); got != want {
+			t.Errorf("%s image = %q, want %q", svc, got, want)
+		}
+		if r.InputMap()["auth"] != nil {
+			t.Errorf("%s carries registry auth for a prebuilt image", svc)
+		}
 	}
+
+	m, err = run(t, "staging", pulumitest.With(stackConfig(t, "staging"), "platform:sfuImage", "sfu:local-proof"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.ByType(tCommand)); n != 1 {
+		t.Errorf("%d image builds, want the agent's alone", n)
+	}
+	m.MustGet(t, tCommand, "stack-agent-image")
 }
 
 // Bad stack config or an invalid stack fails before any resource exists.
@@ -422,12 +460,12 @@ func TestBadStackRegistersNothing(t *testing.T) {
 		{"no external IP for the media node", func(t *testing.T) map[string]string { return stackConfig(t, "prod") },
 			func(a *StackArgs) { delete(a.ExternalIPs, a.Config.Cluster.MediaNode) },
 			"service coturn: TURN_EXTERNAL_IP needs the external IP of node translation02"},
-		{"SFU build without the nodes' service account", func(t *testing.T) map[string]string { return stackConfig(t, "prod") },
-			func(a *StackArgs) { a.SFUBuild.NodeServiceAccount = nil },
-			"SFUBuild.NodeServiceAccount is required"},
-		{"SFU build outside a checkout", func(t *testing.T) map[string]string { return stackConfig(t, "prod") },
-			func(a *StackArgs) { a.SFUBuild.RepoRoot = "/" },
-			"SFU build: no go.mod at or above /"},
+		{"image build without the nodes' service account", func(t *testing.T) map[string]string { return stackConfig(t, "prod") },
+			func(a *StackArgs) { a.Build.NodeServiceAccount = nil },
+			"Build.NodeServiceAccount is required"},
+		{"image build outside a checkout", func(t *testing.T) map[string]string { return stackConfig(t, "prod") },
+			func(a *StackArgs) { a.Build.RepoRoot = "/" },
+			"image build: no go.mod at or above /"},
 		{"unknown secret kind", func(t *testing.T) map[string]string { return stackConfig(t, "prod") },
 			func(a *StackArgs) { a.Stack.Secrets = append(a.Stack.Secrets, Secret{Name: "vault", Kind: "vault"}) },
 			`secret vault: no value source for kind "vault"`},

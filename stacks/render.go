@@ -60,7 +60,7 @@ func Render(top infra.Topology, st *Stack) string {
 		}
 		image := s.Image
 		if s.Build {
-			image = "built from sfu/, pushed to Artifact Registry (digest)"
+			image = "built from " + strings.Join(ownImages[s.Name].dirs, "/ and ") + "/, pushed to Artifact Registry (digest)"
 		}
 		nets := strings.Join(s.Networks, ", ")
 		switch {

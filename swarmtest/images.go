@@ -25,6 +25,11 @@ const TraefikVersion = "v3.0.4"
 // images by ID: the engine then never tries to pull (a tag would make every
 // task attempt a pull from a registry this machine cannot reach).
 func (e *Engine) BuildImage(ctx context.Context, tag string, files map[string]File) (string, error) {
+	return e.BuildImageWith(ctx, tag, files, nil)
+}
+
+// BuildImageWith is BuildImage with Dockerfile ARG values.
+func (e *Engine) BuildImageWith(ctx context.Context, tag string, files map[string]File, buildArgs map[string]string) (string, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for name, f := range files {
@@ -43,6 +48,13 @@ func (e *Engine) BuildImage(ctx context.Context, tag string, files map[string]Fi
 		return "", err
 	}
 	q := url.Values{"t": {tag}, "rm": {"1"}, "forcerm": {"1"}}
+	if len(buildArgs) > 0 {
+		raw, err := json.Marshal(buildArgs)
+		if err != nil {
+			return "", err
+		}
+		q.Set("buildargs", string(raw))
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/"+APIVersion+"/build?"+q.Encode(), &buf)
 	if err != nil {
 		return "", err
@@ -181,4 +193,69 @@ func TraefikBinary(ctx context.Context, repoRoot, cacheDir string) (string, erro
 		return "", fmt.Errorf("building traefik %s in tools/traefik: %v\n%s", TraefikVersion, err, msg)
 	}
 	return bin, os.Rename(tmp, bin)
+}
+
+// DebianRelease is the Debian release of the agent's image (agent/Dockerfile).
+const DebianRelease = "bookworm"
+
+// DebianBase returns the ID of a minimal Debian image made here, where no
+// registry can be pulled from: debootstrap's minbase variant from Debian's
+// mirror, imported as an image. It is made once per engine (tagged) and
+// stands in for the official debian:<release>-slim as an image's BASE.
+func (e *Engine) DebianBase(ctx context.Context) (string, error) {
+	tag := "platform-swarmtest/debian:" + DebianRelease
+	var img struct{ ID string }
+	if err := e.Do(ctx, http.MethodGet, "/images/"+tag+"/json", nil, nil, &img); err == nil {
+		return img.ID, nil
+	}
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		return "", fmt.Errorf("the Debian base image needs debootstrap (.ci/run installs it): %w", err)
+	}
+	dir, err := os.MkdirTemp("", "swarmtest-debian-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", DebianRelease, dir, "http://deb.debian.org/debian")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("debootstrap %s: %v\n%s", DebianRelease, err, tail(out, 2000))
+	}
+	tarCmd := exec.CommandContext(ctx, "tar", "-C", dir, "-c", ".")
+	body, err := tarCmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := tarCmd.Start(); err != nil {
+		return "", err
+	}
+	q := url.Values{"fromSrc": {"-"}, "repo": {"platform-swarmtest/debian"}, "tag": {DebianRelease}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://docker/"+APIVersion+"/images/create?"+q.Encode(), body)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-tar")
+	resp, err := e.hc.Do(req)
+	if err != nil {
+		_ = tarCmd.Wait()
+		return "", fmt.Errorf("importing the Debian base: %w", err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := tarCmd.Wait(); err != nil {
+		return "", fmt.Errorf("tar of the Debian base: %w", err)
+	}
+	if resp.StatusCode/100 != 2 || bytes.Contains(msg, []byte(`"error"`)) {
+		return "", fmt.Errorf("importing the Debian base: %s: %s", resp.Status, tail(msg, 2000))
+	}
+	if err := e.Do(ctx, http.MethodGet, "/images/"+tag+"/json", nil, nil, &img); err != nil {
+		return "", fmt.Errorf("the imported Debian base: %w", err)
+	}
+	return img.ID, nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }

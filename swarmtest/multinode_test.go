@@ -37,7 +37,7 @@ func TestCrossNodeOverlay(t *testing.T) {
 	}
 
 	ls = standIn(t, ls, im, 64) // each engine sees the host's cores; no CPU scaling needed
-	m := recordStack(t, ls, newTestCA(t), im.sfu)
+	m := recordStack(t, ls, newTestCA(t), im)
 	d, err := Declarations(m)
 	if err != nil {
 		t.Fatal(err)

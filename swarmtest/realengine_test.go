@@ -64,7 +64,7 @@ func TestRealEngine(t *testing.T) {
 			Topology: ls.Topology, Config: ls.Config, Stack: model,
 			DockerProvider: prov, ExternalIPs: ips,
 			ACMEDNSToken:           pulumi.ToSecret(pulumi.String("no-dns-here")).(pulumi.StringOutput),
-			SFUImage:               pulumi.String(im.sfu),
+			Prebuilt:               im.prebuilt(),
 			SelfSignedCertificates: true,
 		})
 		return err
@@ -290,7 +290,7 @@ func removeStackObjects(t *testing.T, c *Cluster, prefix string) {
 // real ones by name).
 func compareWithTranslation(t *testing.T, c *Cluster, ls localStack, im images) {
 	ctx := context.Background()
-	m := recordStack(t, ls, newTestCA(t), im.sfu)
+	m := recordStack(t, ls, newTestCA(t), im)
 	d, err := Declarations(m)
 	if err != nil {
 		t.Fatal(err)

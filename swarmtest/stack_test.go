@@ -181,16 +181,16 @@ func (ca *testCA) hooks(m *pulumitest.Mocks) {
 
 // recordStack runs stacks.NewStack (the deployment the Pulumi program
 // registers) under recording mocks, with the local machine's address as
-// every node's external IP and a prebuilt SFU image.
-func recordStack(t testing.TB, ls localStack, ca *testCA, sfuImage string) *pulumitest.Mocks {
+// every node's external IP and the images built here as the prebuilt ones.
+func recordStack(t testing.TB, ls localStack, ca *testCA, im images) *pulumitest.Mocks {
 	t.Helper()
-	return recordStackAt(t, ls, ca, sfuImage, "127.0.0.1")
+	return recordStackAt(t, ls, ca, im, "127.0.0.1")
 }
 
 // recordStackAt is recordStack with mediaIPs as every node's external IP:
 // the address, or comma-separated addresses (the SFU's --public-ip takes a
 // list), of this machine where the clients reach the SFU's host-mode ports.
-func recordStackAt(t testing.TB, ls localStack, ca *testCA, sfuImage, mediaIPs string) *pulumitest.Mocks {
+func recordStackAt(t testing.TB, ls localStack, ca *testCA, im images, mediaIPs string) *pulumitest.Mocks {
 	t.Helper()
 	m := pulumitest.NewMocks()
 	ca.hooks(m)
@@ -209,7 +209,7 @@ func recordStackAt(t testing.TB, ls localStack, ca *testCA, sfuImage, mediaIPs s
 			Topology: ls.Topology, Config: ls.Config, Stack: ls.Stack,
 			DockerProvider: prov, ExternalIPs: ips,
 			ACMEDNSToken: pulumi.ToSecret(pulumi.String("swarmtest-no-token")).(pulumi.StringOutput),
-			SFUImage:     pulumi.String(sfuImage),
+			Prebuilt:     im.prebuilt(),
 		})
 		return err
 	})

@@ -16,7 +16,8 @@ import (
 // swarm proofs) and the real-engine path (TestRealEngine) both deploy it:
 //   - Traefik runs the Traefik release the stack pins (tools/traefik builds
 //     the same version from source); the SFU runs this repository's image
-//     (passed to the program as its prebuilt image).
+//     and the agent run this repository's images (passed to the program as
+//     its prebuilt images).
 //   - The read-only Docker API proxy runs the stand-in backend in its
 //     proxy mode, which opens the API sections the declared environment
 //     opens, GET only (the proxy image cannot be pulled here).
@@ -60,7 +61,7 @@ func standIn(t testing.TB, ls localStack, im images, cpus int) localStack {
 		switch s.Name {
 		case "traefik":
 			s.Image = im.traefik
-		case "sfu":
+		case "sfu", "agent":
 		case "socket_proxy":
 			s.Image, s.Commands, s.Args = im.backend, nil, nil
 			s.Env["SERVICE_NAME"], s.Env["DOCKER_PROXY_SOCKET"] = st.FullName(s.Name), stacks.DockerSocket
@@ -107,7 +108,8 @@ func standInPorts(s *stacks.Service) []string {
 // monitoring overlay reaches, is also published on this host
 // (sfuMetricsPort), and ingress-mode ports become host-mode when this
 // kernel has no IPVS (the routing mesh needs it; on one node both bind
-// the same port). It also checks that the SFU runs the prebuilt image.
+// the same port). It also checks that the SFU and the agent run the
+// prebuilt images.
 func instrument(t *testing.T, ls localStack, im images) func(*ServiceSpec) bool {
 	_, err := os.Stat("/proc/sys/net/ipv4/vs")
 	ipvs := err == nil
@@ -116,6 +118,11 @@ func instrument(t *testing.T, ls localStack, im images) func(*ServiceSpec) bool 
 			if c := s.TaskTemplate.ContainerSpec; c.Image != im.sfu {
 				t.Errorf("the program runs SFU image %q, not the prebuilt one it was given (%s)", c.Image, im.sfu)
 			}
+		}
+		if s.Name == ls.Stack.FullName("agent") && s.TaskTemplate.ContainerSpec.Image != im.agent {
+			t.Errorf("the program runs agent image %q, not the prebuilt one it was given (%s)", s.TaskTemplate.ContainerSpec.Image, im.agent)
+		}
+		if s.Name == ls.Stack.FullName("sfu") {
 			if s.EndpointSpec != nil {
 				s.EndpointSpec.Ports = append(s.EndpointSpec.Ports, PortSpec{Protocol: "tcp", TargetPort: 9090, PublishedPort: sfuMetricsPort, PublishMode: "host"})
 			}

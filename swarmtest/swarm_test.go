@@ -21,18 +21,29 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/jbcalling/platform/internal/demopage"
+	"github.com/jbcalling/platform/internal/enginetest"
 	"github.com/jbcalling/platform/internal/pulumitest"
 	"github.com/jbcalling/platform/sfu/auth"
+	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/jbcalling/platform/smoke"
 	"github.com/jbcalling/platform/stacks"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
-// images are the three images this repository builds for the proof.
-type images struct{ backend, traefik, sfu string }
+// images are the images this repository builds for the proof.
+type images struct{ backend, traefik, sfu, agent string }
+
+// prebuilt hands the program the SFU and agent images built here.
+func (im images) prebuilt() map[string]pulumi.StringInput {
+	return map[string]pulumi.StringInput{"sfu": pulumi.String(im.sfu), "agent": pulumi.String(im.agent)}
+}
 
 // buildImages builds the stand-in backend, Traefik (from tools/traefik,
 // binary cached across runs) and the SFU (sfu/Dockerfile around a static
-// binary), all FROM scratch: nothing is pulled.
+// binary), all FROM scratch, and the translation agent (agent/Dockerfile
+// on a Debian base made here by debootstrap, its packages from Debian's
+// mirror): nothing is pulled from a registry.
 func buildImages(t *testing.T, c *Cluster) images {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
@@ -86,6 +97,25 @@ func buildImages(t *testing.T, c *Cluster) images {
 	if im.sfu == "" {
 		t.Fatal("the SFU image build returned no image ID")
 	}
+
+	// The agent links libopus and pocketsphinx: built here (Debian 12, as
+	// the image), as stacks/agent-image.sh builds it.
+	ab, err := GoBuild(ctx, root, "./agent/cmd/agent", "CGO_ENABLED=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adf, err := os.ReadFile(filepath.Join(root, "agent", "Dockerfile"))
+	if err != nil {
+		t.Fatalf("the agent image: %v", err)
+	}
+	if _, err := c.E.DebianBase(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if im.agent, err = c.E.BuildImageWith(ctx, "platform-swarmtest/agent:test", map[string]File{
+		"Dockerfile": {Data: adf}, "agent": {Data: ab, Mode: 0o755},
+	}, map[string]string{"BASE": "platform-swarmtest/debian:" + DebianRelease}); err != nil {
+		t.Fatal(err)
+	}
 	return im
 }
 
@@ -129,7 +159,7 @@ func TestLocalSwarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	ls = standIn(t, ls, im, info.NCPU)
-	m := recordStackAt(t, ls, ca, im.sfu, mediaIPs)
+	m := recordStackAt(t, ls, ca, im, mediaIPs)
 	d, err := Declarations(m)
 	if err != nil {
 		t.Fatalf("translating the program's docker resources: %v", err)
@@ -321,6 +351,88 @@ func TestLocalSwarm(t *testing.T) {
 					}
 				}
 			})
+		}
+	})
+
+	t.Run("the translation agent captions a call through the containerised SFU", func(t *testing.T) {
+		// The agent's container reaches the SFU's media where a browser
+		// would: the address the SFU announces besides loopback.
+		if noBrowser != "" {
+			t.Skip("the agent's container reaches the SFU's media only at the browser namespace's address: " + noBrowser)
+		}
+		enginetest.Require(t, "espeak-ng")
+		jwtSecret := []byte(secretValue(t, d, "sfu_jwt_secret"))
+		prev := http.DefaultClient
+		http.DefaultClient = localClient(ca.Pool)
+		t.Cleanup(func() { http.DefaultClient = prev })
+		var se webrtc.SettingEngine
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+		se.SetIncludeLoopbackCandidate(true)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		url := fmt.Sprintf("wss://%s:%d/ws", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
+		const room = "swarmtest-babel"
+		join := func(name string, opts client.Options) *client.Client {
+			tok, err := auth.Sign(jwtSecret, room, name, name, 5*time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.Room, opts.Name, opts.Token, opts.SettingEngine = room, name, tok, &se
+			c, err := client.Dial(ctx, url, opts)
+			if err != nil {
+				t.Fatalf("%s joining: %v", name, err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		ana := join("Ana", client.Options{Language: "en"})
+		voice, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "voice", "ana")
+		if _, err := ana.Publish(ctx, voice); err != nil {
+			t.Fatal(err)
+		}
+		go enginetest.Speak(ctx, t, voice, enginetest.English(t, enginetest.Sentence, 48000))
+		captions := make(chan string, 8)
+		agents := make(chan string, 8)
+		join("Bo", client.Options{TranslateTo: "es",
+			OnTrack: func(rt *client.RemoteTrack) {
+				go func() {
+					for {
+						if _, _, err := rt.Track.ReadRTP(); err != nil {
+							return
+						}
+					}
+				}()
+			},
+			OnEvent: func(m signal.Message) {
+				switch m := m.(type) {
+				case *signal.ParticipantJoined:
+					if m.Participant.Agent {
+						agents <- m.Participant.ID
+					}
+				case *signal.Data:
+					if m.Topic == signal.TopicCaptions {
+						captions <- string(m.Payload)
+					}
+				}
+			}})
+		agentName := ls.Stack.FullName("agent")
+		select {
+		case id := <-agents:
+			t.Logf("the agent %s joined the room Bo wants translated", id)
+		case <-ctx.Done():
+			t.Fatalf("no agent joined within 3 min\nagent logs:\n%s", c.E.ServiceLogs(context.Background(), dep.Services[agentName], 30))
+		}
+		for {
+			select {
+			case p := <-captions:
+				t.Logf("caption: %s", p)
+				if strings.Contains(p, `"final":true`) && strings.Contains(p, "meeting") && strings.Contains(p, "reunión") {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("no caption of Ana's sentence with its Spanish within 3 min\nagent logs:\n%s", c.E.ServiceLogs(context.Background(), dep.Services[agentName], 30))
+			}
 		}
 	})
 
