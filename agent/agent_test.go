@@ -140,10 +140,23 @@ func speakingRoom(ctx context.Context, t *testing.T) (*servertest.SFU, *client.C
 	netns.Require(t)
 	enginetest.Require(t, "espeak-ng", "apertium")
 	enginetest.RequireSphinx(t)
-	sfu := servertest.Start(t, netns.Addr, func(c *server.Config) {
+	sfu := startSFU(t, "127.0.0.1:0")
+	return sfu, speakIn(ctx, t, sfu)
+}
+
+// startSFU starts an SFU whose signalling listens on listen.
+func startSFU(t *testing.T, listen string) *servertest.SFU {
+	return servertest.Start(t, netns.Addr, func(c *server.Config) {
 		c.JWTSecret = agentSecret
+		c.Listen = listen
 		c.Logger = servertest.Logger(t, slog.LevelWarn)
 	})
+}
+
+// speakIn has Ana join the room "babel" and say the test sentence in it
+// again and again.
+func speakIn(ctx context.Context, t *testing.T, sfu *servertest.SFU) *client.Client {
+	t.Helper()
 	ana, err := client.Dial(ctx, sfu.WSURL(), client.Options{Room: "babel", Name: "Ana", Language: "en", SettingEngine: settingEngine()})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +167,7 @@ func speakingRoom(ctx context.Context, t *testing.T) (*servertest.SFU, *client.C
 		t.Fatal(err)
 	}
 	go enginetest.Speak(ctx, t, voice, enginetest.English(t, enginetest.Sentence, audio.EncoderRate))
-	return sfu, ana
+	return ana
 }
 
 // hearSpeech decodes rt and, once half a second of its frames are as loud
