@@ -77,6 +77,9 @@ type utterance struct {
 	// spoken (nil: the worker recognises pcm).
 	heard    *string
 	heardErr error
+	// segment is the number partial captions of it already carried (0:
+	// none was sent; the worker numbers it).
+	segment int
 }
 
 type agent struct {
@@ -236,21 +239,28 @@ func (a *agent) listen(ctx context.Context, t *client.RemoteTrack) {
 
 // liveRecognition feeds one speaker's utterance to a streaming
 // recogniser while it is spoken, if the agent has one and someone wants
-// the speaker captioned; the decoder is kept from one utterance to the
-// next while the speaker's language stays the same.
+// the speaker captioned, and sends what it has heard so far as partial
+// captions; the decoder is kept from one utterance to the next while the
+// speaker's language stays the same.
 type liveRecognition struct {
-	stream stt.Stream
-	lang   string
-	active bool // feeding the current utterance
-	fed    int  // samples of it fed so far
+	stream  stt.Stream
+	lang    string
+	active  bool   // feeding the current utterance
+	fed     int    // samples of it fed so far
+	guessed int    // samples fed at the last partial guess
+	partial string // the last partial caption's words
+	segment int    // its number (0: none sent)
 }
+
+// PartialEvery is how much speech passes between partial captions.
+const PartialEvery = time.Second
 
 func (l *liveRecognition) feed(a *agent, speaker string, cur []int16) {
 	if len(cur) < l.fed {
 		l.fed = 0
 	}
 	if l.fed == 0 { // the utterance starts
-		l.active = false
+		l.active, l.guessed, l.partial, l.segment = false, 0, "", 0
 		streamer, ok := a.cfg.Recognizer.(stt.Streamer)
 		lang, _, wanted := a.targets(speaker)
 		if !ok || !wanted {
@@ -274,9 +284,32 @@ func (l *liveRecognition) feed(a *agent, speaker string, cur []int16) {
 		}
 	}
 	l.fed = len(cur)
+	if l.active && l.fed-l.guessed >= int(PartialEvery.Seconds()*stt.Rate) {
+		l.guessed = l.fed
+		l.sendPartial(a, speaker)
+	}
 }
 
-// end completes u with the words heard while it was spoken, if any.
+// sendPartial sends the words heard so far, when they changed, as a
+// caption that is not final: the speaker's words only (translating every
+// guess would take the engines' time from finished sentences).
+func (l *liveRecognition) sendPartial(a *agent, speaker string) {
+	text, err := l.stream.Partial()
+	if err != nil || text == "" || text == l.partial {
+		return
+	}
+	if l.segment == 0 {
+		l.segment = a.nextSegment(speaker)
+	}
+	l.partial = text
+	c := Caption{Speaker: speaker, Segment: l.segment, Lang: l.lang, Text: text}
+	if err := a.c.SendData(a.ctx, signal.TopicCaptions, c); err != nil {
+		a.log.Debug("partial caption", "err", err)
+	}
+}
+
+// end completes u with the words heard while it was spoken, if any, and
+// the number its partial captions carried.
 func (l *liveRecognition) end(u utterance) utterance {
 	if l.active && l.fed <= len(u.pcm) {
 		err := l.stream.Write(u.pcm[l.fed:])
@@ -284,9 +317,9 @@ func (l *liveRecognition) end(u utterance) utterance {
 		if err == nil {
 			text, err = l.stream.End()
 		}
-		u.heard, u.heardErr = &text, err
+		u.heard, u.heardErr, u.segment = &text, err, l.segment
 	}
-	l.active, l.fed = false, 0
+	l.active, l.fed, l.guessed, l.partial, l.segment = false, 0, 0, "", 0
 	return u
 }
 
@@ -380,12 +413,16 @@ func (a *agent) caption(ctx context.Context, u utterance) error {
 		text, err = bounded(ctx, func() (string, error) { return a.cfg.Recognizer.Recognize(ctx, u.pcm, lang) })
 	}
 	if err == nil && text == "" {
+		if u.segment > 0 { // its partial captions are taken back
+			return a.c.SendData(a.ctx, signal.TopicCaptions, Caption{Speaker: u.speaker, Segment: u.segment, Final: true, Lang: lang})
+		}
 		return nil // nothing heard: no caption
 	}
-	a.mu.Lock()
-	a.segments[u.speaker]++
-	c := Caption{Speaker: u.speaker, Segment: a.segments[u.speaker], Final: true, Lang: lang, Text: text}
-	a.mu.Unlock()
+	segment := u.segment
+	if segment == 0 {
+		segment = a.nextSegment(u.speaker)
+	}
+	c := Caption{Speaker: u.speaker, Segment: segment, Final: true, Lang: lang, Text: text}
 	if err != nil {
 		a.log.Warn("recognising", "speaker", u.speaker, "lang", lang, "err", err)
 		c.Error = "speech recognition failed"
@@ -515,6 +552,14 @@ func (a *agent) silence(speaker string) {
 		}
 		cancel()
 	}
+}
+
+// nextSegment numbers speaker's next captioned utterance.
+func (a *agent) nextSegment(speaker string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.segments[speaker]++
+	return a.segments[speaker]
 }
 
 // bounded returns f's result, or ctx's error as soon as ctx ends: an

@@ -79,27 +79,47 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 		})
 	}()
 
+	// While Ana speaks, Bo sees her words so far (partial captions: as
+	// spoken, untranslated), then the final caption of the same segment.
 	var captioned time.Time
-	select {
-	case c := <-captions:
-		t.Logf("caption: %+v", c)
-		if c.Speaker != ana.ID() || c.Lang != "en" || c.Segment != 1 || !c.Final {
-			t.Errorf("caption %+v, want Ana's first, final, in English", c)
+	var partials []agent.Caption
+	for captioned.IsZero() {
+		select {
+		case c := <-captions:
+			t.Logf("caption: %+v", c)
+			if !c.Final {
+				partials = append(partials, c)
+				continue
+			}
+			if c.Speaker != ana.ID() || c.Lang != "en" || c.Segment != 1 {
+				t.Errorf("caption %+v, want Ana's first, in English", c)
+			}
+			if !strings.Contains(c.Text, "meeting") || !strings.Contains(c.Text, "morning") {
+				t.Errorf("text %q is not what Ana said (%q)", c.Text, enginetest.Sentence)
+			}
+			if es := c.Translations["es"]; !strings.Contains(es, "reunión") || !strings.Contains(es, "mañana") {
+				t.Errorf("Spanish %q, want la reunión ... mañana", es)
+			}
+			if len(c.Translations) != 1 {
+				t.Errorf("translations %v, want Spanish only (nobody else wants another language)", c.Translations)
+			}
+			captioned = time.Now()
+		case err := <-done:
+			t.Fatalf("the agent ended: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no caption within 90 s")
 		}
-		if !strings.Contains(c.Text, "meeting") || !strings.Contains(c.Text, "morning") {
-			t.Errorf("text %q is not what Ana said (%q)", c.Text, enginetest.Sentence)
+	}
+	if len(partials) == 0 {
+		t.Error("no partial caption while Ana spoke a 2.8 s sentence")
+	}
+	for i, p := range partials {
+		if p.Speaker != ana.ID() || p.Segment != 1 || p.Lang != "en" || p.Text == "" || len(p.Translations) != 0 {
+			t.Errorf("partial %+v, want Ana's words so far in segment 1, untranslated", p)
 		}
-		if es := c.Translations["es"]; !strings.Contains(es, "reunión") || !strings.Contains(es, "mañana") {
-			t.Errorf("Spanish %q, want la reunión ... mañana", es)
+		if i > 0 && p.Text == partials[i-1].Text {
+			t.Errorf("partial %d repeats %q", i, p.Text)
 		}
-		if len(c.Translations) != 1 {
-			t.Errorf("translations %v, want Spanish only (nobody else wants another language)", c.Translations)
-		}
-		captioned = time.Now()
-	case err := <-done:
-		t.Fatalf("the agent ended: %v", err)
-	case <-ctx.Done():
-		t.Fatal("no caption within 90 s")
 	}
 	// Bo hears speech on the agent's Spanish track (Ana's own voice no
 	// longer reaches him: the SFU sends the translation instead).
@@ -270,7 +290,9 @@ func TestEngineFailuresAndChurn(t *testing.T) {
 	go func() {
 		done <- agent.Run(ctx, agent.Config{URL: sfu.WSURL(), Room: "babel", Token: token, SettingEngine: settingEngine(),
 			Recognizer: &unreliable{real: stt.Sphinx{}}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{},
-			EngineTimeout: 3 * time.Second, Logger: servertest.Logger(t, slog.LevelWarn)})
+			// Long enough for apertium on a loaded machine (3 s was not, with
+			// builds running beside the test), short enough for the hang.
+			EngineTimeout: 6 * time.Second, Logger: servertest.Logger(t, slog.LevelWarn)})
 	}()
 
 	next := func() agent.Caption {

@@ -106,9 +106,19 @@ func captionsInTheDemoPage(t *testing.T, anaBrowser, boBrowser demopage.Browser,
 	if want, err := (mt.Apertium{}).Translate(context.Background(), c.Text, "en", "es"); err != nil || c.Translations["es"] != want {
 		t.Errorf("Spanish %q, want apertium's translation of %q: %q (%v)", c.Translations["es"], c.Text, want, err)
 	}
-	// What the tile shows is the newest caption's Spanish (or nothing, once it faded).
-	if got, latest := demopage.Eval[string](bo, subtitle), demopage.Eval[string](bo, `window.demo.captions.at(-1).translations.es`); got != "" && got != latest {
+	// What the tile shows is the newest caption's Spanish, or while Ana
+	// speaks her words so far (or nothing, once it faded); both read at
+	// once, since a caption comes about every second.
+	shown := demopage.Eval[[]string](bo, `(() => {
+		const c = window.demo.captions.at(-1);
+		return [`+subtitle+`, c.final ? c.translations.es || "" : c.text];
+	})()`)
+	if got, latest := shown[0], shown[1]; got != "" && got != latest {
 		t.Errorf("Ana's tile shows %q, the newest caption says %q", got, latest)
+	}
+	partials := demopage.Eval[int](bo, `window.demo.captions.filter((c) => !c.final && c.text).length`)
+	if partials == 0 {
+		t.Error("Bo's page got no partial caption while Ana spoke")
 	}
 	bo.WaitFor("no tile for the agent, live captions in the status",
 		`document.querySelectorAll("#tiles figure").length === 2 && document.querySelector("#status").textContent.includes("live captions")`)

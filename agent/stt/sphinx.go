@@ -89,6 +89,24 @@ func (s *sphinxStream) Write(pcm []int16) error {
 	return nil
 }
 
+func (s *sphinxStream) Partial() (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ps == nil || !s.started {
+		return "", nil
+	}
+	return hypothesis(s.ps), nil
+}
+
+func hypothesis(ps *C.ps_decoder_t) string {
+	var score C.int32
+	hyp := C.ps_get_hyp(ps, &score)
+	if hyp == nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(C.GoString(hyp)), " ")
+}
+
 func (s *sphinxStream) End() (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -99,12 +117,7 @@ func (s *sphinxStream) End() (string, error) {
 	if C.ps_end_utt(s.ps) < 0 {
 		return "", fmt.Errorf("%w: end", ErrDecoder)
 	}
-	var score C.int32
-	hyp := C.ps_get_hyp(s.ps, &score)
-	if hyp == nil {
-		return "", nil
-	}
-	return strings.Join(strings.Fields(C.GoString(hyp)), " "), nil
+	return hypothesis(s.ps), nil
 }
 
 func (s *sphinxStream) Close() {

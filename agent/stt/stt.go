@@ -40,6 +40,9 @@ type Streamer interface {
 // their samples (mono, Rate) as they come, End each to get its words.
 type Stream interface {
 	Write(pcm []int16) error
+	// Partial is the best guess at the words written so far in the
+	// current utterance; the words End returns may differ.
+	Partial() (string, error)
 	End() (string, error)
 	Close()
 }

@@ -80,16 +80,29 @@ func TestSphinxStream(t *testing.T) {
 	}
 	defer st.Close()
 	for round := range 2 {
+		var partial string
 		for i := 0; i < len(pcm); i += 320 {
 			if err := st.Write(pcm[i:min(i+320, len(pcm))]); err != nil {
 				t.Fatal(err)
 			}
+			if i == len(pcm)/2/320*320 { // half the sentence spoken
+				if partial, err = st.Partial(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// Halfway through, the guess holds the sentence's first words.
+		if !strings.Contains(partial, "meeting") || strings.Contains(partial, "morning") {
+			t.Errorf("utterance %d: halfway guess %q, want the first half's words (meeting), not the end's", round+1, partial)
 		}
 		text, err := st.End()
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("utterance %d: heard %q", round+1, text)
+		t.Logf("utterance %d: heard %q (halfway: %q)", round+1, text, partial)
+		if p, err := st.Partial(); err != nil || p != "" {
+			t.Errorf("after End: guess %q (%v), want none until the next utterance", p, err)
+		}
 		for _, w := range []string{"meeting", "tomorrow", "morning"} {
 			if !strings.Contains(text, w) {
 				t.Errorf("utterance %d: heard %q: no %q", round+1, text, w)

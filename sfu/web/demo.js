@@ -127,8 +127,10 @@ const screenTile = (participantId) => `${participantId}/screen`;
 
 /**
  * Shows a caption under its speaker's tile: in the language this page
- * wants when the agent translated it, else as spoken; it fades after a
- * while so old words do not linger.
+ * wants when the agent translated it, else as spoken; while the speaker is
+ * still talking, the words so far as spoken (a partial caption, dimmed),
+ * replaced by the final one. It fades after a while so old words do not
+ * linger.
  */
 function showCaption(c) {
   demo.captions.push(c);
@@ -137,10 +139,16 @@ function showCaption(c) {
   if (!t || !s) return;
   const want = s.translateTo;
   if (!want) return;
-  const text = (c.lang === want ? c.text : c.translations[want]) || (c.error ? "(could not caption that)" : "");
-  if (!text) return;
+  const text = !c.final ? c.text : (c.lang === want ? c.text : c.translations[want]) || (c.error ? "(could not caption that)" : "");
+  if (!text) {
+    // A final caption with no words takes back its partial ones.
+    if (t.subtitleSegment === c.segment) t.subtitle.textContent = "";
+    return;
+  }
   t.subtitle.textContent = text;
-  t.subtitle.lang = want;
+  t.subtitle.lang = c.final && c.lang !== want ? want : c.lang;
+  t.subtitle.classList.toggle("partial", !c.final);
+  t.subtitleSegment = c.segment;
   clearTimeout(t.subtitleTimer);
   t.subtitleTimer = setTimeout(() => (t.subtitle.textContent = ""), 8000);
 }

@@ -58,6 +58,7 @@ export interface Caption {
   speaker: string;
   /** That speaker's utterance number, from 1. */
   segment: number;
+  /** false: the words so far while the speaker talks (as spoken, no translations), replaced by the next caption of this segment. */
   final: boolean;
   /** The language spoken. */
   lang: string;

@@ -96,7 +96,8 @@ export function defaultURL(moduleURL = import.meta.url) {
  * @property {number} ts          server time, ms since the epoch
  * @property {string} speaker     whose words
  * @property {number} segment     that speaker's utterance number, from 1
- * @property {boolean} final
+ * @property {boolean} final     false: the words so far while the speaker talks (as
+ *   spoken, no translations), replaced by later captions of the same segment
  * @property {string} lang        the language spoken
  * @property {string} text        the words as spoken
  * @property {Object<string, string>} translations  by language
