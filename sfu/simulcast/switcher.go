@@ -1,0 +1,145 @@
+// Package simulcast turns the layers a publisher sends of one video track
+// (the same picture at several resolutions, each its own RTP stream) into
+// the one continuous stream a subscriber receives: one layer at a time,
+// switching only at a keyframe of the layer switched to, with sequence
+// numbers, timestamps and VP8 picture IDs rewritten so that the subscriber
+// never sees a switch.
+package simulcast
+
+import (
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// Paused as a target: the subscriber receives none of the track.
+const Paused = -1
+
+// Switcher is one subscriber's view of one simulcast video track. It is
+// not safe for concurrent use: the track's forwarding loop owns it.
+type Switcher struct {
+	clock   uint32 // RTP clock rate
+	target  int
+	current int // Paused before the first keyframe and while paused
+
+	started bool // something was sent
+	// The newest packet sent, in output numbers.
+	lastSeq uint16
+	lastTS  uint32
+	lastAt  time.Time
+	lastPic uint16
+	lastTL0 uint8
+
+	// The current layer's mapping onto the output.
+	firstSeq uint16 // its first packet sent: older ones of it are dropped
+	seqOff   uint16
+	tsOff    uint32
+	picOff   uint16
+	tl0Off   uint8
+}
+
+// NewSwitcher returns a switcher for a track whose RTP clock runs at
+// clockRate (90000 for video), paused.
+func NewSwitcher(clockRate uint32) *Switcher {
+	return &Switcher{clock: clockRate, target: Paused, current: Paused}
+}
+
+// SetTarget chooses the layer the subscriber should receive (0 the lowest,
+// Paused for none). Pausing takes effect at once; another layer at its
+// next keyframe, the current one going on meanwhile.
+func (s *Switcher) SetTarget(layer int) {
+	s.target = layer
+	if layer == Paused {
+		s.current = Paused
+	}
+}
+
+// Target is the layer asked for.
+func (s *Switcher) Target() int { return s.target }
+
+// Current is the layer being sent (Paused for none).
+func (s *Switcher) Current() int { return s.current }
+
+// Result says what became of a packet.
+type Result struct {
+	// Send: the packet was rewritten for the subscriber; send it.
+	Send bool
+	// Switched: it is the first packet of a new layer (a keyframe).
+	Switched bool
+	// WantKeyframe: a packet of the target layer was dropped while
+	// waiting for its keyframe; ask the publisher for one (throttled).
+	WantKeyframe bool
+}
+
+// Packet decides on one packet of layer and, when it is to be sent,
+// rewrites h and the VP8 payload descriptor at the start of payload in
+// place (the caller passes its own copies). now is its arrival.
+func (s *Switcher) Packet(layer int, h *rtp.Header, payload []byte, now time.Time) Result {
+	d, err := parseVP8(payload)
+	if err != nil {
+		return Result{}
+	}
+	var r Result
+	switch {
+	case layer == s.current && layer != Paused:
+		if seqBefore(h.SequenceNumber, s.firstSeq) {
+			return Result{} // sent before the switch to this layer
+		}
+	case layer == s.target:
+		if !d.keyframe {
+			return Result{WantKeyframe: true}
+		}
+		s.switchTo(layer, h, d, payload, now)
+		r.Switched = true
+	default:
+		return Result{} // a layer nobody wants here
+	}
+	s.rewrite(h, d, payload, now)
+	r.Send = true
+	return r
+}
+
+// switchTo maps layer's numbers onto the output so that its first packet
+// (h) follows the newest one sent.
+func (s *Switcher) switchTo(layer int, h *rtp.Header, d vp8, payload []byte, now time.Time) {
+	s.current, s.firstSeq = layer, h.SequenceNumber
+	if !s.started {
+		s.seqOff, s.tsOff, s.picOff, s.tl0Off = 0, 0, 0, 0
+		return
+	}
+	s.seqOff = s.lastSeq + 1 - h.SequenceNumber
+	// The new layer's clock has its own origin: continue the output's by
+	// the time that passed, at least one tick, so frames stay in order.
+	ticks := uint32(now.Sub(s.lastAt).Seconds() * float64(s.clock))
+	s.tsOff = s.lastTS + max(ticks, 1) - h.Timestamp
+	if d.picAt >= 0 {
+		s.picOff = (s.lastPic + 1 - d.picture(payload)) & d.pictureMask()
+	}
+	if d.tl0At >= 0 {
+		s.tl0Off = s.lastTL0 + 1 - payload[d.tl0At]
+	}
+}
+
+func (s *Switcher) rewrite(h *rtp.Header, d vp8, payload []byte, now time.Time) {
+	h.SequenceNumber += s.seqOff
+	h.Timestamp += s.tsOff
+	if d.picAt >= 0 {
+		d.setPicture(payload, (d.picture(payload)+s.picOff)&d.pictureMask())
+	}
+	if d.tl0At >= 0 {
+		payload[d.tl0At] += s.tl0Off
+	}
+	if !s.started || seqBefore(s.lastSeq, h.SequenceNumber) {
+		s.started = true
+		s.lastSeq, s.lastTS, s.lastAt = h.SequenceNumber, h.Timestamp, now
+		if d.picAt >= 0 {
+			s.lastPic = d.picture(payload)
+		}
+		if d.tl0At >= 0 {
+			s.lastTL0 = payload[d.tl0At]
+		}
+	}
+}
+
+// seqBefore reports whether a comes before b in 16-bit serial order.
+func seqBefore(a, b uint16) bool { return a != b && b-a < 0x8000 }
