@@ -377,10 +377,13 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		Name: "agent", Image: agentImage, Build: agentBuilt, Replicas: 1,
 		UID: "65532", // agent/Dockerfile's USER
 		// Signalling to the SFU over the edge overlay; media, like any
-		// participant's, to the media node's public address.
+		// participant's, to the addresses the SFU announces.
 		Networks: []string{NetEdge},
 		Env: map[string]string{
-			"AGENT_SFU":             "ws://sfu:" + strconv.Itoa(portSFUHTTP) + "/ws",
+			// The SFU's task itself (one replica), not the service's
+			// virtual IP: one hop less, and no dependence on IPVS, as for
+			// Prometheus's scrapes.
+			"AGENT_SFU":             "ws://tasks." + st.FullName("sfu") + ":" + strconv.Itoa(portSFUHTTP) + "/ws",
 			"AGENT_JWT_SECRET_FILE": "/run/secrets/sfu_jwt_secret",
 			"AGENT_HEALTH_LISTEN":   "127.0.0.1:" + strconv.Itoa(portAgentHealth),
 		},
