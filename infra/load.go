@@ -16,7 +16,7 @@ import (
 // keys are written platform:domain, platform:nodes, ...
 const Namespace = "platform"
 
-// Defaults of every key that has one (README "Configuration" lists them).
+// Defaults of every key that has one (docs/configuration.md lists them).
 const (
 	DefaultRegion         = "asia-southeast1" // the seeds' 10.148.x addresses are this region's range
 	DefaultDomain         = "jbcalling.site"

@@ -12,7 +12,7 @@ import (
 	"github.com/jbcalling/platform/infra"
 )
 
-// Rule numbers of the checks (the README's "Checked before deploy").
+// Rule numbers of the checks (stacks/README.md, "What the validator rejects").
 const (
 	RuleModel     = 0 // references, duplicates, counts
 	RuleRouting   = 1 // a routed service Traefik would skip

@@ -34,14 +34,14 @@ func metricValue(t *testing.T, text, name string) float64 {
 }
 
 // /health and /metrics report what the rooms hold and what was forwarded.
-// Operators read the metric list in the README; every metric the server
+// Operators read the metric list in sfu/README.md; every metric the server
 // registers must be in it (and no longer in it once gone).
 func TestEveryMetricIsDocumented(t *testing.T) {
 	netns.Require(t)
 	e := start(t, nil)
 	defer e.close()
 	_, text := e.get(t, "/metrics")
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^# HELP (sfu_\w+) `).FindAllStringSubmatch(text, -1) {
 		registered[m[1]] = true
 		if !strings.Contains(string(readme), "`"+m[1]+"`") {
-			t.Errorf("README.md does not list %s", m[1])
+			t.Errorf("sfu/README.md does not list %s", m[1])
 		}
 	}
 	if len(registered) < 20 {
@@ -57,7 +57,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	}
 	for _, m := range regexp.MustCompile("`(sfu_[a-z_]+)`").FindAllStringSubmatch(string(readme), -1) {
 		if name := m[1]; !registered[name] && !strings.HasSuffix(name, "_secret") {
-			t.Errorf("README.md lists %s, which the server does not register", name)
+			t.Errorf("sfu/README.md lists %s, which the server does not register", name)
 		}
 	}
 }
