@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -227,7 +228,7 @@ func (c *Config) Validate() error {
 		bad("signallingPort", "%d is outside 1024-65535", sp)
 	case r.Contains(sp):
 		bad("signallingPort", "%d is inside the media port range %s", sp, r)
-	case !contains(CloudflareHTTPSPorts, sp):
+	case !slices.Contains(CloudflareHTTPSPorts, sp):
 		// 443 is also proxied but below 1024 and the edge proxy's port.
 		bad("signallingPort", "%d is not a port Cloudflare proxies over HTTPS (%v); the webrtc hostname is proxied",
 			sp, CloudflareHTTPSPorts[1:])
@@ -260,13 +261,4 @@ func validDomain(d string) bool {
 		}
 	}
 	return true
-}
-
-func contains(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

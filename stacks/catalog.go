@@ -52,10 +52,10 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		return nil, fmt.Errorf("stacks: Catalog needs the topology and stack config")
 	}
 	cl := top.Config
-	if findNode(cl, cl.EdgeNode) == nil {
+	if _, ok := cl.Node(cl.EdgeNode); !ok {
 		return nil, fmt.Errorf("stacks: edge node %q is not a declared node", cl.EdgeNode)
 	}
-	if findNode(cl, cl.MediaNode) == nil {
+	if _, ok := cl.Node(cl.MediaNode); !ok {
 		return nil, fmt.Errorf("stacks: media node %q is not a declared node", cl.MediaNode)
 	}
 	st := &Stack{Prefix: cfg.Prefix}

@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,7 +143,7 @@ func (v *validator) model() {
 			if u.p.Order != StartFirst && u.p.Order != StopFirst {
 				v.add(RuleModel, subj, "%s order %q is not start-first or stop-first", u.what, u.p.Order)
 			}
-			if !contains(u.ok, u.p.FailureAction) {
+			if !slices.Contains(u.ok, u.p.FailureAction) {
 				v.add(RuleModel, subj, "%s failure action %q is not one of %s", u.what, u.p.FailureAction, strings.Join(u.ok, ", "))
 			}
 		}
@@ -289,7 +290,7 @@ func (v *validator) placement() {
 		claims := map[key][]string{}
 		for _, s := range v.st.Services {
 			for _, p := range s.Ports {
-				if p.Mode == ModeIngress || contains(v.eligible[s.Name], n.Name) {
+				if p.Mode == ModeIngress || slices.Contains(v.eligible[s.Name], n.Name) {
 					claims[key{p.Protocol, p.Published}] = append(claims[key{p.Protocol, p.Published}], s.Name)
 				}
 			}
@@ -373,7 +374,7 @@ func (v *validator) routing() {
 		}
 		var shared []string
 		for _, n := range s.Networks {
-			if contains(proxy.Networks, n) {
+			if slices.Contains(proxy.Networks, n) {
 				shared = append(shared, v.st.FullName(n))
 			}
 		}
@@ -387,7 +388,7 @@ func (v *validator) routing() {
 			case !ok:
 				v.add(RuleRouting, subj, "is on %d networks (%s) without label traefik.docker.network: Traefik may pick one it is not on",
 					len(s.Networks), strings.Join(s.Networks, ", "))
-			case !contains(shared, nl):
+			case !slices.Contains(shared, nl):
 				v.add(RuleRouting, subj, "label traefik.docker.network=%s is not a network it shares with %s (%s)",
 					nl, ProxyService, strings.Join(shared, ", "))
 			}
@@ -491,7 +492,7 @@ func (v *validator) exposure() {
 				switch {
 				case !ok:
 					v.add(RuleExposure, "host "+h, "routed by %s (router %s) but no DNS record is declared", s.Name, rt.Name)
-				case len(proxyNodes) > 0 && !contains(proxyNodes, r.Node):
+				case len(proxyNodes) > 0 && !slices.Contains(proxyNodes, r.Node):
 					v.add(RuleExposure, "host "+h, "DNS points at node %s but %s runs on %s", r.Node, ProxyService, strings.Join(proxyNodes, ", "))
 				}
 			}
@@ -660,31 +661,4 @@ func constraintKey(c string) string {
 		}
 	}
 	return ""
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
-
-func intersects(a, b []string) bool {
-	for _, x := range a {
-		if contains(b, x) {
-			return true
-		}
-	}
-	return false
-}
-
-func findNode(cl *infra.Config, name string) *infra.Node {
-	for i := range cl.Nodes {
-		if cl.Nodes[i].Name == name {
-			return &cl.Nodes[i]
-		}
-	}
-	return nil
 }

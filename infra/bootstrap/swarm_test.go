@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -229,7 +230,7 @@ func TestSwarmSecrets(t *testing.T) {
 
 	token := m.MustGet(t, tCommand, "swarm-worker-token")
 	for _, o := range []string{"stdout", "stderr"} {
-		if !contains(token.AdditionalSecretOutputs, o) {
+		if !slices.Contains(token.AdditionalSecretOutputs, o) {
 			t.Errorf("worker token: %s is not an additional secret output (%v)", o, token.AdditionalSecretOutputs)
 		}
 	}
@@ -247,7 +248,7 @@ func TestSwarmSecrets(t *testing.T) {
 			if !r.IsSecretInput("stdin") || !strings.Contains(r.InputString("stdin"), testToken) {
 				t.Errorf("%s: the token is not passed as secret stdin", r.Name)
 			}
-			if !contains(r.AdditionalSecretOutputs, "stdin") {
+			if !slices.Contains(r.AdditionalSecretOutputs, "stdin") {
 				t.Errorf("%s: stdin output not marked secret", r.Name)
 			}
 		}
@@ -342,15 +343,6 @@ func script(t *testing.T, cmdline string) string {
 		t.Fatalf("command line is not asRoot(script): %.80q", cmdline)
 	}
 	return strings.ReplaceAll(cmdline[len(prefix):len(cmdline)-1], `'\''`, "'")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // The Docker API is mutual TLS from one private CA: the server certificate
