@@ -41,9 +41,9 @@ func svc(t *testing.T, st *Stack, name string) *Service {
 	return s
 }
 
-// TestValidateRejects reproduces each failure the issue lists (and the seed
-// failures behind them) on the real prod stack, one case per mistake, and
-// asserts the message names what is at fault.
+// TestValidateRejects reproduces each mistake the validator exists for
+// (those that broke the hand-run cluster) on the real prod stack, one case
+// per mistake, and asserts the message names what is at fault.
 func TestValidateRejects(t *testing.T) {
 	cases := []struct {
 		name   string
