@@ -28,7 +28,7 @@ func ReadStackConfig(root, stack string) (map[string]string, error) {
 		return nil, err
 	}
 	if err := yaml.Unmarshal(raw, &proj); err != nil {
-		return nil, fmt.Errorf("Pulumi.yaml: %w", err)
+		return nil, fmt.Errorf("reading Pulumi.yaml: %w", err)
 	}
 	out := map[string]string{}
 	put := func(file, k string, v any) error {

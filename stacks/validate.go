@@ -628,30 +628,6 @@ func (v *validator) firewallRule(srcs []infra.Source, dst infra.Node, proto stri
 	return name
 }
 
-func allows(as []infra.Allow, proto string, port int) bool {
-	for _, a := range as {
-		if a.Protocol != proto && a.Protocol != "all" {
-			continue
-		}
-		if len(a.Ports) == 0 {
-			return true
-		}
-		for _, p := range a.Ports {
-			lo, hi, _ := strings.Cut(p, "-")
-			from, err1 := strconv.Atoi(lo)
-			to := from
-			var err2 error
-			if hi != "" {
-				to, err2 = strconv.Atoi(hi)
-			}
-			if err1 == nil && err2 == nil && port >= from && port <= to {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // constraintKey is the left side of a constraint already accepted by
 // swarmkit's parser (which keeps its key unexported).
 func constraintKey(c string) string {

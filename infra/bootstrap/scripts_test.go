@@ -210,7 +210,7 @@ func TestStartupScriptRejectsBadParams(t *testing.T) {
 // changes, so the version must follow every parameter and nothing else.
 func TestStartupVersion(t *testing.T) {
 	base := StartupParams{NodeName: "translation01", Role: infra.RoleManager, MTU: 1460}
-	if StartupVersion(base) != StartupVersion(base) {
+	if first, again := StartupVersion(base), StartupVersion(base); first != again {
 		t.Fatal("version is not deterministic")
 	}
 	for _, p := range []StartupParams{

@@ -116,14 +116,11 @@ func TestFanOutFromTheFastPathAroundRun(t *testing.T) {
 		t.Skip("fan-out helpers need GOMAXPROCS > 1")
 	}
 	f := newForwarder(nil)
-	var recs []*recorder
 	for i := range 2*fanOutChunk + 1 {
-		r := &recorder{}
-		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: webrtc.SSRC(i + 1), w: r}
+		c := &fakeContext{codecs: []webrtc.RTPCodecParameters{vp8}, ssrc: webrtc.SSRC(i + 1), w: &recorder{}}
 		if _, err := f.NewDownTrack("v", "p", nil).Bind(c); err != nil {
 			t.Fatal(err)
 		}
-		recs = append(recs, r)
 	}
 	before := runtime.NumGoroutine()
 	src := &blocking{first: sourcePacket(t, 0, []byte("first")), done: make(chan struct{})}

@@ -38,7 +38,7 @@ func (r *recorder) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	if cap(r.buf) < n {
 		r.buf = make([]byte, n)
 	}
-	n, err := rtp.MarshalPacketTo(r.buf[:n], h, payload)
+	n, err := (&rtp.Packet{Header: *h, Payload: payload}).MarshalTo(r.buf[:n])
 	if err != nil {
 		return 0, err
 	}

@@ -446,15 +446,14 @@ func (r *runner) waitFlowing(ctx context.Context, want int64) error {
 type reader struct {
 	video bool
 
-	mu        sync.Mutex
-	seq       seqTracker
-	lat       histogram // while measuring
-	bytes     int64
-	start     seqSnap // at the window's start
-	end       seqSnap // at its end
-	gotFirst  bool
-	gotKey    bool
-	firstSeen time.Time
+	mu       sync.Mutex
+	seq      seqTracker
+	lat      histogram // while measuring
+	bytes    int64
+	start    seqSnap // at the window's start
+	end      seqSnap // at its end
+	gotFirst bool
+	gotKey   bool
 }
 
 type seqSnap struct {

@@ -197,7 +197,7 @@ func TestOutboundContinuesAcrossSources(t *testing.T) {
 
 func TestBookKeepsStreamsAndOrdersSources(t *testing.T) {
 	b := NewBook()
-	if b.Stream(5) != b.Stream(5) || b.Stream(5) == b.Stream(6) {
+	if five, again, six := b.Stream(5), b.Stream(5), b.Stream(6); five != again || five == six {
 		t.Fatal("one Outbound per SSRC")
 	}
 	if x, y := b.NewSource(), b.NewSource(); y <= x {

@@ -38,7 +38,7 @@ func TestClientIP(t *testing.T) {
 func TestCounter(t *testing.T) {
 	c := newCounter(3, 2)
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	if !c.acquire(a, false) || !c.acquire(a, false) || c.acquire(a, false) {
+	if first, second, third := c.acquire(a, false), c.acquire(a, false), c.acquire(a, false); !first || !second || third {
 		t.Fatal("per-address limit of 2 not kept")
 	}
 	if !c.acquire(b, false) || c.acquire(b, false) {

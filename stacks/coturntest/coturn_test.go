@@ -40,7 +40,6 @@ type coturn struct {
 	cmd    *exec.Cmd
 	addr   string // host:port
 	realm  string
-	quota  int
 	output *bytes.Buffer
 }
 

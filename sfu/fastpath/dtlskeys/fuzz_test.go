@@ -21,7 +21,7 @@ func FuzzKeyLog(f *testing.F) {
 	f.Add([]byte(keyLine(1, 2)+keyLine(5, 6)), uint16(180))
 	f.Add([]byte("CLIENT_RANDOM \x00\n\n\n"), uint16(3))
 	f.Fuzz(func(t *testing.T, log []byte, cut uint16) {
-		run := func(writes ...[]byte) (Keys, error, *Capture) {
+		run := func(writes ...[]byte) (Keys, *Capture, error) {
 			c := New()
 			c.ServerHello(hello(1, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.SRTP_AEAD_AES_128_GCM))
 			for _, w := range writes {
@@ -33,11 +33,11 @@ func FuzzKeyLog(f *testing.F) {
 				}
 			}
 			k, err := c.Keys()
-			return k, err, c
+			return k, c, err
 		}
 		at := int(cut) % (len(log) + 1)
-		k1, err1, _ := run(log)
-		k2, err2, _ := run(log[:at], log[at:])
+		k1, _, err1 := run(log)
+		k2, _, err2 := run(log[:at], log[at:])
 		if (err1 == nil) != (err2 == nil) || err1 != nil && err1.Error() != err2.Error() {
 			t.Fatalf("the log at once: %v; split at %d: %v", err1, at, err2)
 		}
