@@ -3,8 +3,9 @@ package forward
 import (
 	"testing"
 
-	"github.com/pion/interceptor"
 	"time"
+
+	"github.com/pion/interceptor"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"

@@ -1,0 +1,117 @@
+package forward
+
+import (
+	"sync"
+	"time"
+
+	"github.com/jbcalling/platform/sfu/rtpindex"
+	"github.com/pion/rtcp"
+)
+
+// Retransmission limits: a NACK names up to thousands of packets in a few
+// bytes (136 bytes asked for 512, 581 KB), so each NACK is answered for at
+// most MaxResendPerNACK packets, each packet at most once per round trip
+// (minResendGap before one is measured), within the subscriber's budget.
+const (
+	MaxResendPerNACK = 64
+	minResendGap     = 100 * time.Millisecond
+)
+
+// ResendBudget bounds one subscriber's retransmissions across its tracks:
+// a token bucket of packets. Safe for concurrent use.
+type ResendBudget struct {
+	mu          sync.Mutex
+	rate, burst float64
+	tokens      float64
+	last        time.Time
+}
+
+// NewResendBudget allows rate retransmissions a second, burst at once.
+func NewResendBudget(rate, burst float64) *ResendBudget {
+	return &ResendBudget{rate: rate, burst: burst, tokens: burst}
+}
+
+// take spends one retransmission, if the budget has it.
+func (b *ResendBudget) take(now time.Time) bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// SetRTT records the subscriber's round trip, which spaces resends of one
+// packet.
+func (d *DownTrack) SetRTT(rtt time.Duration) { d.rtt.Store(int64(rtt)) }
+
+// Resend answers a subscriber's NACK from the track's history and returns
+// how many packets it sent again: each under the index it was first sent
+// with, with the same bytes, on the same path. Packets no longer kept, or
+// first sent by another track or path, are skipped (the subscriber then
+// asks for a keyframe); so are those beyond the limits above (budget may
+// be nil: no budget).
+func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack, budget *ResendBudget) int {
+	b, h := d.bound.Load(), d.f.hist
+	if b == nil || h == nil {
+		return 0
+	}
+	d.resendMu.Lock()
+	defer d.resendMu.Unlock()
+	now := d.f.now()
+	gap := max(time.Duration(d.rtt.Load()), minResendGap)
+	sent, tried, stop := 0, 0, false
+	for _, pair := range nack.Nacks {
+		if stop {
+			break
+		}
+		pair.Range(func(seq uint16) bool {
+			if tried == MaxResendPerNACK {
+				stop = true
+				return false
+			}
+			index, source, src, via, err := b.out.Sent(seq)
+			if err != nil || source != b.source {
+				return true
+			}
+			slot := index % rtpindex.RingSize
+			if d.resentIndex[slot] == index+1 && now.UnixNano()-d.resentAt[slot] < int64(gap) {
+				return true // resent within a round trip: that copy is on its way
+			}
+			tried++
+			if !budget.take(now) {
+				stop = true
+				return false
+			}
+			d.resentIndex[slot], d.resentAt[slot] = index+1, now.UnixNano()
+			s := d.direct.Load()
+			if (s != nil) != (via == rtpindex.ViaDirect) {
+				return true
+			}
+			n, ok := h.get(src, d.rbuf[:])
+			if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
+				return true
+			}
+			head := d.rhdr.marshal(b.shape, &d.rpkt.Header, &d.rhead)
+			if head == nil {
+				return true
+			}
+			var o outPacket
+			o.set(d.rbuf[:n], &d.rpkt)
+			if d.seal(s, b, head, &o, index, nil, &d.rhdr) {
+				sent++
+			}
+			return true
+		})
+	}
+	d.f.cfg.Counters.Retransmissions.Add(uint64(sent))
+	return sent
+}
