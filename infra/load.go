@@ -16,7 +16,8 @@ import (
 // keys are written platform:domain, platform:nodes, ...
 const Namespace = "platform"
 
-// Defaults of every key that has one (docs/configuration.md lists them).
+// Defaults of every key that has one (docs/configuration.md lists them;
+// a stacks test keeps its rows in step with the keys read here).
 const (
 	DefaultRegion         = "asia-southeast1" // the seeds' 10.148.x addresses are this region's range
 	DefaultDomain         = "jbcalling.site"
