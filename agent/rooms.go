@@ -46,7 +46,7 @@ func (s SFURooms) Needs(ctx context.Context) ([]signal.RoomNeed, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrListing, err)
+		return nil, fmt.Errorf("%w: %w", ErrListing, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	hc := s.Client
@@ -55,7 +55,7 @@ func (s SFURooms) Needs(ctx context.Context) ([]signal.RoomNeed, error) {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrListing, err)
+		return nil, fmt.Errorf("%w: %w", ErrListing, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

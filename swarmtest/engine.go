@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -64,8 +65,8 @@ func (e *APIError) Error() string {
 
 // IsNotFound reports whether err is the engine's 404.
 func IsNotFound(err error) bool {
-	ae, ok := err.(*APIError)
-	return ok && ae.Status == http.StatusNotFound
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
 
 // Do sends a JSON request and decodes a JSON answer into out (if non-nil).

@@ -82,10 +82,10 @@ func startFirefox(t *testing.T, execPath, dir string, o Options, p *Page) (drive
 		return nil, err
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	go func() { _ = cmd.Wait(); close(exited) }() // killed at cleanup: its exit status says nothing
 	// Firefox's content processes share its process group.
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // gone already is fine
 		<-exited
 	})
 

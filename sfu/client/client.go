@@ -373,7 +373,8 @@ func (c *Client) offerPublisher(ctx context.Context, opts *webrtc.OfferOptions) 
 	default:
 	}
 	select {
-	case <-c.offerErrs:
+	case stale := <-c.offerErrs:
+		_ = stale // the refusal of an abandoned offer
 	default:
 	}
 	var sources []signal.TrackSource
@@ -642,7 +643,7 @@ func (c *Client) readLoop() {
 			if rerr := c.resume(); rerr == nil {
 				continue
 			} else if c.ctx.Err() == nil {
-				err = fmt.Errorf("%w (after %v)", rerr, err)
+				err = fmt.Errorf("%w (after %w)", rerr, err)
 			}
 			go c.shutdown(err)
 			return

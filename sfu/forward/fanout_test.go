@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -50,7 +51,7 @@ func TestLargeFanOutDeliversEverythingInOrder(t *testing.T) {
 		src.raw = append(src.raw, sourcePacket(t, seq, p))
 	}
 	before := runtime.NumGoroutine()
-	if err := f.Run(src); err != io.EOF {
+	if err := f.Run(src); !errors.Is(err, io.EOF) {
 		t.Fatalf("Run: %v", err)
 	}
 	for i, r := range recs {
@@ -137,7 +138,7 @@ func TestFanOutFromTheFastPathAroundRun(t *testing.T) {
 		}
 	}()
 	<-delivered
-	if err := <-ran; err != io.EOF {
+	if err := <-ran; !errors.Is(err, io.EOF) {
 		t.Fatalf("Run: %v", err)
 	}
 	if f.jobs != nil {

@@ -3,6 +3,7 @@ package forward
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -194,7 +195,7 @@ func TestUnbindStopsForwarding(t *testing.T) {
 func TestBindRejectsMissingCodec(t *testing.T) {
 	f := newForwarder(nil)
 	c := &fakeContext{codecs: []webrtc.RTPCodecParameters{{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "video/H264"}, PayloadType: 102}}, w: &recorder{}}
-	if _, err := f.NewDownTrack("v", "p", nil).Bind(c); err != ErrCodecNotNegotiated {
+	if _, err := f.NewDownTrack("v", "p", nil).Bind(c); !errors.Is(err, ErrCodecNotNegotiated) {
 		t.Fatalf("bind without VP8: err %v, want ErrCodecNotNegotiated", err)
 	}
 }

@@ -64,7 +64,9 @@ func (r *rawConn) next() (signal.Message, websocket.StatusCode) {
 }
 
 // expectError skips other messages until an error and checks its code.
-func (r *rawConn) expectError(code string) *signal.Error {
+// expectError skips messages until an error, which must have code; it
+// returns the error's fields (a value, not an error to check).
+func (r *rawConn) expectError(code string) signal.Error {
 	r.t.Helper()
 	for {
 		m, status := r.next()
@@ -75,7 +77,7 @@ func (r *rawConn) expectError(code string) *signal.Error {
 			if e.Code != code {
 				r.t.Fatalf("error %q (%s), want %q", e.Code, e.Message, code)
 			}
-			return e
+			return *e
 		}
 	}
 }

@@ -361,7 +361,7 @@ func TestAudioLevelForwarded(t *testing.T) {
 			case <-time.After(10 * time.Millisecond):
 			}
 			p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: n, Timestamp: uint32(n) * 960}, Payload: []byte{0xfc, byte(n)}}
-			_ = p.Header.SetExtension(pubID, []byte{0x80 | byte(n%127)}) // voice activity + level
+			_ = p.SetExtension(pubID, []byte{0x80 | byte(n%127)}) // voice activity + level
 			if err := tr.WriteRTP(p); err != nil {
 				return
 			}

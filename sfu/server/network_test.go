@@ -99,7 +99,7 @@ func TestAnnouncedAddressAndICEServers(t *testing.T) {
 	var sdp string
 	var cands []string
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && !(sdp != "" && len(cands) > 0) {
+	for time.Now().Before(deadline) && (sdp == "" || len(cands) == 0) {
 		m, status := r.next()
 		switch m := m.(type) {
 		case *signal.Answer:

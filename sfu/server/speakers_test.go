@@ -51,7 +51,7 @@ func speaker(t *testing.T, p *peer, dBov *atomic.Uint32) (stop func()) {
 			case <-time.After(20 * time.Millisecond):
 			}
 			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: n, Timestamp: uint32(n) * 960}, Payload: []byte{0xfc, byte(n)}}
-			_ = pkt.Header.SetExtension(id, []byte{0x80 | uint8(dBov.Load())})
+			_ = pkt.SetExtension(id, []byte{0x80 | uint8(dBov.Load())})
 			if tr.WriteRTP(pkt) != nil {
 				return
 			}

@@ -87,7 +87,7 @@ func check(t *testing.T, s *Switcher, l *layer, h rtp.Header, p []byte, now time
 		return
 	}
 	d, _ := parseVP8(pc)
-	if l.index != *lastLayer && !(d.keyframe && d.start) {
+	if l.index != *lastLayer && (!d.keyframe || !d.start) {
 		t.Fatalf("switched from layer %d to %d on a packet that does not start a keyframe", *lastLayer, l.index)
 	}
 	*lastLayer = l.index

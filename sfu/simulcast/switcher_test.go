@@ -122,7 +122,7 @@ func TestSwitchesAreInvisible(t *testing.T) {
 			t.Fatalf("packet %d: timestamp changed inside a frame", i)
 		case newFrame && (b.pic != (a.pic+1)&0x7fff || b.tl0 != a.tl0+1):
 			t.Fatalf("packet %d: picture %d tl0 %d after %d %d", i, b.pic, b.tl0, a.pic, a.tl0)
-		case b.layer != a.layer && !(b.keyframe && b.start):
+		case b.layer != a.layer && (!b.keyframe || !b.start):
 			t.Fatalf("packet %d: switched from layer %d to %d on a packet that does not start a keyframe", i, a.layer, b.layer)
 		}
 	}

@@ -181,13 +181,13 @@ func TestDockerImage(t *testing.T) {
 		return strings.TrimSpace(string(out))
 	}
 	docker("build", "-q", "-f", filepath.Join("..", "..", "Dockerfile"), "-t", tag, dir)
-	defer exec.Command("docker", "rmi", "-f", tag).Run()
+	defer func() { _ = exec.Command("docker", "rmi", "-f", tag).Run() }()
 
 	if user := docker("image", "inspect", "--format", "{{.Config.User}}", tag); user == "" || strings.HasPrefix(user, "0") || user == "root" {
 		t.Fatalf("image runs as %q, want a non-root user", user)
 	}
 	id := docker("run", "-d", "-p", "127.0.0.1::8080", "-e", "SFU_ICE_TCP_PORT=-1", tag)
-	defer exec.Command("docker", "rm", "-f", id).Run()
+	defer func() { _ = exec.Command("docker", "rm", "-f", id).Run() }()
 	hostPort := docker("port", id, "8080/tcp")
 	hostPort = strings.Split(hostPort, "\n")[0]
 
