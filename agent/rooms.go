@@ -99,66 +99,23 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	type session struct {
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
-	sessions := map[string]*session{}
-	var wg sync.WaitGroup
-	defer func() {
-		for _, s := range sessions {
-			s.cancel()
-		}
-		wg.Wait()
-	}()
+	ss := &sessions{cfg: cfg, log: log, running: map[string]*session{}}
+	defer ss.stop()
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		needs, err := cfg.Rooms.Needs(ctx)
-		if cfg.Listed != nil && ctx.Err() == nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if cfg.Listed != nil {
 			cfg.Listed(err)
 		}
-		if err != nil && ctx.Err() == nil {
+		ss.reap()
+		if err != nil {
 			log.Warn("listing rooms", "err", err)
-		}
-		for name, s := range sessions {
-			select {
-			case <-s.done:
-				delete(sessions, name)
-			default:
-			}
-		}
-		if err == nil {
-			wanted := map[string]bool{}
-			for _, n := range needs {
-				wanted[n.Room] = true
-				if sessions[n.Room] != nil || n.Agents > 0 {
-					continue
-				}
-				token, err := cfg.Token(n.Room)
-				if err != nil {
-					return err
-				}
-				sc := cfg.Session
-				sc.Room, sc.Token = n.Room, token
-				sctx, cancel := context.WithCancel(ctx)
-				s := &session{cancel: cancel, done: make(chan struct{})}
-				sessions[n.Room] = s
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer close(s.done)
-					if err := Run(sctx, sc); err != nil && sctx.Err() == nil {
-						log.Warn("session ended", "room", sc.Room, "err", err)
-					}
-				}()
-			}
-			for name, s := range sessions {
-				if !wanted[name] {
-					log.Info("nobody wants translation any more: leaving", "room", name)
-					s.cancel()
-				}
-			}
+		} else if err := ss.follow(ctx, needs); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -166,4 +123,78 @@ func Serve(ctx context.Context, cfg ServeConfig) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// sessions are Serve's sessions, by room; only Serve's goroutine uses it.
+type sessions struct {
+	cfg     ServeConfig
+	log     *slog.Logger
+	running map[string]*session
+	wg      sync.WaitGroup
+}
+
+type session struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// reap forgets the sessions that ended, so their rooms can be joined again.
+func (ss *sessions) reap() {
+	for room, s := range ss.running {
+		select {
+		case <-s.done:
+			delete(ss.running, room)
+		default:
+		}
+	}
+}
+
+// follow joins the listed rooms that have neither an agent nor a session
+// of ours, and leaves the rooms no longer listed.
+func (ss *sessions) follow(ctx context.Context, needs []signal.RoomNeed) error {
+	wanted := map[string]bool{}
+	for _, n := range needs {
+		wanted[n.Room] = true
+		if ss.running[n.Room] == nil && n.Agents == 0 {
+			if err := ss.start(ctx, n.Room); err != nil {
+				return err
+			}
+		}
+	}
+	for room, s := range ss.running {
+		if !wanted[room] {
+			ss.log.Info("nobody wants translation any more: leaving", "room", room)
+			s.cancel()
+		}
+	}
+	return nil
+}
+
+func (ss *sessions) start(ctx context.Context, room string) error {
+	token, err := ss.cfg.Token(room)
+	if err != nil {
+		return err
+	}
+	sc := ss.cfg.Session
+	sc.Room, sc.Token = room, token
+	sctx, cancel := context.WithCancel(ctx)
+	s := &session{cancel: cancel, done: make(chan struct{})}
+	ss.running[room] = s
+	ss.wg.Add(1)
+	go func() {
+		defer ss.wg.Done()
+		defer close(s.done)
+		if err := Run(sctx, sc); err != nil && sctx.Err() == nil {
+			ss.log.Warn("session ended", "room", room, "err", err)
+		}
+	}()
+	return nil
+}
+
+// stop ends every session and waits for them.
+func (ss *sessions) stop() {
+	for _, s := range ss.running {
+		s.cancel()
+	}
+	ss.wg.Wait()
 }

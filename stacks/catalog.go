@@ -377,8 +377,10 @@ func Catalog(top infra.Topology, cfg *Config) (*Stack, error) {
 		Name: "agent", Image: agentImage, Build: agentBuilt, Replicas: 1,
 		UID: "65532", // agent/Dockerfile's USER
 		// Signalling to the SFU over the edge overlay; media, like any
-		// participant's, to the addresses the SFU announces.
-		Networks: []string{NetEdge},
+		// participant's, to the addresses the SFU announces. The backend
+		// overlay reaches the stack's engine services, for an operator who
+		// points AGENT_STT, AGENT_MT or AGENT_TTS at them.
+		Networks: []string{NetEdge, NetBackend},
 		Env: map[string]string{
 			// The SFU's task itself (one replica), not the service's
 			// virtual IP: one hop less, and no dependence on IPVS, as for

@@ -22,7 +22,7 @@ func TestRender(t *testing.T) {
 		"| webrtc.jbcalling.site | A | translation02 | true | sfu |",
 		"| jwt_secret | random | api |",
 		"| sfu_jwt_secret | random | api, sfu, agent |",
-		"| agent | `built from agent/ and sfu/, pushed to Artifact Registry (digest)` | 1 | `node.labels.instance != translation02` | translation01, translation03 | edge |",
+		"| agent | `built from agent/ and sfu/, pushed to Artifact Registry (digest)` | 1 | `node.labels.instance != translation02` | translation01, translation03 | edge, backend |",
 		"| translation_edge | overlay | true | 1500 |",
 	} {
 		if !strings.Contains(view, want) {
