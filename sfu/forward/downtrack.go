@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/codecs"
+
 	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/pion/rtcp"
@@ -156,7 +158,7 @@ func (d *DownTrack) Kind() webrtc.RTPCodecType { return d.f.kind }
 // for the source codec, maps header extensions, starts forwarding and asks
 // for a keyframe so the subscriber does not wait for the next one.
 func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	codec, ok := matchCodec(d.f.cfg.Codec, ctx.CodecParameters())
+	codec, ok := codecs.Match(d.f.cfg.Codec, ctx.CodecParameters())
 	if !ok {
 		return webrtc.RTPCodecParameters{}, ErrCodecNotNegotiated
 	}

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/codecs"
+
 	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/pion/interceptor"
@@ -153,7 +155,7 @@ func New(cfg Config) *Forwarder {
 	if cfg.Counters == nil {
 		cfg.Counters = &Counters{}
 	}
-	f := &Forwarder{cfg: cfg, kind: kindOf(cfg.Codec.MimeType), isKey: keyframeDetector(cfg.Codec.MimeType), now: time.Now,
+	f := &Forwarder{cfg: cfg, kind: kindOf(cfg.Codec.MimeType), isKey: codecs.KeyframeDetector(cfg.Codec.MimeType), now: time.Now,
 		after: func(d time.Duration, fn func()) { time.AfterFunc(d, fn) }}
 	if f.kind == webrtc.RTPCodecTypeVideo {
 		f.hist = &history{}

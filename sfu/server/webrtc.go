@@ -6,6 +6,8 @@ import (
 	"net"
 	"runtime"
 
+	"github.com/jbcalling/platform/sfu/codecs"
+
 	"github.com/jbcalling/platform/sfu/fastpath"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -13,35 +15,10 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// codecs are what the SFU forwards. No RTX: the forwarder answers NACKs
-// on the primary SSRC.
+// registerCodecs offers the codecs the SFU forwards (package codecs) and
+// the header extensions it reads or forwards.
 func registerCodecs(m *webrtc.MediaEngine) error {
-	// transport-cc: the SFU sends publishers the feedback their bandwidth
-	// estimate needs (package feedback).
-	cc := webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}
-	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}, cc}
-	video := func(pt webrtc.PayloadType, mime, fmtp string) webrtc.RTPCodecParameters {
-		return webrtc.RTPCodecParameters{PayloadType: pt, RTPCodecCapability: webrtc.RTPCodecCapability{
-			MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp, RTCPFeedback: fb}}
-	}
-	const h264 = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id="
-	for _, c := range []webrtc.RTPCodecParameters{
-		video(96, webrtc.MimeTypeVP8, ""),
-		video(98, webrtc.MimeTypeVP9, "profile-id=0"),
-		video(100, webrtc.MimeTypeVP9, "profile-id=2"),
-		video(102, webrtc.MimeTypeH264, h264+"42001f"),
-		video(104, webrtc.MimeTypeH264, h264+"42e01f"),
-		video(106, webrtc.MimeTypeH264, h264+"4d001f"),
-		video(108, webrtc.MimeTypeH264, h264+"640032"),
-	} {
-		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
-			return err
-		}
-	}
-	opus := webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1",
-		RTCPFeedback: []webrtc.RTCPFeedback{cc}}}
-	if err := m.RegisterCodec(opus, webrtc.RTPCodecTypeAudio); err != nil {
+	if err := codecs.Register(m); err != nil {
 		return err
 	}
 	for _, e := range []struct {

@@ -1,4 +1,4 @@
-package forward
+package codecs
 
 import (
 	"strings"
@@ -6,9 +6,9 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// matchCodec finds the subscriber's parameters for the source codec: the
+// Match finds the subscriber's parameters for the source codec: the
 // same MIME type, and for H264 the same packetization mode and profile.
-func matchCodec(src webrtc.RTPCodecParameters, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
+func Match(src webrtc.RTPCodecParameters, offered []webrtc.RTPCodecParameters) (webrtc.RTPCodecParameters, bool) {
 	var fallback *webrtc.RTPCodecParameters
 	for i, c := range offered {
 		if !strings.EqualFold(c.MimeType, src.MimeType) {
