@@ -156,7 +156,7 @@ func newTwin(ap netip.AddrPort, bufSize int) (*twin, error) {
 	// DF without path-MTU state (IP_PMTUDISC_PROBE): the kernel then gives
 	// each IPv4 datagram the ID 0 instead of drawing one from its shared,
 	// hashed ID table: 4.8 % of the SFU's CPU in a profile at 1 x 100
-	// (docs/benchmarks.md, "DF on the twin").
+	// (docs/design/04-df-on-the-twin.md).
 	// Media fits any path (≤ 1200-byte payloads); a datagram larger than
 	// the interface's MTU fails alone (EMSGSIZE) instead of fragmenting.
 	// On an IPv6 socket this covers its IPv4-mapped peers.
