@@ -27,6 +27,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jbcalling/platform/internal/flagenv"
+	"github.com/jbcalling/platform/internal/secretfile"
+
 	"github.com/jbcalling/platform/agent"
 	"github.com/jbcalling/platform/agent/mt"
 	"github.com/jbcalling/platform/agent/stt"
@@ -66,17 +69,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.DurationVar(&o.every, "poll", 2*time.Second, "how often the SFU's room listing is read")
 	fs.StringVar(&o.healthListen, "health-listen", "127.0.0.1:8090", "where /health answers (empty: nowhere)")
 	fs.StringVar(&o.level, "log-level", "info", "debug, info, warn or error")
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
+	if err := flagenv.Apply(fs, envPrefix, getenv); err != nil {
+		return nil, err
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -90,9 +84,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	return &o, nil
 }
 
-func envName(flagName string) string {
-	return "AGENT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+// envPrefix starts the variable of each flag (AGENT_JWT_SECRET_FILE).
+const envPrefix = "AGENT_"
 
 func isURL(v string) bool { return strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") }
 
@@ -145,17 +138,6 @@ func roomsURL(signalling string) (string, error) {
 	return scheme + "://" + host + sfusignal.AgentRoomsPath, nil
 }
 
-func readSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--jwt-secret-file: %w", err)
-	}
-	if b = []byte(strings.TrimRight(string(b), "\r\n")); len(b) == 0 {
-		return nil, fmt.Errorf("--jwt-secret-file %s is empty", path)
-	}
-	return b, nil
-}
-
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	o, err := parse(args, getenv, stderr)
 	if err != nil {
@@ -172,8 +154,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	var secret []byte
 	if o.secretFile != "" {
-		if secret, err = readSecret(o.secretFile); err != nil {
-			return err
+		if secret, err = secretfile.Read(o.secretFile); err != nil {
+			return fmt.Errorf("--jwt-secret-file: %w", err)
 		}
 	}
 	// A fresh token for each join and listing: they are checked only then.
@@ -237,7 +219,7 @@ func (h *health) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 }
 
 func healthcheck(args []string, getenv func(string) string, out io.Writer) int {
-	listen := getenv(envName("health-listen"))
+	listen := getenv(flagenv.Name(envPrefix, "health-listen"))
 	if listen == "" {
 		listen = "127.0.0.1:8090"
 	}

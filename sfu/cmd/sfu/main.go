@@ -21,6 +21,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jbcalling/platform/internal/flagenv"
+	"github.com/jbcalling/platform/internal/secretfile"
+
 	"github.com/jbcalling/platform/sfu/server"
 )
 
@@ -117,17 +120,8 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 		fs.PrintDefaults()
 	}
 	// Environment first, so explicit flags override it.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "SFU_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
+	if err := flagenv.Apply(fs, "SFU_", getenv); err != nil {
+		return nil, err
 	}
 	for _, l := range []*listFlag{&o.publicIPs, &o.stun, &o.turn, &o.trusted} {
 		l.fromEnv = len(l.vals) > 0
@@ -141,30 +135,16 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	c.PublicIPs, c.STUNURLs, c.TURNURLs, c.TrustedProxies = o.publicIPs.vals, o.stun.vals, o.turn.vals, o.trusted.vals
 	var err error
 	if o.turnSecretFile != "" {
-		if c.TURNSecret, err = readSecret(o.turnSecretFile); err != nil {
+		if c.TURNSecret, err = secretfile.Read(o.turnSecretFile); err != nil {
 			return nil, fmt.Errorf("--turn-secret-file: %w", err)
 		}
 	}
 	if o.jwtSecret != "" {
-		if c.JWTSecret, err = readSecret(o.jwtSecret); err != nil {
+		if c.JWTSecret, err = secretfile.Read(o.jwtSecret); err != nil {
 			return nil, fmt.Errorf("--jwt-secret-file: %w", err)
 		}
 	}
 	return o, nil
-}
-
-// readSecret reads a docker-secret style file; a trailing newline is not
-// part of the secret.
-func readSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	b = []byte(strings.TrimRight(string(b), "\r\n"))
-	if len(b) == 0 {
-		return nil, fmt.Errorf("%s is empty", path)
-	}
-	return b, nil
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
