@@ -66,18 +66,7 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	defer bo.Close()
 
 	// The agent is told no room: it finds Bo's wish in the SFU's listing.
-	token := func(room string) (string, error) {
-		return auth.SignAgent(agentSecret, room, "translator", "Translator", time.Minute)
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Serve(ctx, agent.ServeConfig{
-			Session: agent.Config{URL: sfu.WSURL(), SettingEngine: settingEngine(),
-				Recognizer: stt.Sphinx{}, Translator: mt.Apertium{}, Synthesizer: tts.Espeak{}, Logger: servertest.Logger(t, slog.LevelInfo)},
-			Rooms: agent.SFURooms{URL: sfu.URL + signal.AgentRoomsPath, Token: func() (string, error) { return token(auth.AnyRoom) }},
-			Token: token, Every: 200 * time.Millisecond,
-		})
-	}()
+	done := serveAgent(ctx, t, sfu, tts.Espeak{})
 
 	// While Ana speaks, Bo sees her words so far (partial captions: as
 	// spoken, untranslated), then the final caption of the same segment.
@@ -147,6 +136,25 @@ func TestCaptionsThroughTheSFU(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Serve after its context ended: %v", err)
 	}
+}
+
+// serveAgent runs agent.Serve against sfu's room listing, as the agent
+// command does without --room, with the real recogniser and translator
+// and voice (nil: captions only); Serve's result arrives on the channel.
+func serveAgent(ctx context.Context, t *testing.T, sfu *servertest.SFU, voice tts.Synthesizer) <-chan error {
+	token := func(room string) (string, error) {
+		return auth.SignAgent(agentSecret, room, "translator", "Translator", time.Minute)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Serve(ctx, agent.ServeConfig{
+			Session: agent.Config{URL: sfu.WSURL(), SettingEngine: settingEngine(),
+				Recognizer: stt.Sphinx{}, Translator: mt.Apertium{}, Synthesizer: voice, Logger: servertest.Logger(t, slog.LevelInfo)},
+			Rooms: agent.SFURooms{URL: sfu.URL + signal.AgentRoomsPath, Token: func() (string, error) { return token(auth.AnyRoom) }},
+			Token: token, Every: 200 * time.Millisecond,
+		})
+	}()
+	return done
 }
 
 // agentSecret signs the agent's tokens in these tests.

@@ -3,15 +3,11 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jbcalling/platform/agent"
-	"github.com/jbcalling/platform/agent/mt"
-	"github.com/jbcalling/platform/agent/stt"
-	"github.com/jbcalling/platform/sfu/auth"
 	"github.com/jbcalling/platform/sfu/client"
 	"github.com/jbcalling/platform/sfu/server/servertest"
 	"github.com/jbcalling/platform/sfu/signal"
@@ -26,18 +22,7 @@ func TestAgentRejoinsARestartedSFU(t *testing.T) {
 	first, _ := speakingRoom(ctx, t)
 	listen := strings.TrimPrefix(first.URL, "http://")
 
-	token := func(room string) (string, error) {
-		return auth.SignAgent(agentSecret, room, "translator", "Translator", time.Minute)
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Serve(ctx, agent.ServeConfig{
-			Session: agent.Config{URL: first.WSURL(), SettingEngine: settingEngine(),
-				Recognizer: stt.Sphinx{}, Translator: mt.Apertium{}, Logger: servertest.Logger(t, slog.LevelInfo)},
-			Rooms: agent.SFURooms{URL: first.URL + signal.AgentRoomsPath, Token: func() (string, error) { return token(auth.AnyRoom) }},
-			Token: token, Every: 200 * time.Millisecond,
-		})
-	}()
+	done := serveAgent(ctx, t, first, nil)
 	caption := func(sfu *servertest.SFU) {
 		t.Helper()
 		captions := make(chan agent.Caption, 16)

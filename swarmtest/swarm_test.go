@@ -315,26 +315,15 @@ func TestLocalSwarm(t *testing.T) {
 		token := func(room, name string) (string, error) {
 			return auth.Sign(jwtSecret, room, name, name, 5*time.Minute)
 		}
-		// coder/websocket dials with http.DefaultClient: point it at
-		// loopback with the test CA for the call's duration.
-		prev := http.DefaultClient
-		http.DefaultClient = localClient(ca.Pool)
-		t.Cleanup(func() { http.DefaultClient = prev })
-
-		// pion stays on loopback: no candidate on the host's other
-		// interfaces (and pion leaves loopback out unless told). The SFU's
-		// other announced address, the browser's, is not reachable from a
-		// loopback socket: ICE must select 127.0.0.1.
-		var se webrtc.SettingEngine
-		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-		se.SetIncludeLoopbackCandidate(true)
+		// The SFU's other announced address, the browser's, is not
+		// reachable from a loopback socket: ICE must select 127.0.0.1.
+		se := loopbackClients(t, ca)
 		url := fmt.Sprintf("wss://%s:%d/ws", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
 		for _, network := range []string{"udp", "tcp"} {
 			t.Run("ICE over "+network, func(t *testing.T) {
 				res, err := smoke.MediaCheck{
 					URL: url, Network: network, ExpectIP: "127.0.0.1", Token: token,
-					SettingEngine: &se, Timeout: 45 * time.Second,
+					SettingEngine: se, Timeout: 45 * time.Second,
 				}.Run(context.Background())
 				if err != nil {
 					t.Fatalf("%v\nthe SFU container's sockets on its ICE port: %s", err, iceSockets(c, dep.Services[sfuName], ls.Config.ICEUDPPort))
@@ -362,13 +351,7 @@ func TestLocalSwarm(t *testing.T) {
 		}
 		enginetest.Require(t, "espeak-ng")
 		jwtSecret := []byte(secretValue(t, d, "sfu_jwt_secret"))
-		prev := http.DefaultClient
-		http.DefaultClient = localClient(ca.Pool)
-		t.Cleanup(func() { http.DefaultClient = prev })
-		var se webrtc.SettingEngine
-		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-		se.SetIncludeLoopbackCandidate(true)
+		se := loopbackClients(t, ca)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		url := fmt.Sprintf("wss://%s:%d/ws", ls.Cluster.Hostname("webrtc"), ls.Cluster.SignallingPort)
@@ -378,7 +361,7 @@ func TestLocalSwarm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts.Room, opts.Name, opts.Token, opts.SettingEngine = room, name, tok, &se
+			opts.Room, opts.Name, opts.Token, opts.SettingEngine = room, name, tok, se
 			c, err := client.Dial(ctx, url, opts)
 			if err != nil {
 				t.Fatalf("%s joining: %v", name, err)
@@ -685,4 +668,19 @@ func sfuMetrics(t *testing.T, client *http.Client, base string) map[string]float
 		}
 	}
 	return out
+}
+
+// loopbackClients readies Go clients of the containerised SFU for the rest
+// of t: coder/websocket dials with http.DefaultClient, pointed at loopback
+// with the test CA, and pion stays on loopback (no candidate on the host's
+// other interfaces, and pion leaves loopback out unless told).
+func loopbackClients(t *testing.T, ca *testCA) *webrtc.SettingEngine {
+	prev := http.DefaultClient
+	http.DefaultClient = localClient(ca.Pool)
+	t.Cleanup(func() { http.DefaultClient = prev })
+	var se webrtc.SettingEngine
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetIncludeLoopbackCandidate(true)
+	return &se
 }
