@@ -44,6 +44,8 @@ type DownTrack struct {
 	resentIndex [rtpindex.RingSize]uint64
 	// rtt is the subscriber's round trip, from its receiver reports.
 	rtt atomic.Int64
+	// sim, for a subscriber of one of several layers, is its switcher's.
+	sim *simDown
 }
 
 type binding struct {
@@ -180,6 +182,16 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	ssrc := uint32(ctx.SSRC())
 	b := &binding{ssrc: ssrc, pt: uint8(codec.PayloadType), ws: ctx.WriteStream(), waitKey: d.f.isKey != nil,
 		out: d.book.Stream(ssrc), source: d.book.NewSource()}
+	if s := d.sim; s != nil {
+		// Its layers' shapes are theirs (join); this one marshals
+		// retransmissions.
+		b.shape = &shape{ext: ext, profile: profile}
+		d.bound.Store(b)
+		s.mu.Lock()
+		d.joinLayers()
+		s.mu.Unlock()
+		return codec, nil
+	}
 	d.f.add(d, b, ext, profile)
 	d.f.attached()
 	return codec, nil
@@ -187,13 +199,42 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 
 // Unbind implements webrtc.TrackLocal.
 func (d *DownTrack) Unbind(webrtc.TrackLocalContext) error {
-	d.f.remove(d)
+	d.Close()
 	d.bound.Store(nil)
 	return nil
 }
 
 // Close stops forwarding to this subscriber (also done by Unbind).
-func (d *DownTrack) Close() { d.f.remove(d) }
+func (d *DownTrack) Close() {
+	if d.sim != nil {
+		d.leaveLayers()
+		return
+	}
+	d.f.remove(d)
+}
+
+// shapeIn is d's shape in f's fan-out, nil if it has none there.
+func (d *DownTrack) shapeIn(f *Forwarder) *shape {
+	if d.sim != nil {
+		return d.sim.shapes[f.layer].Load()
+	}
+	if b := d.bound.Load(); b != nil {
+		return b.shape
+	}
+	return nil
+}
+
+// RequestKeyframe asks the publisher of what d receives for a keyframe
+// (the subscriber's PLI or FIR); throttled by its forwarder.
+func (d *DownTrack) RequestKeyframe() {
+	f := d.f
+	if d.sim != nil {
+		if f = d.sim.layers.Layer(d.Layer()); f == nil {
+			return
+		}
+	}
+	f.RequestKeyframe()
+}
 
 // SetDirect sends this subscriber's packets through s from now on. The
 // move is one way (nil is ignored): pion's SRTP context for the SSRC
@@ -205,29 +246,29 @@ func (d *DownTrack) SetDirect(s *srtpsend.Stream) {
 	}
 }
 
-// send writes one new packet under the next index b.out gives it: on the
-// direct path head (the packet's header for b's shape) and o's body, into
-// batch; else through pion, which wants the header parsed, rewritten by
-// hdr. A connection with a direct path never gives its media back to pion,
+// send writes one new packet of source under the next index b.out gives
+// it: on the direct path head (the packet's header for shape sh) and o's
+// body, into batch; else through pion, which wants the header parsed,
+// rewritten by hdr. A connection with a direct path never gives its media back to pion,
 // not even while it has no address: pion's SRTP context would seal again
 // indices the direct path used.
-func (d *DownTrack) send(b *binding, head []byte, o *outPacket, batch *srtpsend.Batch, hdr *headerScratch) bool {
+func (d *DownTrack) send(b *binding, source uint64, sh *shape, head []byte, o *outPacket, batch *srtpsend.Batch, hdr *headerScratch) bool {
 	s := d.direct.Load()
 	via := rtpindex.ViaPion
 	if s != nil {
 		via = rtpindex.ViaDirect
 	}
-	index, err := b.out.Next(b.source, o.index, via)
+	index, err := b.out.Next(source, o.index, via)
 	if err != nil {
 		d.f.cfg.Counters.IndexRefusals.Add(1)
 		return false
 	}
-	return d.seal(s, b, head, o, index, batch, hdr)
+	return d.seal(s, b, sh, head, o, index, batch, hdr)
 }
 
 // seal sends o under index on the direct path s (into batch, or at once
 // when batch is nil), or through pion when s is nil.
-func (d *DownTrack) seal(s *srtpsend.Stream, b *binding, head []byte, o *outPacket, index uint64, batch *srtpsend.Batch, hdr *headerScratch) bool {
+func (d *DownTrack) seal(s *srtpsend.Stream, b *binding, sh *shape, head []byte, o *outPacket, index uint64, batch *srtpsend.Batch, hdr *headerScratch) bool {
 	if s != nil {
 		var err error
 		if batch != nil {
@@ -240,7 +281,7 @@ func (d *DownTrack) seal(s *srtpsend.Stream, b *binding, head []byte, o *outPack
 		}
 		return err == nil
 	}
-	h := hdr.header(b.shape, o.src)
+	h := hdr.header(sh, o.src)
 	h.SSRC, h.PayloadType, h.SequenceNumber = b.ssrc, b.pt, uint16(index)
 	n, err := b.ws.WriteRTP(h, o.payload)
 	return err == nil && n > 0
@@ -248,11 +289,14 @@ func (d *DownTrack) seal(s *srtpsend.Stream, b *binding, head []byte, o *outPack
 
 func (d *DownTrack) write(o *outPacket, batch *srtpsend.Batch) bool {
 	b := d.bound.Load()
+	if b != nil && d.sim != nil {
+		return d.writeLayer(b, o, batch)
+	}
 	if b == nil || b.shape.gen != o.gen || b.shape.heads[o.i] == nil {
 		return false // bound after the packet's headers were made, or a header too long
 	}
 	key := o.key
-	ok := d.send(b, b.shape.heads[o.i], o, batch, &d.hdr)
+	ok := d.send(b, b.source, b.shape, b.shape.heads[o.i], o, batch, &d.hdr)
 	if ok {
 		d.packets.Add(1)
 		d.octets.Add(uint32(len(o.payload)))
@@ -283,16 +327,23 @@ func (d *DownTrack) SenderReport(now time.Time) (sr rtcp.SenderReport, ok bool) 
 	if b == nil || packets == 0 {
 		return sr, false
 	}
-	f := d.f
-	f.srMu.Lock()
-	ts, at := f.lastTS, f.lastArrival
-	f.srMu.Unlock()
-	// Signed: a packet may have arrived after now was read.
-	ticks := int64(now.Sub(at)) * int64(f.cfg.Codec.ClockRate) / int64(time.Second)
+	var rtpTime uint32
+	if d.sim != nil {
+		if rtpTime, ok = d.simSenderReport(now); !ok {
+			return sr, false
+		}
+	} else {
+		f := d.f
+		f.srMu.Lock()
+		ts, at := f.lastTS, f.lastArrival
+		f.srMu.Unlock()
+		// Signed: a packet may have arrived after now was read.
+		rtpTime = ts + uint32(int64(now.Sub(at))*int64(f.cfg.Codec.ClockRate)/int64(time.Second))
+	}
 	return rtcp.SenderReport{
 		SSRC:        b.ssrc,
 		NTPTime:     ntpTime(now),
-		RTPTime:     ts + uint32(ticks),
+		RTPTime:     rtpTime,
 		PacketCount: packets,
 		OctetCount:  d.octets.Load(),
 	}, true

@@ -29,6 +29,7 @@ type outPacket struct {
 	i       int         // its place in the burst: its header in a shape's heads
 	index   uint64      // its SRTP index at the publisher
 	key     bool        // a keyframe's
+	from    *Forwarder  // the track (layer) it arrived on
 	size    int         // as received
 	src     *rtp.Header // as received
 	payload []byte      // without padding (pion's path)

@@ -93,6 +93,10 @@ type Forwarder struct {
 	cfg  Config
 	kind webrtc.RTPCodecType
 	ext  []srcExt // the incoming track's forwarded extensions
+	// layer is its place in a simulcast track (Layers), 0 alone.
+	layer int
+	// received counts the bytes that arrived, for the layer's rate.
+	received atomic.Uint64
 
 	mu     sync.Mutex // serializes writers of downs and shapes
 	downs  atomic.Pointer[[]*DownTrack]
@@ -269,6 +273,7 @@ func (f *Forwarder) receive(pkts [][]byte, indices []uint64, arrivals []time.Tim
 	c := f.cfg.Counters
 	n := 0 // packets kept, parsed into f.pkts[:n]
 	var lastArrival time.Time
+	var bytesIn uint64
 	for i, raw := range pkts {
 		if len(raw) > MaxPacketSize {
 			c.Oversize.Add(1)
@@ -304,17 +309,19 @@ func (f *Forwarder) receive(pkts [][]byte, indices []uint64, arrivals []time.Tim
 		}
 		c.PacketsIn.Add(1)
 		c.BytesIn.Add(uint64(len(raw)))
+		bytesIn += uint64(len(raw))
 		if f.hist != nil {
 			f.hist.add(index, raw)
 		}
 		f.outs[n].set(raw, p)
-		f.outs[n].key, f.outs[n].i, f.outs[n].index = key, n, index
+		f.outs[n].key, f.outs[n].i, f.outs[n].index, f.outs[n].from = key, n, index, f
 		lastArrival = arrivals[i]
 		n++
 	}
 	if n == 0 {
 		return
 	}
+	f.received.Add(bytesIn)
 	f.srMu.Lock()
 	f.lastTS, f.lastArrival = f.pkts[n-1].Timestamp, lastArrival
 	f.srMu.Unlock()
@@ -350,15 +357,29 @@ func (f *Forwarder) receive(pkts [][]byte, indices []uint64, arrivals []time.Tim
 func (f *Forwarder) add(d *DownTrack, b *binding, ext []extMap, profile uint16) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b.shape = &shape{ext: ext, profile: profile}
-	for _, sh := range *f.shapes.Load() {
-		if sh.profile == profile && slices.Equal(sh.ext, ext) {
-			b.shape = sh
-			break
-		}
-	}
+	b.shape = f.shapeOf(ext, profile)
 	d.bound.Store(b)
 	f.setDowns(append(f.without(d), d))
+}
+
+// join adds the simulcast DownTrack d, with a shape of ext and profile,
+// to the fan-out of this layer.
+func (f *Forwarder) join(d *DownTrack, ext []extMap, profile uint16) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d.sim.shapes[f.layer].Store(f.shapeOf(ext, profile))
+	f.setDowns(append(f.without(d), d))
+}
+
+// shapeOf is the track's shape for ext and profile, or a new one; f.mu
+// held.
+func (f *Forwarder) shapeOf(ext []extMap, profile uint16) *shape {
+	for _, sh := range *f.shapes.Load() {
+		if sh.profile == profile && slices.Equal(sh.ext, ext) {
+			return sh
+		}
+	}
+	return &shape{ext: ext, profile: profile}
 }
 
 func (f *Forwarder) remove(d *DownTrack) {
@@ -385,8 +406,8 @@ func (f *Forwarder) without(d *DownTrack) []*DownTrack {
 func (f *Forwarder) setDowns(downs []*DownTrack) {
 	var shapes []*shape
 	for _, d := range downs {
-		if b := d.bound.Load(); b != nil && !slices.Contains(shapes, b.shape) {
-			shapes = append(shapes, b.shape)
+		if sh := d.shapeIn(f); sh != nil && !slices.Contains(shapes, sh) {
+			shapes = append(shapes, sh)
 		}
 	}
 	f.shapes.Store(&shapes)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jbcalling/platform/sfu/rtpindex"
+	"github.com/jbcalling/platform/sfu/simulcast"
 	"github.com/pion/rtcp"
 )
 
@@ -60,8 +61,8 @@ func (d *DownTrack) SetRTT(rtt time.Duration) { d.rtt.Store(int64(rtt)) }
 // asks for a keyframe); so are those beyond the limits above (budget may
 // be nil: no budget).
 func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack, budget *ResendBudget) int {
-	b, h := d.bound.Load(), d.f.hist
-	if b == nil || h == nil {
+	b := d.bound.Load()
+	if b == nil || d.f.hist == nil {
 		return 0
 	}
 	d.resendMu.Lock()
@@ -79,7 +80,17 @@ func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack, budget *ResendBudget) 
 				return false
 			}
 			index, source, src, via, err := b.out.Sent(seq)
-			if err != nil || source != b.source {
+			if err != nil {
+				return true
+			}
+			h, off := d.f.hist, simulcast.Offsets{}
+			if d.sim != nil {
+				ls, ok := d.layerOf(source)
+				if !ok {
+					return true
+				}
+				h, off = ls.f.hist, ls.off
+			} else if source != b.source {
 				return true
 			}
 			slot := index % rtpindex.RingSize
@@ -100,13 +111,16 @@ func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack, budget *ResendBudget) 
 			if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
 				return true
 			}
+			if d.sim != nil && simulcast.Rewrite(off, &d.rpkt.Header, d.rpkt.Payload) != nil {
+				return true
+			}
 			head := d.rhdr.marshal(b.shape, &d.rpkt.Header, &d.rhead)
 			if head == nil {
 				return true
 			}
 			var o outPacket
 			o.set(d.rbuf[:n], &d.rpkt)
-			if d.seal(s, b, head, &o, index, nil, &d.rhdr) {
+			if d.seal(s, b, b.shape, head, &o, index, nil, &d.rhdr) {
 				sent++
 			}
 			return true

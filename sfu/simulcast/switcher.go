@@ -141,5 +141,39 @@ func (s *Switcher) rewrite(h *rtp.Header, d vp8, payload []byte, now time.Time) 
 	}
 }
 
+// Offsets map the current layer's timestamps, picture IDs and TL0PICIDX
+// onto the output: a retransmission of one of its packets is rewritten
+// with them (Rewrite), so that it carries the bytes first sent.
+type Offsets struct {
+	TS  uint32
+	Pic uint16
+	TL0 uint8
+}
+
+// Offsets are the current layer's.
+func (s *Switcher) Offsets() Offsets { return Offsets{TS: s.tsOff, Pic: s.picOff, TL0: s.tl0Off} }
+
+// Last is the newest packet sent, in output numbers: its timestamp and
+// when it arrived (the subscriber's sender reports); ok is false before
+// the first.
+func (s *Switcher) Last() (ts uint32, at time.Time, ok bool) { return s.lastTS, s.lastAt, s.started }
+
+// Rewrite applies off to a packet of the layer it was taken for: its
+// timestamp and, in place, its VP8 payload descriptor.
+func Rewrite(off Offsets, h *rtp.Header, payload []byte) error {
+	d, err := parseVP8(payload)
+	if err != nil {
+		return err
+	}
+	h.Timestamp += off.TS
+	if d.picAt >= 0 {
+		d.setPicture(payload, (d.picture(payload)+off.Pic)&d.pictureMask())
+	}
+	if d.tl0At >= 0 {
+		payload[d.tl0At] += off.TL0
+	}
+	return nil
+}
+
 // seqBefore reports whether a comes before b in 16-bit serial order.
 func seqBefore(a, b uint16) bool { return a != b && b-a < 0x8000 }
