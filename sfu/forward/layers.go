@@ -112,7 +112,7 @@ type simDown struct {
 	joined  [simulcast.MaxLayers]*Forwarder
 	source  uint64 // the current layer's source id in the subscriber's book
 	sources [4]layerSource
-	next    int // in sources
+	next    int           // in sources
 	h       rtp.Header    // the copy's header, rewritten
 	hdr     headerScratch // pion's path
 	head    [headSize]byte
