@@ -21,6 +21,8 @@ import (
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -30,6 +32,8 @@ var (
 	ErrNotJoined  = errors.New("client: join failed")
 	ErrNoAnswer   = errors.New("client: no answer to publish offer")
 	ErrBadMessage = errors.New("client: unexpected message from server")
+	// ErrBadSimulcast: PublishSimulcast with too few or too many layers.
+	ErrBadSimulcast = errors.New("client: bad simulcast layers")
 	// ErrResume: the signalling connection dropped and could not be
 	// resumed within the server's window.
 	ErrResume = errors.New("client: could not resume the session")
@@ -204,6 +208,9 @@ func (c *Client) setupPeerConnections() error {
 		if err := m.RegisterDefaultCodecs(); err != nil {
 			return err
 		}
+		if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+			return err
+		}
 		if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
 			return err
 		}
@@ -323,6 +330,79 @@ func (c *Client) publish(ctx context.Context, src signal.TrackSource, tracks ...
 		return nil, err
 	}
 	return senders, nil
+}
+
+// PublishSimulcast publishes one video track as simulcast layers, lowest
+// first (each a track with its own rid, webrtc.WithRTPStreamID, all of
+// one id and codec); write their packets through the Simulcast it
+// returns once the SFU answered. The SFU sends each subscriber one layer
+// (Subscription, Layer). The client's media engine must offer the mid
+// and rid header extensions (webrtc.ConfigureSimulcastExtensionHeaders;
+// the default engine does).
+func (c *Client) PublishSimulcast(ctx context.Context, layers ...*webrtc.TrackLocalStaticRTP) (*Simulcast, error) {
+	if len(layers) < 2 || len(layers) > signal.MaxLayers {
+		return nil, fmt.Errorf("%w: %d simulcast layers, want 2 to %d", ErrBadSimulcast, len(layers), signal.MaxLayers)
+	}
+	c.publishMu.Lock()
+	defer c.publishMu.Unlock()
+	tr, err := c.pub.AddTransceiverFromTrack(layers[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return nil, fmt.Errorf("client: publish %s: %w", layers[0].ID(), err)
+	}
+	s := tr.Sender()
+	for _, l := range layers[1:] {
+		if err := s.AddEncoding(l); err != nil {
+			return nil, fmt.Errorf("client: simulcast layer %q: %w", l.RID(), err)
+		}
+	}
+	c.wg.Add(1)
+	go c.readSenderRTCP(layers[0].ID(), s)
+	if err := c.negotiatePublisher(ctx); err != nil {
+		return nil, err
+	}
+	sc := &Simulcast{Sender: s, layers: layers, mid: []byte(tr.Mid())}
+	for _, e := range s.GetParameters().HeaderExtensions {
+		switch e.URI {
+		case sdp.SDESMidURI:
+			sc.midID = uint8(e.ID)
+		case sdp.SDESRTPStreamIDURI:
+			sc.ridID = uint8(e.ID)
+		}
+	}
+	if sc.midID == 0 || sc.ridID == 0 {
+		return nil, fmt.Errorf("%w: the mid and rid header extensions were not negotiated", ErrBadSimulcast)
+	}
+	return sc, nil
+}
+
+// Simulcast is a published simulcast track.
+type Simulcast struct {
+	Sender       *webrtc.RTPSender
+	layers       []*webrtc.TrackLocalStaticRTP
+	mid          []byte
+	midID, ridID uint8
+}
+
+// WriteRTP sends pkt on layer (0 the lowest), naming its mid and rid in
+// its header, which is how the SFU tells the layers apart.
+func (s *Simulcast) WriteRTP(layer int, pkt *rtp.Packet) error {
+	if layer < 0 || layer >= len(s.layers) {
+		return fmt.Errorf("%w: no layer %d", ErrBadSimulcast, layer)
+	}
+	l := s.layers[layer]
+	if err := pkt.Header.SetExtension(s.midID, s.mid); err != nil {
+		return err
+	}
+	if err := pkt.Header.SetExtension(s.ridID, []byte(l.RID())); err != nil {
+		return err
+	}
+	return l.WriteRTP(pkt)
+}
+
+// SetSubscription asks the SFU for at most layer maxLayer of a remote
+// simulcast track (nil: any the link carries), or for none (paused).
+func (c *Client) SetSubscription(ctx context.Context, participantID, trackID string, maxLayer *int, paused bool) error {
+	return c.send(ctx, &signal.Subscription{ParticipantID: participantID, TrackID: trackID, MaxLayer: maxLayer, Paused: paused})
 }
 
 // Unpublish stops sending a track published earlier and renegotiates.

@@ -276,3 +276,15 @@ func (d *DownTrack) simSenderReport(now time.Time) (uint32, bool) {
 	}
 	return ts + uint32(int64(now.Sub(at))*int64(d.f.cfg.Codec.ClockRate)/int64(time.Second)), true
 }
+
+// Layers is the simulcast track d receives one layer of; nil for a
+// DownTrack of one layer.
+func (d *DownTrack) Layers() *Layers {
+	if d.sim == nil {
+		return nil
+	}
+	return d.sim.layers
+}
+
+// Octets is the payload bytes sent so far (mod 2^32).
+func (d *DownTrack) Octets() uint32 { return d.octets.Load() }

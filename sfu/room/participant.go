@@ -13,6 +13,7 @@ import (
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/jbcalling/platform/sfu/simulcast"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -58,6 +59,12 @@ type Participant struct {
 	subIndex *rtpindex.Book
 	// resends is its retransmission budget, across its tracks.
 	resends  *forward.ResendBudget
+	// bwe estimates what its link carries, for the simulcast layers
+	// (the reporter's goroutine alone uses it); worstLoss is the highest
+	// fraction lost (of 256) its receiver reports gave since, +1 (0:
+	// none came).
+	bwe       *simulcast.Estimator
+	worstLoss atomic.Int32
 	reported atomic.Bool // the sender reports started
 
 	// The publisher connection's receive path (fast or pion, decided with
@@ -86,6 +93,7 @@ type Participant struct {
 	restart     bool                          // the next subscriber offer restarts ICE
 	restartedAt map[string]time.Time          // by target, for the restarts' throttle
 	sources     map[string]signal.TrackSource // publisher mid → what it carries, from its offers
+	byReceiver  map[*webrtc.RTPReceiver]*publishedTrack // simulcast tracks, whose layers come one by one
 	awaiting    bool                          // a subscriber offer waits for its answer
 	offerSeq    uint64
 	again       bool // something changed meanwhile
@@ -108,7 +116,12 @@ type publishedTrack struct {
 	// Of a translation: whose words, in which language.
 	translationOf, lang string
 	owner               *Participant
+	// fwd is the track's forwarder, or its first layer's when it is a
+	// simulcast track (layers); nLayers is how many the publisher
+	// declared, liveLayers how many still run (under owner.negMu).
 	fwd                 *forward.Forwarder
+	layers              *forward.Layers
+	nLayers, liveLayers int
 	meter               *levelMeter // audio with levels: for the active speakers
 	muted               bool        // guarded by room.mu
 	ended               atomic.Bool
@@ -119,6 +132,13 @@ type subKey struct{ publisher, track string }
 type subscription struct {
 	sender *webrtc.RTPSender
 	down   *forward.DownTrack
+	// What the subscriber asked for (simulcast tracks), under subMu.
+	maxLayer int
+	paused   bool
+	// For the allocation, which alone uses them: the layer last told
+	// the subscriber, and the bytes sent at the last report.
+	told   int
+	octets uint32
 }
 
 // ID is the participant's id.
@@ -145,6 +165,7 @@ func (p *Participant) setup() error {
 	}
 	p.subIndex = rtpindex.NewBook()
 	p.resends = forward.NewResendBudget(resendRate, resendBurst)
+	p.bwe = simulcast.NewEstimator()
 	if p.pub, err = pubAPI.NewPeerConnection(cfg); err != nil {
 		return fmt.Errorf("room: publisher peer connection: %w", err)
 	}

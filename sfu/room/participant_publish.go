@@ -8,6 +8,7 @@ import (
 	"github.com/jbcalling/platform/sfu/feedback"
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/jbcalling/platform/sfu/simulcast"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -46,8 +47,90 @@ func (p *Participant) SetMute(mid, trackID string, muted bool) error {
 	return nil
 }
 
-// onTrack starts forwarding a newly published track.
+// onTrack starts forwarding a newly published track, or a layer of a
+// simulcast one: pion calls it once per layer (RTP stream), each with
+// its rid, all on the track's one receiver.
 func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	layer, layers := layerOf(remote, recv)
+	if layer >= simulcast.MaxLayers {
+		p.log.Info("simulcast layer beyond the most forwarded, dropped", "rid", remote.RID())
+		if p.goStart() {
+			defer p.wg.Done()
+			p.drain(remote)
+		}
+		return
+	}
+	t, first := p.publishedFor(remote, recv, layers)
+	if t == nil {
+		if p.goStart() {
+			defer p.wg.Done()
+			p.drain(remote)
+		}
+		return
+	}
+	ssrc := uint32(remote.SSRC())
+	fwd, closeFeedback := p.newForwarder(t, remote, recv, ssrc)
+	defer closeFeedback()
+	if t.layers != nil {
+		t.layers.Set(layer, fwd)
+	}
+	if first {
+		t.fwd = fwd
+		p.announce(t, remote)
+	}
+	// pion calls OnTrack on its own goroutine: this is the stream's reader.
+	if !p.goStart() {
+		p.endLayer(t, fwd)
+		return
+	}
+	defer p.wg.Done()
+	if p.goStart() {
+		go p.readPublisherRTCP(recv, remote.RID())
+	}
+	// From here on the fast receive path, if the connection took it,
+	// takes the stream's packets; pion delivers those already in its
+	// buffers, and all of them if it has none.
+	kept := p.startPublisherPath() && p.pubPath.Keep(ssrc, fwd)
+	if err := fwd.Run(remote); err != nil {
+		p.log.Debug("track ended", "track", t.id, "rid", remote.RID(), "err", err)
+	}
+	if kept {
+		p.pubPath.Release(ssrc) // before the subscribers go
+	}
+	p.endLayer(t, fwd)
+}
+
+// layerOf is a stream's simulcast layer, its rid's place among those the
+// publisher declared (lowest first, as PROTOCOL.md asks), and how many
+// there are; 0 and 0 for a track without simulcast.
+func layerOf(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) (layer, layers int) {
+	if remote.RID() == "" || remote.Kind() != webrtc.RTPCodecTypeVideo {
+		return 0, 0
+	}
+	all := recv.Tracks()
+	for i, tr := range all {
+		if tr.RID() == remote.RID() {
+			layer = i
+		}
+	}
+	return layer, min(len(all), simulcast.MaxLayers)
+}
+
+// publishedFor is the published track remote belongs to: a new one (first),
+// or for a further simulcast layer the one its receiver's first layer
+// made. nil when the publisher has too many tracks.
+func (p *Participant) publishedFor(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver, layers int) (t *publishedTrack, first bool) {
+	if layers > 0 {
+		p.negMu.Lock()
+		t := p.byReceiver[recv]
+		if t != nil {
+			t.liveLayers++
+		}
+		p.negMu.Unlock()
+		if t != nil {
+			return t, false
+		}
+	}
 	max := p.m.cfg.MaxTracks
 	if p.agent {
 		max = maxAgentTracks
@@ -55,27 +138,50 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	if max > 0 && int(p.nTracks.Add(1)) > max {
 		p.nTracks.Add(-1)
 		p.send(&signal.Error{Code: signal.CodeTooManyTracks, Message: fmt.Sprintf("at most %d tracks per participant; track %q is not forwarded", max, remote.ID())})
-		if p.goStart() {
-			defer p.wg.Done()
-			p.drain(remote)
-		}
-		return
+		return nil, false
 	} else if max <= 0 {
 		p.nTracks.Add(1)
 	}
-	ssrc := uint32(remote.SSRC())
-	t := &publishedTrack{id: remote.ID(), owner: p}
+	t = &publishedTrack{id: remote.ID(), owner: p, nLayers: layers, liveLayers: 1}
 	for _, tr := range p.pub.GetTransceivers() {
 		if tr.Receiver() == recv {
 			t.mid = tr.Mid()
 		}
 	}
-	src := p.sourceOf(t.mid, remote.Kind())
+	p.negMu.Lock()
+	defer p.negMu.Unlock()
+	if layers > 0 {
+		if other := p.byReceiver[recv]; other != nil { // another layer came first meanwhile
+			p.nTracks.Add(-1)
+			other.liveLayers++
+			return other, false
+		}
+		t.layers = forward.NewLayers()
+		if p.byReceiver == nil {
+			p.byReceiver = map[*webrtc.RTPReceiver]*publishedTrack{}
+		}
+		p.byReceiver[recv] = t
+	}
+	src := p.sources[t.mid]
+	switch {
+	case src.Source != "":
+	case remote.Kind() == webrtc.RTPCodecTypeAudio:
+		src = signal.TrackSource{Source: signal.SourceMicrophone}
+	default:
+		src = signal.TrackSource{Source: signal.SourceCamera}
+	}
 	t.source, t.translationOf, t.lang = src.Source, src.TranslationOf, src.Lang
+	return t, true
+}
+
+// newForwarder makes the forwarder of one incoming stream of t, with the
+// feedback to its publisher, and the function that ends that feedback.
+func (p *Participant) newForwarder(t *publishedTrack, remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver, ssrc uint32) (*forward.Forwarder, func()) {
 	fb := p.feedbackFor(remote, recv)
 	var observe func([]byte, *rtp.Header, time.Time)
+	closeFeedback := func() {}
 	if fb != nil {
-		defer fb.Close()
+		closeFeedback = fb.Close
 		observe = fb.Received
 	}
 	if remote.Kind() == webrtc.RTPCodecTypeAudio {
@@ -94,7 +200,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 			}
 		}
 	}
-	t.fwd = forward.New(forward.Config{
+	return forward.New(forward.Config{
 		Codec:            remote.Codec(),
 		Extensions:       recv.GetParameters().HeaderExtensions,
 		KeyframeInterval: p.m.cfg.KeyframeInterval,
@@ -105,18 +211,21 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 			}
 		},
 		Observe: observe,
-	})
+	}), closeFeedback
+}
 
+// announce makes t one of p's tracks and offers it to the others.
+func (p *Participant) announce(t *publishedTrack, remote *webrtc.TrackRemote) {
 	r := p.room
 	r.mu.Lock()
 	if _, dup := p.tracks[t.id]; dup || t.id == "" {
-		t.id = fmt.Sprintf("%s-%d", t.id, ssrc) // ids are unique per publisher
+		t.id = fmt.Sprintf("%s-%d", t.id, remote.SSRC()) // ids are unique per publisher
 	}
 	p.tracks[t.id] = t
 	others := r.othersLocked(p)
 	r.mu.Unlock()
 	p.m.cfg.Counters.TracksCurrent.Add(1)
-	p.log.Info("track published", "track", t.id, "codec", remote.Codec().MimeType)
+	p.log.Info("track published", "track", t.id, "codec", remote.Codec().MimeType, "layers", t.nLayers)
 
 	info := t.info()
 	for _, o := range others {
@@ -130,26 +239,28 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 	if t.meter != nil {
 		p.m.speakers.add(t)
 	}
-	// pion calls OnTrack on its own goroutine: this is the track's reader.
-	if !p.goStart() {
+}
+
+// endLayer takes an ended stream out of t, and unpublishes t with its
+// last.
+func (p *Participant) endLayer(t *publishedTrack, fwd *forward.Forwarder) {
+	if t.layers != nil {
+		t.layers.Remove(fwd)
+	}
+	p.negMu.Lock()
+	t.liveLayers--
+	last := t.liveLayers == 0
+	if last {
+		for recv, bt := range p.byReceiver {
+			if bt == t {
+				delete(p.byReceiver, recv)
+			}
+		}
+	}
+	p.negMu.Unlock()
+	if last {
 		p.unpublish(t)
-		return
 	}
-	defer p.wg.Done()
-	if p.goStart() {
-		go p.readPublisherRTCP(recv)
-	}
-	// From here on the fast receive path, if the connection took it,
-	// takes the track's packets; pion delivers those already in its
-	// buffers, and all of them if it has none.
-	kept := p.startPublisherPath() && p.pubPath.Keep(ssrc, t.fwd)
-	if err := t.fwd.Run(remote); err != nil {
-		p.log.Debug("track ended", "track", t.id, "err", err)
-	}
-	if kept {
-		p.pubPath.Release(ssrc) // before the subscribers go
-	}
-	p.unpublish(t)
 }
 
 // feedbackFor starts the feedback to the publisher for one of its tracks,
@@ -196,13 +307,18 @@ func (p *Participant) startPublisherPath() bool {
 	return fast
 }
 
-// readPublisherRTCP passes the publisher's RTCP for one track to the
-// feedback: its sender reports time the receiver reports.
-func (p *Participant) readPublisherRTCP(recv *webrtc.RTPReceiver) {
+// readPublisherRTCP passes the publisher's RTCP for one track, or one
+// layer (rid) of it, to the feedback: its sender reports time the
+// receiver reports.
+func (p *Participant) readPublisherRTCP(recv *webrtc.RTPReceiver, rid string) {
 	defer p.wg.Done()
 	buf := make([]byte, 1500)
+	read := recv.Read
+	if rid != "" {
+		read = func(b []byte) (int, interceptor.Attributes, error) { return recv.ReadSimulcast(b, rid) }
+	}
 	for {
-		n, _, err := recv.Read(buf)
+		n, _, err := read(buf)
 		if err != nil {
 			return
 		}
@@ -226,23 +342,7 @@ func (p *Participant) drain(remote *webrtc.TrackRemote) {
 
 func (t *publishedTrack) info() signal.Track {
 	return signal.Track{ID: t.id, Kind: t.fwd.Kind().String(), Codec: t.fwd.Codec().MimeType, Muted: t.muted, Source: t.source,
-		TranslationOf: t.translationOf, Lang: t.lang}
-}
-
-// sourceOf is what the publisher said the transceiver mid carries, else
-// its kind's default.
-func (p *Participant) sourceOf(mid string, kind webrtc.RTPCodecType) signal.TrackSource {
-	p.negMu.Lock()
-	s := p.sources[mid]
-	p.negMu.Unlock()
-	switch {
-	case s.Source != "":
-		return s
-	case kind == webrtc.RTPCodecTypeAudio:
-		return signal.TrackSource{Source: signal.SourceMicrophone}
-	default:
-		return signal.TrackSource{Source: signal.SourceCamera}
-	}
+		TranslationOf: t.translationOf, Lang: t.lang, Layers: t.nLayers}
 }
 
 // unpublish removes an ended track from every subscriber.

@@ -49,7 +49,7 @@ type subscriberRTCP struct{ p *Participant }
 
 func (s subscriberRTCP) ReceiveRTCP(pkt []byte) {
 	if !hasFeedback(pkt) {
-		return // receiver reports only: nothing to answer
+		return // receiver reports only, without news: nothing to answer
 	}
 	if pkts, err := rtcp.Unmarshal(pkt); err == nil {
 		s.p.handleSubscriberRTCP(pkts, nil)
@@ -58,8 +58,8 @@ func (s subscriberRTCP) ReceiveRTCP(pkt []byte) {
 
 // hasFeedback reports whether a compound RTCP packet holds transport or
 // payload-specific feedback (RFC 4585: NACK, PLI, FIR) or a receiver
-// report block that echoes a sender report (the round trip), without
-// parsing it.
+// report block that echoes a sender report (the round trip) or reports
+// loss (the bandwidth estimate), without parsing it.
 func hasFeedback(pkt []byte) bool {
 	for off := 0; off+4 <= len(pkt); off += (int(pkt[off+2])<<8 | int(pkt[off+3]) + 1) * 4 {
 		switch pt := rtcp.PacketType(pkt[off+1]); pt {
@@ -68,7 +68,7 @@ func hasFeedback(pkt []byte) bool {
 		case rtcp.TypeReceiverReport:
 			// 8 header bytes, then 24-byte blocks with LSR at 16.
 			for i, b := 0, off+8; i < int(pkt[off]&0x1f) && b+24 <= len(pkt); i, b = i+1, b+24 {
-				if pkt[b+16]|pkt[b+17]|pkt[b+18]|pkt[b+19] != 0 {
+				if pkt[b+4] != 0 || pkt[b+16]|pkt[b+17]|pkt[b+18]|pkt[b+19] != 0 {
 					return true
 				}
 			}
@@ -104,12 +104,12 @@ func (p *Participant) handleSubscriberRTCP(pkts []rtcp.Packet, down *forward.Dow
 		case *rtcp.PictureLossIndication:
 			if d := p.trackFor(down, pkt.MediaSSRC); d != nil {
 				c.PLIs.Add(1)
-				d.Forwarder().RequestKeyframe()
+				d.RequestKeyframe()
 			}
 		case *rtcp.FullIntraRequest:
 			if d := p.trackFor(down, pkt.MediaSSRC); d != nil {
 				c.PLIs.Add(1)
-				d.Forwarder().RequestKeyframe()
+				d.RequestKeyframe()
 			}
 		case *rtcp.TransportLayerNack:
 			if d := p.trackFor(down, pkt.MediaSSRC); d != nil {
@@ -118,6 +118,7 @@ func (p *Participant) handleSubscriberRTCP(pkts []rtcp.Packet, down *forward.Dow
 			}
 		case *rtcp.ReceiverReport:
 			for _, r := range pkt.Reports {
+				p.noteLoss(r.FractionLost)
 				if rtt, ok := roundTrip(r, time.Now()); ok {
 					if d := p.trackFor(nil, r.SSRC); d != nil {
 						d.SetRTT(rtt)

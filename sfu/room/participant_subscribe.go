@@ -2,6 +2,7 @@ package room
 
 import (
 	"github.com/jbcalling/platform/sfu/forward"
+	"github.com/jbcalling/platform/sfu/simulcast"
 )
 
 // subscribe adds t to p's subscriber connection and renegotiates.
@@ -28,14 +29,25 @@ func (p *Participant) addSubscription(t *publishedTrack) bool {
 		p.subMu.Unlock()
 		return false
 	}
-	down := t.fwd.NewDownTrack(t.id, t.owner.id, p.subIndex)
+	var down *forward.DownTrack
+	if t.layers != nil {
+		if down = t.layers.NewDownTrack(t.id, t.owner.id, p.subIndex); down == nil {
+			p.subMu.Unlock()
+			return false
+		}
+		// The lowest layer starts soonest and fits any link; the
+		// allocation raises it within a report interval.
+		down.SetTarget(0)
+	} else {
+		down = t.fwd.NewDownTrack(t.id, t.owner.id, p.subIndex)
+	}
 	sender, err := p.sub.AddTrack(down)
 	if err != nil {
 		p.subMu.Unlock()
 		p.log.Warn("subscribing", "track", t.id, "err", err)
 		return false
 	}
-	p.subs[key] = &subscription{sender: sender, down: down}
+	p.subs[key] = &subscription{sender: sender, down: down, maxLayer: simulcast.MaxLayers - 1, told: noLayerTold}
 	if s := p.subPath.NewStream(); s != nil {
 		down.SetDirect(s)
 	}

@@ -7,8 +7,9 @@ import (
 	"github.com/pion/rtcp"
 )
 
-// reporter sends every connected subscriber its RTCP sender reports each
-// SenderReportInterval from one goroutine, which runs while anyone is
+// reporter sends every connected subscriber its RTCP sender reports, and
+// chooses its simulcast layers, each SenderReportInterval from one
+// goroutine, which runs while anyone is
 // registered: a ticker per participant woke the SFU a hundred times a
 // second at 100 subscribers, each wake-up costing tens of µs here
 // (docs/benchmarks.md).
@@ -70,6 +71,7 @@ func (r *reporter) run(stop, done chan struct{}) {
 			r.mu.Unlock()
 			for _, p := range members {
 				pkts = p.sendSenderReports(now, pkts[:0])
+				p.allocateLayers(now)
 			}
 			clear(members) // keep no participant alive
 		}

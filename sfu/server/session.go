@@ -338,6 +338,10 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 		if err := p.SetMute(m.MID, m.TrackID, m.Muted); err != nil {
 			se.sendError(signal.CodeUnknownTrack, typ, "%v", err)
 		}
+	case *signal.Subscription:
+		if err := p.SetSubscription(m.ParticipantID, m.TrackID, m.MaxLayer, m.Paused); err != nil {
+			se.sendError(signal.CodeUnknownTrack, typ, "%v", err)
+		}
 	case *signal.Languages:
 		if m.ParticipantID != "" && m.ParticipantID != p.ID() {
 			se.sendError(signal.CodeBadMessage, typ, "a client sets only its own languages")

@@ -27,6 +27,9 @@ func registerCodecs(m *webrtc.MediaEngine) error {
 	}{
 		{sdp.SDESMidURI, webrtc.RTPCodecTypeAudio},
 		{sdp.SDESMidURI, webrtc.RTPCodecTypeVideo},
+		// Simulcast: each layer's packets name their rid.
+		{sdp.SDESRTPStreamIDURI, webrtc.RTPCodecTypeVideo},
+		{sdp.SDESRepairRTPStreamIDURI, webrtc.RTPCodecTypeVideo},
 		{sdp.AudioLevelURI, webrtc.RTPCodecTypeAudio},
 		{sdp.TransportCCURI, webrtc.RTPCodecTypeAudio},
 		{sdp.TransportCCURI, webrtc.RTPCodecTypeVideo},

@@ -45,6 +45,8 @@ const (
 	TypeParticipantStatus = "participant_status"
 	TypeICERestart        = "ice_restart"
 	TypeLanguages         = "languages"
+	TypeSubscription      = "subscription"
+	TypeLayer             = "layer"
 )
 
 // Peer connection targets. Each participant has two peer connections: the
@@ -125,6 +127,35 @@ type Track struct {
 	// it speaks, in which language.
 	TranslationOf string `json:"translationOf,omitempty"`
 	Lang          string `json:"lang,omitempty"`
+	// Layers is how many simulcast layers the publisher sends (absent:
+	// one). Each subscriber receives one at a time: see Subscription and
+	// Layer.
+	Layers int `json:"layers,omitempty"`
+}
+
+// MaxLayers is the most simulcast layers of a track the server forwards.
+const MaxLayers = 3
+
+// Subscription is a subscriber's wish for one remote track: the highest
+// simulcast layer it wants (0 the lowest; absent: any, as bandwidth
+// allows), e.g. for the size of the tile showing it, or none at all
+// (Paused, for a track not shown). It applies to simulcast tracks only.
+type Subscription struct {
+	ParticipantID string `json:"participantId"`
+	TrackID       string `json:"trackId"`
+	MaxLayer      *int   `json:"maxLayer,omitempty"`
+	Paused        bool   `json:"paused,omitempty"`
+}
+
+// Layer tells a subscriber which layer of a simulcast track it now
+// receives (Paused: none, because it asked so or its link carries too
+// little), and which one the server aims for (Target).
+type Layer struct {
+	ParticipantID string `json:"participantId"`
+	TrackID       string `json:"trackId"`
+	Layer         int    `json:"layer"`
+	Target        int    `json:"target"`
+	Paused        bool   `json:"paused,omitempty"`
 }
 
 // Track sources. A track whose publisher named none is its kind's
@@ -412,6 +443,8 @@ func (*Resumed) MessageType() string           { return TypeResumed }
 func (*ParticipantStatus) MessageType() string { return TypeParticipantStatus }
 func (*ICERestart) MessageType() string        { return TypeICERestart }
 func (*Languages) MessageType() string         { return TypeLanguages }
+func (*Subscription) MessageType() string      { return TypeSubscription }
+func (*Layer) MessageType() string             { return TypeLayer }
 
 func newMessage(typ string) Message {
 	switch typ {
@@ -461,6 +494,10 @@ func newMessage(typ string) Message {
 		return &ICERestart{}
 	case TypeLanguages:
 		return &Languages{}
+	case TypeSubscription:
+		return &Subscription{}
+	case TypeLayer:
+		return &Layer{}
 	}
 	return nil
 }
@@ -506,6 +543,13 @@ func validate(m Message) error {
 		}
 		if !ValidLanguage(m.Language) || !ValidLanguage(m.TranslateTo) {
 			return errors.New("language and translateTo must be language tags such as \"en\" or \"pt-BR\"")
+		}
+	case *Subscription:
+		if m.ParticipantID == "" || m.TrackID == "" {
+			return errors.New("participantId and trackId are required")
+		}
+		if m.MaxLayer != nil && (*m.MaxLayer < 0 || *m.MaxLayer >= MaxLayers) {
+			return fmt.Errorf("maxLayer must be from 0 to %d", MaxLayers-1)
 		}
 	case *Languages:
 		if !ValidLanguage(m.Language) || !ValidLanguage(m.TranslateTo) {

@@ -88,6 +88,9 @@ func TestDecodeErrors(t *testing.T) {
 		{`{"type":"data","topic":"chat","payload":"` + strings.Repeat("x", MaxDataPayload) + `"}`, ErrBadMessage},
 		{`{"type":"resume","v":1,"participantId":"p-1"}`, ErrBadMessage},
 		{`{"type":"ice_restart"}`, ErrBadMessage},
+		{`{"type":"subscription","trackId":"t"}`, ErrBadMessage},
+		{`{"type":"subscription","participantId":"p","trackId":"t","maxLayer":3}`, ErrBadMessage},
+		{`{"type":"subscription","participantId":"p","trackId":"t","maxLayer":-1}`, ErrBadMessage},
 		{`{"type":"ping","pad":"` + strings.Repeat("x", MaxMessageSize) + `"}`, ErrTooLarge},
 	}
 	for _, tc := range tests {
@@ -131,7 +134,8 @@ func TestProtocolExamplesDecode(t *testing.T) {
 	}
 	for _, typ := range []string{TypeJoin, TypeJoined, TypeOffer, TypeAnswer, TypeCandidate, TypeParticipantJoined, TypeParticipantLeft,
 		TypeTrackPublished, TypeTrackUnpublished, TypeMute, TypeLeave, TypeError, TypeDraining, TypeICEServers, TypePing,
-		TypeData, TypeActiveSpeakers, TypeResume, TypeResumed, TypeParticipantStatus, TypeICERestart, TypeLanguages} {
+		TypeData, TypeActiveSpeakers, TypeResume, TypeResumed, TypeParticipantStatus, TypeICERestart, TypeLanguages,
+		TypeSubscription, TypeLayer} {
 		if !seen[typ] {
 			t.Errorf("PROTOCOL.md has no example of %q", typ)
 		}

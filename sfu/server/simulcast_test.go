@@ -1,0 +1,208 @@
+package server_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jbcalling/platform/internal/netns"
+	"github.com/jbcalling/platform/sfu/client"
+	"github.com/jbcalling/platform/sfu/signal"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// simulcastSource publishes one VP8 track in three layers (rids q, h, f)
+// whose packets say their layer and frame after the VP8 descriptor; each
+// layer sends a keyframe every half second.
+type simulcastSource struct {
+	sc   *client.Simulcast
+	stop chan struct{}
+	done   chan struct{}
+}
+
+func publishSimulcast(t *testing.T, p *peer) *simulcastSource {
+	t.Helper()
+	s := &simulcastSource{stop: make(chan struct{}), done: make(chan struct{})}
+	var tracks []*webrtc.TrackLocalStaticRTP
+	for _, rid := range []string{"q", "h", "f"} {
+		tr, err := webrtc.NewTrackLocalStaticRTP(vp8Cap, "cam", p.ID(), webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tracks = append(tracks, tr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var err error
+	if s.sc, err = p.PublishSimulcast(ctx, tracks...); err != nil {
+		t.Fatalf("publish simulcast: %v", err)
+	}
+	go s.run()
+	return s
+}
+
+func (s *simulcastSource) run() {
+	defer close(s.done)
+	tick := time.NewTicker(33 * time.Millisecond)
+	defer tick.Stop()
+	for frame := uint32(0); ; frame++ {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+		for l := range 3 {
+			pic := uint16(frame+uint32(l)*1000) & 0x7fff
+			vp8hdr := byte(0x01)
+			if frame%15 == 0 {
+				vp8hdr = 0x00 // a keyframe
+			}
+			payload := make([]byte, 12, 12+300*l*l+100)
+			copy(payload, []byte{0x90, 0x80, 0x80 | byte(pic>>8), byte(pic), vp8hdr, byte(l)})
+			binary.BigEndian.PutUint32(payload[6:], frame)
+			payload = payload[:cap(payload)]
+			seq := uint16(frame) + uint16(l)*20000
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: frame*3000 + uint32(l)*7777777, Marker: true}, Payload: payload}
+			if err := s.sc.WriteRTP(l, pkt); err != nil && !errors.Is(err, net.ErrClosed) {
+				return
+			}
+		}
+	}
+}
+
+func (s *simulcastSource) close() {
+	close(s.stop)
+	<-s.done
+}
+
+// received is what a subscriber read of a simulcast track.
+type received struct {
+	mu      sync.Mutex
+	layer   int
+	at      time.Time // the last packet's arrival
+	err     error
+	packets int
+}
+
+// readSimulcast reads rt until it ends, checking that it is one stream:
+// consecutive sequence numbers, growing timestamps, consecutive VP8
+// picture IDs, whatever layer each packet came from.
+func readSimulcast(rt *client.RemoteTrack, r *received) {
+	var lastSeq, lastPic uint16
+	var lastTS uint32
+	for i := 0; ; i++ {
+		pkt, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			return
+		}
+		p := pkt.Payload
+		pic := binary.BigEndian.Uint16(p[2:4]) & 0x7fff
+		r.mu.Lock()
+		if i > 0 && r.err == nil {
+			switch {
+			case pkt.SequenceNumber != lastSeq+1:
+				r.err = fmt.Errorf("packet %d: sequence number %d after %d", i, pkt.SequenceNumber, lastSeq)
+			case pkt.Timestamp-lastTS == 0 || pkt.Timestamp-lastTS > 1<<31:
+				r.err = fmt.Errorf("packet %d: timestamp %d after %d", i, pkt.Timestamp, lastTS)
+			case pic != (lastPic+1)&0x7fff:
+				r.err = fmt.Errorf("packet %d: picture ID %d after %d", i, pic, lastPic)
+			}
+		}
+		r.layer, r.at = int(p[5]), time.Now()
+		r.packets++
+		r.mu.Unlock()
+		lastSeq, lastTS, lastPic = pkt.SequenceNumber, pkt.Timestamp, pic
+	}
+}
+
+func (r *received) state() (layer int, since time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.layer, time.Since(r.at), r.err
+}
+
+// A subscriber of a simulcast track gets the highest layer its link
+// carries (here all of them), the highest it asks for when it asks for
+// less, nothing while it pauses the track, and the top again when it
+// lifts its limits: as one continuous stream, with a layer message at
+// each change.
+func TestSimulcastSubscription(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	b := e.join("room", "B", nil)
+	defer b.Close()
+	src := publishSimulcast(t, a)
+	defer src.close()
+	pub := b.expectEvent(t, "the simulcast track's announcement", func(m signal.Message) bool {
+		tp, ok := m.(*signal.TrackPublished)
+		return ok && tp.ParticipantID == a.ID()
+	}).(*signal.TrackPublished)
+	if pub.Track.Layers != 3 {
+		t.Fatalf("announced with %d layers, want 3", pub.Track.Layers)
+	}
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	var r received
+	go readSimulcast(rt, &r)
+
+	layerEvent := func(want int, paused bool) {
+		t.Helper()
+		b.expectEvent(t, fmt.Sprintf("layer %d (paused %v)", want, paused), func(m signal.Message) bool {
+			l, ok := m.(*signal.Layer)
+			return ok && l.TrackID == pub.Track.ID && l.ParticipantID == a.ID() && l.Paused == paused && (paused || l.Layer == want)
+		})
+	}
+	receiving := func(want int) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("layer %d", want), func() bool {
+			layer, since, _ := r.state()
+			return layer == want && since < 200*time.Millisecond
+		})
+	}
+	ctx := context.Background()
+	layerEvent(2, false)
+	receiving(2)
+
+	zero := 0
+	if err := b.SetSubscription(ctx, a.ID(), pub.Track.ID, &zero, false); err != nil {
+		t.Fatal(err)
+	}
+	layerEvent(0, false)
+	receiving(0)
+
+	if err := b.SetSubscription(ctx, a.ID(), pub.Track.ID, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	layerEvent(0, true)
+	time.Sleep(100 * time.Millisecond) // what was on its way
+	_, since, _ := r.state()
+	time.Sleep(time.Second)
+	if _, now, _ := r.state(); now < since+900*time.Millisecond {
+		t.Fatal("packets still arrive for a paused track")
+	}
+
+	if err := b.SetSubscription(ctx, a.ID(), pub.Track.ID, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	receiving(2)
+	if _, _, err := r.state(); err != nil {
+		t.Fatalf("not one stream across the switches: %v", err)
+	}
+
+	// A subscription to a track the subscriber does not have is refused.
+	if err := b.SetSubscription(ctx, a.ID(), "nope", nil, true); err != nil {
+		t.Fatal(err)
+	}
+	b.expectEvent(t, "an unknown_track error", func(m signal.Message) bool {
+		e, ok := m.(*signal.Error)
+		return ok && e.Code == signal.CodeUnknownTrack && e.Ref == signal.TypeSubscription
+	})
+}
