@@ -108,7 +108,11 @@ function tile(id, name, self = false, screen = false) {
   const reconnecting = document.createElement("span");
   reconnecting.className = "reconnecting";
   reconnecting.textContent = "reconnecting…";
-  caption.append(label, mic, reconnecting);
+  // The simulcast layer of the video this page receives.
+  const quality = document.createElement("span");
+  quality.className = "quality";
+  quality.title = "video quality received";
+  caption.append(label, mic, reconnecting, quality);
   // What this participant says, in the captions language, from the
   // translation agent.
   const subtitle = document.createElement("p");
@@ -117,13 +121,41 @@ function tile(id, name, self = false, screen = false) {
   el.append(video, avatar, caption, subtitle);
   if (screen) tilesEl.prepend(el);
   else tilesEl.append(el);
-  t = { id, el, video, subtitle, stream: new MediaStream(), receivers: [], subtitleTimer: 0 };
+  t = { id, el, video, subtitle, quality, stream: new MediaStream(), receivers: [], subtitleTimer: 0, videoTrackId: "" };
   video.srcObject = t.stream;
   demo.tiles.set(id, t);
   return t;
 }
 
 const screenTile = (participantId) => `${participantId}/screen`;
+
+const layerNames = ["low", "medium", "high"];
+
+/** Shows the layer of a remote simulcast video the page receives. */
+function showLayer(d) {
+  for (const t of demo.tiles.values()) {
+    if (t.videoTrackId !== d.trackId || !t.el.dataset.participantId.startsWith(d.participantId)) continue;
+    t.el.dataset.layer = d.paused ? "paused" : layerNames[d.layer] || String(d.layer);
+    t.quality.textContent = t.el.dataset.layer;
+  }
+}
+
+/**
+ * Asks for no more than a tile shows: the low layer for a small tile, the
+ * medium one for a middling one, any for a large one.
+ */
+const tileSizes = new ResizeObserver((entries) => {
+  for (const e of entries) {
+    const t = demo.tiles.get(e.target.dataset.participantId);
+    if (!t || !t.videoTrackId || !demo.session) continue;
+    const w = e.contentRect.width * (window.devicePixelRatio || 1);
+    const maxLayer = w < 320 ? 0 : w < 640 ? 1 : undefined;
+    if (maxLayer === t.maxLayer) continue;
+    t.maxLayer = maxLayer;
+    const pid = e.target.dataset.participantId.replace(/\/screen$/, "");
+    demo.session.setSubscription(pid, t.videoTrackId, { maxLayer });
+  }
+});
 
 /**
  * Shows a caption under its speaker's tile: in the language this page
@@ -156,6 +188,7 @@ function showCaption(c) {
 function removeTile(id) {
   const t = demo.tiles.get(id);
   if (!t) return;
+  tileSizes.unobserve(t.el);
   t.el.remove();
   demo.tiles.delete(id);
 }
@@ -324,6 +357,13 @@ form.addEventListener("submit", async (e) => {
           if (!t) return;
           t.stream.addTrack(d.track);
           if (d.kind === "audio") t.receivers.push(d.receiver);
+          const info = demo.session.participants.get(d.participantId);
+          const ti = info && info.tracks.find((x) => x.id === d.trackId);
+          if (d.kind === "video" && ti && ti.layers > 1) {
+            t.videoTrackId = d.trackId;
+            t.maxLayer = null;
+            tileSizes.observe(t.el);
+          }
           t.video.srcObject = t.stream; // pick up the new track
           t.video.play().catch(() => {}); // autoplay may wait for a click
           render(d.participantId);
@@ -337,6 +377,11 @@ form.addEventListener("submit", async (e) => {
             }
             t.stream.removeTrack(d.track);
             t.receivers = t.receivers.filter((r) => r.track !== d.track);
+            if (t.videoTrackId === d.trackId) {
+              t.videoTrackId = "";
+              delete t.el.dataset.layer;
+              tileSizes.unobserve(t.el);
+            }
             if (id === screenTile(d.participantId) && t.stream.getTracks().length === 0) removeTile(id);
           }
           render(d.participantId);
@@ -345,6 +390,7 @@ form.addEventListener("submit", async (e) => {
         trackunpublished: ({ detail: d }) => render(d.participantId),
         mute: ({ detail: d }) => render(d.local ? "self" : d.participantId),
         activespeakers: ({ detail: d }) => renderSpeakers(d.speakers),
+        layer: ({ detail: d }) => showLayer(d),
         caption: ({ detail: c }) => showCaption(c),
         data: ({ detail: d }) => {
           if (d.topic === "chat" && d.payload && typeof d.payload.text === "string") {

@@ -4,6 +4,9 @@
 /** The protocol version this client speaks. */
 export const PROTOCOL_VERSION: 1;
 
+/** The simulcast layers camera video is published as, lowest first. */
+export const SIMULCAST_LAYERS: readonly RTCRtpEncodingParameters[];
+
 /** Error codes of PROTOCOL.md, plus "client" and "closed" for local failures. */
 export type ErrorCode =
   | "bad_message" | "unknown_type" | "identity_limit" | "too_large" | "version" | "unauthorized"
@@ -34,6 +37,10 @@ export interface TrackInfo {
   translationOf?: string;
   /** Of a "translation" track: its language. */
   lang?: string;
+  /** Simulcast layers the publisher sends (absent: one). */
+  layers?: number;
+  /** The layer this client receives (0 the lowest), -1 while paused; simulcast tracks only. */
+  layer?: number;
 }
 
 export interface Participant {
@@ -93,6 +100,7 @@ export interface SessionEventMap {
   caption: CustomEvent<Caption>;
   languages: CustomEvent<{ participantId: string; language: string; translateTo: string }>;
   activespeakers: CustomEvent<{ speakers: Speaker[] }>;
+  layer: CustomEvent<{ participantId: string; trackId: string; layer: number; target: number; paused: boolean }>;
   connectionstatechange: CustomEvent<{ target: "publisher" | "subscriber"; state: RTCPeerConnectionState }>;
   reconnecting: CustomEvent<Record<string, never>>;
   reconnected: CustomEvent<Record<string, never>>;
@@ -115,6 +123,8 @@ export interface JoinOptions {
   language?: string;
   /** Language tag it wants captions in, e.g. "es". */
   translateTo?: string;
+  /** Camera video as simulcast layers: true (default, SIMULCAST_LAYERS), false, or your own encodings, lowest first. */
+  simulcast?: boolean | RTCRtpEncodingParameters[];
 }
 
 /** One participant's signalling session and its two peer connections. */
@@ -136,7 +146,10 @@ export class Session extends EventTarget {
   readonly translateTo: string;
 
   /** Publishes tracks; resolves once the server answered. */
-  publish(media: MediaStream | MediaStreamTrack[], options?: { source?: "camera" | "microphone" | "screen" }): Promise<void>;
+  publish(
+    media: MediaStream | MediaStreamTrack[],
+    options?: { source?: "camera" | "microphone" | "screen"; simulcast?: boolean | RTCRtpEncodingParameters[] },
+  ): Promise<void>;
   /** Stops sending a published track and renegotiates. */
   unpublish(track: MediaStreamTrack): Promise<void>;
   /** Sends newTrack in oldTrack's place without renegotiating. */
@@ -150,6 +163,7 @@ export class Session extends EventTarget {
   sendData(topic: string, payload: unknown, to?: string[]): void;
   /** Changes what this participant speaks and wants captions in ("" for none). */
   setLanguages(language: string, translateTo: string): void;
+  setSubscription(participantId: string, trackId: string, want?: { maxLayer?: number; paused?: boolean }): void;
   /** Leaves the room and closes everything. */
   leave(): Promise<void>;
 

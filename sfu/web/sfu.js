@@ -73,6 +73,17 @@ export function defaultURL(moduleURL = import.meta.url) {
 }
 
 /**
+ * The encodings a camera track is published with: null for one layer.
+ * @param {boolean|RTCRtpEncodingParameters[]|undefined} option
+ * @returns {RTCRtpEncodingParameters[]|null}
+ */
+function simulcastEncodings(option) {
+  if (option === false) return null;
+  if (Array.isArray(option)) return option.length > 1 ? option : null;
+  return SIMULCAST_LAYERS;
+}
+
+/**
  * @typedef {object} TrackInfo
  * @property {string} id     the publisher's track id
  * @property {"audio"|"video"} kind
@@ -81,6 +92,9 @@ export function defaultURL(moduleURL = import.meta.url) {
  * @property {"camera"|"microphone"|"screen"|"screen_audio"|"translation"} [source]
  * @property {string} [translationOf] a translation's speaker (participant id)
  * @property {string} [lang]          a translation's language
+ * @property {number} [layers]  simulcast layers the publisher sends (absent: one)
+ * @property {number} [layer]   the layer this client receives (0 the lowest), or -1 while
+ *   paused; from `layer` events, on simulcast tracks only
  *
  * @typedef {object} Participant
  * @property {string} id
@@ -112,7 +126,21 @@ export function defaultURL(moduleURL = import.meta.url) {
  * @property {RTCConfiguration} [rtcConfig] merged over {iceServers} from the join reply
  * @property {string} [language]    language tag this participant speaks, e.g. "en"
  * @property {string} [translateTo] language tag it wants captions in, e.g. "es"
+ * @property {boolean|RTCRtpEncodingParameters[]} [simulcast] how camera video is published:
+ *   true (the default) as three layers, SIMULCAST_LAYERS; false as one; or your own encodings,
+ *   lowest first, each with a rid
  */
+
+/**
+ * The simulcast layers camera video is published as, lowest first: each
+ * subscriber receives the one its link carries and its tile needs.
+ * @type {RTCRtpEncodingParameters[]}
+ */
+export const SIMULCAST_LAYERS = Object.freeze([
+  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 }),
+  Object.freeze({ rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 }),
+  Object.freeze({ rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 }),
+]);
 
 /**
  * Opens the signalling socket and joins a room. Resolves once the server
@@ -137,6 +165,10 @@ export function defaultURL(moduleURL = import.meta.url) {
  * - `caption` {Caption}: what someone said, with its translations (from
  *   the translation agent; `captions` data messages come only as this)
  * - `languages` {participantId, language, translateTo}: someone changed theirs
+ * - `layer` {participantId, trackId, layer, target, paused}: which simulcast
+ *   layer of a remote track this client now receives (0 the lowest), which one
+ *   the server aims for, and whether it receives none (asked so, or too little
+ *   bandwidth); see setSubscription
  * - `activespeakers` {speakers: [{participantId, level}]}: the loudest
  *   first, as the server measures them; sent when the list changes
  * - `connectionstatechange` {target: "publisher"|"subscriber", state}
@@ -261,16 +293,21 @@ export class Session extends EventTarget {
    * Publishes tracks (a MediaStream's or a list) on the publisher
    * connection and resolves once the server answered. `source` tells the
    * others what they carry: "screen" for a shared screen (its audio
-   * becomes "screen_audio"); by default camera and microphone.
+   * becomes "screen_audio"); by default camera and microphone. Camera
+   * video goes as simulcast layers unless `simulcast` (here, else the join
+   * option) says otherwise.
    * @param {MediaStream|MediaStreamTrack[]} media
-   * @param {{source?: "camera"|"microphone"|"screen"}} [options]
+   * @param {{source?: "camera"|"microphone"|"screen", simulcast?: boolean|RTCRtpEncodingParameters[]}} [options]
    */
   async publish(media, options = {}) {
     const tracks = media instanceof MediaStream ? media.getTracks() : media;
     const stream = media instanceof MediaStream ? media : new MediaStream(tracks);
     for (const track of tracks) {
       if (this._local.has(track.id)) continue;
-      const transceiver = this.publisher.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      const init = { direction: "sendonly", streams: [stream] };
+      const encodings = track.kind === "video" && (options.source || "camera") === "camera" ? simulcastEncodings(options.simulcast ?? this._opts.simulcast) : null;
+      if (encodings) init.sendEncodings = encodings.map((e) => ({ ...e }));
+      const transceiver = this.publisher.addTransceiver(track, init);
       let source = options.source;
       if (source === "screen" && track.kind === "audio") source = "screen_audio";
       this._local.set(track.id, { track, sender: transceiver.sender, transceiver, muted: !track.enabled, source });
@@ -335,6 +372,20 @@ export class Session extends EventTarget {
     this.language = language || "";
     this.translateTo = translateTo || "";
     this._send({ type: "languages", language: this.language, translateTo: this.translateTo });
+  }
+
+  /**
+   * Says what this client wants of a remote simulcast track: at most layer
+   * `maxLayer` (0 the lowest; omitted: any its link carries), e.g. the
+   * lowest for a small tile, or nothing while `paused` (a track not on
+   * screen). The server answers with a `layer` event.
+   * @param {string} participantId
+   * @param {string} trackId
+   * @param {{maxLayer?: number, paused?: boolean}} [want]
+   */
+  setSubscription(participantId, trackId, want = {}) {
+    if (this.closed) throw new SFUError("closed", "session closed");
+    this._send({ type: "subscription", participantId, trackId, maxLayer: want.maxLayer ?? undefined, paused: want.paused || undefined });
   }
 
   /** Local tracks published so far. @returns {MediaStreamTrack[]} */
@@ -458,6 +509,13 @@ export class Session extends EventTarget {
         if (t) t.muted = msg.muted;
         return this._emit("mute", {
           participantId: msg.participantId, trackId: msg.trackId, kind: t ? t.kind : undefined, muted: msg.muted, local: false,
+        });
+      }
+      case "layer": {
+        const t = this._trackInfo(msg.participantId, msg.trackId);
+        if (t) t.layer = msg.paused ? -1 : msg.layer;
+        return this._emit("layer", {
+          participantId: msg.participantId, trackId: msg.trackId, layer: msg.layer, target: msg.target, paused: !!msg.paused,
         });
       }
       case "resumed":
