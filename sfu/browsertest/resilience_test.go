@@ -79,6 +79,25 @@ func (c *clientNet) move(addr string) {
 	c.addr = addr
 }
 
+// shape limits what reaches the browser to rate (tc's syntax, e.g.
+// "300kbit") with a token bucket whose queue holds 200 ms: a slow
+// downlink, as on a weak mobile or crowded Wi-Fi link.
+func (c *clientNet) shape(rate string) {
+	c.t.Helper()
+	out, err := exec.Command("tc", "qdisc", "replace", "dev", c.hostIf, "root", "tbf", "rate", rate, "burst", "8kb", "latency", "200ms").CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("tc: %v: %s", err, out)
+	}
+}
+
+// unshape lifts the limit.
+func (c *clientNet) unshape() {
+	c.t.Helper()
+	if out, err := exec.Command("tc", "qdisc", "del", "dev", c.hostIf, "root").CombinedOutput(); err != nil {
+		c.t.Fatalf("tc: %v: %s", err, out)
+	}
+}
+
 // tcpProxy forwards connections to target; cut ends every one of them
 // abruptly (a reset, as a dying NAT or proxy would).
 type tcpProxy struct {

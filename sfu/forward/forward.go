@@ -64,6 +64,9 @@ type Counters struct {
 	// Unsent are copies for a direct subscriber whose connection had no
 	// UDP address (they are never handed to pion: see DownTrack.send).
 	Unsent atomic.Uint64
+	// LayerSwitches: subscribers of simulcast tracks moved to another
+	// layer (at its keyframe).
+	LayerSwitches atomic.Uint64
 }
 
 // Config configures a Forwarder.

@@ -238,6 +238,7 @@ func (d *DownTrack) writeLayer(b *binding, o *outPacket, batch *srtpsend.Batch) 
 		s.sources[s.next] = layerSource{id: s.source, f: f, off: s.sw.Offsets()}
 		s.next = (s.next + 1) % len(s.sources)
 		s.current.Store(int32(f.layer))
+		f.cfg.Counters.LayerSwitches.Add(1)
 		d.joinLayers() // out of the layer left
 	}
 	head := s.head[:copy(s.head[:], sh.heads[o.i])]

@@ -3,6 +3,8 @@ package forward
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -248,7 +250,78 @@ func TestSimulcastDirectForwardAllocatesNothing(t *testing.T) {
 		d.SetTarget(2)
 	}
 	s.frame(2, true)
-	if n := testing.AllocsPerRun(100, func() { s.frame(2, false) }); n > 1 {
-		t.Fatalf("a layer's packet to 20 direct subscribers allocated %.1f times, want 0 (1 is the test's packet)", n)
+	raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: s.seq[2], Timestamp: s.ts[2], SSRC: 102},
+		Payload: append([]byte{0x90, 0x80, 0x80, 0x01, 0x01}, bytes.Repeat([]byte{0xab}, 1100)...)}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := func() {
+		s.fwds[2].Forward(raw)
+		bump(raw, 1)
+		raw[7]++ // the next frame: timestamps grow
+	}
+	forward()
+	if n := testing.AllocsPerRun(100, forward); n != 0 {
+		t.Fatalf("a layer's packet to 20 direct subscribers allocated %.1f times, want 0", n)
+	}
+	if got := s.fwds[2].Subscribers(); got != 20 {
+		t.Fatalf("layer 2 has %d subscribers, want 20", got)
+	}
+}
+
+// BenchmarkSimulcastForward compares a copy to a subscriber of one layer
+// of a simulcast track (its switcher, rewrite and scratch) with a copy to
+// a subscriber of a single-layer track, on the direct path, n
+// subscribers, packets forwarded one at a time.
+func BenchmarkSimulcastForward(b *testing.B) {
+	for _, n := range []int{3, 100} {
+		for _, sim := range []bool{false, true} {
+			b.Run(fmt.Sprintf("subscribers=%d/simulcast=%v", n, sim), func(b *testing.B) {
+				sock := newTestSocket(b)
+				s := newSimTrack(b)
+				f := s.fwds[2]
+				if !sim {
+					f = newForwarder(nil)
+				}
+				for i := range n {
+					peer := newDirectPeer(b, sock)
+					go func() {
+						buf := make([]byte, 2048)
+						for {
+							if _, _, err := peer.rx.ReadFromUDPAddrPort(buf); err != nil {
+								return
+							}
+						}
+					}()
+					var d *DownTrack
+					if sim {
+						d, _ = bindSim(b, s, webrtc.SSRC(i+1))
+						d.SetTarget(2)
+					} else {
+						d, _ = bindRecorder(b, f, webrtc.SSRC(i+1))
+					}
+					d.SetDirect(peer.conn.NewStream())
+				}
+				payload := append([]byte{0x90, 0x80, 0x80, 0x01, 0x00}, bytes.Repeat([]byte{0xab}, 1100)...) // a keyframe's first packet
+				raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: 1, Timestamp: 1, SSRC: 102}, Payload: payload}).Marshal()
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.Forward(raw)
+				raw[len(raw)-len(payload)+4] = 0x01 // then inter frames
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				b.ReportAllocs()
+				for b.Loop() {
+					bump(raw, 1)
+					raw[7]++
+					f.Forward(raw)
+				}
+				if f.Subscribers() != n {
+					b.Fatalf("%d subscribers, want %d", f.Subscribers(), n)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/copy")
+			})
+		}
 	}
 }

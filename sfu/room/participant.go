@@ -58,14 +58,16 @@ type Participant struct {
 	subPath  *fastpath.Subscriber
 	subIndex *rtpindex.Book
 	// resends is its retransmission budget, across its tracks.
-	resends  *forward.ResendBudget
+	resends *forward.ResendBudget
 	// bwe estimates what its link carries, for the simulcast layers
-	// (the reporter's goroutine alone uses it); worstLoss is the highest
-	// fraction lost (of 256) its receiver reports gave since, +1 (0:
-	// none came).
-	bwe       *simulcast.Estimator
-	worstLoss atomic.Int32
-	reported atomic.Bool // the sender reports started
+	// (the reporter's goroutine alone uses it), from the loss its
+	// receiver reports gave since the last allocation: losses, and
+	// lastReport, the time of each SSRC's previous one.
+	bwe        *simulcast.Estimator
+	lossMu     sync.Mutex
+	losses     []simulcast.Report
+	lastReport map[uint32]time.Time
+	reported   atomic.Bool // the sender reports started
 
 	// The publisher connection's receive path (fast or pion, decided with
 	// its first track) and the feedback to the publisher.
@@ -90,11 +92,11 @@ type Participant struct {
 	candidates map[string]*signal.CandidateQueue
 
 	negMu       sync.Mutex
-	restart     bool                          // the next subscriber offer restarts ICE
-	restartedAt map[string]time.Time          // by target, for the restarts' throttle
-	sources     map[string]signal.TrackSource // publisher mid → what it carries, from its offers
+	restart     bool                                    // the next subscriber offer restarts ICE
+	restartedAt map[string]time.Time                    // by target, for the restarts' throttle
+	sources     map[string]signal.TrackSource           // publisher mid → what it carries, from its offers
 	byReceiver  map[*webrtc.RTPReceiver]*publishedTrack // simulcast tracks, whose layers come one by one
-	awaiting    bool                          // a subscriber offer waits for its answer
+	awaiting    bool                                    // a subscriber offer waits for its answer
 	offerSeq    uint64
 	again       bool // something changed meanwhile
 	pendPub     []webrtc.ICECandidateInit
@@ -139,6 +141,8 @@ type subscription struct {
 	// the subscriber, and the bytes sent at the last report.
 	told   int
 	octets uint32
+	// counted: in Counters.PausedLayers (under subMu).
+	counted bool
 }
 
 // ID is the participant's id.
@@ -350,6 +354,7 @@ func (p *Participant) Close() bool {
 		p.subMu.Lock()
 		for k, s := range p.subs {
 			s.down.Close()
+			p.countPaused(s, false)
 			delete(p.subs, k)
 		}
 		p.subMu.Unlock()

@@ -28,17 +28,26 @@ func (p *Participant) SetSubscription(publisher, track string, maxLayer *int, pa
 // noLayerTold: the subscriber was told nothing of the track yet.
 const noLayerTold = -2
 
-// noteLoss keeps the worst fraction lost (of 256) a receiver report gave
-// since the last allocation.
-func (p *Participant) noteLoss(fraction uint8) {
-	v := int32(fraction) + 1
-	for {
-		old := p.worstLoss.Load()
-		if old >= v || p.worstLoss.CompareAndSwap(old, v) {
-			return
-		}
+// noteLoss keeps a receiver report block's fraction lost (of 256) for
+// the next allocation, with the time the stream's previous report came
+// (the interval the fraction covers).
+func (p *Participant) noteLoss(ssrc uint32, fraction uint8, now time.Time) {
+	p.lossMu.Lock()
+	defer p.lossMu.Unlock()
+	if p.lastReport == nil {
+		p.lastReport = map[uint32]time.Time{}
 	}
+	since, ok := p.lastReport[ssrc]
+	p.lastReport[ssrc] = now
+	if !ok || len(p.losses) >= maxLossReports {
+		return // the first covers an unknown time
+	}
+	p.losses = append(p.losses, simulcast.Report{Lost: float64(fraction) / 256, Since: since})
 }
+
+// maxLossReports bounds what a subscriber's reports can make the server
+// keep between two allocations.
+const maxLossReports = 64
 
 // allocateLayers updates the estimate of what the subscriber's link
 // carries from the last interval's reports, chooses each simulcast
@@ -76,18 +85,48 @@ func (p *Participant) allocateLayers(now time.Time) {
 	}
 	p.subMu.Unlock()
 	secs := SenderReportInterval.Seconds()
-	p.bwe.Update(float64(p.worstLoss.Swap(0)-1)/256, sent/secs, now)
+	p.lossMu.Lock()
+	reports := p.losses
+	p.losses = nil
+	p.lossMu.Unlock()
+	p.bwe.Update(reports, sent/secs, now)
 	if len(sims) == 0 {
 		return
 	}
 	targets := simulcast.Allocate(p.bwe.Estimate()-reserved/secs, tracks)
+	p.log.Debug("simulcast layers", "estimate", int(p.bwe.Estimate()), "sent", int(sent/secs), "reserved", int(reserved/secs),
+		"targets", targets, "rates", tracks)
+	if f := p.m.cfg.Counters.ObserveEstimate; f != nil {
+		f(p.bwe.Estimate())
+	}
 	for i, ss := range sims {
 		d := ss.s.down
+		if cur := d.Layer(); targets[i] == simulcast.Paused && tracks[i].Max != simulcast.Paused && !p.bwe.Severe() &&
+			cur != simulcast.Paused && cur == tracks[i].Lowest() {
+			targets[i] = cur // see Estimator.Severe
+		}
 		d.SetTarget(targets[i])
 		if layer := d.Layer(); layer != ss.s.told {
 			ss.s.told = layer
+			p.subMu.Lock()
+			if p.subs[ss.key] == ss.s {
+				p.countPaused(ss.s, layer == simulcast.Paused)
+			}
+			p.subMu.Unlock()
 			p.send(&signal.Layer{ParticipantID: ss.key.publisher, TrackID: ss.key.track, Layer: max(layer, 0), Target: max(targets[i], 0),
 				Paused: layer == simulcast.Paused})
 		}
+	}
+}
+
+// countPaused keeps s in Counters.PausedLayers while paused; subMu held.
+func (p *Participant) countPaused(s *subscription, paused bool) {
+	if s.counted != paused {
+		s.counted = paused
+		d := int64(1)
+		if !paused {
+			d = -1
+		}
+		p.m.cfg.Counters.PausedLayers.Add(d)
 	}
 }

@@ -117,9 +117,10 @@ func (p *Participant) handleSubscriberRTCP(pkts []rtcp.Packet, down *forward.Dow
 				d.Resend(pkt, p.resends)
 			}
 		case *rtcp.ReceiverReport:
+			now := time.Now()
 			for _, r := range pkt.Reports {
-				p.noteLoss(r.FractionLost)
-				if rtt, ok := roundTrip(r, time.Now()); ok {
+				p.noteLoss(r.SSRC, r.FractionLost, now)
+				if rtt, ok := roundTrip(r, now); ok {
 					if d := p.trackFor(nil, r.SSRC); d != nil {
 						d.SetRTT(rtt)
 					}

@@ -79,6 +79,9 @@ func (p *Participant) unsubscribe(publisher, track string) {
 	p.subMu.Lock()
 	s := p.subs[key]
 	delete(p.subs, key)
+	if s != nil {
+		p.countPaused(s, false)
+	}
 	p.subMu.Unlock()
 	if s == nil {
 		return

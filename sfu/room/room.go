@@ -83,6 +83,12 @@ type Counters struct {
 	// ICE restarts the server started (a connection dropped) and the
 	// clients asked for.
 	ServerICERestarts, ClientICERestarts atomic.Uint64
+	// PausedLayers: simulcast subscriptions that receive no layer now
+	// (asked so, or too little bandwidth).
+	PausedLayers atomic.Int64
+	// ObserveEstimate, if set, sees each subscriber's bandwidth estimate
+	// (bits/s) at each allocation of its simulcast layers.
+	ObserveEstimate func(float64)
 }
 
 // Manager owns all rooms.

@@ -24,6 +24,8 @@ type metrics struct {
 	dataMessages                 prometheus.Counter
 	// Sessions whose WebSocket dropped, and those resumed by a new one.
 	detached, resumed prometheus.Counter
+	// Subscribers' bandwidth estimates, at each allocation of layers.
+	estimates prometheus.Histogram
 }
 
 func newMetrics(s *Server) *metrics {
@@ -52,7 +54,12 @@ func newMetrics(s *Server) *metrics {
 			Name: "sfu_sessions_dropped_total", Help: "Participants whose WebSocket dropped without a leave: kept for the resume window."}),
 		resumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sfu_sessions_resumed_total", Help: "Participants taken over by a new WebSocket (resume)."}),
+		estimates: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sfu_subscriber_bandwidth_estimate_bits", Help: "Subscribers' bandwidth estimates (bits/s), observed each second for those receiving simulcast tracks.",
+			Buckets: prometheus.ExponentialBuckets(50_000, 2, 8)}),
 	}
+	// Set before anyone joins: the rooms' goroutines read it after.
+	c.ObserveEstimate = m.estimates.Observe
 	gauge := func(name, help string, fn func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, fn)
 	}
@@ -74,7 +81,7 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		m.connections, m.joinLatency, m.joinsRefused, m.rateLimited, m.connsRefused, m.socketsRefused,
-		m.dataMessages, m.detached, m.resumed,
+		m.dataMessages, m.detached, m.resumed, m.estimates,
 		gauge("sfu_rooms", "Rooms with at least one participant.", func() float64 { r, _ := s.rooms.Stats(); return float64(r) }),
 		gauge("sfu_participants", "Participants in all rooms.", func() float64 { _, p := s.rooms.Stats(); return float64(p) }),
 		gauge("sfu_tracks", "Published tracks being forwarded.", func() float64 { return float64(c.TracksCurrent.Load()) }),
@@ -90,6 +97,8 @@ func newMetrics(s *Server) *metrics {
 		counter("sfu_packets_replayed_total", "RTP packets from publishers dropped as already forwarded, or too late to tell.", func() float64 { return float64(f.Replayed.Load()) }),
 		counter("sfu_packets_oversize_total", "RTP packets from publishers dropped as larger than 1500 bytes.", func() float64 { return float64(f.Oversize.Load()) }),
 		counter("sfu_index_refusals_total", "Copies to subscribers not sent because no SRTP packet index could be given them safely (a late packet whose index was used, a replaced track's packet).", func() float64 { return float64(f.IndexRefusals.Load()) }),
+		counter("sfu_layer_switches_total", "Subscribers of simulcast tracks moved to another layer, at its keyframe.", func() float64 { return float64(f.LayerSwitches.Load()) }),
+		gauge("sfu_paused_layers", "Simulcast subscriptions receiving no layer: paused by the subscriber, or for too little bandwidth.", func() float64 { return float64(c.PausedLayers.Load()) }),
 		counter("sfu_direct_unsent_total", "Copies to direct subscribers not sent because their connection had no UDP address.", func() float64 { return float64(f.Unsent.Load()) }),
 		counter("sfu_subscribers_direct_total", "Subscriber connections whose media leaves through the batched direct path.", func() float64 { return float64(pc.DirectSubscribers.Load()) }),
 		counter("sfu_subscribers_direct_aead_total", "Direct subscriber connections that negotiated AES-GCM SRTP, which the SFU seals itself (the others: AES-CM-HMAC, sealed by pion/srtp).", func() float64 { return float64(pc.DirectAEADSubscribers.Load()) }),

@@ -23,7 +23,7 @@ import (
 type simulcastSource struct {
 	sc   *client.Simulcast
 	stop chan struct{}
-	done   chan struct{}
+	done chan struct{}
 }
 
 func publishSimulcast(t *testing.T, p *peer) *simulcastSource {

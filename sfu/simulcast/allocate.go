@@ -44,6 +44,9 @@ func Allocate(budget float64, tracks []Track) []int {
 	return out
 }
 
+// Lowest is the lowest layer sent and allowed, or Paused.
+func (t Track) Lowest() int { return t.next(Paused) }
+
 // next is the lowest layer above from that is sent and allowed, or Paused.
 func (t Track) next(from int) int {
 	for l := from + 1; l <= min(t.Max, MaxLayers-1); l++ {

@@ -35,52 +35,68 @@ func TestAllocate(t *testing.T) {
 	}
 }
 
-// Loss over 10 % brings the estimate down to about what got through and
-// holds growth back, each time longer; no loss grows it, within a bound
-// of what is sent, so a layer above can be tried; a calm link forgets
-// the failed tries.
+// Loss over 10 % cuts the estimate, from what was sent, by half the
+// fraction lost; reports that cover time before the cut settled (audio's
+// come every few seconds) cut nothing more. No loss grows it, within a
+// bound of what is sent, so a layer above can be tried; a try that fails
+// holds the next one back longer, up to a limit; a calm link forgets the
+// failed tries.
 func TestEstimator(t *testing.T) {
-	t0 := time.Unix(0, 0)
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	report := func(lost, since float64) []Report { return []Report{{Lost: lost, Since: at(since)}} }
 	e := NewEstimator()
 	if e.Estimate() != StartEstimate {
 		t.Fatalf("start %v", e.Estimate())
 	}
-	e.Update(0.3, 400_000, t0)
-	if got := e.Estimate(); got != 400_000*0.85 {
-		t.Fatalf("after 30%% loss at 400 kbit/s: %v, want %v", got, 400_000*0.85)
+	e.Update(report(0.6, -1), 800_000, at(0))
+	if got := e.Estimate(); got != 800_000*0.7 {
+		t.Fatalf("after 60%% loss at 800 kbit/s: %v, want %v", got, 800_000*0.7)
 	}
-	low := e.Estimate()
-	e.Update(0, 150_000, t0.Add(time.Second)) // within the hold
-	if e.Estimate() != low {
+	cut := e.Estimate()
+	// Audio's report, covering the seconds before the cut, and a video
+	// report from before the cut settled.
+	e.Update(append(report(0.5, -4), report(0.3, 0.5)...), 300_000, at(1.5))
+	if e.Estimate() != cut {
+		t.Fatalf("cut again by reports of before the cut: %v", e.Estimate())
+	}
+	e.Update(nil, 150_000, at(2.5))
+	e.Update(report(0, 1.5), 150_000, at(1.9))
+	if e.Estimate() != cut {
 		t.Fatalf("grew within the hold: %v", e.Estimate())
 	}
-	e.Update(-1, 150_000, t0.Add(3*time.Second)) // no report: no change
-	if e.Estimate() != low {
-		t.Fatalf("changed without a report: %v", e.Estimate())
-	}
-	now := t0.Add(3 * time.Second)
-	for range 5 {
-		e.Update(0, 150_000, now)
-		now = now.Add(time.Second)
+	e.Update(report(0, 1.5), 150_000, at(2.5)) // held since 0 for minHold
+	e.Update(report(0, 2), 400_000, at(3))     // the growth not judged yet
+	if got := e.Estimate(); got != 150_000*headroom {
+		t.Fatalf("grew again before a report judged the last growth: %v", got)
 	}
 	if got := e.Estimate(); got != 150_000*headroom {
-		t.Fatalf("after 5 s clean at 150 kbit/s: %v, want the bound %v", got, 150_000.0*headroom)
+		t.Fatalf("after the hold: %v, want the bound %v", got, 150_000.0*headroom)
 	}
-	// A second failure, soon after the first, holds longer.
-	e.Update(0.2, 500_000, now)
-	failed := now
-	e.Update(0, 150_000, failed.Add(3*time.Second))
-	if e.Estimate() != 500_000*0.9 {
-		t.Fatalf("grew 3 s after a second failure: %v", e.Estimate())
+	e.Update(report(0.3, 2.5), 300_000, at(3.5)) // a fresh report: cut
+	if got := e.Estimate(); got != 300_000*0.85 {
+		t.Fatalf("after a fresh report of 30%% loss: %v, want %v", got, 300_000*0.85)
 	}
-	e.Update(0, 150_000, failed.Add(5*time.Second))
-	if e.Estimate() <= 500_000*0.9 {
-		t.Fatalf("still held 5 s after the second failure: %v", e.Estimate())
+	// That was a failed try: the hold doubled; again, up to maxHold.
+	if e.hold != 2*minHold {
+		t.Fatalf("hold %v after a failed try, want %v", e.hold, 2*minHold)
 	}
-	if e.hold != 4*minHold {
-		t.Fatalf("hold %v after two failures, want %v", e.hold, 4*minHold)
+	for i, want := range []time.Duration{maxHold, maxHold} {
+		start := at(10 + 10*float64(i))
+		e.Update([]Report{{Since: start.Add(-time.Second / 2)}}, 150_000, start) // grows
+		fail := start.Add(time.Second)
+		e.Update([]Report{{Lost: 0.3, Since: start}}, 500_000, fail)
+		if e.hold != want {
+			t.Fatalf("failed try %d: hold %v, want %v", i+2, e.hold, want)
+		}
+		held := e.Estimate()
+		e.Update(report(0, 0), 150_000, fail.Add(want-time.Millisecond))
+		if e.Estimate() != held {
+			t.Fatalf("failed try %d: grew within the hold", i+2)
+		}
 	}
-	e.Update(0, 150_000, failed.Add(5*time.Second+calm+time.Second))
+	// A calm spell forgets the failures.
+	e.Update(report(0, 0), 150_000, at(60))
 	if e.hold != minHold {
 		t.Fatalf("hold %v after a calm spell, want %v", e.hold, minHold)
 	}

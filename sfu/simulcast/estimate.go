@@ -5,15 +5,28 @@ import "time"
 // Estimator is one subscriber connection's estimate of the bandwidth its
 // link carries, from the loss its receiver reports show against what was
 // sent (the loss-based half of Google Congestion Control): heavy loss
-// brings the estimate down to what got through, no loss lets it grow
-// past what is sent so that a higher layer can be tried. A try that
+// cuts the estimate (to what was sent, less half the fraction lost), no
+// loss lets it grow past what is sent so that a higher layer can be
+// tried. A report that covers time before the last cut says nothing of
+// the rate cut to, and cuts nothing: browsers report audio every few
+// seconds. A try that
 // brings loss holds the next one back longer, so a link at its limit is
-// not probed every second. Not safe for concurrent use.
+// not tried every few seconds. Not safe for concurrent use.
 type Estimator struct {
-	est       float64 // bits/s
-	hold      time.Duration
-	holdUntil time.Time
-	lastLoss  time.Time // the last report over lossLow
+	est        float64 // bits/s
+	hold       time.Duration
+	holdUntil  time.Time
+	lastCut    time.Time
+	severe     bool      // the last cut was for severe loss
+	lastLoss   time.Time // the last report over lossLow
+	lastGrowth time.Time
+}
+
+// Report is one receiver report block's loss: the fraction lost of the
+// packets expected since the stream's previous report, at Since.
+type Report struct {
+	Lost  float64
+	Since time.Time
 }
 
 // Estimator limits.
@@ -26,43 +39,71 @@ const (
 	MinEstimate = 50_000
 	lossHigh    = 0.10
 	lossLow     = 0.02
-	growth      = 1.5
+	lossSevere  = 0.25
+	growth      = 2
 	headroom    = 4
-	minHold     = 2 * time.Second
-	maxHold     = 16 * time.Second
-	// After this long without loss, a failed try no longer counts.
+	// settle is how long a cut takes to show: the switch to a lower
+	// layer waits for its keyframe, and the link's queue drains.
+	settle  = time.Second
+	minHold = 2 * time.Second
+	maxHold = 6 * time.Second
+	// A cut this soon after the estimate grew is a failed try.
+	tryWindow = 3 * time.Second
+	// After this long without loss, failed tries no longer count.
 	calm = 10 * time.Second
 )
 
 // NewEstimator returns an estimator at StartEstimate.
 func NewEstimator() *Estimator { return &Estimator{est: StartEstimate, hold: minHold} }
 
+// Severe reports whether the last cut was for loss over a quarter: a
+// link that loses that much even at the lowest layer must give up video;
+// less, when a keyframe's burst overflows a slow link's queue, is no
+// reason to freeze the picture.
+func (e *Estimator) Severe() bool { return e.severe }
+
 // Estimate is the bandwidth to allocate, in bits/s.
 func (e *Estimator) Estimate() float64 { return e.est }
 
-// Update takes one interval's reports: loss is the highest fraction lost
-// any receiver report gave (negative when none came), sent the bits/s
-// sent over the interval.
-func (e *Estimator) Update(loss, sent float64, now time.Time) {
-	switch {
-	case loss < 0:
+// Update takes one interval's reports and the bits/s sent over it.
+func (e *Estimator) Update(reports []Report, sent float64, now time.Time) {
+	if len(reports) == 0 {
 		return
-	case loss > lossHigh:
-		e.est = max(sent*(1-0.5*loss), MinEstimate)
+	}
+	// fresh: the loss of reports that began after the last cut settled;
+	// judged: some report began after the last growth settled.
+	worst, fresh, judged := 0.0, 0.0, false
+	for _, r := range reports {
+		worst = max(worst, r.Lost)
+		if !r.Since.Before(e.lastCut.Add(settle)) {
+			fresh = max(fresh, r.Lost)
+		}
+		judged = judged || !r.Since.Before(e.lastGrowth.Add(settle))
+	}
+	switch {
+	case fresh > lossHigh:
+		e.severe = fresh > lossSevere
 		e.lastLoss = now
+		e.est = max(min(e.est, sent)*(1-0.5*fresh), MinEstimate)
+		e.lastCut = now
+		if now.Sub(e.lastGrowth) < tryWindow {
+			e.hold = min(2*e.hold, maxHold)
+		}
 		e.holdUntil = now.Add(e.hold)
-		e.hold = min(2*e.hold, maxHold)
-	case loss > lossLow:
+	case worst > lossLow:
 		e.lastLoss = now
 	default:
 		if now.Sub(e.lastLoss) > calm {
 			e.hold = minHold
 		}
-		if !now.Before(e.holdUntil) {
-			// Growth within a bound of what is sent, not from an estimate
-			// nothing tested: enough above it to try the next layer (a
-			// few times the one below), no more.
-			e.est = max(e.est, min(max(sent, MinEstimate)*headroom, e.est*growth))
+		if now.Before(e.holdUntil) || !judged {
+			return // held, or the last growth not judged yet
+		}
+		// Growth within a bound of what is sent, not from an estimate
+		// nothing tested: enough above it to try the next layer (a few
+		// times the one below), no more.
+		if next := min(max(sent, MinEstimate)*headroom, e.est*growth); next > e.est {
+			e.est, e.lastGrowth = next, now
 		}
 	}
 }
