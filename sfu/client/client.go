@@ -355,8 +355,10 @@ func (c *Client) PublishSimulcast(ctx context.Context, layers ...*webrtc.TrackLo
 			return nil, fmt.Errorf("client: simulcast layer %q: %w", l.RID(), err)
 		}
 	}
-	c.wg.Add(1)
-	go c.readSenderRTCP(layers[0].ID(), s)
+	for _, l := range layers {
+		c.wg.Add(1)
+		go c.readLayerRTCP(l.ID(), s, l.RID())
+	}
 	if err := c.negotiatePublisher(ctx); err != nil {
 		return nil, err
 	}
@@ -492,6 +494,21 @@ func (c *Client) readSenderRTCP(trackID string, s *webrtc.RTPSender) {
 	defer c.wg.Done()
 	for {
 		pkts, _, err := s.ReadRTCP()
+		if err != nil {
+			return
+		}
+		if c.opts.OnRTCP != nil {
+			c.opts.OnRTCP(trackID, pkts)
+		}
+	}
+}
+
+// readLayerRTCP is readSenderRTCP for one layer (rid) of a simulcast
+// track: the SFU's PLIs name the layer it wants a keyframe of.
+func (c *Client) readLayerRTCP(trackID string, s *webrtc.RTPSender, rid string) {
+	defer c.wg.Done()
+	for {
+		pkts, _, err := s.ReadSimulcastRTCP(rid)
 		if err != nil {
 			return
 		}

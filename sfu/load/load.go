@@ -42,6 +42,9 @@ type Config struct {
 	FPS              int           // video frames per second
 	KeyframeInterval time.Duration // periodic keyframes (and one on every PLI)
 	PacketSize       int           // largest RTP packet, header included
+	// Simulcast publishes video as three layers (a tenth, a third and
+	// all of VideoBitrate, rids q, h, f); each subscriber receives one.
+	Simulcast bool
 
 	// ICEAddr restricts the participants' ICE candidates to one local
 	// address (e.g. the namespace's veth address); the UDP baseline is
@@ -243,7 +246,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// The same video without the SFU, for the latency it adds.
 	var ctl *control
 	for _, p := range parts {
-		if p.pub != nil && p.pub.video != nil {
+		if p.pub != nil && p.pub.video != nil && !cfg.Simulcast { // the control pair takes one stream
 			if ctl, err = r.startControl(ctx, p.pub.video); err != nil {
 				rep.Errors = append(rep.Errors, err.Error())
 			} else {

@@ -19,7 +19,9 @@ import (
 type publisher struct {
 	r            *runner
 	audio, video *webrtc.TrackLocalStaticRTP
-	forceKey     atomic.Bool
+	// With Config.Simulcast, video is the top layer of sim.
+	sim      *client.Simulcast
+	forceKey [len(simulcastLayers)]atomic.Bool
 
 	quit chan struct{}
 	once sync.Once
@@ -38,25 +40,55 @@ func (p *publisher) publish(ctx context.Context, c *client.Client) error {
 		}
 		tracks = append(tracks, p.audio)
 	}
-	if cfg.VideoBitrate > 0 {
-		if p.video, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", c.ID()); err != nil {
+	vp8 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
+	if cfg.VideoBitrate > 0 && !cfg.Simulcast {
+		if p.video, err = webrtc.NewTrackLocalStaticRTP(vp8, "video", c.ID()); err != nil {
 			return err
 		}
 		tracks = append(tracks, p.video)
 	}
-	if _, err := c.Publish(ctx, tracks...); err != nil {
-		return err
+	if len(tracks) > 0 {
+		if _, err := c.Publish(ctx, tracks...); err != nil {
+			return err
+		}
+	}
+	if cfg.VideoBitrate > 0 && cfg.Simulcast {
+		var layers []*webrtc.TrackLocalStaticRTP
+		for _, l := range simulcastLayers {
+			t, err := webrtc.NewTrackLocalStaticRTP(vp8, "video", c.ID(), webrtc.WithRTPStreamID(l.rid))
+			if err != nil {
+				return err
+			}
+			layers = append(layers, t)
+		}
+		if p.sim, err = c.PublishSimulcast(ctx, layers...); err != nil {
+			return err
+		}
+		p.video = layers[len(layers)-1]
 	}
 	if p.audio != nil {
 		p.wg.Add(1)
 		go p.sendAudio()
 	}
-	if p.video != nil {
+	switch {
+	case p.sim != nil:
+		for i, l := range simulcastLayers {
+			p.wg.Add(1)
+			go p.sendVideo(i, int(float64(cfg.VideoBitrate)*l.share))
+		}
+	case p.video != nil:
 		p.wg.Add(1)
-		go p.sendVideo()
+		go p.sendVideo(0, cfg.VideoBitrate)
 	}
 	return nil
 }
+
+// simulcastLayers are the layers of Config.Simulcast, lowest first, with
+// their share of the video bitrate.
+var simulcastLayers = [...]struct {
+	rid   string
+	share float64
+}{{"q", 0.1}, {"h", 1.0 / 3}, {"f", 1}}
 
 func (p *publisher) stop() {
 	p.once.Do(func() { close(p.quit) })
@@ -69,7 +101,11 @@ func (p *publisher) onRTCP(trackID string, pkts []rtcp.Packet) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			p.r.pubPLIs.Add(1)
 			if p.video != nil && trackID == p.video.ID() {
-				p.forceKey.Store(true)
+				// The PLI names one layer's SSRC; every layer's next
+				// frame is a keyframe, which is cheap here.
+				for i := range p.forceKey {
+					p.forceKey[i].Store(true)
+				}
 			}
 		case *rtcp.TransportLayerNack:
 			p.r.pubNACKs.Add(1)
@@ -102,7 +138,21 @@ func (p *publisher) tick(period time.Duration, fn func(now time.Time)) {
 }
 
 func (p *publisher) write(track *webrtc.TrackLocalStaticRTP, pkt *rtp.Packet) {
-	if err := track.WriteRTP(pkt); err != nil {
+	p.count(pkt, track.WriteRTP(pkt))
+}
+
+// writeLayer writes pkt on a simulcast layer, or on video without one.
+func (p *publisher) writeLayer(layer int, pkt *rtp.Packet) {
+	if p.sim == nil {
+		p.write(p.video, pkt)
+		return
+	}
+	p.count(pkt, p.sim.WriteRTP(layer, pkt))
+}
+
+// count adds a write's outcome to the run's totals.
+func (p *publisher) count(pkt *rtp.Packet, err error) {
+	if err != nil {
 		p.r.sendErrors.Add(1)
 		return
 	}
@@ -122,9 +172,11 @@ func (p *publisher) sendAudio() {
 	})
 }
 
-func (p *publisher) sendVideo() {
+// sendVideo sends one video stream (a simulcast layer, or the one track)
+// at bitrate.
+func (p *publisher) sendVideo(layer, bitrate int) {
 	cfg := &p.r.cfg
-	delta, key := frameSizes(cfg.VideoBitrate, cfg.FPS, cfg.KeyframeInterval)
+	delta, key := frameSizes(bitrate, cfg.FPS, cfg.KeyframeInterval)
 	maxPayload := cfg.PacketSize - 12 - 8 // RTP header and room for extensions
 	keyEvery := max(1, int(cfg.KeyframeInterval.Seconds()*float64(cfg.FPS)))
 	var bufs [][]byte
@@ -132,7 +184,7 @@ func (p *publisher) sendVideo() {
 	pictureID := uint16(rand.Uint32())
 	frame := 0
 	p.tick(time.Second/time.Duration(cfg.FPS), func(now time.Time) {
-		isKey := frame%keyEvery == 0 || p.forceKey.Swap(false)
+		isKey := frame%keyEvery == 0 || p.forceKey[layer].Swap(false)
 		size := delta
 		if isKey {
 			size = key
@@ -144,7 +196,7 @@ func (p *publisher) sendVideo() {
 			putTrailer(b, now)
 			pkt.Payload = b
 			pkt.Marker = i == len(bufs)-1
-			p.write(p.video, &pkt)
+			p.writeLayer(layer, &pkt)
 			pkt.SequenceNumber++
 		}
 		pkt.Timestamp += uint32(90000 / cfg.FPS)

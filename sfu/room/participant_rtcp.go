@@ -49,7 +49,7 @@ type subscriberRTCP struct{ p *Participant }
 
 func (s subscriberRTCP) ReceiveRTCP(pkt []byte) {
 	if !hasFeedback(pkt) {
-		return // receiver reports only, without news: nothing to answer
+		return // nothing to answer
 	}
 	if pkts, err := rtcp.Unmarshal(pkt); err == nil {
 		s.p.handleSubscriberRTCP(pkts, nil)
@@ -58,19 +58,17 @@ func (s subscriberRTCP) ReceiveRTCP(pkt []byte) {
 
 // hasFeedback reports whether a compound RTCP packet holds transport or
 // payload-specific feedback (RFC 4585: NACK, PLI, FIR) or a receiver
-// report block that echoes a sender report (the round trip) or reports
-// loss (the bandwidth estimate), without parsing it.
+// report block (the round trip, and the loss the bandwidth estimate
+// needs, none included), without parsing it: SDES alone is not.
 func hasFeedback(pkt []byte) bool {
 	for off := 0; off+4 <= len(pkt); off += (int(pkt[off+2])<<8 | int(pkt[off+3]) + 1) * 4 {
 		switch pt := rtcp.PacketType(pkt[off+1]); pt {
 		case rtcp.TypeTransportSpecificFeedback, rtcp.TypePayloadSpecificFeedback:
 			return true
 		case rtcp.TypeReceiverReport:
-			// 8 header bytes, then 24-byte blocks with LSR at 16.
-			for i, b := 0, off+8; i < int(pkt[off]&0x1f) && b+24 <= len(pkt); i, b = i+1, b+24 {
-				if pkt[b+4] != 0 || pkt[b+16]|pkt[b+17]|pkt[b+18]|pkt[b+19] != 0 {
-					return true
-				}
+			// 8 header bytes, then the 24-byte blocks, counted in the first.
+			if pkt[off]&0x1f > 0 && off+8+24 <= len(pkt) {
+				return true
 			}
 		}
 	}

@@ -38,9 +38,10 @@ func TestReporterRunsWhileAnyoneIsRegistered(t *testing.T) {
 	r.remove(a)
 }
 
-// Compound RTCP with a NACK, PLI or FIR, or a report block echoing a
-// sender report (the round trip), is parsed; other receiver reports and
-// SDES alone are not, and a malformed length does not loop or panic.
+// Compound RTCP with a NACK, PLI or FIR, or a receiver report block (the
+// round trip and the loss, even none: the bandwidth estimate grows on
+// reports of no loss), is parsed; SDES alone, and a receiver report with
+// no block, are not, and a malformed length does not loop or panic.
 func TestHasFeedback(t *testing.T) {
 	marshal := func(pkts ...rtcp.Packet) []byte {
 		b, err := rtcp.Marshal(pkts)
@@ -56,8 +57,10 @@ func TestHasFeedback(t *testing.T) {
 		pkt  []byte
 		want bool
 	}{
-		{"receiver report", marshal(rr), false},
-		{"report and SDES", marshal(rr, sdes), false},
+		{"receiver report", marshal(rr), true},
+		{"report and SDES", marshal(rr, sdes), true},
+		{"receiver report without blocks, and SDES", marshal(&rtcp.ReceiverReport{SSRC: 1}, sdes), false},
+		{"SDES", marshal(sdes), false},
 		{"report echoing a sender report", marshal(&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: 2, LastSenderReport: 7}}}), true},
 		{"report and NACK", marshal(rr, &rtcp.TransportLayerNack{MediaSSRC: 2, Nacks: []rtcp.NackPair{{PacketID: 9}}}), true},
 		{"report, SDES and PLI", marshal(rr, sdes, &rtcp.PictureLossIndication{MediaSSRC: 2}), true},

@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.Audio, "audio", c.Audio, "publish Opus-sized audio at 50 packets/s")
 	fs.IntVar(&c.AudioPayload, "audio-bytes", c.AudioPayload, "audio payload bytes per packet")
 	fs.IntVar(&c.VideoBitrate, "video-bitrate", c.VideoBitrate, "video bits/s per publisher (0: no video)")
+	fs.BoolVar(&c.Simulcast, "simulcast", c.Simulcast, "publish video as three simulcast layers (a tenth, a third and all of --video-bitrate); each subscriber receives one")
 	fs.IntVar(&c.FPS, "fps", c.FPS, "video frames per second")
 	fs.DurationVar(&c.KeyframeInterval, "keyframe-interval", c.KeyframeInterval, "periodic keyframe interval (publishers also send one on every PLI)")
 	fs.IntVar(&c.PacketSize, "packet-size", c.PacketSize, "largest video RTP packet in bytes")
