@@ -22,6 +22,21 @@ type received struct {
 	Paused        bool    `json:"paused"`
 }
 
+// publishCamera joins room through sfu.js and publishes the fake camera,
+// width x height, with the client's default simulcast, and a microphone.
+func publishCamera(p *demopage.Page, base, room string, width, height int) string {
+	p.T.Helper()
+	p.Navigate(base + "/client/")
+	return demopage.Eval[string](p, fmt.Sprintf(`(async () => {
+		const { join } = await import("/client/sfu.js");
+		const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: %d, height: %d } });
+		const s = await join("", { room: %q, name: %q });
+		await s.publish(media);
+		window.session = s;
+		return s.id;
+	})()`, width, height, room, p.Name))
+}
+
 // subscribeWithModule joins room through sfu.js, publishing only a
 // microphone, and keeps the remote tracks and layer events in window.
 func subscribeWithModule(p *demopage.Page, base, room string) string {
@@ -91,15 +106,7 @@ func TestSimulcastInBrowsers(t *testing.T) {
 	_, base := startSFU(t, nil)
 	const room = "simulcast"
 	pub := newPage(t, b, "Pub")
-	pub.Navigate(base + "/client/")
-	pubID := demopage.Eval[string](pub, fmt.Sprintf(`(async () => {
-		const { join } = await import("/client/sfu.js");
-		const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 1280, height: 720 } });
-		const s = await join("", { room: %q, name: "Pub" });
-		await s.publish(media);
-		window.session = s;
-		return s.id;
-	})()`, room))
+	pubID := publishCamera(pub, base, room, 1280, 720)
 	if n := demopage.Eval[int](pub, `window.session.publisher.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === "video").sender.getParameters().encodings.length`); n != 3 {
 		t.Fatalf("camera published with %d encodings, want 3", n)
 	}
@@ -223,16 +230,7 @@ func TestSimulcastOnAShapedLink(t *testing.T) {
 			"unsafely-treat-insecure-origin-as-secure": base, // getUserMedia needs a secure context
 		}})
 	}
-	pub := page("Pub", "")
-	pub.Navigate(base + "/client/")
-	demopage.Eval[string](pub, fmt.Sprintf(`(async () => {
-		const { join } = await import("/client/sfu.js");
-		const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 960, height: 540 } });
-		const s = await join("", { room: %q, name: "Pub" });
-		await s.publish(media);
-		window.session = s;
-		return s.id;
-	})()`, room))
+	publishCamera(page("Pub", ""), base, room, 960, 540)
 	free, weak := page("Free", ""), page("Weak", cn.name)
 	subscribeWithModule(free, base, room)
 	subscribeWithModule(weak, base, room)

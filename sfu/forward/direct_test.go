@@ -71,6 +71,19 @@ func (p *directPeer) read(t *testing.T) *rtp.Packet {
 }
 
 // newTestSocket is the SFU's: sends leave from the ICE socket's twin.
+// drain reads what reaches the peer, without allocating (AllocsPerRun
+// counts every goroutine), until its socket closes.
+func (p *directPeer) drain() {
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := p.rx.ReadFromUDPAddrPort(buf); err != nil {
+				return
+			}
+		}
+	}()
+}
+
 func newTestSocket(t testing.TB) *srtpsend.Socket {
 	t.Helper()
 	port, err := srtpsend.Listen(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 1, 1<<20)
@@ -225,14 +238,7 @@ func TestDirectForwardAllocatesNothing(t *testing.T) {
 	f := newForwarder(nil)
 	sock := newTestSocket(t)
 	peer := newDirectPeer(t, sock)
-	go func() { // drain without allocating: AllocsPerRun counts every goroutine
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := peer.rx.ReadFromUDPAddrPort(buf); err != nil {
-				return
-			}
-		}
-	}()
+	peer.drain()
 	for i := range 20 {
 		d, _ := bindRecorder(t, f, webrtc.SSRC(i+1))
 		s := peer.conn.NewStream()
@@ -432,14 +438,7 @@ func BenchmarkDirectForward(b *testing.B) {
 			sock := newTestSocket(b)
 			for i := range n {
 				peer := newDirectPeer(b, sock)
-				go func() {
-					buf := make([]byte, 2048)
-					for {
-						if _, _, err := peer.rx.ReadFromUDPAddrPort(buf); err != nil {
-							return
-						}
-					}
-				}()
+				peer.drain()
 				d, _ := bindRecorder(b, f, webrtc.SSRC(i+1))
 				d.SetDirect(peer.conn.NewStream())
 			}

@@ -236,14 +236,7 @@ func TestSimulcastDirectForwardAllocatesNothing(t *testing.T) {
 	s := newSimTrack(t)
 	sock := newTestSocket(t)
 	peer := newDirectPeer(t, sock)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := peer.rx.ReadFromUDPAddrPort(buf); err != nil {
-				return
-			}
-		}
-	}()
+	peer.drain()
 	for i := range 20 {
 		d, _ := bindSim(t, s, webrtc.SSRC(i+1))
 		d.SetDirect(peer.conn.NewStream())
@@ -285,14 +278,7 @@ func BenchmarkSimulcastForward(b *testing.B) {
 				}
 				for i := range n {
 					peer := newDirectPeer(b, sock)
-					go func() {
-						buf := make([]byte, 2048)
-						for {
-							if _, _, err := peer.rx.ReadFromUDPAddrPort(buf); err != nil {
-								return
-							}
-						}
-					}()
+					peer.drain()
 					var d *DownTrack
 					if sim {
 						d, _ = bindSim(b, s, webrtc.SSRC(i+1))
