@@ -26,7 +26,7 @@ type received struct {
 // width x height, with the client's default simulcast, and a microphone.
 func publishCamera(p *demopage.Page, base, room string, width, height int) string {
 	p.T.Helper()
-	p.Navigate(base + "/client/")
+	p.Navigate(base + "/") // the demo page: the module loads from it as from any page of the origin
 	return demopage.Eval[string](p, fmt.Sprintf(`(async () => {
 		const { join } = await import("/client/sfu.js");
 		const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: %d, height: %d } });
@@ -41,7 +41,7 @@ func publishCamera(p *demopage.Page, base, room string, width, height int) strin
 // microphone, and keeps the remote tracks and layer events in window.
 func subscribeWithModule(p *demopage.Page, base, room string) string {
 	p.T.Helper()
-	p.Navigate(base + "/client/")
+	p.Navigate(base + "/") // the demo page: the module loads from it as from any page of the origin
 	return demopage.Eval[string](p, fmt.Sprintf(`(async () => {
 		const { join } = await import("/client/sfu.js");
 		window.remote = {};
@@ -93,15 +93,22 @@ func readReceived(p *demopage.Page) received {
 	})()`)
 }
 
-// TestSimulcastInBrowsers: Chromium publishes a 720p camera as three
-// simulcast layers (the client's default); of two Chromium subscribers,
-// the one that asks for the lowest layer decodes a quarter of the width,
-// the one that asks for nothing climbs to the full width; asking for the
-// middle layer halves it, pausing stops the video and not the audio, and
-// lifting the limits brings the full width back. Each change is what the
-// browser decodes, and what the layer event says.
+// TestSimulcastInBrowsers: a browser publishes a 720p camera as three
+// simulcast layers (the client's default); of two subscribers in the same
+// browser, the one that asks for the lowest layer decodes a quarter of the
+// width, the one that asks for nothing climbs to the full width; asking
+// for the middle layer gives a width between, pausing stops the video and
+// not the audio, and lifting the limits brings the full width back. Each
+// change is what the browser decodes, and what the layer event says; and
+// the publisher stops encoding the layers nobody receives. In Chromium and
+// in Firefox.
 func TestSimulcastInBrowsers(t *testing.T) {
-	b := chromium(t)
+	for name, browser := range map[string]func(*testing.T) demopage.Browser{"chromium": chromium, "firefox": firefox} {
+		t.Run(name, func(t *testing.T) { simulcastInBrowsers(t, browser(t)) })
+	}
+}
+
+func simulcastInBrowsers(t *testing.T, b demopage.Browser) {
 	netns.Require(t)
 	_, base := startSFU(t, nil)
 	const room = "simulcast"
@@ -131,6 +138,15 @@ func TestSimulcastInBrowsers(t *testing.T) {
 		return r.Layer == 1 && r.FrameWidth < highGot.FrameWidth && r.FrameWidth > lowGot.FrameWidth
 	})
 	t.Logf("asked for the middle layer: %v px", mid.FrameWidth)
+	// Nobody receives the top layer now: the publisher stops encoding it.
+	encodings := func(want string) {
+		t.Helper()
+		pub.WaitFor("the publisher's active encodings "+want, `(() => {
+			const s = window.session.publisher.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === "video").sender;
+			return JSON.stringify(s.getParameters().encodings.map((e) => e.active !== false)) === `+fmt.Sprintf("%q", want)+`;
+		})()`)
+	}
+	encodings("[true,true,false]")
 
 	setSub(high, `{ paused: true }`)
 	high.Poll("the pause", func() (bool, string) { r := readReceived(high); return r.Paused, fmt.Sprintf("%+v", r) })
@@ -145,8 +161,10 @@ func TestSimulcastInBrowsers(t *testing.T) {
 		t.Errorf("paused video stopped the audio: %v packets before, %v after", before.AudioPackets, after.AudioPackets)
 	}
 
+	encodings("[true,false,false]")
 	setSub(high, `{}`)
 	back := decodes(high, "the top layer again", func(r received) bool { return r.Layer == 2 && r.FrameWidth > mid.FrameWidth })
+	encodings("[true,false,true]")
 	t.Logf("limits lifted: %v px, %v freezes", back.FrameWidth, back.Freezes)
 	// The low subscriber saw none of this.
 	end := decodes(low, "the lowest layer still", func(r received) bool { return r.Layer == 0 && r.FrameWidth == lowGot.FrameWidth })

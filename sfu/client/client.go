@@ -119,11 +119,12 @@ type Client struct {
 	answers    chan *signal.Answer
 	offerErrs  chan *signal.Error // the server refused a publish offer
 
-	mu       sync.Mutex
-	pendPub  []webrtc.ICECandidateInit // candidates before remote description
-	pendSub  []webrtc.ICECandidateInit
-	sources  map[*webrtc.RTPTransceiver]signal.TrackSource // published with a source
-	closeErr error
+	mu         sync.Mutex
+	pendPub    []webrtc.ICECandidateInit // candidates before remote description
+	pendSub    []webrtc.ICECandidateInit
+	sources    map[*webrtc.RTPTransceiver]signal.TrackSource // published with a source
+	simulcasts map[string]*Simulcast                         // published simulcast tracks, by mid
+	closeErr   error
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -363,6 +364,9 @@ func (c *Client) PublishSimulcast(ctx context.Context, layers ...*webrtc.TrackLo
 		return nil, err
 	}
 	sc := &Simulcast{Sender: s, layers: layers, mid: []byte(tr.Mid())}
+	for l := range layers {
+		sc.active[l].Store(true)
+	}
 	for _, e := range s.GetParameters().HeaderExtensions {
 		switch e.URI {
 		case sdp.SDESMidURI:
@@ -374,6 +378,12 @@ func (c *Client) PublishSimulcast(ctx context.Context, layers ...*webrtc.TrackLo
 	if sc.midID == 0 || sc.ridID == 0 {
 		return nil, fmt.Errorf("%w: the mid and rid header extensions were not negotiated", ErrBadSimulcast)
 	}
+	c.mu.Lock()
+	if c.simulcasts == nil {
+		c.simulcasts = map[string]*Simulcast{}
+	}
+	c.simulcasts[tr.Mid()] = sc
+	c.mu.Unlock()
 	return sc, nil
 }
 
@@ -383,6 +393,13 @@ type Simulcast struct {
 	layers       []*webrtc.TrackLocalStaticRTP
 	mid          []byte
 	midID, ridID uint8
+	active       [signal.MaxLayers]atomic.Bool
+}
+
+// Active reports whether the SFU wants layer sent (signal.ActiveLayers):
+// a publisher need not encode one it does not, until it does again.
+func (s *Simulcast) Active(layer int) bool {
+	return layer >= 0 && layer < len(s.layers) && s.active[layer].Load()
 }
 
 // WriteRTP sends pkt on layer (0 the lowest), naming its mid and rid in
@@ -772,6 +789,18 @@ func (c *Client) handle(m signal.Message) error {
 		if m.Target == signal.TargetPublisher {
 			c.wg.Add(1) // the reader holds one: Close waits for both
 			go func() { defer c.wg.Done(); c.restartPublisherICE() }()
+		}
+	case *signal.ActiveLayers:
+		c.mu.Lock()
+		sc := c.simulcasts[m.MID]
+		c.mu.Unlock()
+		if sc != nil {
+			for l := range sc.layers {
+				sc.active[l].Store(l >= len(m.Active) || m.Active[l])
+			}
+		}
+		if c.opts.OnEvent != nil {
+			c.opts.OnEvent(m)
 		}
 	case *signal.Ping:
 		return c.send(c.ctx, &signal.Pong{})

@@ -18,17 +18,24 @@ import (
 type Layers struct {
 	mu   sync.Mutex
 	fwds [simulcast.MaxLayers]*Forwarder
-	// The layers' rates, measured over at least rateWindow.
+	// The layers' rates, measured over at least rateWindow; known is
+	// each one's last rate above zero (a layer the publisher paused).
 	sampled time.Time
 	bytes   [simulcast.MaxLayers]uint64
 	rates   [simulcast.MaxLayers]float64
+	known   [simulcast.MaxLayers]float64
+	// The layers the subscribers want sent (bits by layer): what they
+	// asked for since the round began (wanting), and the last round's.
+	round   time.Time
+	wanting uint8
+	wanted  uint8
 }
 
 // rateWindow is the shortest interval a layer's rate is measured over.
 const rateWindow = 500 * time.Millisecond
 
 // NewLayers returns a track with no layers yet.
-func NewLayers() *Layers { return &Layers{} }
+func NewLayers() *Layers { return &Layers{wanted: 1<<simulcast.MaxLayers - 1} }
 
 // Set makes f the track's layer (0 the lowest).
 func (l *Layers) Set(layer int, f *Forwarder) {
@@ -71,12 +78,61 @@ func (l *Layers) Rates(now time.Time) [simulcast.MaxLayers]float64 {
 			b := f.received.Load()
 			if !l.sampled.IsZero() {
 				l.rates[i] = float64(b-l.bytes[i]) * 8 / d.Seconds()
+				if l.rates[i] > 0 {
+					l.known[i] = l.rates[i]
+				}
 			}
 			l.bytes[i] = b
 		}
 		l.sampled = now
 	}
 	return l.rates
+}
+
+// Known are the layers' last rates above zero: what a layer the publisher
+// paused would take again (0 for one never received).
+func (l *Layers) Known() [simulcast.MaxLayers]float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.known
+}
+
+// Want records that a subscriber wants the layers of mask (bit n: layer
+// n) sent, in the round of the subscribers' allocations that now belongs
+// to (rounds last a second, less a margin). When now starts a new round,
+// it returns the layers wanted in the one before, the lowest always among
+// them, and whether they changed: the publisher need not encode the
+// others.
+func (l *Layers) Want(mask uint8, now time.Time, round time.Duration) (wanted uint8, changed bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unmeasured() {
+		// The publisher sends every layer to begin with; what the
+		// subscribers want is known once every layer was measured.
+		l.round, l.wanting = time.Time{}, 0
+		return 0, false
+	}
+	switch {
+	case l.round.IsZero():
+		l.round = now
+	case now.Sub(l.round) >= round*3/4:
+		wanted = l.wanting | 1
+		changed = wanted != l.wanted
+		l.wanted, l.wanting, l.round = wanted, 0, now
+	}
+	l.wanting |= mask
+	return wanted, changed
+}
+
+// unmeasured reports whether a layer that arrived has no rate yet; l.mu
+// held.
+func (l *Layers) unmeasured() bool {
+	for i, f := range l.fwds {
+		if f != nil && l.known[i] == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // NewDownTrack returns a track for one subscriber, paused until its first

@@ -111,8 +111,8 @@ func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack, budget *ResendBudget) 
 			if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
 				return true
 			}
-			if d.sim != nil && simulcast.Rewrite(off, &d.rpkt.Header, d.rpkt.Payload) != nil {
-				return true
+			if d.sim != nil {
+				simulcast.Rewrite(off, &d.rpkt.Header, d.rpkt.Payload)
 			}
 			head := d.rhdr.marshal(b.shape, &d.rpkt.Header, &d.rhead)
 			if head == nil {

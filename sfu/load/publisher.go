@@ -183,8 +183,14 @@ func (p *publisher) sendVideo(layer, bitrate int) {
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(rand.Uint32()), Timestamp: rand.Uint32()}}
 	pictureID := uint16(rand.Uint32())
 	frame := 0
+	paused := false
 	p.tick(time.Second/time.Duration(cfg.FPS), func(now time.Time) {
-		isKey := frame%keyEvery == 0 || p.forceKey[layer].Swap(false)
+		if p.sim != nil && !p.sim.Active(layer) {
+			paused = true // as a browser does, encode nothing the SFU does not want
+			return
+		}
+		isKey := frame%keyEvery == 0 || p.forceKey[layer].Swap(false) || paused
+		paused = false
 		size := delta
 		if isKey {
 			size = key

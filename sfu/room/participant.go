@@ -134,6 +134,7 @@ type subKey struct{ publisher, track string }
 type subscription struct {
 	sender *webrtc.RTPSender
 	down   *forward.DownTrack
+	track  *publishedTrack
 	// What the subscriber asked for (simulcast tracks), under subMu.
 	maxLayer int
 	paused   bool

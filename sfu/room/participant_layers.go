@@ -61,9 +61,10 @@ func (p *Participant) allocateLayers(now time.Time) {
 	}
 	var (
 		sims     []simSub
-		tracks   []simulcast.Track
-		sent     float64 // bits since the last allocation
-		reserved float64 // bits of the tracks of one layer
+		tracks   []simulcast.Track // the layers sent now
+		ideal    []simulcast.Track // every layer the publisher sent, at its last rate
+		sent     float64           // bits since the last allocation
+		reserved float64           // bits of the tracks of one layer
 	)
 	p.subMu.Lock()
 	for k, s := range p.subs {
@@ -82,6 +83,8 @@ func (p *Participant) allocateLayers(now time.Time) {
 		}
 		sims = append(sims, simSub{k, s})
 		tracks = append(tracks, tr)
+		tr.Rates = layers.Known()
+		ideal = append(ideal, tr)
 	}
 	p.subMu.Unlock()
 	secs := SenderReportInterval.Seconds()
@@ -93,7 +96,16 @@ func (p *Participant) allocateLayers(now time.Time) {
 	if len(sims) == 0 {
 		return
 	}
-	targets := simulcast.Allocate(p.bwe.Estimate()-reserved/secs, tracks)
+	// The layers the estimate allows if the publisher sent them all, and
+	// of those, the best it sends now.
+	budget := p.bwe.Estimate() - reserved/secs
+	best := simulcast.Allocate(budget, ideal)
+	targets := simulcast.Allocate(budget, tracks)
+	for i, t := range tracks {
+		if b := best[i]; b != simulcast.Paused && t.Rates[b] > 0 {
+			targets[i] = b
+		}
+	}
 	p.log.Debug("simulcast layers", "estimate", int(p.bwe.Estimate()), "sent", int(sent/secs), "reserved", int(reserved/secs),
 		"targets", targets, "rates", tracks)
 	if f := p.m.cfg.Counters.ObserveEstimate; f != nil {
@@ -106,6 +118,7 @@ func (p *Participant) allocateLayers(now time.Time) {
 			targets[i] = cur // see Estimator.Severe
 		}
 		d.SetTarget(targets[i])
+		p.wantLayers(ss.s.track, now, best[i], targets[i], d.Layer())
 		if layer := d.Layer(); layer != ss.s.told {
 			ss.s.told = layer
 			p.subMu.Lock()
@@ -129,4 +142,25 @@ func (p *Participant) countPaused(s *subscription, paused bool) {
 		}
 		p.m.cfg.Counters.PausedLayers.Add(d)
 	}
+}
+
+// wantLayers asks for t's layers this subscriber receives, aims for, or
+// could take were they sent; with a new round of allocations, it tells
+// t's publisher which layers anyone wanted in the last.
+func (p *Participant) wantLayers(t *publishedTrack, now time.Time, layers ...int) {
+	var mask uint8
+	for _, l := range layers {
+		if l >= 0 && l < simulcast.MaxLayers {
+			mask |= 1 << l
+		}
+	}
+	wanted, changed := t.layers.Want(mask, now, SenderReportInterval)
+	if !changed || t.mid == "" {
+		return
+	}
+	active := make([]bool, t.nLayers)
+	for l := range active {
+		active[l] = wanted&(1<<l) != 0
+	}
+	t.owner.send(&signal.ActiveLayers{MID: t.mid, Active: active})
 }

@@ -47,7 +47,7 @@ func (p *Participant) addSubscription(t *publishedTrack) bool {
 		p.log.Warn("subscribing", "track", t.id, "err", err)
 		return false
 	}
-	p.subs[key] = &subscription{sender: sender, down: down, maxLayer: simulcast.MaxLayers - 1, told: noLayerTold}
+	p.subs[key] = &subscription{sender: sender, down: down, track: t, maxLayer: simulcast.MaxLayers - 1, told: noLayerTold}
 	if s := p.subPath.NewStream(); s != nil {
 		down.SetDirect(s)
 	}

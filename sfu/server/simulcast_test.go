@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -177,6 +178,15 @@ func TestSimulcastSubscription(t *testing.T) {
 	}
 	layerEvent(0, false)
 	receiving(0)
+	// Nobody wants the upper layers now: the publisher hears it may stop
+	// encoding them (active_layers, which the client's track shows).
+	activeLayers := func(want ...bool) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("active layers %v at the publisher", want), func() bool {
+			return slices.Equal([]bool{src.sc.Active(0), src.sc.Active(1), src.sc.Active(2)}, want)
+		})
+	}
+	activeLayers(true, false, false)
 
 	if err := b.SetSubscription(ctx, a.ID(), pub.Track.ID, nil, true); err != nil {
 		t.Fatal(err)
@@ -192,6 +202,7 @@ func TestSimulcastSubscription(t *testing.T) {
 	if err := b.SetSubscription(ctx, a.ID(), pub.Track.ID, nil, false); err != nil {
 		t.Fatal(err)
 	}
+	activeLayers(true, false, true) // the top one again, and the lowest always
 	receiving(2)
 	if _, _, err := r.state(); err != nil {
 		t.Fatalf("not one stream across the switches: %v", err)

@@ -47,6 +47,7 @@ const (
 	TypeLanguages         = "languages"
 	TypeSubscription      = "subscription"
 	TypeLayer             = "layer"
+	TypeActiveLayers      = "active_layers"
 )
 
 // Peer connection targets. Each participant has two peer connections: the
@@ -156,6 +157,15 @@ type Layer struct {
 	Layer         int    `json:"layer"`
 	Target        int    `json:"target"`
 	Paused        bool   `json:"paused,omitempty"`
+}
+
+// ActiveLayers tells a publisher which simulcast layers of its track
+// (by its transceiver's mid) anyone receives or may soon: it need not
+// encode the others (RTCRtpEncodingParameters.active) until a later
+// ActiveLayers wants them again. Active is by layer, lowest first.
+type ActiveLayers struct {
+	MID    string `json:"mid"`
+	Active []bool `json:"active"`
 }
 
 // Track sources. A track whose publisher named none is its kind's
@@ -445,6 +455,7 @@ func (*ICERestart) MessageType() string        { return TypeICERestart }
 func (*Languages) MessageType() string         { return TypeLanguages }
 func (*Subscription) MessageType() string      { return TypeSubscription }
 func (*Layer) MessageType() string             { return TypeLayer }
+func (*ActiveLayers) MessageType() string      { return TypeActiveLayers }
 
 func newMessage(typ string) Message {
 	switch typ {
@@ -498,6 +509,8 @@ func newMessage(typ string) Message {
 		return &Subscription{}
 	case TypeLayer:
 		return &Layer{}
+	case TypeActiveLayers:
+		return &ActiveLayers{}
 	}
 	return nil
 }

@@ -135,7 +135,7 @@ func TestProtocolExamplesDecode(t *testing.T) {
 	for _, typ := range []string{TypeJoin, TypeJoined, TypeOffer, TypeAnswer, TypeCandidate, TypeParticipantJoined, TypeParticipantLeft,
 		TypeTrackPublished, TypeTrackUnpublished, TypeMute, TypeLeave, TypeError, TypeDraining, TypeICEServers, TypePing,
 		TypeData, TypeActiveSpeakers, TypeResume, TypeResumed, TypeParticipantStatus, TypeICERestart, TypeLanguages,
-		TypeSubscription, TypeLayer} {
+		TypeSubscription, TypeLayer, TypeActiveLayers} {
 		if !seen[typ] {
 			t.Errorf("PROTOCOL.md has no example of %q", typ)
 		}

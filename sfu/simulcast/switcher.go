@@ -77,7 +77,15 @@ type Result struct {
 func (s *Switcher) Packet(layer int, h *rtp.Header, payload []byte, now time.Time) Result {
 	d, err := parseVP8(payload)
 	if err != nil {
-		return Result{}
+		// Padding (browsers probe with it on the media stream) or a
+		// descriptor that does not parse: never a switch point, but on
+		// the current layer sent on, since its index is in the layer's
+		// numbering and dropping it would leave the subscriber a gap.
+		if layer != s.current || layer == Paused || seqBefore(h.SequenceNumber, s.firstSeq) {
+			return Result{}
+		}
+		s.rewrite(h, vp8{picAt: -1, tl0At: -1}, payload, now)
+		return Result{Send: true}
 	}
 	var r Result
 	switch {
@@ -160,19 +168,18 @@ func (s *Switcher) Last() (ts uint32, at time.Time, ok bool) { return s.lastTS, 
 
 // Rewrite applies off to a packet of the layer it was taken for: its
 // timestamp and, in place, its VP8 payload descriptor.
-func Rewrite(off Offsets, h *rtp.Header, payload []byte) error {
+func Rewrite(off Offsets, h *rtp.Header, payload []byte) {
+	h.Timestamp += off.TS
 	d, err := parseVP8(payload)
 	if err != nil {
-		return err
+		return // sent as it was, its timestamp alone rewritten (Packet)
 	}
-	h.Timestamp += off.TS
 	if d.picAt >= 0 {
 		d.setPicture(payload, (d.picture(payload)+off.Pic)&d.pictureMask())
 	}
 	if d.tl0At >= 0 {
 		payload[d.tl0At] += off.TL0
 	}
-	return nil
 }
 
 // seqBefore reports whether a comes before b in 16-bit serial order.

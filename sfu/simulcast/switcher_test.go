@@ -251,3 +251,36 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+// Padding (a browser's probe on the media stream, no payload) of the
+// current layer is sent on with its sequence number in the stream, else
+// the subscriber would count it lost; of another layer it is dropped, and
+// it is never a switch point.
+func TestPaddingOfTheCurrentLayerIsSent(t *testing.T) {
+	s := NewSwitcher(90000)
+	now := time.Unix(0, 0)
+	l0, l1 := &layer{index: 0, seq: 10, packets: 1}, &layer{index: 1, seq: 500, packets: 1}
+	s.SetTarget(0)
+	hs, ps := l0.frame(true)
+	if r := s.Packet(0, &hs[0], ps[0], now); !r.Send {
+		t.Fatal("keyframe not sent")
+	}
+	first := hs[0]
+	l0.seq++
+	pad := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: l0.seq, Timestamp: l0.ts, Padding: true, SSRC: 1000}
+	if r := s.Packet(0, &pad, nil, now); !r.Send || r.Switched {
+		t.Fatalf("padding of the current layer: %+v, want sent", r)
+	}
+	if pad.SequenceNumber != first.SequenceNumber+1 || pad.Timestamp != first.Timestamp {
+		t.Fatalf("padding rewritten to seq %d ts %d after seq %d ts %d", pad.SequenceNumber, pad.Timestamp, first.SequenceNumber, first.Timestamp)
+	}
+	s.SetTarget(1)
+	l1.seq++
+	other := rtp.Header{Version: 2, SequenceNumber: l1.seq, Padding: true, SSRC: 1001}
+	if r := s.Packet(1, &other, nil, now); r.Send || r.Switched {
+		t.Fatalf("padding of the target layer: %+v, want dropped", r)
+	}
+	if s.Current() != 0 {
+		t.Fatalf("switched on padding to %d", s.Current())
+	}
+}

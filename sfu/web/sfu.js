@@ -388,6 +388,21 @@ export class Session extends EventTarget {
     this._send({ type: "subscription", participantId, trackId, maxLayer: want.maxLayer ?? undefined, paused: want.paused || undefined });
   }
 
+  // The server says which simulcast layers of a published track anyone
+  // receives: the browser stops encoding the others until asked again.
+  async _setActiveLayers(mid, active) {
+    const local = [...this._local.values()].find((l) => l.transceiver.mid === mid);
+    if (!local) return;
+    const params = local.sender.getParameters();
+    if (!params.encodings || params.encodings.length < 2) return;
+    let changed = false;
+    params.encodings.forEach((e, i) => {
+      const want = active[i] !== false;
+      if (e.active !== want) (e.active = want), (changed = true);
+    });
+    if (changed) await local.sender.setParameters(params).catch(() => {}); // an old browser keeps sending them all
+  }
+
   /** Local tracks published so far. @returns {MediaStreamTrack[]} */
   localTracks() {
     return [...this._local.values()].map((l) => l.track);
@@ -518,6 +533,8 @@ export class Session extends EventTarget {
           participantId: msg.participantId, trackId: msg.trackId, layer: msg.layer, target: msg.target, paused: !!msg.paused,
         });
       }
+      case "active_layers":
+        return this._setActiveLayers(msg.mid, msg.active || []);
       case "resumed":
         return this._onResumed(msg);
       case "participant_status": {
