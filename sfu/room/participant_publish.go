@@ -2,6 +2,7 @@ package room
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
@@ -52,8 +53,8 @@ func (p *Participant) SetMute(mid, trackID string, muted bool) error {
 // its rid, all on the track's one receiver.
 func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 	layer, layers := layerOf(remote, recv)
-	if layer >= simulcast.MaxLayers {
-		p.log.Info("simulcast layer beyond the most forwarded, dropped", "rid", remote.RID())
+	if layer < 0 || layer >= simulcast.MaxLayers {
+		p.log.Info("simulcast layer not forwarded", "rid", remote.RID(), "codec", remote.Codec().MimeType)
 		if p.goStart() {
 			defer p.wg.Done()
 			p.drain(remote)
@@ -102,7 +103,10 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 
 // layerOf is a stream's simulcast layer, its rid's place among those the
 // publisher declared (lowest first, as PROTOCOL.md asks), and how many
-// there are; 0 and 0 for a track without simulcast.
+// there are; 0 and 0 for a track without simulcast. Layers are switched
+// for VP8 only (the switcher rewrites its payload descriptor): of another
+// codec's layers the top one is forwarded as a track of one layer, and
+// the others get -1 (not forwarded).
 func layerOf(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) (layer, layers int) {
 	if remote.RID() == "" || remote.Kind() != webrtc.RTPCodecTypeVideo {
 		return 0, 0
@@ -112,6 +116,12 @@ func layerOf(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) (layer, layer
 		if tr.RID() == remote.RID() {
 			layer = i
 		}
+	}
+	if !strings.EqualFold(remote.Codec().MimeType, webrtc.MimeTypeVP8) {
+		if layer == min(len(all), simulcast.MaxLayers)-1 {
+			return 0, 0
+		}
+		return -1, 0
 	}
 	return layer, min(len(all), simulcast.MaxLayers)
 }

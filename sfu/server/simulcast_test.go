@@ -217,3 +217,72 @@ func TestSimulcastSubscription(t *testing.T) {
 		return ok && e.Code == signal.CodeUnknownTrack && e.Ref == signal.TypeSubscription
 	})
 }
+
+// Layers of a codec the SFU cannot switch (here H264) are not simulcast
+// to subscribers: the top layer is forwarded as a track of one layer,
+// its payloads untouched.
+func TestSimulcastOfAnotherCodecForwardsTheTopLayer(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	b := e.join("room", "B", nil)
+	defer b.Close()
+	h264 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	var layers []*webrtc.TrackLocalStaticRTP
+	for _, rid := range []string{"q", "h", "f"} {
+		tr, err := webrtc.NewTrackLocalStaticRTP(h264, "cam", a.ID(), webrtc.WithRTPStreamID(rid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, tr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sc, err := a.PublishSimulcast(ctx, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for n := uint16(0); ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for l := range 3 {
+				// An IDR slice's NAL header, then the layer and a counter:
+				// bytes a VP8 rewrite would change.
+				payload := []byte{0x65, 0x90, 0x80, 0x80, byte(l), byte(n)}
+				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: n + uint16(l)*1000, Timestamp: uint32(n) * 1800, Marker: true}, Payload: payload}
+				if err := sc.WriteRTP(l, pkt); err != nil && !errors.Is(err, net.ErrClosed) {
+					return
+				}
+			}
+		}
+	}()
+	pub := b.expectEvent(t, "the track's announcement", func(m signal.Message) bool {
+		tp, ok := m.(*signal.TrackPublished)
+		return ok && tp.ParticipantID == a.ID()
+	}).(*signal.TrackPublished)
+	if pub.Track.Layers != 0 {
+		t.Fatalf("an H264 simulcast track announced with %d layers, want one", pub.Track.Layers)
+	}
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	for i := range 20 {
+		if err := rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		pkt, _, err := rt.Track.ReadRTP()
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		if p := pkt.Payload; len(p) != 6 || p[4] != 2 || !slices.Equal(p[:4], []byte{0x65, 0x90, 0x80, 0x80}) {
+			t.Fatalf("packet %d: payload %x, want the top layer's, untouched", i, p)
+		}
+	}
+}
