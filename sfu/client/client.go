@@ -409,10 +409,10 @@ func (s *Simulcast) WriteRTP(layer int, pkt *rtp.Packet) error {
 		return fmt.Errorf("%w: no layer %d", ErrBadSimulcast, layer)
 	}
 	l := s.layers[layer]
-	if err := pkt.Header.SetExtension(s.midID, s.mid); err != nil {
+	if err := pkt.SetExtension(s.midID, s.mid); err != nil {
 		return err
 	}
-	if err := pkt.Header.SetExtension(s.ridID, []byte(l.RID())); err != nil {
+	if err := pkt.SetExtension(s.ridID, []byte(l.RID())); err != nil {
 		return err
 	}
 	return l.WriteRTP(pkt)
