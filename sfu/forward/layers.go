@@ -194,9 +194,8 @@ func (d *DownTrack) SetTarget(layer int) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sw.Target() == layer && (layer == simulcast.Paused || s.joined[layer] != nil) {
-		return
-	}
+	// Even for the same target: a layer's forwarder may have been
+	// replaced (the publisher's stream began again), and d must follow.
 	s.sw.SetTarget(layer)
 	s.current.Store(int32(s.sw.Current()))
 	d.joinLayers()
