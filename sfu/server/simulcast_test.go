@@ -27,12 +27,13 @@ type simulcastSource struct {
 	done chan struct{}
 }
 
-func publishSimulcast(t *testing.T, p *peer) *simulcastSource {
+// publishLayers publishes a track "cam" of codec as three simulcast
+// layers, rids q, h and f; the caller writes their packets.
+func publishLayers(t *testing.T, p *peer, codec webrtc.RTPCodecCapability) *client.Simulcast {
 	t.Helper()
-	s := &simulcastSource{stop: make(chan struct{}), done: make(chan struct{})}
 	var tracks []*webrtc.TrackLocalStaticRTP
 	for _, rid := range []string{"q", "h", "f"} {
-		tr, err := webrtc.NewTrackLocalStaticRTP(vp8Cap, "cam", p.ID(), webrtc.WithRTPStreamID(rid))
+		tr, err := webrtc.NewTrackLocalStaticRTP(codec, "cam", p.ID(), webrtc.WithRTPStreamID(rid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,10 +41,16 @@ func publishSimulcast(t *testing.T, p *peer) *simulcastSource {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var err error
-	if s.sc, err = p.PublishSimulcast(ctx, tracks...); err != nil {
+	sc, err := p.PublishSimulcast(ctx, tracks...)
+	if err != nil {
 		t.Fatalf("publish simulcast: %v", err)
 	}
+	return sc
+}
+
+func publishSimulcast(t *testing.T, p *peer) *simulcastSource {
+	t.Helper()
+	s := &simulcastSource{sc: publishLayers(t, p, vp8Cap), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.run()
 	return s
 }
@@ -231,20 +238,7 @@ func TestSimulcastOfAnotherCodecForwardsTheTopLayer(t *testing.T) {
 	defer b.Close()
 	h264 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
-	var layers []*webrtc.TrackLocalStaticRTP
-	for _, rid := range []string{"q", "h", "f"} {
-		tr, err := webrtc.NewTrackLocalStaticRTP(h264, "cam", a.ID(), webrtc.WithRTPStreamID(rid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers = append(layers, tr)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	sc, err := a.PublishSimulcast(ctx, layers...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := publishLayers(t, a, h264)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
