@@ -219,6 +219,33 @@ func (o *Outbound) Next(source, src uint64, via Via) (uint64, error) {
 	return i, nil
 }
 
+// Pad returns the index of a packet of no source (padding the SFU makes
+// up, to probe the link), sealed on path via: the one after the newest
+// index sent. The current source's later packets follow it, and one of
+// its packets that arrives late and would take an index already sealed
+// is refused (Next: ErrReused). ErrNotSent before the SSRC's first packet:
+// padding cannot come first, as the subscriber's rollover counter starts
+// from that packet.
+func (o *Outbound) Pad(via Via) (uint64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.next == 0 {
+		return 0, ErrNotSent
+	}
+	i := o.next
+	if i >= MaxIndex {
+		return 0, ErrExhausted
+	}
+	o.next = i + 1
+	o.offset++
+	o.ring[i%RingSize] = sealed{index: i + 1, source: padding, via: via}
+	return i, nil
+}
+
+// padding is the source of the packets Pad gives indices: Book's ids
+// begin at 1.
+const padding = 0
+
 // Sent is what was sealed under the index with sequence number seq (a
 // retransmission request names only those 16 bits): the index, its
 // source, its index there and its path. ErrNotSent if no such index is

@@ -115,6 +115,17 @@ func (c *outboundCheck) next(source, src uint64, via Via) {
 	c.given[i] = sealed{index: i + 1, source: source, src: src, via: via}
 }
 
+func (c *outboundCheck) pad(via Via) {
+	i, err := c.o.Pad(via)
+	if err != nil {
+		return
+	}
+	if prev, dup := c.given[i]; dup {
+		c.t.Fatalf("padding given index %#x, given before to source %d index %#x", i, prev.source, prev.src)
+	}
+	c.given[i] = sealed{index: i + 1, source: padding, via: via}
+}
+
 func (c *outboundCheck) sent(seq uint16) {
 	i, source, src, via, err := c.o.Sent(seq)
 	if err != nil {
@@ -142,6 +153,8 @@ func TestOutboundProperties(t *testing.T) {
 				c.sent(uint16(r.Uint32()))
 			case 3:
 				c.sent(uint16(src + c.o.offset - r.Uint64N(RingSize+10)))
+			case 4:
+				c.pad(Via(1 + r.IntN(2)))
 			default:
 				src += r.Uint64N(3)
 				c.next(source, src, Via(1+r.IntN(2)))
@@ -195,6 +208,33 @@ func TestOutboundContinuesAcrossSources(t *testing.T) {
 	}
 }
 
+func TestPaddingTakesTheNextIndexAndMediaFollowsIt(t *testing.T) {
+	var o Outbound
+	if _, err := o.Pad(ViaDirect); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("padding before any packet: %v", err)
+	}
+	for src := uint64(500); src < 503; src++ {
+		if _, err := o.Next(1, src, ViaDirect); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 500..502 went out as 500..502; a packet of 503 is late.
+	for want := uint64(503); want < 505; want++ {
+		if got, err := o.Pad(ViaDirect); err != nil || got != want {
+			t.Fatalf("padding: %d, %v; want %d", got, err, want)
+		}
+	}
+	if got, err := o.Next(1, 503, ViaDirect); err != nil || got != 505 {
+		t.Fatalf("the media after the padding: %d, %v; want 505", got, err)
+	}
+	if _, err := o.Next(1, 501, ViaDirect); !errors.Is(err, ErrReused) {
+		t.Fatalf("a late packet whose place padding took: %v", err)
+	}
+	if i, source, _, via, err := o.Sent(504); err != nil || i != 504 || source != padding || via != ViaDirect {
+		t.Fatalf("Sent(504) = %d %d %d %v: want padding", i, source, via, err)
+	}
+}
+
 func TestBookKeepsStreamsAndOrdersSources(t *testing.T) {
 	b := NewBook()
 	if five, again, six := b.Stream(5), b.Stream(5), b.Stream(6); five != again || five == six {
@@ -219,7 +259,7 @@ func FuzzIndices(f *testing.F) {
 		for len(ops) >= 3 {
 			op, arg := ops[0], uint64(binary.BigEndian.Uint16(ops[1:3]))
 			ops = ops[3:]
-			switch op % 6 {
+			switch op % 7 {
 			case 0: // an incoming packet by sequence number
 				i := w.Extend(uint16(arg))
 				if got, want := w.Accept(i), m.accept(i); got != want {
@@ -240,6 +280,8 @@ func FuzzIndices(f *testing.F) {
 				base = arg << (arg % 20)
 			case 5:
 				c.sent(uint16(arg))
+			case 6:
+				c.pad(Via(1 + arg%2))
 			}
 		}
 	})
