@@ -252,6 +252,7 @@ type Subscriber struct {
 	decided bool
 	conn    *srtpsend.Conn // nil: pion writes
 	peer    *srtprecv.Peer // its RTCP, when conn is set
+	stamper srtpsend.Stamper
 	closed  bool
 	lost    sync.Once
 }
@@ -268,6 +269,14 @@ func (p *Port) NewSubscriber(se *webrtc.SettingEngine) *Subscriber {
 	sp.keys = dtlskeys.New()
 	sp.keys.Options(se)
 	return sp
+}
+
+// SetStamper has st number every packet the direct path sends (see
+// srtpsend.Stamper); call it before Start.
+func (sp *Subscriber) SetStamper(st srtpsend.Stamper) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	sp.stamper = st
 }
 
 // Possible reports whether the direct path may take the connection (the
@@ -310,6 +319,9 @@ func (sp *Subscriber) start(pc *webrtc.PeerConnection, rtcp srtprecv.RTCPSink, l
 	conn, err := srtpsend.NewConn(sp.port.send, k.Profile, k.LocalKey, k.LocalSalt)
 	if err != nil {
 		return err
+	}
+	if sp.stamper != nil {
+		conn.SetStamper(sp.stamper)
 	}
 	peer, err := sp.port.mux.NewPeer(k.Profile, k.RemoteKey, k.RemoteSalt)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jbcalling/platform/internal/racecheck"
+	"github.com/jbcalling/platform/sfu/bwe"
 	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -239,8 +240,10 @@ func TestDirectForwardAllocatesNothing(t *testing.T) {
 	sock := newTestSocket(t)
 	peer := newDirectPeer(t, sock)
 	peer.drain()
+	cc := bwe.NewSender() // numbering each copy allocates nothing either
+	peer.conn.SetStamper(cc)
 	for i := range 20 {
-		d, _ := bindRecorder(t, f, webrtc.SSRC(i+1))
+		d, _ := bindNumbered(t, f, webrtc.SSRC(i+1), cc)
 		s := peer.conn.NewStream()
 		d.SetDirect(s)
 	}
@@ -439,7 +442,9 @@ func BenchmarkDirectForward(b *testing.B) {
 			for i := range n {
 				peer := newDirectPeer(b, sock)
 				peer.drain()
-				d, _ := bindRecorder(b, f, webrtc.SSRC(i+1))
+				cc := bwe.NewSender()
+				peer.conn.SetStamper(cc)
+				d, _ := bindNumbered(b, f, webrtc.SSRC(i+1), cc)
 				d.SetDirect(peer.conn.NewStream())
 			}
 			raw := sourcePacket(b, 1, bytes.Repeat([]byte{0xab}, 1200))

@@ -1,17 +1,20 @@
 package forward
 
 import (
+	"encoding/binary"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/bwe"
 	"github.com/jbcalling/platform/sfu/codecs"
 
 	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -31,6 +34,7 @@ type DownTrack struct {
 	id       string
 	streamID string
 	book     *rtpindex.Book // the subscriber connection's outbound indices
+	cc       *bwe.Sender    // the subscriber connection's transport-cc numbers; nil: none
 	hdr      headerScratch  // pion's path: used only by the goroutine writing this track
 
 	resendMu sync.Mutex // retransmissions come from the RTCP reader
@@ -46,6 +50,12 @@ type DownTrack struct {
 	rtt atomic.Int64
 	// sim, for a subscriber of one of several layers, is its switcher's.
 	sim *simDown
+
+	padMu   sync.Mutex // SendPadding's scratch
+	padHdr  rtp.Header
+	padCC   [2]byte
+	padHead [headSize]byte
+	padBody [MaxPadding]byte
 }
 
 type binding struct {
@@ -66,14 +76,22 @@ type binding struct {
 
 type extMap struct{ in, out uint8 }
 
+// shapeKey is what makes a shape: the forwarded extensions, the profile,
+// and the ID of the transport-cc extension each copy gets its own number
+// in (0: none), placed first so that the copy's number is found at once.
+type shapeKey struct {
+	ext     []extMap
+	profile uint16
+	cc      uint8
+}
+
 // shape is how some of a track's subscribers receive its headers: which
 // extensions, under which IDs, in which profile. A track's subscribers
 // almost always negotiated the same (the SFU wrote their offers), so a
 // fan-out rewrites and marshals each packet's header once per shape, and
 // each copy only patches its SSRC and payload type in (in srtpsend).
 type shape struct {
-	ext     []extMap
-	profile uint16
+	shapeKey
 	// The current burst's headers (nil where one did not marshal), written
 	// by the receiving goroutine before the fan-out reads them: gen is the
 	// burst's (outPacket.gen).
@@ -92,6 +110,7 @@ const headSize = 12 + 15*4 + 4 + 2*(2+255) + 3
 type headerScratch struct {
 	hdr rtp.Header
 	ext []rtp.Extension
+	cc  [2]byte // the transport-cc number's payload
 }
 
 // header is src as sh's subscribers receive it but for SSRC and payload
@@ -101,6 +120,10 @@ func (h *headerScratch) header(sh *shape, src *rtp.Header) *rtp.Header {
 	hdr := &h.hdr
 	*hdr = *src
 	hdr.Extension, hdr.ExtensionProfile, hdr.Extensions = true, sh.profile, h.ext[:0]
+	if sh.cc != 0 {
+		h.cc = [2]byte{} // the direct path numbers each copy; pion's, stampPion
+		_ = hdr.SetExtension(sh.cc, h.cc[:])
+	}
 	for _, m := range sh.ext {
 		if payload := src.GetExtension(m.in); payload != nil {
 			_ = hdr.SetExtension(m.out, payload) // a payload too long for the profile is dropped
@@ -166,7 +189,15 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	}
 	var ext []extMap
 	profile := uint16(rtp.ExtensionProfileOneByte)
+	var cc uint8
 	for _, e := range ctx.HeaderExtensions() {
+		if e.URI == sdp.TransportCCURI && d.cc != nil && e.ID > 0 && e.ID < 256 {
+			cc = uint8(e.ID)
+			d.cc.SetExtensionID(cc)
+			if e.ID > 14 {
+				profile = rtp.ExtensionProfileTwoByte
+			}
+		}
 		if !forwarded(e.URI) || e.ID <= 0 || e.ID > 255 {
 			continue
 		}
@@ -185,14 +216,14 @@ func (d *DownTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if s := d.sim; s != nil {
 		// Its layers' shapes are theirs (join); this one marshals
 		// retransmissions.
-		b.shape = &shape{ext: ext, profile: profile}
+		b.shape = &shape{shapeKey: shapeKey{ext: ext, profile: profile, cc: cc}}
 		d.bound.Store(b)
 		s.mu.Lock()
 		d.joinLayers()
 		s.mu.Unlock()
 		return codec, nil
 	}
-	d.f.add(d, b, ext, profile)
+	d.f.add(d, b, shapeKey{ext: ext, profile: profile, cc: cc})
 	d.f.attached()
 	return codec, nil
 }
@@ -283,9 +314,28 @@ func (d *DownTrack) seal(s *srtpsend.Stream, b *binding, sh *shape, head []byte,
 	}
 	h := hdr.header(sh, o.src)
 	h.SSRC, h.PayloadType, h.SequenceNumber = b.ssrc, b.pt, uint16(index)
+	d.stampPion(hdr, h.MarshalSize()+len(o.body))
 	n, err := b.ws.WriteRTP(h, o.payload)
 	return err == nil && n > 0
 }
+
+// stampPion gives a packet pion is to write, of size bytes and with
+// hdr's header, its transport-cc number (on the direct path the
+// connection numbers each copy as it seals it).
+func (d *DownTrack) stampPion(hdr *headerScratch, size int) {
+	if d.cc != nil && hdr.hdr.GetExtension(d.cc.ExtensionID()) != nil {
+		binary.BigEndian.PutUint16(hdr.cc[:], d.cc.Next(size+srtpOverhead))
+	}
+}
+
+// srtpOverhead is what SRTP adds to a packet (a 16-byte AES-GCM tag, or a
+// 10-byte HMAC one): the size transport-cc feedback is judged by.
+const srtpOverhead = 16
+
+// SetTransportCC numbers the packets this track sends in the subscriber
+// connection's transport-wide sequence, s, once the subscriber negotiated
+// the extension; it must come before the track is bound.
+func (d *DownTrack) SetTransportCC(s *bwe.Sender) { d.cc = s }
 
 func (d *DownTrack) write(o *outPacket, batch *srtpsend.Batch) bool {
 	b := d.bound.Load()

@@ -355,34 +355,33 @@ func (f *Forwarder) receive(pkts [][]byte, indices []uint64, arrivals []time.Tim
 	}
 }
 
-// add binds d with b, whose header shape is ext and profile (the
-// track's existing shape for them if it has one), and joins the fan-out.
-func (f *Forwarder) add(d *DownTrack, b *binding, ext []extMap, profile uint16) {
+// add binds d with b, whose header shape is key's (the track's existing
+// shape for it if it has one), and joins the fan-out.
+func (f *Forwarder) add(d *DownTrack, b *binding, key shapeKey) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b.shape = f.shapeOf(ext, profile)
+	b.shape = f.shapeOf(key)
 	d.bound.Store(b)
 	f.setDowns(append(f.without(d), d))
 }
 
-// join adds the simulcast DownTrack d, with a shape of ext and profile,
-// to the fan-out of this layer.
-func (f *Forwarder) join(d *DownTrack, ext []extMap, profile uint16) {
+// join adds the simulcast DownTrack d, with a shape of key's, to the
+// fan-out of this layer.
+func (f *Forwarder) join(d *DownTrack, key shapeKey) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d.sim.shapes[f.layer].Store(f.shapeOf(ext, profile))
+	d.sim.shapes[f.layer].Store(f.shapeOf(key))
 	f.setDowns(append(f.without(d), d))
 }
 
-// shapeOf is the track's shape for ext and profile, or a new one; f.mu
-// held.
-func (f *Forwarder) shapeOf(ext []extMap, profile uint16) *shape {
+// shapeOf is the track's shape for key, or a new one; f.mu held.
+func (f *Forwarder) shapeOf(key shapeKey) *shape {
 	for _, sh := range *f.shapes.Load() {
-		if sh.profile == profile && slices.Equal(sh.ext, ext) {
+		if sh.profile == key.profile && sh.cc == key.cc && slices.Equal(sh.ext, key.ext) {
 			return sh
 		}
 	}
-	return &shape{ext: ext, profile: profile}
+	return &shape{shapeKey: key}
 }
 
 func (f *Forwarder) remove(d *DownTrack) {

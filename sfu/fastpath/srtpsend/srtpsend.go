@@ -179,7 +179,24 @@ type Conn struct {
 	// (rtpindex.Outbound): this package keeps no packet index of its own.
 	mu       sync.Mutex // creating contexts
 	contexts sync.Map   // uint32 → *ssrcContext
+
+	stamper Stamper // set before the first packet; nil: none
 }
+
+// Stamper numbers each packet a connection sends, in its header (the
+// transport-wide sequence number of congestion control feedback), given
+// the packet's size on the wire.
+type Stamper interface {
+	Stamp(head []byte, size int)
+}
+
+// tagSize is the AES-GCM profiles' tag (the HMAC ones' is 10 bytes): the
+// size a Stamper is told adds it.
+const tagSize = 16
+
+// SetStamper has st number every packet c seals from now on; call it
+// before the first.
+func (c *Conn) SetStamper(st Stamper) { c.stamper = st }
 
 type ssrcContext struct {
 	ssrc uint32
@@ -293,6 +310,9 @@ func (s *Stream) seal(buf, head []byte, ssrc uint32, pt uint8, index uint64, bod
 	}
 	seq, roc := uint16(index), uint32(index>>16)
 	putHeader(buf, head, ssrc, pt, seq)
+	if st := s.conn.stamper; st != nil {
+		st.Stamp(buf[:hl], n+tagSize)
+	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	if sc.ctx != nil {
