@@ -65,8 +65,8 @@ func (l *Layers) Layer(layer int) *Forwarder {
 	return l.fwds[layer]
 }
 
-// Rates are the bits/s each layer arrived at, measured at most rateWindow
-// ago: 0 for a layer the publisher does not send now.
+// Rates are the bits/s each layer the publisher sends now takes (see
+// Known), measured at most rateWindow ago: 0 for a layer it does not send.
 func (l *Layers) Rates(now time.Time) [simulcast.MaxLayers]float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -79,18 +79,30 @@ func (l *Layers) Rates(now time.Time) [simulcast.MaxLayers]float64 {
 			if !l.sampled.IsZero() {
 				l.rates[i] = float64(b-l.bytes[i]) * 8 / d.Seconds()
 				if l.rates[i] > 0 {
-					l.known[i] = l.rates[i]
+					l.known[i] = max(l.rates[i], l.known[i]*knownDecay)
 				}
 			}
 			l.bytes[i] = b
 		}
 		l.sampled = now
 	}
-	return l.rates
+	var sent [simulcast.MaxLayers]float64
+	for i, r := range l.rates {
+		if r > 0 {
+			sent[i] = l.known[i]
+		}
+	}
+	return sent
 }
 
-// Known are the layers' last rates above zero: what a layer the publisher
-// paused would take again (0 for one never received).
+// knownDecay is how much of a layer's known rate is left one measurement
+// on: a layer the publisher resumes takes a few seconds to reach its rate
+// again, and what it is about to take is what counts.
+const knownDecay = 0.95
+
+// Known are the layers' rates of late, at their peak, decaying slowly: what
+// a layer the publisher paused would take again (0 for one never
+// received).
 func (l *Layers) Known() [simulcast.MaxLayers]float64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -243,7 +255,7 @@ func (d *DownTrack) joinLayers() {
 		}
 		s.joined[l] = f
 		if f != nil {
-			f.join(d, b.shape.ext, b.shape.profile)
+			f.join(d, b.shape.shapeKey)
 			if l != cur {
 				f.attached() // its keyframe, to switch at
 			}
