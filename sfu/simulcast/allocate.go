@@ -56,3 +56,21 @@ func (t Track) next(from int) int {
 	}
 	return Paused
 }
+
+// Step is the first track, in order, whose layer in chosen could go one
+// step up (a paused one: to its lowest), and the bits/s the step adds;
+// ok is false when every track has the highest layer it may.
+func Step(tracks []Track, chosen []int) (track int, extra float64, ok bool) {
+	for i, t := range tracks {
+		l := t.next(chosen[i])
+		if l == Paused {
+			continue
+		}
+		extra = t.Rates[l]
+		if chosen[i] != Paused {
+			extra -= t.Rates[chosen[i]]
+		}
+		return i, extra, true
+	}
+	return 0, 0, false
+}

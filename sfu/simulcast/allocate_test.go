@@ -101,3 +101,55 @@ func TestEstimator(t *testing.T) {
 		t.Fatalf("hold %v after a calm spell, want %v", e.hold, minHold)
 	}
 }
+
+// Step names the first track whose layer could go up, and what going up
+// adds: a paused track's lowest layer, else the next layer sent and
+// allowed.
+func TestStep(t *testing.T) {
+	tracks := []Track{{Rates: qhf, Max: 0}, {Rates: [MaxLayers]float64{150_000, 0, 1_500_000}, Max: 2}, {Rates: qhf, Max: 2}}
+	for _, c := range []struct {
+		chosen []int
+		track  int
+		extra  float64
+		ok     bool
+	}{
+		{[]int{0, 0, 0}, 1, 1_350_000, true}, // the first is at its maximum; the second skips a layer not sent
+		{[]int{0, 2, Paused}, 2, 150_000, true},
+		{[]int{0, 2, 1}, 2, 1_000_000, true},
+		{[]int{0, 2, 2}, 0, 0, false},
+	} {
+		track, extra, ok := Step(tracks, c.chosen)
+		if track != c.track || extra != c.extra || ok != c.ok {
+			t.Errorf("Step(%v) = %d, %v, %v; want %d, %v, %v", c.chosen, track, extra, ok, c.track, c.extra, c.ok)
+		}
+	}
+}
+
+// With transport-cc feedback the estimate grows by probes alone, and a
+// congested link cuts it below what it delivered, once per settle.
+func TestEstimatorWithProbes(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	e := NewEstimator()
+	e.GrowByProbes()
+	e.Update([]Report{{Since: t0.Add(-10 * time.Second)}}, 900_000, t0)
+	if e.Estimate() != StartEstimate {
+		t.Fatalf("grew from a clean report: %v", e.Estimate())
+	}
+	e.Probed(2_000_000, t0)
+	e.Probed(1_500_000, t0) // a smaller probe lowers nothing
+	if e.Estimate() != 2_000_000 {
+		t.Fatalf("after probes of 2 and 1.5 Mbit/s: %v", e.Estimate())
+	}
+	e.Congested(300_000, t0.Add(time.Second))
+	if want := 300_000 * congestedShare; e.Estimate() != want {
+		t.Fatalf("congested at 300 kbit/s delivered: %v, want %v", e.Estimate(), want)
+	}
+	e.Congested(100_000, t0.Add(1500*time.Millisecond))
+	if want := 300_000 * congestedShare; e.Estimate() != want {
+		t.Fatalf("cut again before the last cut settled: %v", e.Estimate())
+	}
+	e.Congested(10_000, t0.Add(3*time.Second))
+	if e.Estimate() != MinEstimate {
+		t.Fatalf("cut below the minimum: %v", e.Estimate())
+	}
+}

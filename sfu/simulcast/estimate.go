@@ -20,6 +20,9 @@ type Estimator struct {
 	severe     bool      // the last cut was for severe loss
 	lastLoss   time.Time // the last report over lossLow
 	lastGrowth time.Time
+	// probed: the estimate grows only by probes that passed (Probed), as
+	// the connection has transport-cc feedback to judge them.
+	probed bool
 }
 
 // Report is one receiver report block's loss: the fraction lost of the
@@ -65,6 +68,34 @@ func (e *Estimator) Severe() bool { return e.severe }
 // Estimate is the bandwidth to allocate, in bits/s.
 func (e *Estimator) Estimate() float64 { return e.est }
 
+// GrowByProbes stops the estimate growing from receiver reports: it grows
+// by Probed from now on, once the link showed it carries more.
+func (e *Estimator) GrowByProbes() { e.probed = true }
+
+// Probed raises the estimate to rate, in bits/s, which a probe showed the
+// link carries.
+func (e *Estimator) Probed(rate float64, now time.Time) {
+	if rate > e.est {
+		e.est, e.lastGrowth = rate, now
+	}
+}
+
+// Congested cuts the estimate below the rate the link delivered, in
+// bits/s, when packets queue on the way (what transport-cc feedback
+// shows before any loss), at most once per settle: a cut takes that long
+// to show.
+func (e *Estimator) Congested(delivered float64, now time.Time) {
+	if now.Sub(e.lastCut) < settle {
+		return
+	}
+	e.est = max(min(e.est, delivered*congestedShare), MinEstimate)
+	e.lastCut = now
+}
+
+// congestedShare of what a congested link delivered leaves it time to
+// drain its queue.
+const congestedShare = 0.85
+
 // Update takes one interval's reports and the bits/s sent over it.
 func (e *Estimator) Update(reports []Report, sent float64, now time.Time) {
 	if len(reports) == 0 {
@@ -96,7 +127,7 @@ func (e *Estimator) Update(reports []Report, sent float64, now time.Time) {
 		if now.Sub(e.lastLoss) > calm {
 			e.hold = minHold
 		}
-		if now.Before(e.holdUntil) || !judged {
+		if e.probed || now.Before(e.holdUntil) || !judged {
 			return // held, or the last growth not judged yet
 		}
 		// Growth within a bound of what is sent, not from an estimate
