@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/bwe"
 	"github.com/jbcalling/platform/sfu/fastpath"
 	"github.com/jbcalling/platform/sfu/feedback"
 	"github.com/jbcalling/platform/sfu/forward"
@@ -63,7 +64,11 @@ type Participant struct {
 	// (the reporter's goroutine alone uses it), from the loss its
 	// receiver reports gave since the last allocation: losses, and
 	// lastReport, the time of each SSRC's previous one.
-	bwe        *simulcast.Estimator
+	bwe *simulcast.Estimator
+	// cc numbers every packet the subscriber connection sends and learns
+	// from its transport-cc feedback; probe is the reporter's probing.
+	cc         *bwe.Sender
+	probe      prober
 	lossMu     sync.Mutex
 	losses     []simulcast.Report
 	lastReport map[uint32]time.Time
@@ -171,6 +176,9 @@ func (p *Participant) setup() error {
 	p.subIndex = rtpindex.NewBook()
 	p.resends = forward.NewResendBudget(resendRate, resendBurst)
 	p.bwe = simulcast.NewEstimator()
+	p.cc = bwe.NewSender()
+	p.probe.done = make(chan bwe.Probe, 1)
+	p.subPath.SetStamper(p.cc)
 	if p.pub, err = pubAPI.NewPeerConnection(cfg); err != nil {
 		return fmt.Errorf("room: publisher peer connection: %w", err)
 	}

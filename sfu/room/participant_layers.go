@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/jbcalling/platform/sfu/simulcast"
 )
@@ -93,6 +94,8 @@ func (p *Participant) allocateLayers(now time.Time) {
 	p.losses = nil
 	p.lossMu.Unlock()
 	p.bwe.Update(reports, sent/secs, now)
+	p.senseCongestion(now)
+	p.judgeProbe(now)
 	if len(sims) == 0 {
 		return
 	}
@@ -130,6 +133,33 @@ func (p *Participant) allocateLayers(now time.Time) {
 				Paused: layer == simulcast.Paused})
 		}
 	}
+	need, pad := 0.0, (*forward.DownTrack)(nil)
+	if i, extra, ok := simulcast.Step(ideal, targets); ok {
+		need = p.bwe.Estimate() + extra
+		pad = p.paddingTrack(sims[i].s.down)
+	}
+	p.probeLink(now, need, sent/secs, pad)
+}
+
+// paddingTrack is the track a probe pads: first, one whose layer it is to
+// raise, else another video track being sent, else any track; nil if
+// none has sent a packet to follow.
+func (p *Participant) paddingTrack(first *forward.DownTrack) *forward.DownTrack {
+	if first.Layer() != simulcast.Paused {
+		return first
+	}
+	p.subMu.Lock()
+	defer p.subMu.Unlock()
+	var other *forward.DownTrack
+	for _, s := range p.subs {
+		switch {
+		case s.down.Simulcast() && s.down.Layer() != simulcast.Paused:
+			return s.down
+		case !s.down.Simulcast() && s.down.Octets() > 0:
+			other = s.down
+		}
+	}
+	return other
 }
 
 // countPaused keeps s in Counters.PausedLayers while paused; subMu held.

@@ -110,10 +110,16 @@ func (p *Participant) handleSubscriberRTCP(pkts []rtcp.Packet, down *forward.Dow
 				d.RequestKeyframe()
 			}
 		case *rtcp.TransportLayerNack:
+			if p.probe.busy.Load() {
+				c.NACKs.Add(1)
+				continue // see prober.busy
+			}
 			if d := p.trackFor(down, pkt.MediaSSRC); d != nil {
 				c.NACKs.Add(1)
 				d.Resend(pkt, p.resends)
 			}
+		case *rtcp.TransportLayerCC:
+			p.cc.Feedback(pkt)
 		case *rtcp.ReceiverReport:
 			now := time.Now()
 			for _, r := range pkt.Reports {

@@ -41,6 +41,7 @@ func (p *Participant) addSubscription(t *publishedTrack) bool {
 	} else {
 		down = t.fwd.NewDownTrack(t.id, t.owner.id, p.subIndex)
 	}
+	down.SetTransportCC(p.cc)
 	sender, err := p.sub.AddTrack(down)
 	if err != nil {
 		p.subMu.Unlock()
