@@ -34,7 +34,12 @@ const clientHostIP = "10.205.0.1"
 func newClientNet(t *testing.T) *clientNet {
 	t.Helper()
 	c := &clientNet{t: t, name: fmt.Sprintf("sfubt%d", os.Getpid()), hostIf: "bt0", nsIf: "bt1", addr: "10.205.0.2"}
-	remove := func() { _ = exec.Command("ip", "netns", "del", c.name).Run() }
+	remove := func() {
+		_ = exec.Command("ip", "netns", "del", c.name).Run()
+		// A run killed before its cleanup left its link behind, in its
+		// namespace: the name is this run's to take.
+		_ = exec.Command("ip", "link", "del", c.hostIf).Run()
+	}
 	remove()
 	t.Cleanup(remove)
 	for _, args := range [][]string{
