@@ -161,7 +161,7 @@ func (l *Layers) NewDownTrack(id, streamID string, book *rtpindex.Book) *DownTra
 		return nil
 	}
 	d := first.NewDownTrack(id, streamID, book)
-	d.sim = &simDown{layers: l, sw: simulcast.NewSwitcher(first.cfg.Codec.ClockRate)}
+	d.sim = &simDown{layers: l, sw: simulcast.NewSwitcher(first.cfg.Codec.MimeType, first.cfg.Codec.ClockRate)}
 	d.sim.current.Store(simulcast.Paused)
 	return d
 }

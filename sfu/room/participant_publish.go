@@ -2,7 +2,6 @@ package room
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
@@ -104,9 +103,9 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiv
 // layerOf is a stream's simulcast layer, its rid's place among those the
 // publisher declared (lowest first, as PROTOCOL.md asks), and how many
 // there are; 0 and 0 for a track without simulcast. Layers are switched
-// for VP8 only (the switcher rewrites its payload descriptor): of another
-// codec's layers the top one is forwarded as a track of one layer, and
-// the others get -1 (not forwarded).
+// for the codecs simulcast.Switchable names: of another codec's layers
+// the top one is forwarded as a track of one layer, and the others get
+// -1 (not forwarded).
 func layerOf(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) (layer, layers int) {
 	if remote.RID() == "" || remote.Kind() != webrtc.RTPCodecTypeVideo {
 		return 0, 0
@@ -117,7 +116,7 @@ func layerOf(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) (layer, layer
 			layer = i
 		}
 	}
-	if !strings.EqualFold(remote.Codec().MimeType, webrtc.MimeTypeVP8) {
+	if !simulcast.Switchable(remote.Codec().MimeType) {
 		if layer == min(len(all), simulcast.MaxLayers)-1 {
 			return 0, 0
 		}

@@ -225,10 +225,77 @@ func TestSimulcastSubscription(t *testing.T) {
 	})
 }
 
-// Layers of a codec the SFU cannot switch (here H264) are not simulcast
-// to subscribers: the top layer is forwarded as a track of one layer,
-// its payloads untouched.
+// Layers of a codec the SFU cannot switch (here VP9, whose descriptor it
+// does not rewrite) are not simulcast to subscribers: the top layer is
+// forwarded as a track of one layer, its payloads untouched.
 func TestSimulcastOfAnotherCodecForwardsTheTopLayer(t *testing.T) {
+	netns.Require(t)
+	e := start(t, nil)
+	defer e.close()
+	a := e.join("room", "A", nil)
+	defer a.Close()
+	b := e.join("room", "B", nil)
+	defer b.Close()
+	vp9 := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP9, ClockRate: 90000, SDPFmtpLine: "profile-id=0"}
+	sc := publishLayers(t, a, vp9)
+	stop := make(chan struct{})
+	defer close(stop)
+	go writeLayers(sc, stop, func(l int, n uint16) []byte {
+		// A VP9 descriptor's first bytes, then the layer and a counter:
+		// bytes a VP8 rewrite would change.
+		return []byte{0x8c, 0x90, 0x80, 0x80, byte(l), byte(n)}
+	})
+	pub := b.expectEvent(t, "the track's announcement", func(m signal.Message) bool {
+		tp, ok := m.(*signal.TrackPublished)
+		return ok && tp.ParticipantID == a.ID()
+	}).(*signal.TrackPublished)
+	if pub.Track.Layers != 0 {
+		t.Fatalf("a VP9 simulcast track announced with %d layers, want one", pub.Track.Layers)
+	}
+	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
+	for i := range 20 {
+		pkt := readPacket(t, rt)
+		if p := pkt.Payload; len(p) != 6 || p[4] != 2 || !slices.Equal(p[:4], []byte{0x8c, 0x90, 0x80, 0x80}) {
+			t.Fatalf("packet %d: payload %x, want the top layer's, untouched", i, p)
+		}
+	}
+}
+
+// writeLayers writes a frame of each of sc's three layers every 20 ms,
+// payload(layer, frame), until stop closes.
+func writeLayers(sc *client.Simulcast, stop chan struct{}, payload func(layer int, n uint16) []byte) {
+	for n := uint16(0); ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		for l := range 3 {
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: n + uint16(l)*1000, Timestamp: uint32(n)*1800 + uint32(l)*5555555, Marker: true},
+				Payload: payload(l, n)}
+			if err := sc.WriteRTP(l, pkt); err != nil && !errors.Is(err, net.ErrClosed) {
+				return
+			}
+		}
+	}
+}
+
+func readPacket(t *testing.T, rt *client.RemoteTrack) *rtp.Packet {
+	t.Helper()
+	if err := rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	pkt, _, err := rt.Track.ReadRTP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkt
+}
+
+// H264 layers are switched as VP8's are, at a keyframe of the layer
+// switched to: the subscriber reads one stream (consecutive sequence
+// numbers, growing timestamps), each packet's payload as its layer sent it.
+func TestSimulcastSwitchesH264Layers(t *testing.T) {
 	netns.Require(t)
 	e := start(t, nil)
 	defer e.close()
@@ -241,42 +308,56 @@ func TestSimulcastOfAnotherCodecForwardsTheTopLayer(t *testing.T) {
 	sc := publishLayers(t, a, h264)
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() {
-		for n := uint16(0); ; n++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			for l := range 3 {
-				// An IDR slice's NAL header, then the layer and a counter:
-				// bytes a VP8 rewrite would change.
-				payload := []byte{0x65, 0x90, 0x80, 0x80, byte(l), byte(n)}
-				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: n + uint16(l)*1000, Timestamp: uint32(n) * 1800, Marker: true}, Payload: payload}
-				if err := sc.WriteRTP(l, pkt); err != nil && !errors.Is(err, net.ErrClosed) {
-					return
-				}
-			}
+	go writeLayers(sc, stop, func(l int, n uint16) []byte {
+		if n%15 == 0 { // SPS, PPS and an IDR slice in a STAP-A
+			return []byte{0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce, 0x00, 0x03, 0x65, byte(l), byte(n)}
 		}
-	}()
+		return []byte{0x41, 0x9a, byte(l), byte(n)}
+	})
 	pub := b.expectEvent(t, "the track's announcement", func(m signal.Message) bool {
 		tp, ok := m.(*signal.TrackPublished)
 		return ok && tp.ParticipantID == a.ID()
 	}).(*signal.TrackPublished)
-	if pub.Track.Layers != 0 {
-		t.Fatalf("an H264 simulcast track announced with %d layers, want one", pub.Track.Layers)
+	if pub.Track.Layers != 3 {
+		t.Fatalf("an H264 simulcast track announced with %d layers, want 3", pub.Track.Layers)
 	}
 	rt := b.expectTrack(t, a.ID(), webrtc.RTPCodecTypeVideo)
-	for i := range 20 {
-		if err := rt.Track.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-			t.Fatal(err)
+	layerOf := func(p []byte) int { return int(p[len(p)-2]) }
+	var last *rtp.Packet
+	read := func() *rtp.Packet {
+		pkt := readPacket(t, rt)
+		if last != nil && (pkt.SequenceNumber != last.SequenceNumber+1 || pkt.Timestamp-last.Timestamp-1 >= 1<<31) {
+			t.Fatalf("seq %d ts %d after seq %d ts %d: not one stream", pkt.SequenceNumber, pkt.Timestamp, last.SequenceNumber, last.Timestamp)
 		}
-		pkt, _, err := rt.Track.ReadRTP()
-		if err != nil {
-			t.Fatalf("packet %d: %v", i, err)
+		last = pkt
+		return pkt
+	}
+	until := func(what string, ok func(*rtp.Packet) bool) {
+		t.Helper()
+		for range 500 {
+			if ok(read()) {
+				return
+			}
 		}
-		if p := pkt.Payload; len(p) != 6 || p[4] != 2 || !slices.Equal(p[:4], []byte{0x65, 0x90, 0x80, 0x80}) {
-			t.Fatalf("packet %d: payload %x, want the top layer's, untouched", i, p)
+		t.Fatalf("never got %s", what)
+	}
+	until("the top layer", func(p *rtp.Packet) bool { return layerOf(p.Payload) == 2 })
+	zero := 0
+	if err := b.SetSubscription(context.Background(), a.ID(), pub.Track.ID, &zero, false); err != nil {
+		t.Fatal(err)
+	}
+	until("the switch to the lowest layer, at its keyframe", func(p *rtp.Packet) bool {
+		if layerOf(p.Payload) != 0 {
+			return false
+		}
+		if p.Payload[0] != 0x78 {
+			t.Fatalf("switched at %x, not at a keyframe", p.Payload)
+		}
+		return true
+	})
+	for range 20 {
+		if p := read(); layerOf(p.Payload) != 0 {
+			t.Fatalf("layer %d after the switch to 0", layerOf(p.Payload))
 		}
 	}
 }

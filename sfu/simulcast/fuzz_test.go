@@ -20,7 +20,7 @@ func FuzzSwitcher(f *testing.F) {
 			ops = ops[:2000] // far from a 16-bit wrap of the output
 		}
 		layers := newLayers()
-		s := NewSwitcher(90000)
+		s := NewSwitcher("video/VP8", 90000)
 		s.SetTarget(0)
 		now := time.Unix(1000, 0)
 		bySeq := map[uint16]packetKey{}

@@ -3,14 +3,24 @@
 // the one continuous stream a subscriber receives: one layer at a time,
 // switching only at a keyframe of the layer switched to, with sequence
 // numbers, timestamps and VP8 picture IDs rewritten so that the subscriber
-// never sees a switch.
+// never sees a switch. VP8 and H264 (whose payloads carry no numbers to
+// rewrite) are switched.
 package simulcast
 
 import (
+	"errors"
+	"strings"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/codecs"
 	"github.com/pion/rtp"
 )
+
+// Switchable reports whether the layers of a track of codec mime can be
+// switched between.
+func Switchable(mime string) bool {
+	return strings.EqualFold(mime, "video/vp8") || strings.EqualFold(mime, "video/h264")
+}
 
 // Paused as a target: the subscriber receives none of the track.
 const Paused = -1
@@ -18,7 +28,10 @@ const Paused = -1
 // Switcher is one subscriber's view of one simulcast video track. It is
 // not safe for concurrent use: the track's forwarding loop owns it.
 type Switcher struct {
-	clock   uint32 // RTP clock rate
+	clock uint32 // RTP clock rate
+	// isKey, for H264, finds keyframes; nil for VP8, whose payload
+	// descriptor says and carries the numbers to rewrite.
+	isKey   func([]byte) bool
 	target  int
 	current int // Paused before the first keyframe and while paused
 
@@ -38,11 +51,29 @@ type Switcher struct {
 	tl0Off   uint8
 }
 
-// NewSwitcher returns a switcher for a track whose RTP clock runs at
-// clockRate (90000 for video), paused.
-func NewSwitcher(clockRate uint32) *Switcher {
-	return &Switcher{clock: clockRate, target: Paused, current: Paused}
+// NewSwitcher returns a switcher for a track of codec mime (one Switchable)
+// whose RTP clock runs at clockRate (90000 for video), paused.
+func NewSwitcher(mime string, clockRate uint32) *Switcher {
+	s := &Switcher{clock: clockRate, target: Paused, current: Paused}
+	if strings.EqualFold(mime, "video/h264") {
+		s.isKey = codecs.KeyframeDetector(mime)
+	}
+	return s
 }
+
+// parse reads what a switch needs of a payload: for VP8 its descriptor,
+// for H264 whether it begins a keyframe.
+func (s *Switcher) parse(p []byte) (vp8, error) {
+	if s.isKey == nil {
+		return parseVP8(p)
+	}
+	if len(p) == 0 {
+		return vp8{}, errNoPayload // padding
+	}
+	return vp8{picAt: -1, tl0At: -1, keyframe: s.isKey(p)}, nil
+}
+
+var errNoPayload = errors.New("simulcast: no payload")
 
 // SetTarget chooses the layer the subscriber should receive (0 the lowest,
 // Paused for none). Pausing takes effect at once; another layer at its
@@ -75,7 +106,7 @@ type Result struct {
 // rewrites h and the VP8 payload descriptor at the start of payload in
 // place (the caller passes its own copies). now is its arrival.
 func (s *Switcher) Packet(layer int, h *rtp.Header, payload []byte, now time.Time) Result {
-	d, err := parseVP8(payload)
+	d, err := s.parse(payload)
 	if err != nil {
 		// Padding (browsers probe with it on the media stream) or a
 		// descriptor that does not parse: never a switch point, but on
@@ -156,10 +187,14 @@ type Offsets struct {
 	TS  uint32
 	Pic uint16
 	TL0 uint8
+	// VP8: the payloads carry a VP8 descriptor to rewrite.
+	VP8 bool
 }
 
 // Offsets are the current layer's.
-func (s *Switcher) Offsets() Offsets { return Offsets{TS: s.tsOff, Pic: s.picOff, TL0: s.tl0Off} }
+func (s *Switcher) Offsets() Offsets {
+	return Offsets{TS: s.tsOff, Pic: s.picOff, TL0: s.tl0Off, VP8: s.isKey == nil}
+}
 
 // Last is the newest packet sent, in output numbers: its timestamp and
 // when it arrived (the subscriber's sender reports); ok is false before
@@ -170,6 +205,9 @@ func (s *Switcher) Last() (ts uint32, at time.Time, ok bool) { return s.lastTS, 
 // timestamp and, in place, its VP8 payload descriptor.
 func Rewrite(off Offsets, h *rtp.Header, payload []byte) {
 	h.Timestamp += off.TS
+	if !off.VP8 {
+		return
+	}
 	d, err := parseVP8(payload)
 	if err != nil {
 		return // sent as it was, its timestamp alone rewritten (Packet)

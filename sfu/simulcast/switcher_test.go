@@ -85,7 +85,7 @@ func offer(s *Switcher, l *layer, h rtp.Header, p []byte, now time.Time, out *[]
 // and each switch at a keyframe of the layer switched to.
 func TestSwitchesAreInvisible(t *testing.T) {
 	layers := newLayers()
-	s := NewSwitcher(90000)
+	s := NewSwitcher("video/VP8", 90000)
 	start := time.Unix(1000, 0)
 	plan := map[int]int{0: 0, 15: 2, 45: 1, 66: Paused, 75: 0, 90: 2}
 	var out []sent
@@ -142,7 +142,7 @@ func TestSwitchesAreInvisible(t *testing.T) {
 func TestSwitchWaitsForAKeyframe(t *testing.T) {
 	layers := newLayers()
 	low, high := layers[0], layers[2]
-	s := NewSwitcher(90000)
+	s := NewSwitcher("video/VP8", 90000)
 	s.SetTarget(0)
 	now := time.Unix(1000, 0)
 	var out []sent
@@ -184,7 +184,7 @@ func TestSwitchWaitsForAKeyframe(t *testing.T) {
 func TestLossAndReorderingAroundASwitch(t *testing.T) {
 	layers := newLayers()
 	low, mid := layers[0], layers[1]
-	s := NewSwitcher(90000)
+	s := NewSwitcher("video/VP8", 90000)
 	s.SetTarget(0)
 	now := time.Unix(1000, 0)
 	var out []sent
@@ -230,7 +230,7 @@ func TestLossAndReorderingAroundASwitch(t *testing.T) {
 
 // A truncated or empty payload is dropped, never read past its end.
 func TestBadDescriptorsAreDropped(t *testing.T) {
-	s := NewSwitcher(90000)
+	s := NewSwitcher("video/VP8", 90000)
 	s.SetTarget(0)
 	for _, p := range [][]byte{nil, {0x80}, {0x90, 0x80}, {0x90, 0x80, 0x80}, {0x90, 0x40}, {0x90, 0x20}} {
 		h := rtp.Header{SequenceNumber: 1}
@@ -257,7 +257,7 @@ func equal(a, b []int) bool {
 // the subscriber would count it lost; of another layer it is dropped, and
 // it is never a switch point.
 func TestPaddingOfTheCurrentLayerIsSent(t *testing.T) {
-	s := NewSwitcher(90000)
+	s := NewSwitcher("video/VP8", 90000)
 	now := time.Unix(0, 0)
 	l0, l1 := &layer{index: 0, seq: 10, packets: 1}, &layer{index: 1, seq: 500, packets: 1}
 	s.SetTarget(0)
@@ -282,5 +282,79 @@ func TestPaddingOfTheCurrentLayerIsSent(t *testing.T) {
 	}
 	if s.Current() != 0 {
 		t.Fatalf("switched on padding to %d", s.Current())
+	}
+}
+
+// An H264 track switches at an IDR of the layer switched to (the first
+// packet of a keyframe: SPS, PPS and IDR in a STAP-A), sequence numbers
+// and timestamps continuing, payloads untouched (H264 carries no picture
+// numbers); retransmissions get the timestamp alone rewritten.
+func TestSwitchesH264AtKeyframes(t *testing.T) {
+	s := NewSwitcher("video/H264", 90000)
+	now := time.Unix(1000, 0)
+	type pkt struct {
+		layer int
+		h     rtp.Header
+		p     []byte
+	}
+	seq, ts := [2]uint16{100, 60000}, [2]uint32{5000, 3_000_000_000}
+	frame := func(layer int, key bool) pkt {
+		seq[layer]++
+		ts[layer] += 3000
+		p := []byte{0x41, 0x9a, byte(layer)} // a non-IDR slice
+		if key {
+			p = []byte{0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce, 0x00, 0x02, 0x65, byte(layer)} // STAP-A: SPS, PPS, IDR
+		}
+		return pkt{layer, rtp.Header{Version: 2, SequenceNumber: seq[layer], Timestamp: ts[layer]}, p}
+	}
+	var out []pkt
+	offer := func(in pkt) Result {
+		now = now.Add(10 * time.Millisecond)
+		p := append([]byte(nil), in.p...)
+		r := s.Packet(in.layer, &in.h, p, now)
+		if r.Send {
+			if string(p) != string(in.p) {
+				t.Fatalf("payload rewritten: %x, was %x", p, in.p)
+			}
+			out = append(out, pkt{in.layer, in.h, p})
+		}
+		return r
+	}
+	s.SetTarget(0)
+	if r := offer(frame(0, false)); r.Send || !r.WantKeyframe {
+		t.Fatalf("a delta frame before any keyframe: %+v", r)
+	}
+	if r := offer(frame(0, true)); !r.Send || !r.Switched {
+		t.Fatalf("layer 0's keyframe: %+v", r)
+	}
+	offer(frame(0, false))
+	s.SetTarget(1)
+	if r := offer(frame(1, false)); r.Send || !r.WantKeyframe {
+		t.Fatalf("the target's delta frame: %+v", r)
+	}
+	offer(frame(0, false)) // the current layer goes on meanwhile
+	if r := offer(frame(1, true)); !r.Switched {
+		t.Fatalf("the target's keyframe: %+v", r)
+	}
+	offer(frame(0, false)) // the old layer no more
+	offer(frame(1, false))
+	if len(out) != 5 || out[3].layer != 1 || out[2].layer != 0 {
+		t.Fatalf("sent %d packets", len(out))
+	}
+	for i := 1; i < len(out); i++ {
+		if out[i].h.SequenceNumber != out[i-1].h.SequenceNumber+1 || out[i].h.Timestamp-out[i-1].h.Timestamp-1 >= 1<<31 {
+			t.Fatalf("packet %d: seq %d ts %d after seq %d ts %d", i, out[i].h.SequenceNumber, out[i].h.Timestamp,
+				out[i-1].h.SequenceNumber, out[i-1].h.Timestamp)
+		}
+	}
+	off := s.Offsets()
+	re := frame(1, false)
+	h, p := re.h, append([]byte(nil), re.p...)
+	Rewrite(off, &h, p)
+	if off.VP8 || h.Timestamp != re.h.Timestamp+off.TS || string(p) != string(re.p) {
+		t.Fatalf("a retransmission: ts %d (offset %d), payload %x", h.Timestamp, off.TS, p)
+	}
+	if r := offer(pkt{1, rtp.Header{Version: 2, SequenceNumber: seq[1] + 1, Timestamp: ts[1]}, nil}); !r.Send {
+		t.Fatal("padding of the current layer not sent on")
 	}
 }
