@@ -1,9 +1,8 @@
 package bwe
 
 import (
+	"encoding/binary"
 	"time"
-
-	"github.com/pion/rtcp"
 )
 
 // baselineSpan is how long the least one-way delay seen stays the
@@ -12,43 +11,106 @@ import (
 // are kept.
 const baselineSpan = 10 * time.Second
 
-// Feedback takes one transport-cc feedback packet from the subscriber.
-// Numbers the Sender does not remember (too old, or never sent) are
-// skipped.
-func (s *Sender) Feedback(fb *rtcp.TransportLayerCC) {
+// Feedback takes one RTCP packet (not a compound), if it is transport-cc
+// feedback, and reports whether it was. Numbers the Sender does not
+// remember (too old, or never sent) are skipped; malformed feedback is
+// read as far as it makes sense.
+func (s *Sender) Feedback(pkt []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	arrival := int64(fb.ReferenceTime) * 64000 // µs on the subscriber's clock
-	seq, left := fb.BaseSequenceNumber, int(fb.PacketStatusCount)
-	deltas := fb.RecvDeltas
-	note := func(symbol uint16) {
-		lost := symbol == rtcp.TypeTCCPacketNotReceived
-		if !lost && symbol != rtcp.TypeTCCPacketReceivedWithoutDelta {
-			if len(deltas) == 0 {
-				lost = true // malformed: a received packet without its delta
-			} else {
-				arrival += deltas[0].Delta
-				deltas = deltas[1:]
-			}
+	return walkFeedback(pkt, s.noteLocked)
+}
+
+// IsFeedback reports whether the RTCP packet at the start of pkt is
+// transport-cc feedback (RTPFB, FMT 15).
+func IsFeedback(pkt []byte) bool {
+	return len(pkt) >= 2 && pkt[0]>>6 == 2 && pkt[1] == 205 && pkt[0]&0x1f == 15
+}
+
+// walkFeedback calls note for each packet a transport-cc feedback packet
+// reports on (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1),
+// in order: its number, its arrival in µs on the subscriber's clock, or
+// lost. It reads the bytes in place: a subscriber sends one every 50 to
+// 100 ms, and pion's parser allocates for every packet reported on.
+func walkFeedback(pkt []byte, note func(seq uint16, arrival int64, lost bool)) bool {
+	if !IsFeedback(pkt) || len(pkt) < 4 {
+		return false
+	}
+	n := 4 * (int(binary.BigEndian.Uint16(pkt[2:4])) + 1)
+	if n > len(pkt) || n < 20 {
+		return true
+	}
+	b := pkt[:n] // padding, if any, follows the deltas read
+	count := int(binary.BigEndian.Uint16(b[14:16]))
+	// The chunks first, then the receive deltas: where they begin.
+	deltas := 20
+	for seen := 0; seen < count; deltas += 2 {
+		if deltas+2 > len(b) {
+			return true
 		}
-		s.noteLocked(seq, arrival, lost)
+		seen += chunkLength(binary.BigEndian.Uint16(b[deltas:]))
+	}
+	seq := binary.BigEndian.Uint16(b[12:14])
+	arrival := (int64(b[16])<<16 | int64(b[17])<<8 | int64(b[18])) * 64000
+	left := count
+	symbol := func(sym uint16) bool {
+		lost := false
+		switch sym {
+		case 0:
+			lost = true
+		case 1:
+			if deltas+1 > len(b) {
+				return false
+			}
+			arrival += int64(b[deltas]) * 250
+			deltas++
+		case 2:
+			if deltas+2 > len(b) {
+				return false
+			}
+			arrival += int64(int16(binary.BigEndian.Uint16(b[deltas:]))) * 250
+			deltas += 2
+		}
+		note(seq, arrival, lost)
 		seq++
 		left--
+		return true
 	}
-	for _, c := range fb.PacketChunks {
-		switch c := c.(type) {
-		case *rtcp.RunLengthChunk:
-			for i := uint16(0); i < c.RunLength && left > 0; i++ {
-				note(c.PacketStatusSymbol)
-			}
-		case *rtcp.StatusVectorChunk:
-			for _, sym := range c.SymbolList {
-				if left == 0 {
-					break
+	for off := 20; left > 0; off += 2 {
+		c := binary.BigEndian.Uint16(b[off:])
+		switch {
+		case c&0x8000 == 0: // run length: a symbol, repeated
+			for range min(int(c&0x1fff), left) {
+				if !symbol(c >> 13 & 3) {
+					return true
 				}
-				note(sym)
+			}
+		case c&0x4000 == 0: // a vector of 14 one-bit symbols
+			for i := 13; i >= 0 && left > 0; i-- {
+				if !symbol(c >> i & 1) {
+					return true
+				}
+			}
+		default: // a vector of 7 two-bit symbols
+			for i := 6; i >= 0 && left > 0; i-- {
+				if !symbol(c >> (2 * i) & 3) {
+					return true
+				}
 			}
 		}
+	}
+	return true
+}
+
+// chunkLength is how many packets a packet status chunk reports on.
+func chunkLength(c uint16) int {
+	switch {
+	case c&0x8000 == 0:
+		return int(c & 0x1fff)
+	case c&0x4000 == 0:
+		return 14
+	default:
+		return 7
 	}
 }
 
@@ -65,7 +127,7 @@ func (s *Sender) noteLocked(seq uint16, arrival int64, lost bool) {
 	if r.n == n && !r.lost && lost {
 		return // reported received already: a later report of loss is stale
 	}
-	*r = report{n: n, at: p.at.Load(), arrival: arrival, size: int(uint32(tag)), lost: lost}
+	*r = report{n: n, at: p.at.Load(), arrival: arrival, size: uint16(min(uint32(tag), 0xffff)), lost: lost}
 	if n+1 > s.newest || s.newest-n > 1<<31 {
 		s.newest = n + 1
 	}
@@ -144,18 +206,18 @@ func (s *Sender) statsLocked(from, to uint32) Stats {
 			continue
 		}
 		st.Packets++
-		sentBytes += r.size
+		sentBytes += int(r.size)
 		if r.at < firstAt {
-			firstAt, firstSize = r.at, r.size
+			firstAt, firstSize = r.at, int(r.size)
 		}
 		lastAt = max(lastAt, r.at)
 		if r.lost {
 			st.Lost++
 			continue
 		}
-		gotBytes += r.size
+		gotBytes += int(r.size)
 		if r.arrival < firstArr {
-			firstArr, firstArrSize = r.arrival, r.size
+			firstArr, firstArrSize = r.arrival, int(r.size)
 		}
 		lastArr = max(lastArr, r.arrival)
 		q := time.Duration(r.arrival-r.at-base) * time.Microsecond

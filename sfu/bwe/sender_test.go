@@ -122,8 +122,8 @@ type arrival struct {
 }
 
 // feedbackOf is the transport-cc feedback a subscriber would send for
-// arrivals (consecutive numbers), through the wire format.
-func feedbackOf(t *testing.T, arrivals []arrival) *rtcp.TransportLayerCC {
+// arrivals (consecutive numbers), as pion marshals it.
+func feedbackOf(t testing.TB, arrivals []arrival) []byte {
 	t.Helper()
 	fb := &rtcp.TransportLayerCC{SenderSSRC: 1, MediaSSRC: 2, BaseSequenceNumber: arrivals[0].n,
 		PacketStatusCount: uint16(len(arrivals))}
@@ -158,11 +158,97 @@ func feedbackOf(t *testing.T, arrivals []arrival) *rtcp.TransportLayerCC {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkts, err := rtcp.Unmarshal(raw)
-	if err != nil {
-		t.Fatal(err)
+	return raw
+}
+
+// status is one packet's in a feedback packet, as read.
+type status struct {
+	seq     uint16
+	arrival int64
+	lost    bool
+}
+
+// pionReports is what pion's parser reads of a feedback packet: the
+// reference walkFeedback must agree with.
+func pionReports(fb *rtcp.TransportLayerCC) []status {
+	var out []status
+	arrival := int64(fb.ReferenceTime) * 64000
+	seq, left := fb.BaseSequenceNumber, int(fb.PacketStatusCount)
+	deltas := fb.RecvDeltas
+	note := func(symbol uint16) bool {
+		lost := symbol == rtcp.TypeTCCPacketNotReceived
+		if !lost && symbol != rtcp.TypeTCCPacketReceivedWithoutDelta {
+			if len(deltas) == 0 {
+				return false
+			}
+			arrival += deltas[0].Delta
+			deltas = deltas[1:]
+		}
+		out = append(out, status{seq, arrival, lost})
+		seq++
+		left--
+		return true
 	}
-	return pkts[0].(*rtcp.TransportLayerCC)
+	for _, c := range fb.PacketChunks {
+		switch c := c.(type) {
+		case *rtcp.RunLengthChunk:
+			for i := uint16(0); i < c.RunLength && left > 0; i++ {
+				if !note(c.PacketStatusSymbol) {
+					return out
+				}
+			}
+		case *rtcp.StatusVectorChunk:
+			for _, sym := range c.SymbolList {
+				if left == 0 || !note(sym) {
+					return out
+				}
+			}
+		}
+	}
+	return out
+}
+
+// FuzzWalkFeedback: where pion parses a transport-cc feedback packet,
+// walkFeedback reads the same reports from its bytes; and on any bytes it
+// stays within them.
+func FuzzWalkFeedback(f *testing.F) {
+	f.Add(feedbackOf(f, []arrival{{n: 7, at: 64000}, {n: 8, lost: true}, {n: 9, at: 64000 + 300_000}, {n: 10, at: 64000 + 300_250}}))
+	fb := &rtcp.TransportLayerCC{Header: rtcp.Header{Count: rtcp.FormatTCC, Type: rtcp.TypeTransportSpecificFeedback},
+		BaseSequenceNumber: 65530, PacketStatusCount: 20, ReferenceTime: 5,
+		PacketChunks: []rtcp.PacketStatusChunk{
+			&rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeOneBit, SymbolList: []uint16{1, 0, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 0, 1}},
+			&rtcp.StatusVectorChunk{SymbolSize: rtcp.TypeTCCSymbolSizeTwoBit, SymbolList: []uint16{2, 1, 0, 2, 1, 1, 0}},
+		}}
+	for range 13 {
+		fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 1000})
+	}
+	fb.RecvDeltas[10].Type, fb.RecvDeltas[10].Delta = rtcp.TypeTCCPacketReceivedLargeDelta, -5000
+	fb.Header.Length = uint16(fb.MarshalSize()/4 - 1)
+	fb.Header.Padding = true
+	if raw, err := fb.Marshal(); err == nil {
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var got []status
+		walkFeedback(raw, func(seq uint16, arrival int64, lost bool) { got = append(got, status{seq, arrival, lost}) })
+		pkts, err := rtcp.Unmarshal(raw)
+		if err != nil || len(pkts) != 1 {
+			return
+		}
+		fb, ok := pkts[0].(*rtcp.TransportLayerCC)
+		if !ok {
+			return
+		}
+		want := pionReports(fb)
+		if len(got) != len(want) {
+			t.Fatalf("%d reports, pion reads %d: %v against %v", len(got), len(want), got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("report %d: %+v, pion reads %+v", i, got[i], want[i])
+			}
+		}
+	})
 }
 
 // link is a tc tbf shaper: rate bits/s, a bucket of burst bytes, a queue
@@ -312,5 +398,19 @@ func TestFeedbackIgnoresNumbersNeverSent(t *testing.T) {
 	s.Feedback(feedbackOf(t, []arrival{{n: arrivals[0].n, lost: true}}))
 	if st, _ := s.Recent(time.Second); st.Lost != 0 {
 		t.Fatalf("a stale loss report counted: %+v", st)
+	}
+}
+
+// BenchmarkFeedback: one transport-cc feedback packet about 24 packets
+// (a subscriber receiving 240 packets/s, reporting every 100 ms), read
+// from the bytes the subscriber sent.
+func BenchmarkFeedback(b *testing.B) {
+	s := NewSender()
+	s.SetExtensionID(3)
+	arrivals := send(s, &link{rate: 10e6, burst: 1e5, limit: 1e6, delay: 10_000}, 0, 2_000_000, 1000, 100*time.Millisecond)
+	raw := feedbackOf(b, arrivals)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Feedback(raw)
 	}
 }

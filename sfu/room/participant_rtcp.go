@@ -3,6 +3,7 @@ package room
 import (
 	"time"
 
+	"github.com/jbcalling/platform/sfu/bwe"
 	"github.com/jbcalling/platform/sfu/forward"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -37,9 +38,7 @@ func (p *Participant) readSubscriberRTCP(s *webrtc.RTPSender, down *forward.Down
 		if err != nil {
 			return
 		}
-		if pkts, err := rtcp.Unmarshal(buf[:n]); err == nil {
-			p.handleSubscriberRTCP(pkts, down)
-		}
+		p.receiveRTCP(buf[:n], down)
 	}
 }
 
@@ -47,12 +46,30 @@ func (p *Participant) readSubscriberRTCP(s *webrtc.RTPSender, down *forward.Down
 // (srtprecv.RTCPSink), for any of its tracks.
 type subscriberRTCP struct{ p *Participant }
 
-func (s subscriberRTCP) ReceiveRTCP(pkt []byte) {
-	if !hasFeedback(pkt) {
-		return // nothing to answer
-	}
-	if pkts, err := rtcp.Unmarshal(pkt); err == nil {
-		s.p.handleSubscriberRTCP(pkts, nil)
+func (s subscriberRTCP) ReceiveRTCP(pkt []byte) { s.p.receiveRTCP(pkt, nil) }
+
+// receiveRTCP takes a compound RTCP packet from the subscriber: its
+// transport-cc feedback goes to the connection's bwe.Sender as it is,
+// what else asks for an answer is parsed and answered (down as for
+// handleSubscriberRTCP).
+func (p *Participant) receiveRTCP(pkt []byte, down *forward.DownTrack) {
+	for len(pkt) >= 4 {
+		n := (int(pkt[2])<<8 | int(pkt[3]) + 1) * 4
+		if n > len(pkt) {
+			return
+		}
+		one := pkt[:n]
+		pkt = pkt[n:]
+		if bwe.IsFeedback(one) {
+			p.cc.Feedback(one)
+			continue
+		}
+		if !hasFeedback(one) {
+			continue // nothing to answer
+		}
+		if pkts, err := rtcp.Unmarshal(one); err == nil {
+			p.handleSubscriberRTCP(pkts, down)
+		}
 	}
 }
 
@@ -118,8 +135,6 @@ func (p *Participant) handleSubscriberRTCP(pkts []rtcp.Packet, down *forward.Dow
 				c.NACKs.Add(1)
 				d.Resend(pkt, p.resends)
 			}
-		case *rtcp.TransportLayerCC:
-			p.cc.Feedback(pkt)
 		case *rtcp.ReceiverReport:
 			now := time.Now()
 			for _, r := range pkt.Reports {
