@@ -63,6 +63,7 @@ func (p *Participant) senseCongestion(now time.Time) {
 	if st.Packets >= 5 && (st.MinQueue > congestedQueue || st.LossFraction() > congestedLoss) {
 		p.log.Debug("congested", "queue", st.MinQueue, "lost", st.LossFraction(), "delivered", int(st.Delivered), "sent", int(st.Sent), "packets", st.Packets)
 		p.bwe.Congested(st.Delivered, now)
+		p.m.cfg.Counters.CongestionCuts.Add(1)
 
 	}
 }
@@ -85,6 +86,7 @@ func (p *Participant) judgeProbe(now time.Time) {
 		return
 	case bwe.ProbePassed:
 		p.bwe.Probed(rate, now)
+		p.m.cfg.Counters.ProbesPassed.Add(1)
 		pr.backoff, pr.next = 0, now
 	case bwe.ProbeFailed:
 		pr.backoff = min(max(2*pr.backoff, probeMinBackoff), probeMaxBackoff)
@@ -105,6 +107,7 @@ func (p *Participant) probeLink(now time.Time, need, sent float64, pad *forward.
 		return
 	}
 	pr.running = true
+	p.m.cfg.Counters.Probes.Add(1)
 	rate := min(max(probeGrowth*p.bwe.Estimate()-sent, 0), probeMaxRate)
 	go p.sendProbe(pad, rate)
 }

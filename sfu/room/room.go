@@ -86,6 +86,9 @@ type Counters struct {
 	// PausedLayers: simulcast subscriptions that receive no layer now
 	// (asked so, or too little bandwidth).
 	PausedLayers atomic.Int64
+	// Probes of subscribers' links sent, and those that passed; cuts of
+	// an estimate for a queue or loss the transport-cc feedback showed.
+	Probes, ProbesPassed, CongestionCuts atomic.Uint64
 	// ObserveEstimate, if set, sees each subscriber's bandwidth estimate
 	// (bits/s) at each allocation of its simulcast layers.
 	ObserveEstimate func(float64)
