@@ -1,12 +1,12 @@
 package forward
 
 import (
-	"sync"
 	"time"
 
 	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/jbcalling/platform/sfu/simulcast"
 	"github.com/pion/rtcp"
+	"golang.org/x/time/rate"
 )
 
 // Retransmission limits: a NACK names up to thousands of packets in a few
@@ -20,34 +20,16 @@ const (
 
 // ResendBudget bounds one subscriber's retransmissions across its tracks:
 // a token bucket of packets. Safe for concurrent use.
-type ResendBudget struct {
-	mu          sync.Mutex
-	rate, burst float64
-	tokens      float64
-	last        time.Time
-}
+type ResendBudget struct{ bucket *rate.Limiter }
 
-// NewResendBudget allows rate retransmissions a second, burst at once.
-func NewResendBudget(rate, burst float64) *ResendBudget {
-	return &ResendBudget{rate: rate, burst: burst, tokens: burst}
+// NewResendBudget allows perSecond retransmissions a second, burst at once.
+func NewResendBudget(perSecond float64, burst int) *ResendBudget {
+	return &ResendBudget{bucket: rate.NewLimiter(rate.Limit(perSecond), burst)}
 }
 
 // take spends one retransmission, if the budget has it.
 func (b *ResendBudget) take(now time.Time) bool {
-	if b == nil {
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.last.IsZero() {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b == nil || b.bucket.AllowN(now, 1)
 }
 
 // SetRTT records the subscriber's round trip, which spaces resends of one

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/pion/logging"
 )
 
@@ -22,7 +24,7 @@ type pionLogs struct {
 }
 
 func newPionLogs(log *slog.Logger) pionLogs {
-	return pionLogs{log: log, limit: &lineLimit{rate: pionLinesPerSecond, burst: pionLinesBurst, tokens: pionLinesBurst}}
+	return pionLogs{log: log, limit: &lineLimit{bucket: rate.NewLimiter(pionLinesPerSecond, pionLinesBurst)}}
 }
 
 // pion log lines per second above debug, and at once.
@@ -73,10 +75,9 @@ func (l pionLogger) Errorf(format string, args ...any) { l.logf(slog.LevelWarn, 
 // lineLimit is a token bucket of log lines that counts the lines it
 // refused, to report them once lines are allowed again.
 type lineLimit struct {
-	mu                  sync.Mutex
-	rate, burst, tokens float64
-	last                time.Time
-	suppressed          int
+	bucket     *rate.Limiter
+	mu         sync.Mutex
+	suppressed int
 }
 
 // allow reports whether a line may be logged now and, when it may, how
@@ -84,15 +85,10 @@ type lineLimit struct {
 func (b *lineLimit) allow(now time.Time) (ok bool, suppressed int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.last.IsZero() {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	b.last = now
-	if b.tokens < 1 {
+	if !b.bucket.AllowN(now, 1) {
 		b.suppressed++
 		return false, 0
 	}
-	b.tokens--
 	suppressed, b.suppressed = b.suppressed, 0
 	return true, suppressed
 }
