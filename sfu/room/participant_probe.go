@@ -64,7 +64,6 @@ func (p *Participant) senseCongestion(now time.Time) {
 		p.log.Debug("congested", "queue", st.MinQueue, "lost", st.LossFraction(), "delivered", int(st.Delivered), "sent", int(st.Sent), "packets", st.Packets)
 		p.bwe.Congested(st.Delivered, now)
 		p.m.cfg.Counters.CongestionCuts.Add(1)
-
 	}
 }
 
