@@ -17,36 +17,12 @@ func KeyframeDetector(mime string) func([]byte) bool {
 	return nil
 }
 
-// isVP8Keyframe: RFC 7741 payload descriptor with S=1 and partition 0,
-// then the frame tag's inverse key frame bit clear.
+// isVP8Keyframe: the descriptor says the first packet of a frame
+// (partition 0), and the VP8 payload header's inverse key frame bit is
+// clear.
 func isVP8Keyframe(p []byte) bool {
-	if len(p) < 1 || p[0]&0x10 == 0 || p[0]&0x07 != 0 {
-		return false
-	}
-	i := 1
-	if p[0]&0x80 != 0 { // X: extension byte follows
-		if len(p) < 2 {
-			return false
-		}
-		x := p[1]
-		i++
-		if x&0x80 != 0 { // I: picture id, 7 or 15 bits
-			if len(p) <= i {
-				return false
-			}
-			if p[i]&0x80 != 0 {
-				i++
-			}
-			i++
-		}
-		if x&0x40 != 0 { // L: TL0PICIDX
-			i++
-		}
-		if x&0x30 != 0 { // T or K: TID/KEYIDX byte
-			i++
-		}
-	}
-	return len(p) > i && p[i]&0x01 == 0
+	d, err := ParseVP8(p)
+	return err == nil && d.Keyframe
 }
 
 // isVP9Keyframe: the payload descriptor (RFC 9628) says start of a frame

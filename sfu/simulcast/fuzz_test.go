@@ -1,6 +1,7 @@
 package simulcast
 
 import (
+	"github.com/jbcalling/platform/sfu/codecs"
 	"testing"
 	"time"
 
@@ -86,8 +87,8 @@ func check(t *testing.T, s *Switcher, l *layer, h rtp.Header, p []byte, now time
 	if !r.Send {
 		return
 	}
-	d, _ := parseVP8(pc)
-	if l.index != *lastLayer && (!d.keyframe || !d.start) {
+	d, _ := codecs.ParseVP8(pc)
+	if l.index != *lastLayer && (!d.Keyframe || !d.Start) {
 		t.Fatalf("switched from layer %d to %d on a packet that does not start a keyframe", *lastLayer, l.index)
 	}
 	*lastLayer = l.index

@@ -63,14 +63,14 @@ func NewSwitcher(mime string, clockRate uint32) *Switcher {
 
 // parse reads what a switch needs of a payload: for VP8 its descriptor,
 // for H264 whether it begins a keyframe.
-func (s *Switcher) parse(p []byte) (vp8, error) {
+func (s *Switcher) parse(p []byte) (codecs.VP8Descriptor, error) {
 	if s.isKey == nil {
-		return parseVP8(p)
+		return codecs.ParseVP8(p)
 	}
 	if len(p) == 0 {
-		return vp8{}, errNoPayload // padding
+		return codecs.VP8Descriptor{}, errNoPayload // padding
 	}
-	return vp8{picAt: -1, tl0At: -1, keyframe: s.isKey(p)}, nil
+	return codecs.VP8Descriptor{PicAt: -1, TL0At: -1, Keyframe: s.isKey(p)}, nil
 }
 
 var errNoPayload = errors.New("simulcast: no payload")
@@ -115,7 +115,7 @@ func (s *Switcher) Packet(layer int, h *rtp.Header, payload []byte, now time.Tim
 		if layer != s.current || layer == Paused || seqBefore(h.SequenceNumber, s.firstSeq) {
 			return Result{}
 		}
-		s.rewrite(h, vp8{picAt: -1, tl0At: -1}, payload, now)
+		s.rewrite(h, codecs.VP8Descriptor{PicAt: -1, TL0At: -1}, payload, now)
 		return Result{Send: true}
 	}
 	var r Result
@@ -125,7 +125,7 @@ func (s *Switcher) Packet(layer int, h *rtp.Header, payload []byte, now time.Tim
 			return Result{} // sent before the switch to this layer
 		}
 	case layer == s.target:
-		if !d.keyframe {
+		if !d.Keyframe {
 			return Result{WantKeyframe: true}
 		}
 		s.switchTo(layer, h, d, payload, now)
@@ -140,7 +140,7 @@ func (s *Switcher) Packet(layer int, h *rtp.Header, payload []byte, now time.Tim
 
 // switchTo maps layer's numbers onto the output so that its first packet
 // (h) follows the newest one sent.
-func (s *Switcher) switchTo(layer int, h *rtp.Header, d vp8, payload []byte, now time.Time) {
+func (s *Switcher) switchTo(layer int, h *rtp.Header, d codecs.VP8Descriptor, payload []byte, now time.Time) {
 	s.current, s.firstSeq = layer, h.SequenceNumber
 	if !s.started {
 		s.seqOff, s.tsOff, s.picOff, s.tl0Off = 0, 0, 0, 0
@@ -151,31 +151,31 @@ func (s *Switcher) switchTo(layer int, h *rtp.Header, d vp8, payload []byte, now
 	// the time that passed, at least one tick, so frames stay in order.
 	ticks := uint32(now.Sub(s.lastAt).Seconds() * float64(s.clock))
 	s.tsOff = s.lastTS + max(ticks, 1) - h.Timestamp
-	if d.picAt >= 0 {
-		s.picOff = (s.lastPic + 1 - d.picture(payload)) & d.pictureMask()
+	if d.PicAt >= 0 {
+		s.picOff = (s.lastPic + 1 - d.Picture(payload)) & d.PictureMask()
 	}
-	if d.tl0At >= 0 {
-		s.tl0Off = s.lastTL0 + 1 - payload[d.tl0At]
+	if d.TL0At >= 0 {
+		s.tl0Off = s.lastTL0 + 1 - payload[d.TL0At]
 	}
 }
 
-func (s *Switcher) rewrite(h *rtp.Header, d vp8, payload []byte, now time.Time) {
+func (s *Switcher) rewrite(h *rtp.Header, d codecs.VP8Descriptor, payload []byte, now time.Time) {
 	h.SequenceNumber += s.seqOff
 	h.Timestamp += s.tsOff
-	if d.picAt >= 0 {
-		d.setPicture(payload, (d.picture(payload)+s.picOff)&d.pictureMask())
+	if d.PicAt >= 0 {
+		d.SetPicture(payload, (d.Picture(payload)+s.picOff)&d.PictureMask())
 	}
-	if d.tl0At >= 0 {
-		payload[d.tl0At] += s.tl0Off
+	if d.TL0At >= 0 {
+		payload[d.TL0At] += s.tl0Off
 	}
 	if !s.started || seqBefore(s.lastSeq, h.SequenceNumber) {
 		s.started = true
 		s.lastSeq, s.lastTS, s.lastAt = h.SequenceNumber, h.Timestamp, now
-		if d.picAt >= 0 {
-			s.lastPic = d.picture(payload)
+		if d.PicAt >= 0 {
+			s.lastPic = d.Picture(payload)
 		}
-		if d.tl0At >= 0 {
-			s.lastTL0 = payload[d.tl0At]
+		if d.TL0At >= 0 {
+			s.lastTL0 = payload[d.TL0At]
 		}
 	}
 }
@@ -208,15 +208,15 @@ func Rewrite(off Offsets, h *rtp.Header, payload []byte) {
 	if !off.VP8 {
 		return
 	}
-	d, err := parseVP8(payload)
+	d, err := codecs.ParseVP8(payload)
 	if err != nil {
 		return // sent as it was, its timestamp alone rewritten (Packet)
 	}
-	if d.picAt >= 0 {
-		d.setPicture(payload, (d.picture(payload)+off.Pic)&d.pictureMask())
+	if d.PicAt >= 0 {
+		d.SetPicture(payload, (d.Picture(payload)+off.Pic)&d.PictureMask())
 	}
-	if d.tl0At >= 0 {
-		payload[d.tl0At] += off.TL0
+	if d.TL0At >= 0 {
+		payload[d.TL0At] += off.TL0
 	}
 }
 

@@ -1,6 +1,7 @@
 package simulcast
 
 import (
+	"github.com/jbcalling/platform/sfu/codecs"
 	"testing"
 	"time"
 
@@ -71,11 +72,11 @@ func offer(s *Switcher, l *layer, h rtp.Header, p []byte, now time.Time, out *[]
 		l.keyNext = true
 	}
 	if r.Send {
-		d, err := parseVP8(pc)
+		d, err := codecs.ParseVP8(pc)
 		if err != nil {
 			panic(err)
 		}
-		*out = append(*out, sent{layer: l.index, inSeq: in, h: h, pic: d.picture(pc), tl0: pc[d.tl0At], keyframe: d.keyframe, start: d.start})
+		*out = append(*out, sent{layer: l.index, inSeq: in, h: h, pic: d.Picture(pc), tl0: pc[d.TL0At], keyframe: d.Keyframe, start: d.Start})
 	}
 	return r
 }
