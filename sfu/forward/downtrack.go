@@ -314,17 +314,18 @@ func (d *DownTrack) seal(s *srtpsend.Stream, b *binding, sh *shape, head []byte,
 	}
 	h := hdr.header(sh, o.src)
 	h.SSRC, h.PayloadType, h.SequenceNumber = b.ssrc, b.pt, uint16(index)
-	d.stampPion(hdr, h.MarshalSize()+len(o.body))
+	d.stampPion(h, hdr.cc[:], h.MarshalSize()+len(o.body))
 	n, err := b.ws.WriteRTP(h, o.payload)
 	return err == nil && n > 0
 }
 
-// stampPion gives a packet pion is to write, of size bytes and with
-// hdr's header, its transport-cc number (on the direct path the
-// connection numbers each copy as it seals it).
-func (d *DownTrack) stampPion(hdr *headerScratch, size int) {
-	if d.cc != nil && hdr.hdr.GetExtension(d.cc.ExtensionID()) != nil {
-		binary.BigEndian.PutUint16(hdr.cc[:], d.cc.Next(size+srtpOverhead))
+// stampPion gives a packet pion is to write, of size bytes, with header
+// h whose transport-cc extension's payload is num, its transport-cc
+// number (on the direct path the connection numbers each copy as it
+// seals it).
+func (d *DownTrack) stampPion(h *rtp.Header, num []byte, size int) {
+	if d.cc != nil && h.GetExtension(d.cc.ExtensionID()) != nil {
+		binary.BigEndian.PutUint16(num, d.cc.Next(size+srtpOverhead))
 	}
 }
 

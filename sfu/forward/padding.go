@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"encoding/binary"
 	"errors"
 	"time"
 
@@ -57,9 +56,7 @@ func (d *DownTrack) SendPadding() error {
 		d.padBody[MaxPadding-1] = MaxPadding
 		return s.WriteRTP(d.padHead[:n], b.ssrc, b.pt, index, d.padBody[:])
 	}
-	if d.cc != nil && h.GetExtension(d.cc.ExtensionID()) != nil {
-		binary.BigEndian.PutUint16(d.padCC[:], d.cc.Next(h.MarshalSize()+MaxPadding+srtpOverhead))
-	}
+	d.stampPion(h, d.padCC[:], h.MarshalSize()+MaxPadding)
 	_, err = b.ws.WriteRTP(h, nil)
 	return err
 }
