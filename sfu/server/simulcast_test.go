@@ -84,6 +84,15 @@ func (s *simulcastSource) run() {
 	}
 }
 
+// announcement waits for sub to hear of pub's track.
+func announcement(t *testing.T, sub, pub *peer) *signal.TrackPublished {
+	t.Helper()
+	return sub.expectEvent(t, "the track's announcement", func(m signal.Message) bool {
+		tp, ok := m.(*signal.TrackPublished)
+		return ok && tp.ParticipantID == pub.ID()
+	}).(*signal.TrackPublished)
+}
+
 func (s *simulcastSource) close() {
 	close(s.stop)
 	<-s.done
@@ -150,10 +159,7 @@ func TestSimulcastSubscription(t *testing.T) {
 	defer b.Close()
 	src := publishSimulcast(t, a)
 	defer src.close()
-	pub := b.expectEvent(t, "the simulcast track's announcement", func(m signal.Message) bool {
-		tp, ok := m.(*signal.TrackPublished)
-		return ok && tp.ParticipantID == a.ID()
-	}).(*signal.TrackPublished)
+	pub := announcement(t, b, a)
 	if pub.Track.Layers != 3 {
 		t.Fatalf("announced with %d layers, want 3", pub.Track.Layers)
 	}
@@ -245,10 +251,7 @@ func TestSimulcastOfAnotherCodecForwardsTheTopLayer(t *testing.T) {
 		// bytes a VP8 rewrite would change.
 		return []byte{0x8c, 0x90, 0x80, 0x80, byte(l), byte(n)}
 	})
-	pub := b.expectEvent(t, "the track's announcement", func(m signal.Message) bool {
-		tp, ok := m.(*signal.TrackPublished)
-		return ok && tp.ParticipantID == a.ID()
-	}).(*signal.TrackPublished)
+	pub := announcement(t, b, a)
 	if pub.Track.Layers != 0 {
 		t.Fatalf("a VP9 simulcast track announced with %d layers, want one", pub.Track.Layers)
 	}
@@ -314,10 +317,7 @@ func TestSimulcastSwitchesH264Layers(t *testing.T) {
 		}
 		return []byte{0x41, 0x9a, byte(l), byte(n)}
 	})
-	pub := b.expectEvent(t, "the track's announcement", func(m signal.Message) bool {
-		tp, ok := m.(*signal.TrackPublished)
-		return ok && tp.ParticipantID == a.ID()
-	}).(*signal.TrackPublished)
+	pub := announcement(t, b, a)
 	if pub.Track.Layers != 3 {
 		t.Fatalf("an H264 simulcast track announced with %d layers, want 3", pub.Track.Layers)
 	}
