@@ -2,8 +2,8 @@ package stacks
 
 import (
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -78,11 +78,41 @@ func (v *validator) add(rule int, subject, format string, a ...any) {
 
 // model checks references inside the stack itself.
 func (v *validator) model() {
+	v.traefikNames()
 	seen := map[string]bool{}
+	for _, s := range v.st.Services {
+		subj := "service " + s.Name
+		if s.Name == "" || seen[s.Name] {
+			v.add(RuleModel, subj, "empty or duplicate service name")
+		}
+		seen[s.Name] = true
+		if s.Image == "" {
+			v.add(RuleModel, subj, "no image")
+		}
+		if !s.Global && s.Replicas < 0 {
+			v.add(RuleModel, subj, "negative replica count %d", s.Replicas)
+		}
+		v.references(&s)
+		v.ports(&s)
+		v.updatePolicies(&s)
+		v.mounts(&s)
+		for field, d := range s.durations() {
+			if _, err := providerDuration(d); d != "" && err != nil {
+				v.add(RuleModel, subj, "%s: %v", field, err)
+			}
+		}
+		if _, err := strconv.ParseUint(s.UID, 10, 32); s.UID != "" && err != nil {
+			v.add(RuleModel, subj, "uid %q is not a number", s.UID)
+		}
+	}
+}
+
+// traefikNames: Traefik merges every service's labels into one namespace,
+// so a router or middleware name used twice is a conflict it drops, and a
+// router may use only middlewares some service defines.
+func (v *validator) traefikNames() {
 	routers, middlewares := map[string]string{}, map[string]string{}
 	for _, s := range v.st.Services {
-		// Traefik merges every service's labels into one namespace: a
-		// router or middleware name used twice is a conflict it drops.
 		for _, r := range s.Routes {
 			if other, dup := routers[r.Name]; dup {
 				v.add(RuleRouting, "router "+r.Name, "declared by both %s and %s", other, s.Name)
@@ -105,70 +135,59 @@ func (v *validator) model() {
 			}
 		}
 	}
-	for _, s := range v.st.Services {
-		subj := "service " + s.Name
-		if s.Name == "" || seen[s.Name] {
-			v.add(RuleModel, subj, "empty or duplicate service name")
+}
+
+// references: the networks and secrets s uses are declared.
+func (v *validator) references(s *Service) {
+	for _, n := range s.Networks {
+		if v.st.Network(n) == nil {
+			v.add(RuleModel, "service "+s.Name, "network %q is not declared in the stack", n)
 		}
-		seen[s.Name] = true
-		if s.Image == "" {
-			v.add(RuleModel, subj, "no image")
+	}
+	for _, r := range s.Secrets {
+		if v.st.Secret(r.Secret) == nil {
+			v.add(RuleModel, "service "+s.Name, "secret %q is not declared in the stack", r.Secret)
 		}
-		if !s.Global && s.Replicas < 0 {
-			v.add(RuleModel, subj, "negative replica count %d", s.Replicas)
+	}
+}
+
+func (v *validator) ports(s *Service) {
+	for _, p := range s.Ports {
+		subj := fmt.Sprintf("service %s port %d", s.Name, p.Published)
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			v.add(RuleModel, subj, "protocol %q is not tcp or udp", p.Protocol)
 		}
-		for _, n := range s.Networks {
-			if v.st.Network(n) == nil {
-				v.add(RuleModel, subj, "network %q is not declared in the stack", n)
-			}
+		if p.Mode != ModeHost && p.Mode != ModeIngress {
+			v.add(RuleModel, subj, "publish mode %q is not host or ingress", p.Mode)
 		}
-		for _, r := range s.Secrets {
-			if v.st.Secret(r.Secret) == nil {
-				v.add(RuleModel, subj, "secret %q is not declared in the stack", r.Secret)
-			}
+		if s.DNSRR && p.Mode == ModeIngress {
+			v.add(RuleModel, "service "+s.Name, "port %d is published through the ingress mesh, which a DNS round-robin service cannot use", p.Published)
 		}
-		for _, p := range s.Ports {
-			if p.Protocol != "tcp" && p.Protocol != "udp" {
-				v.add(RuleModel, fmt.Sprintf("%s port %d", subj, p.Published), "protocol %q is not tcp or udp", p.Protocol)
-			}
-			if p.Mode != ModeHost && p.Mode != ModeIngress {
-				v.add(RuleModel, fmt.Sprintf("%s port %d", subj, p.Published), "publish mode %q is not host or ingress", p.Mode)
-			}
+	}
+}
+
+func (v *validator) updatePolicies(s *Service) {
+	for _, u := range []struct {
+		what string
+		p    UpdatePolicy
+		ok   []string
+	}{{"update", s.Update, []string{"rollback", "pause", "continue"}}, {"rollback", s.Rollback, []string{"pause", "continue"}}} {
+		if u.p.Order != StartFirst && u.p.Order != StopFirst {
+			v.add(RuleModel, "service "+s.Name, "%s order %q is not start-first or stop-first", u.what, u.p.Order)
 		}
-		for _, u := range []struct {
-			what string
-			p    UpdatePolicy
-			ok   []string
-		}{{"update", s.Update, []string{"rollback", "pause", "continue"}}, {"rollback", s.Rollback, []string{"pause", "continue"}}} {
-			if u.p.Order != StartFirst && u.p.Order != StopFirst {
-				v.add(RuleModel, subj, "%s order %q is not start-first or stop-first", u.what, u.p.Order)
-			}
-			if !slices.Contains(u.ok, u.p.FailureAction) {
-				v.add(RuleModel, subj, "%s failure action %q is not one of %s", u.what, u.p.FailureAction, strings.Join(u.ok, ", "))
-			}
+		if !slices.Contains(u.ok, u.p.FailureAction) {
+			v.add(RuleModel, "service "+s.Name, "%s failure action %q is not one of %s", u.what, u.p.FailureAction, strings.Join(u.ok, ", "))
 		}
-		for _, m := range s.Mounts {
-			switch {
-			case m.Type != "volume" && m.Type != "bind" && m.Type != "tmpfs":
-				v.add(RuleModel, subj, "mount %s: type %q is not volume, bind or tmpfs", m.Target, m.Type)
-			case m.Type == "tmpfs" && m.Source != "":
-				v.add(RuleModel, subj, "tmpfs mount %s: a tmpfs has no source", m.Target)
-			}
-		}
-		for field, d := range s.durations() {
-			if _, err := providerDuration(d); d != "" && err != nil {
-				v.add(RuleModel, subj, "%s: %v", field, err)
-			}
-		}
-		if s.DNSRR {
-			for _, p := range s.Ports {
-				if p.Mode == ModeIngress {
-					v.add(RuleModel, subj, "port %d is published through the ingress mesh, which a DNS round-robin service cannot use", p.Published)
-				}
-			}
-		}
-		if _, err := strconv.ParseUint(s.UID, 10, 32); s.UID != "" && err != nil {
-			v.add(RuleModel, subj, "uid %q is not a number", s.UID)
+	}
+}
+
+func (v *validator) mounts(s *Service) {
+	for _, m := range s.Mounts {
+		switch {
+		case m.Type != "volume" && m.Type != "bind" && m.Type != "tmpfs":
+			v.add(RuleModel, "service "+s.Name, "mount %s: type %q is not volume, bind or tmpfs", m.Target, m.Type)
+		case m.Type == "tmpfs" && m.Source != "":
+			v.add(RuleModel, "service "+s.Name, "tmpfs mount %s: a tmpfs has no source", m.Target)
 		}
 	}
 }
@@ -244,72 +263,89 @@ func (v *validator) placement() {
 		}
 	}
 	for _, s := range v.st.Services {
-		subj := "service " + s.Name
-		cons, err := constraint.Parse(s.Constraints)
-		if err != nil {
-			v.add(RulePlacement, subj, "placement constraint %q: %v", strings.Join(s.Constraints, ", "), err)
-			v.eligible[s.Name] = nil
-			continue
-		}
-		for _, c := range s.Constraints {
-			key := constraintKey(c)
-			if lk, ok := strings.CutPrefix(strings.ToLower(key), constraint.NodeLabelPrefix); ok {
-				label := key[len(key)-len(lk):]
-				if !allLabels[label] {
-					v.add(RulePlacement, subj, "constraint %q names label %q that no declared node has", c, label)
-				}
-			}
-		}
-		var nodes []string
-		for _, n := range v.cl.Nodes {
-			if constraint.NodeMatches(cons, v.swarmNode(n)) {
-				nodes = append(nodes, n.Name)
-			}
-		}
-		v.eligible[s.Name] = nodes
-		if len(nodes) == 0 {
-			v.add(RulePlacement, subj, "no declared node satisfies constraints [%s]", strings.Join(s.Constraints, ", "))
-			continue
-		}
-		host := s.HostPorts()
-		if len(host) > 0 && !s.Global && s.Replicas > len(nodes) {
-			v.add(RulePlacement, subj, "%d replicas publish host port %d/%s but only %d node(s) are eligible (%s)",
-				s.Replicas, host[0].Published, host[0].Protocol, len(nodes), strings.Join(nodes, ", "))
-		}
-		if len(host) > 0 && s.Update.Order == StartFirst {
-			v.add(RulePlacement, subj, "update order start-first cannot bind host port %d/%s while the old task still holds it; use stop-first",
-				host[0].Published, host[0].Protocol)
+		v.eligible[s.Name] = v.eligibleNodes(s, allLabels)
+		if v.eligible[s.Name] != nil {
+			v.hostPorts(s)
 		}
 	}
-	// The same host port twice on one node; ingress ports bind on every node.
+	for _, n := range v.cl.Nodes {
+		v.portClaims(n)
+	}
+}
+
+// eligibleNodes are the nodes s's constraints admit; nil, with the
+// problem added, when there is none or they do not parse.
+func (v *validator) eligibleNodes(s Service, allLabels map[string]bool) []string {
+	subj := "service " + s.Name
+	cons, err := constraint.Parse(s.Constraints)
+	if err != nil {
+		v.add(RulePlacement, subj, "placement constraint %q: %v", strings.Join(s.Constraints, ", "), err)
+		return nil
+	}
+	for _, c := range s.Constraints {
+		key := constraintKey(c)
+		if lk, ok := strings.CutPrefix(strings.ToLower(key), constraint.NodeLabelPrefix); ok {
+			label := key[len(key)-len(lk):]
+			if !allLabels[label] {
+				v.add(RulePlacement, subj, "constraint %q names label %q that no declared node has", c, label)
+			}
+		}
+	}
+	var nodes []string
+	for _, n := range v.cl.Nodes {
+		if constraint.NodeMatches(cons, v.swarmNode(n)) {
+			nodes = append(nodes, n.Name)
+		}
+	}
+	if len(nodes) == 0 {
+		v.add(RulePlacement, subj, "no declared node satisfies constraints [%s]", strings.Join(s.Constraints, ", "))
+	}
+	return nodes
+}
+
+// hostPorts: a host port binds once per node, so replicas need as many
+// nodes, and an update must stop the old task first.
+func (v *validator) hostPorts(s Service) {
+	host, nodes := s.HostPorts(), v.eligible[s.Name]
+	if len(host) == 0 {
+		return
+	}
+	if !s.Global && s.Replicas > len(nodes) {
+		v.add(RulePlacement, "service "+s.Name, "%d replicas publish host port %d/%s but only %d node(s) are eligible (%s)",
+			s.Replicas, host[0].Published, host[0].Protocol, len(nodes), strings.Join(nodes, ", "))
+	}
+	if s.Update.Order == StartFirst {
+		v.add(RulePlacement, "service "+s.Name, "update order start-first cannot bind host port %d/%s while the old task still holds it; use stop-first",
+			host[0].Published, host[0].Protocol)
+	}
+}
+
+// portClaims: the same host port twice on node n; ingress ports bind on
+// every node.
+func (v *validator) portClaims(n infra.Node) {
 	type key struct {
 		proto string
 		port  int
 	}
-	for _, n := range v.cl.Nodes {
-		claims := map[key][]string{}
-		for _, s := range v.st.Services {
-			for _, p := range s.Ports {
-				if p.Mode == ModeIngress || slices.Contains(v.eligible[s.Name], n.Name) {
-					claims[key{p.Protocol, p.Published}] = append(claims[key{p.Protocol, p.Published}], s.Name)
-				}
+	claims := map[key][]string{}
+	for _, s := range v.st.Services {
+		for _, p := range s.Ports {
+			if p.Mode == ModeIngress || slices.Contains(v.eligible[s.Name], n.Name) {
+				claims[key{p.Protocol, p.Published}] = append(claims[key{p.Protocol, p.Published}], s.Name)
 			}
 		}
-		keys := make([]key, 0, len(claims))
-		for k := range claims {
-			keys = append(keys, k)
+	}
+	keys := slices.Collect(maps.Keys(claims))
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.port != b.port {
+			return a.port - b.port
 		}
-		sort.Slice(keys, func(i, j int) bool {
-			if keys[i].port != keys[j].port {
-				return keys[i].port < keys[j].port
-			}
-			return keys[i].proto < keys[j].proto
-		})
-		for _, k := range keys {
-			if who := claims[k]; len(who) > 1 {
-				v.add(RulePlacement, fmt.Sprintf("node %s port %d/%s", n.Name, k.port, k.proto),
-					"claimed more than once (by %s)", strings.Join(who, ", "))
-			}
+		return strings.Compare(a.proto, b.proto)
+	})
+	for _, k := range keys {
+		if who := claims[k]; len(who) > 1 {
+			v.add(RulePlacement, fmt.Sprintf("node %s port %d/%s", n.Name, k.port, k.proto),
+				"claimed more than once (by %s)", strings.Join(who, ", "))
 		}
 	}
 }
@@ -319,26 +355,7 @@ func (v *validator) placement() {
 func (v *validator) routing() {
 	proxy := v.st.Service(ProxyService)
 	if proxy != nil {
-		// The provider's default network must be one Traefik is on, or
-		// every single-network service behind it is unreachable.
-		for _, a := range proxy.Args {
-			if n, ok := strings.CutPrefix(a, "--providers.swarm.network="); ok {
-				on := false
-				for _, pn := range proxy.Networks {
-					on = on || v.st.FullName(pn) == n
-				}
-				if !on {
-					v.add(RuleRouting, "service "+ProxyService, "--providers.swarm.network=%s is not a network it is attached to", n)
-				}
-			}
-		}
-		// The Swarm provider lists services through the local socket;
-		// only managers answer the Swarm API.
-		for _, nn := range v.eligible[ProxyService] {
-			if n := v.node(nn); n != nil && n.Role != infra.RoleManager {
-				v.add(RuleRouting, "service "+ProxyService, "may run on worker node %s, where the Swarm API (read through the docker socket) is unavailable; pin it to a manager", nn)
-			}
-		}
+		v.proxy(proxy)
 	}
 	for _, s := range v.st.Services {
 		subj := "service " + s.Name
@@ -347,81 +364,120 @@ func (v *validator) routing() {
 				v.add(RuleRouting, subj, "label %q is a container label; Traefik's Swarm provider reads service labels only", k)
 			}
 		}
-		routed := len(s.Routes) > 0
-		for k := range s.ServiceLabels {
-			if strings.HasPrefix(k, "traefik.http.routers.") {
-				routed = true
-			}
-		}
-		if !routed {
+		if !routed(s) {
 			continue
 		}
 		if proxy == nil {
 			v.add(RuleRouting, subj, "is routed but the stack has no %q service", ProxyService)
 			continue
 		}
-		l := s.ServiceLabels
-		if l["traefik.enable"] != "true" {
+		if s.ServiceLabels["traefik.enable"] != "true" {
 			v.add(RuleRouting, subj, "label traefik.enable=true is missing and Traefik runs with exposedByDefault=false")
 		}
-		if len(s.Networks) == 0 {
-			if s.HostNetwork {
-				v.add(RuleRouting, subj, "is on the host network only; Traefik skips tasks without a swarm network")
-			} else {
-				v.add(RuleRouting, subj, "is on no swarm network; Traefik cannot reach it")
+		if v.reachable(s, proxy) {
+			v.routerLabels(s)
+		}
+	}
+}
+
+// proxy: Traefik's provider network is one it is on, and it runs where
+// the Swarm API answers.
+func (v *validator) proxy(proxy *Service) {
+	// The provider's default network must be one Traefik is on, or
+	// every single-network service behind it is unreachable.
+	for _, a := range proxy.Args {
+		if n, ok := strings.CutPrefix(a, "--providers.swarm.network="); ok &&
+			!slices.ContainsFunc(proxy.Networks, func(pn string) bool { return v.st.FullName(pn) == n }) {
+			v.add(RuleRouting, "service "+ProxyService, "--providers.swarm.network=%s is not a network it is attached to", n)
+		}
+	}
+	// The Swarm provider lists services through the local socket; only
+	// managers answer the Swarm API.
+	for _, nn := range v.eligible[ProxyService] {
+		if n := v.node(nn); n != nil && n.Role != infra.RoleManager {
+			v.add(RuleRouting, "service "+ProxyService, "may run on worker node %s, where the Swarm API (read through the docker socket) is unavailable; pin it to a manager", nn)
+		}
+	}
+}
+
+// routed: s has routes, or router labels of its own.
+func routed(s Service) bool {
+	for k := range s.ServiceLabels {
+		if strings.HasPrefix(k, "traefik.http.routers.") {
+			return true
+		}
+	}
+	return len(s.Routes) > 0
+}
+
+// reachable: Traefik can reach s over a network they share, and knows
+// which one when s is on several. It reports whether s is on a swarm
+// network at all (the label checks mean nothing otherwise).
+func (v *validator) reachable(s Service, proxy *Service) bool {
+	subj := "service " + s.Name
+	if len(s.Networks) == 0 {
+		if s.HostNetwork {
+			v.add(RuleRouting, subj, "is on the host network only; Traefik skips tasks without a swarm network")
+		} else {
+			v.add(RuleRouting, subj, "is on no swarm network; Traefik cannot reach it")
+		}
+		return false
+	}
+	var shared []string
+	for _, n := range s.Networks {
+		if slices.Contains(proxy.Networks, n) {
+			shared = append(shared, v.st.FullName(n))
+		}
+	}
+	if len(shared) == 0 {
+		v.add(RuleRouting, subj, "shares no network with %s (service on %s, %s on %s)",
+			ProxyService, strings.Join(s.Networks, ", "), ProxyService, strings.Join(proxy.Networks, ", "))
+	}
+	if len(s.Networks) > 1 {
+		nl, ok := s.ServiceLabels["traefik.docker.network"]
+		switch {
+		case !ok:
+			v.add(RuleRouting, subj, "is on %d networks (%s) without label traefik.docker.network: Traefik may pick one it is not on",
+				len(s.Networks), strings.Join(s.Networks, ", "))
+		case !slices.Contains(shared, nl):
+			v.add(RuleRouting, subj, "label traefik.docker.network=%s is not a network it shares with %s (%s)",
+				nl, ProxyService, strings.Join(shared, ", "))
+		}
+	}
+	return true
+}
+
+// routerLabels: every router reaches a load-balancer service with a port
+// label, and the route labels are the ones the routes generate.
+func (v *validator) routerLabels(s Service) {
+	l := s.ServiceLabels
+	portLabels := map[string]bool{}
+	for k := range l {
+		if rest, ok := strings.CutPrefix(k, "traefik.http.services."); ok {
+			if name, ok := strings.CutSuffix(rest, ".loadbalancer.server.port"); ok {
+				portLabels[name] = true
 			}
+		}
+	}
+	if len(portLabels) == 0 {
+		v.add(RuleRouting, "service "+s.Name, "no traefik.http.services.<name>.loadbalancer.server.port label; in Swarm Traefik skips the service")
+	}
+	for _, k := range sortedKeys(l) {
+		rest, ok := strings.CutPrefix(k, "traefik.http.routers.")
+		if !ok || !strings.HasSuffix(rest, ".rule") {
 			continue
 		}
-		var shared []string
-		for _, n := range s.Networks {
-			if slices.Contains(proxy.Networks, n) {
-				shared = append(shared, v.st.FullName(n))
-			}
+		router := strings.TrimSuffix(rest, ".rule")
+		target := l["traefik.http.routers."+router+".service"]
+		if target != "" && !strings.Contains(target, "@") && !portLabels[target] {
+			v.add(RuleRouting, "label traefik.http.routers."+router+".service",
+				"service %s: router %s targets %q which has no loadbalancer.server.port label", s.Name, router, target)
 		}
-		if len(shared) == 0 {
-			v.add(RuleRouting, subj, "shares no network with %s (service on %s, %s on %s)",
-				ProxyService, strings.Join(s.Networks, ", "), ProxyService, strings.Join(proxy.Networks, ", "))
-		}
-		if len(s.Networks) > 1 {
-			nl, ok := l["traefik.docker.network"]
-			switch {
-			case !ok:
-				v.add(RuleRouting, subj, "is on %d networks (%s) without label traefik.docker.network: Traefik may pick one it is not on",
-					len(s.Networks), strings.Join(s.Networks, ", "))
-			case !slices.Contains(shared, nl):
-				v.add(RuleRouting, subj, "label traefik.docker.network=%s is not a network it shares with %s (%s)",
-					nl, ProxyService, strings.Join(shared, ", "))
-			}
-		}
-		// Every router must reach a load-balancer service with a port label.
-		portLabels := map[string]bool{}
-		for k := range l {
-			if rest, ok := strings.CutPrefix(k, "traefik.http.services."); ok {
-				if name, ok := strings.CutSuffix(rest, ".loadbalancer.server.port"); ok {
-					portLabels[name] = true
-				}
-			}
-		}
-		if len(portLabels) == 0 {
-			v.add(RuleRouting, subj, "no traefik.http.services.<name>.loadbalancer.server.port label; in Swarm Traefik skips the service")
-		}
-		for _, k := range sortedKeys(l) {
-			rest, ok := strings.CutPrefix(k, "traefik.http.routers.")
-			if !ok || !strings.HasSuffix(rest, ".rule") {
-				continue
-			}
-			router := strings.TrimSuffix(rest, ".rule")
-			target := l["traefik.http.routers."+router+".service"]
-			if target != "" && !strings.Contains(target, "@") && !portLabels[target] {
-				v.add(RuleRouting, "label traefik.http.routers."+router+".service",
-					"service %s: router %s targets %q which has no loadbalancer.server.port label", s.Name, router, target)
-			}
-		}
-		for _, r := range s.Routes {
-			if got := l["traefik.http.routers."+r.Name+".rule"]; got != RouteRule(r) {
-				v.add(RuleRouting, "label traefik.http.routers."+r.Name+".rule",
-					"service %s: label is %q but route %s says %q (labels must be generated from routes)", s.Name, got, r.Name, RouteRule(r))
-			}
+	}
+	for _, r := range s.Routes {
+		if got := l["traefik.http.routers."+r.Name+".rule"]; got != RouteRule(r) {
+			v.add(RuleRouting, "label traefik.http.routers."+r.Name+".rule",
+				"service %s: label is %q but route %s says %q (labels must be generated from routes)", s.Name, got, r.Name, RouteRule(r))
 		}
 	}
 }
@@ -435,56 +491,12 @@ func (v *validator) exposure() {
 		records[r.Name] = r
 	}
 	proxyNodes := v.eligible[ProxyService]
-	mr := v.cl.MediaPorts
 	for _, s := range v.st.Services {
-		subj := "service " + s.Name
 		for _, p := range s.Ports {
-			psubj := fmt.Sprintf("%s port %d/%s", subj, p.Published, p.Protocol)
-			if p.Media && (p.Published < mr.From || p.Published > mr.To) {
-				v.add(RuleExposure, psubj, "media port outside the firewall's media range %d-%d", mr.From, mr.To)
-			}
-			if p.Media && p.Mode != ModeHost {
-				v.add(RuleExposure, psubj, "media port published through the ingress mesh; use host mode")
-			}
-			nodes := v.eligible[s.Name]
-			if p.Mode == ModeIngress {
-				nodes = nil
-				for _, n := range v.cl.Nodes {
-					nodes = append(nodes, n.Name)
-				}
-			}
-			admitted := 0
-			srcs, from := fromInternet, "the internet"
-			if p.Proxied {
-				srcs, from = fromCloudflare, "Cloudflare's proxies"
-			}
-			for _, nn := range nodes {
-				n := v.node(nn)
-				if v.firewallRule(srcs, *n, p.Protocol, p.Published) != "" {
-					admitted++
-				} else if p.Mode == ModeHost {
-					v.add(RuleExposure, psubj, "no firewall rule admits it from %s on node %s, where the service may run", from, nn)
-				}
-			}
-			if p.Mode == ModeIngress && admitted == 0 {
-				v.add(RuleExposure, psubj, "no firewall rule admits it on any node")
-			}
+			v.published(s, p)
 		}
 		if len(s.DNSNames) > 0 {
-			nodes := v.eligible[s.Name]
-			if len(nodes) != 1 {
-				v.add(RuleExposure, subj, "has DNS names %s but is not pinned to exactly one node (eligible: %s)",
-					strings.Join(s.DNSNames, ", "), strings.Join(nodes, ", "))
-			}
-			for _, name := range s.DNSNames {
-				r, ok := records[name]
-				switch {
-				case !ok:
-					v.add(RuleExposure, "DNS name "+name, "service %s needs it but no DNS record is declared", s.Name)
-				case len(nodes) == 1 && r.Node != nodes[0]:
-					v.add(RuleExposure, "DNS name "+name, "points at node %s but service %s is pinned to node %s", r.Node, s.Name, nodes[0])
-				}
-			}
+			v.dnsNames(s, records)
 		}
 		for _, rt := range s.Routes {
 			for _, h := range rt.Hosts {
@@ -496,6 +508,67 @@ func (v *validator) exposure() {
 					v.add(RuleExposure, "host "+h, "DNS points at node %s but %s runs on %s", r.Node, ProxyService, strings.Join(proxyNodes, ", "))
 				}
 			}
+		}
+	}
+}
+
+// published: a media port is in the media range and host-published, and
+// the firewall admits each port where it is published.
+func (v *validator) published(s Service, p Port) {
+	mr := v.cl.MediaPorts
+	psubj := fmt.Sprintf("service %s port %d/%s", s.Name, p.Published, p.Protocol)
+	if p.Media && (p.Published < mr.From || p.Published > mr.To) {
+		v.add(RuleExposure, psubj, "media port outside the firewall's media range %d-%d", mr.From, mr.To)
+	}
+	if p.Media && p.Mode != ModeHost {
+		v.add(RuleExposure, psubj, "media port published through the ingress mesh; use host mode")
+	}
+	nodes := v.publishedOn(s, p.Mode)
+	srcs, from := fromInternet, "the internet"
+	if p.Proxied {
+		srcs, from = fromCloudflare, "Cloudflare's proxies"
+	}
+	admitted := 0
+	for _, nn := range nodes {
+		if v.firewallRule(srcs, *v.node(nn), p.Protocol, p.Published) != "" {
+			admitted++
+		} else if p.Mode == ModeHost {
+			v.add(RuleExposure, psubj, "no firewall rule admits it from %s on node %s, where the service may run", from, nn)
+		}
+	}
+	if p.Mode == ModeIngress && admitted == 0 {
+		v.add(RuleExposure, psubj, "no firewall rule admits it on any node")
+	}
+}
+
+// publishedOn are the nodes where a port of s published in mode binds:
+// an ingress port binds on every node.
+func (v *validator) publishedOn(s Service, mode PublishMode) []string {
+	if mode != ModeIngress {
+		return v.eligible[s.Name]
+	}
+	nodes := make([]string, 0, len(v.cl.Nodes))
+	for _, n := range v.cl.Nodes {
+		nodes = append(nodes, n.Name)
+	}
+	return nodes
+}
+
+// dnsNames: a service with DNS names runs on one node, the one its
+// records point at.
+func (v *validator) dnsNames(s Service, records map[string]infra.DNSRecord) {
+	nodes := v.eligible[s.Name]
+	if len(nodes) != 1 {
+		v.add(RuleExposure, "service "+s.Name, "has DNS names %s but is not pinned to exactly one node (eligible: %s)",
+			strings.Join(s.DNSNames, ", "), strings.Join(nodes, ", "))
+	}
+	for _, name := range s.DNSNames {
+		r, ok := records[name]
+		switch {
+		case !ok:
+			v.add(RuleExposure, "DNS name "+name, "service %s needs it but no DNS record is declared", s.Name)
+		case len(nodes) == 1 && r.Node != nodes[0]:
+			v.add(RuleExposure, "DNS name "+name, "points at node %s but service %s is pinned to node %s", r.Node, s.Name, nodes[0])
 		}
 	}
 }
@@ -514,13 +587,10 @@ func (v *validator) memory() {
 		if s.Global {
 			tasks = 1
 		}
-		fits := false
-		for _, nn := range nodes {
-			if mb, err := v.memoryMB(nn); err == nil && s.Resources.ReserveMemoryMB <= mb {
-				fits = true
-			}
-		}
-		if !fits {
+		if !slices.ContainsFunc(nodes, func(nn string) bool {
+			mb, err := v.memoryMB(nn)
+			return err == nil && s.Resources.ReserveMemoryMB <= mb
+		}) {
 			v.add(RuleMemory, "service "+s.Name, "reserves %d MB per task, more than any eligible node (%s) has",
 				s.Resources.ReserveMemoryMB, strings.Join(nodes, ", "))
 		}
@@ -531,8 +601,24 @@ func (v *validator) memory() {
 			}
 		}
 	}
-	// The scheduler refuses tasks whose reservations no longer fit: the
-	// whole stack's reservations must fit the whole cluster.
+	v.clusterReservations()
+	for _, n := range v.cl.Nodes {
+		mb, err := v.memoryMB(n.Name)
+		if err != nil {
+			v.add(RuleMemory, "node "+n.Name, "%v", err)
+			continue
+		}
+		if pinned[n.Name] > mb {
+			v.add(RuleMemory, "node "+n.Name, "pinned memory reservations %d MB exceed machine type %s (%d MB): %s",
+				pinned[n.Name], n.MachineType, mb, strings.Join(who[n.Name], ", "))
+		}
+	}
+}
+
+// clusterReservations: the scheduler refuses tasks whose reservations no
+// longer fit, so the whole stack's reservations must fit the whole
+// cluster.
+func (v *validator) clusterReservations() {
 	var wantMB, haveMB int
 	var wantCPU, haveCPU float64
 	for _, s := range v.st.Services {
@@ -556,17 +642,6 @@ func (v *validator) memory() {
 	}
 	if wantCPU > haveCPU+1e-9 {
 		v.add(RuleMemory, "stack", "CPU reservations of all tasks total %.2f, more than the cluster's %.0f vCPUs", wantCPU, haveCPU)
-	}
-	for _, n := range v.cl.Nodes {
-		mb, err := v.memoryMB(n.Name)
-		if err != nil {
-			v.add(RuleMemory, "node "+n.Name, "%v", err)
-			continue
-		}
-		if pinned[n.Name] > mb {
-			v.add(RuleMemory, "node "+n.Name, "pinned memory reservations %d MB exceed machine type %s (%d MB): %s",
-				pinned[n.Name], n.MachineType, mb, strings.Join(who[n.Name], ", "))
-		}
 	}
 }
 
