@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -105,10 +106,10 @@ func ConfigFromMap(cluster *infra.Config, get func(key string) (string, bool)) (
 	if cluster == nil {
 		return nil, errors.New("stacks: no cluster config")
 	}
-	c := &Config{
+	l := configLoader{get: get, c: &Config{
 		Cluster:        cluster,
 		Prefix:         "translation",
-		Images:         map[string]string{},
+		Images:         maps.Clone(DefaultImages),
 		Prebuilt:       map[string]string{},
 		Replicas:       map[string]int{},
 		ACMEEmail:      "admin@" + cluster.Domain,
@@ -116,116 +117,137 @@ func ConfigFromMap(cluster *infra.Config, get func(key string) (string, bool)) (
 		ICETCPPort:     cluster.MediaPorts.From,
 		TURNPort:       cluster.MediaPorts.From + 1,
 		TURNRelayPorts: 20,
-	}
-	var errs []error
-	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
-	}
-	for k, v := range DefaultImages {
-		c.Images[k] = v
-	}
+	}}
+	c := l.c
 	if v, ok := get(keyPrefix); ok {
 		if !prefixRe.MatchString(v) {
-			bad(keyPrefix, "%q is not a docker name prefix (lowercase letters, digits, '-', up to 31)", v)
+			l.bad(keyPrefix, "%q is not a docker name prefix (lowercase letters, digits, '-', up to 31)", v)
 		}
 		c.Prefix = v
 	}
-	if v, ok := get(keyImages); ok {
-		var m map[string]string
-		if err := json.Unmarshal([]byte(v), &m); err != nil {
-			bad(keyImages, "not an object of service → image: %v", err)
-		}
-		for _, svc := range sortedKeys(m) {
-			if _, known := DefaultImages[svc]; !known {
-				bad(keyImages, "unknown service %q (known: %s)", svc, strings.Join(sortedKeys(DefaultImages), ", "))
-				continue
-			}
-			if !imageRef.MatchString(m[svc]) {
-				bad(keyImages, "service %q: %q is not an image reference", svc, m[svc])
-				continue
-			}
-			c.Images[svc] = m[svc]
-		}
-	}
-	if v, ok := get(keyReplicas); ok {
-		var m map[string]int
-		if err := json.Unmarshal([]byte(v), &m); err != nil {
-			bad(keyReplicas, "not an object of service → replica count: %v", err)
-		}
-		for _, svc := range sortedKeys(m) {
-			switch {
-			case !replicable[svc]:
-				bad(keyReplicas, "service %q cannot be scaled (known: %s)", svc, strings.Join(sortedKeys(replicable), ", "))
-			case m[svc] < 0 || m[svc] > 50:
-				bad(keyReplicas, "service %q: %d replicas is outside 0-50", svc, m[svc])
-			default:
-				c.Replicas[svc] = m[svc]
-			}
-		}
-	}
+	l.images()
+	l.replicas()
 	for _, p := range []struct{ svc, key string }{{"sfu", keySFUImage}, {"agent", keyAgentImage}} {
-		svc, key := p.svc, p.key
-		if v, ok := get(key); ok && v != "" {
+		if v, ok := get(p.key); ok && v != "" {
 			if !imageRef.MatchString(v) {
-				bad(key, "%q is not an image reference", v)
+				l.bad(p.key, "%q is not an image reference", v)
 			}
-			c.Prebuilt[svc] = v
+			c.Prebuilt[p.svc] = v
 		}
 	}
 	if v, ok := get(keyACMEEmail); ok {
 		if at := strings.Index(v, "@"); at < 1 || at == len(v)-1 || strings.ContainsAny(v, " \t") {
-			bad(keyACMEEmail, "%q is not an email address", v)
+			l.bad(keyACMEEmail, "%q is not an email address", v)
 		}
 		c.ACMEEmail = v
 	}
+	l.mediaPorts()
+	if len(l.errs) > 0 {
+		slices.SortFunc(l.errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+		return nil, fmt.Errorf("stack config: %w", errors.Join(l.errs...))
+	}
+	return c, nil
+}
+
+// configLoader reads one Config, collecting every problem.
+type configLoader struct {
+	get  func(key string) (string, bool)
+	c    *Config
+	errs []error
+}
+
+func (l *configLoader) bad(key, format string, a ...any) {
+	l.errs = append(l.errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+}
+
+func (l *configLoader) images() {
+	v, ok := l.get(keyImages)
+	if !ok {
+		return
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(v), &m); err != nil {
+		l.bad(keyImages, "not an object of service → image: %v", err)
+	}
+	for _, svc := range sortedKeys(m) {
+		if _, known := DefaultImages[svc]; !known {
+			l.bad(keyImages, "unknown service %q (known: %s)", svc, strings.Join(sortedKeys(DefaultImages), ", "))
+			continue
+		}
+		if !imageRef.MatchString(m[svc]) {
+			l.bad(keyImages, "service %q: %q is not an image reference", svc, m[svc])
+			continue
+		}
+		l.c.Images[svc] = m[svc]
+	}
+}
+
+func (l *configLoader) replicas() {
+	v, ok := l.get(keyReplicas)
+	if !ok {
+		return
+	}
+	var m map[string]int
+	if err := json.Unmarshal([]byte(v), &m); err != nil {
+		l.bad(keyReplicas, "not an object of service → replica count: %v", err)
+	}
+	for _, svc := range sortedKeys(m) {
+		switch {
+		case !replicable[svc]:
+			l.bad(keyReplicas, "service %q cannot be scaled (known: %s)", svc, strings.Join(sortedKeys(replicable), ", "))
+		case m[svc] < 0 || m[svc] > 50:
+			l.bad(keyReplicas, "service %q: %d replicas is outside 0-50", svc, m[svc])
+		default:
+			l.c.Replicas[svc] = m[svc]
+		}
+	}
+}
+
+// mediaPorts reads the SFU's and coturn's ports, which must lie in the
+// media range the firewall opens and not overlap.
+func (l *configLoader) mediaPorts() {
+	c := l.c
 	for _, p := range []struct {
 		key string
 		dst *int
 	}{{keyICEUDP, &c.ICEUDPPort}, {keyICETCP, &c.ICETCPPort}, {keyTURNPort, &c.TURNPort}, {keyTURNRelays, &c.TURNRelayPorts}} {
-		v, ok := get(p.key)
+		v, ok := l.get(p.key)
 		if !ok {
 			continue
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			bad(p.key, "%q is not an integer", v)
+			l.bad(p.key, "%q is not an integer", v)
 			continue
 		}
 		*p.dst = n
 	}
-	mr := cluster.MediaPorts
-	inMedia := func(key string, port int) {
-		if port < mr.From || port > mr.To {
-			bad(key, "port %d is outside the media range %d-%d that the firewall opens", port, mr.From, mr.To)
+	mr := c.Cluster.MediaPorts
+	ports := []struct {
+		key  string
+		port int
+	}{{keyICEUDP, c.ICEUDPPort}, {keyICETCP, c.ICETCPPort}, {keyTURNPort, c.TURNPort}}
+	for _, p := range ports {
+		if p.port < mr.From || p.port > mr.To {
+			l.bad(p.key, "port %d is outside the media range %d-%d that the firewall opens", p.port, mr.From, mr.To)
 		}
 	}
-	inMedia(keyICEUDP, c.ICEUDPPort)
-	inMedia(keyICETCP, c.ICETCPPort)
-	inMedia(keyTURNPort, c.TURNPort)
 	if c.TURNRelayPorts < 1 || c.TURNRelayPorts > 100 {
-		bad(keyTURNRelays, "%d is outside 1-100", c.TURNRelayPorts)
+		l.bad(keyTURNRelays, "%d is outside 1-100", c.TURNRelayPorts)
 	} else {
 		lo, hi := c.TURNRelayRange()
 		if lo < mr.From {
-			bad(keyTURNRelays, "%d relay ports do not fit in the media range %d-%d", c.TURNRelayPorts, mr.From, mr.To)
+			l.bad(keyTURNRelays, "%d relay ports do not fit in the media range %d-%d", c.TURNRelayPorts, mr.From, mr.To)
 		}
-		for _, p := range []struct {
-			key  string
-			port int
-		}{{keyICEUDP, c.ICEUDPPort}, {keyICETCP, c.ICETCPPort}, {keyTURNPort, c.TURNPort}} {
+		for _, p := range ports {
 			if p.port >= lo && p.port <= hi {
-				bad(p.key, "port %d overlaps coturn's relay ports %d-%d (%s)", p.port, lo, hi, keyTURNRelays)
+				l.bad(p.key, "port %d overlaps coturn's relay ports %d-%d (%s)", p.port, lo, hi, keyTURNRelays)
 			}
 		}
 	}
 	if c.TURNPort == c.ICEUDPPort || c.TURNPort == c.ICETCPPort {
-		bad(keyTURNPort, "port %d is also the SFU's ICE port", c.TURNPort)
+		l.bad(keyTURNPort, "port %d is also the SFU's ICE port", c.TURNPort)
 	}
-	if len(errs) > 0 {
-		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-		return nil, fmt.Errorf("stack config: %w", errors.Join(errs...))
-	}
-	return c, nil
 }
 
 // TURNRelayRange is coturn's relay port range: the top of the media range.

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/pulumi/pulumi-cloudflare/sdk/v5/go/cloudflare"
 	"github.com/pulumi/pulumi-docker/sdk/v4/go/docker"
@@ -83,6 +84,72 @@ type Deployment struct {
 // NewStack validates the stack and deploys it: overlay networks, docker
 // secrets, configs and one docker.Service per declared service.
 func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.ResourceOption) (*Deployment, error) {
+	// Everything that can fail is checked before the first registration.
+	toBuild, err := checkStackArgs(name, args)
+	if err != nil {
+		return nil, err
+	}
+	var src *imageSources
+	if len(toBuild) > 0 {
+		if src, err = findSources(name, args.Build, toBuild); err != nil {
+			return nil, err
+		}
+	}
+
+	d := &Deployment{Networks: map[string]*docker.Network{}, Secrets: map[string]*docker.Secret{}, Services: map[string]*docker.Service{}, Images: map[string]pulumi.StringOutput{}}
+	if err := ctx.RegisterComponentResource("platform:stacks:ServiceStack", name, d, opts...); err != nil {
+		return nil, err
+	}
+	parent := pulumi.Parent(d)
+	dockerOpts := []pulumi.ResourceOption{parent, pulumi.Provider(args.DockerProvider), pulumi.DependsOn(args.DependsOn)}
+	if args.DeletedWith != nil {
+		dockerOpts = append(dockerOpts, pulumi.DeletedWith(args.DeletedWith))
+	}
+	if err := d.networks(ctx, name, args.Stack, dockerOpts); err != nil {
+		return nil, err
+	}
+	if err := d.secrets(ctx, name, args, dockerOpts); err != nil {
+		return nil, err
+	}
+	var builtAuth *docker.ServiceAuthArgs
+	if src != nil {
+		built, auth, err := buildImages(ctx, name, args, src, parent)
+		if err != nil {
+			return nil, err
+		}
+		d.Images, builtAuth = built, auth
+	}
+	for svc, img := range args.Prebuilt {
+		d.Images[svc] = img.ToStringOutput()
+	}
+	for _, s := range args.Stack.Services {
+		if _, ok := d.Images[s.Name]; !ok && ownImages[s.Name].script != "" {
+			d.Images[s.Name] = pulumi.String(s.Image).ToStringOutput() // the config's prebuilt
+		}
+	}
+	for _, s := range args.Stack.Services {
+		svcArgs, err := d.serviceArgs(ctx, name, args.Stack, &s, args, dockerOpts)
+		if err != nil {
+			return nil, err
+		}
+		if s.Build && args.Prebuilt[s.Name] == nil {
+			svcArgs.Auth = builtAuth
+		}
+		svc, err := docker.NewService(ctx, name+"-svc-"+s.Name, svcArgs, dockerOpts...)
+		if err != nil {
+			return nil, err
+		}
+		d.Services[s.Name] = svc
+	}
+	if err := ctx.RegisterResourceOutputs(d, d.outputs()); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// checkStackArgs checks what NewStack needs before it registers anything
+// and returns the services whose images it must build.
+func checkStackArgs(name string, args *StackArgs) (toBuild []string, err error) {
 	if args == nil || args.Stack == nil || args.Config == nil || args.Topology.Config == nil {
 		return nil, fmt.Errorf("stacks.NewStack %s: Topology, Config and Stack are required", name)
 	}
@@ -102,51 +169,35 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 				return nil, fmt.Errorf("stacks.NewStack %s: service %s: %s needs the external IP of node %s, which ExternalIPs lacks", name, s.Name, env, node)
 			}
 		}
-	}
-	// Everything that can fail is checked before the first registration.
-	hasKey := false
-	for _, sec := range st.Secrets {
-		switch sec.Kind {
-		case SecretRandom, SecretHtpasswd, SecretGrafanaPasswd, SecretACMEDNSToken:
-		case SecretTLSKey:
-			hasKey = true
-		case SecretOriginCert:
-			if len(sec.Hosts) == 0 {
-				return nil, fmt.Errorf("stacks.NewStack %s: secret %s: an origin certificate needs hostnames", name, sec.Name)
-			}
-		default:
-			return nil, fmt.Errorf("stacks.NewStack %s: secret %s: no value source for kind %q", name, sec.Name, sec.Kind)
-		}
-	}
-	for _, sec := range st.Secrets {
-		if sec.Kind == SecretOriginCert && !hasKey {
-			return nil, fmt.Errorf("stacks.NewStack %s: secret %s needs a %s secret in the stack", name, sec.Name, SecretTLSKey)
-		}
-	}
-	var toBuild []string
-	for _, s := range st.Services {
 		if s.Build && args.Prebuilt[s.Name] == nil {
 			toBuild = append(toBuild, s.Name)
 		}
 	}
-	var src *imageSources
-	if len(toBuild) > 0 {
-		var err error
-		if src, err = findSources(name, args.Build, toBuild); err != nil {
-			return nil, err
+	return toBuild, checkSecretSources(name, st.Secrets)
+}
+
+// checkSecretSources: every secret has a value source, and an origin
+// certificate its hostnames and a key to sign with.
+func checkSecretSources(name string, secrets []Secret) error {
+	hasKey := slices.ContainsFunc(secrets, func(sec Secret) bool { return sec.Kind == SecretTLSKey })
+	for _, sec := range secrets {
+		switch sec.Kind {
+		case SecretRandom, SecretHtpasswd, SecretGrafanaPasswd, SecretACMEDNSToken, SecretTLSKey:
+		case SecretOriginCert:
+			if len(sec.Hosts) == 0 {
+				return fmt.Errorf("stacks.NewStack %s: secret %s: an origin certificate needs hostnames", name, sec.Name)
+			}
+			if !hasKey {
+				return fmt.Errorf("stacks.NewStack %s: secret %s needs a %s secret in the stack", name, sec.Name, SecretTLSKey)
+			}
+		default:
+			return fmt.Errorf("stacks.NewStack %s: secret %s: no value source for kind %q", name, sec.Name, sec.Kind)
 		}
 	}
+	return nil
+}
 
-	d := &Deployment{Networks: map[string]*docker.Network{}, Secrets: map[string]*docker.Secret{}, Services: map[string]*docker.Service{}, Images: map[string]pulumi.StringOutput{}}
-	if err := ctx.RegisterComponentResource("platform:stacks:ServiceStack", name, d, opts...); err != nil {
-		return nil, err
-	}
-	parent := pulumi.Parent(d)
-	dockerOpts := []pulumi.ResourceOption{parent, pulumi.Provider(args.DockerProvider), pulumi.DependsOn(args.DependsOn)}
-	if args.DeletedWith != nil {
-		dockerOpts = append(dockerOpts, pulumi.DeletedWith(args.DeletedWith))
-	}
-
+func (d *Deployment) networks(ctx *pulumi.Context, name string, st *Stack, opts []pulumi.ResourceOption) error {
 	for _, n := range st.Networks {
 		net, err := docker.NewNetwork(ctx, name+"-net-"+n.Name, &docker.NetworkArgs{
 			Name:       pulumi.String(st.FullName(n.Name)),
@@ -158,21 +209,25 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 				"com.docker.network.driver.overlay.vxlanid_list": pulumi.Sprintf("%d", n.VXLANID),
 			},
 			Labels: docker.NetworkLabelArray{docker.NetworkLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)}},
-		}, dockerOpts...)
+		}, opts...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.Networks[n.Name] = net
 	}
+	return nil
+}
 
+// secrets creates the docker secrets from their value sources.
+func (d *Deployment) secrets(ctx *pulumi.Context, name string, args *StackArgs, opts []pulumi.ResourceOption) error {
 	values, err := d.secretValues(ctx, name, args)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if v, ok := values["sfu_jwt_secret"]; ok {
 		d.JWTSecret = pulumi.ToSecret(v).(pulumi.StringOutput)
 	}
-	for _, sec := range st.Secrets {
+	for _, sec := range args.Stack.Secrets {
 		val := values[sec.Name]
 		// Name left to auto-naming (logical name + random suffix): docker
 		// secrets are immutable, so a new value is a replacement that must
@@ -181,47 +236,20 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 			Data: pulumi.ToSecret(val.ApplyT(func(v string) string {
 				return base64.StdEncoding.EncodeToString([]byte(v))
 			})).(pulumi.StringOutput),
-			Labels: docker.SecretLabelArray{docker.SecretLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)}},
-		}, dockerOpts...)
+			Labels: docker.SecretLabelArray{docker.SecretLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(args.Stack.Prefix)}},
+		}, opts...)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d.Secrets[sec.Name] = ds
 	}
+	return nil
+}
 
-	var builtAuth *docker.ServiceAuthArgs
-	if src != nil {
-		built, auth, err := buildImages(ctx, name, args, src, parent)
-		if err != nil {
-			return nil, err
-		}
-		d.Images, builtAuth = built, auth
-	}
-	for svc, img := range args.Prebuilt {
-		d.Images[svc] = img.ToStringOutput()
-	}
-	for _, s := range st.Services {
-		if _, ok := d.Images[s.Name]; !ok && ownImages[s.Name].script != "" {
-			d.Images[s.Name] = pulumi.String(s.Image).ToStringOutput() // the config's prebuilt
-		}
-	}
-
-	for _, s := range st.Services {
-		svcArgs, err := d.serviceArgs(ctx, name, st, &s, args, dockerOpts)
-		if err != nil {
-			return nil, err
-		}
-		if s.Build && args.Prebuilt[s.Name] == nil {
-			svcArgs.Auth = builtAuth
-		}
-		svc, err := docker.NewService(ctx, name+"-svc-"+s.Name, svcArgs, dockerOpts...)
-		if err != nil {
-			return nil, err
-		}
-		d.Services[s.Name] = svc
-	}
-
-	// A stack without these secrets still exports well-formed outputs.
+// outputs are the component's: each image and each service's name. A
+// stack without the dashboard or Grafana secrets still exports
+// well-formed outputs.
+func (d *Deployment) outputs() pulumi.Map {
 	if d.DashboardPassword == (pulumi.StringOutput{}) {
 		d.DashboardPassword = pulumi.ToSecret(pulumi.String("")).(pulumi.StringOutput)
 	}
@@ -235,10 +263,7 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	for _, n := range sortedKeys(d.Services) {
 		outs["service-"+n] = d.Services[n].Name
 	}
-	if err := ctx.RegisterResourceOutputs(d, outs); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return outs
 }
 
 // secretValues creates the value source of every declared secret.
