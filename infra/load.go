@@ -2,10 +2,12 @@ package infra
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -63,88 +65,123 @@ func LoadConfig(ctx *pulumi.Context) (*Config, error) {
 // full key ("platform:nodes"), valued as the Pulumi CLI passes them (scalars
 // as strings, lists and objects as JSON).
 func ParseConfig(stack string, get func(key string) (string, bool)) (*Config, error) {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s:%s: %s", Namespace, key, fmt.Sprintf(format, args...)))
-	}
-	raw := func(key string) (string, bool) {
-		v, ok := get(Namespace + ":" + key)
-		return strings.TrimSpace(v), ok
-	}
-	str := func(key, def string) string {
-		if v, ok := raw(key); ok {
-			return v
-		}
-		return def
-	}
-	num := func(key string, def int) int {
-		v, ok := raw(key)
-		if !ok {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			bad(key, "%q is not a whole number", v)
-			return def
-		}
-		return n
-	}
-
+	r := &rawConfig{get: get}
 	c := &Config{Stack: stack}
-	c.Project = str("gcpProject", "")
+	c.Project = r.str("gcpProject", "")
 	if c.Project == "" {
 		c.Project, _ = get("gcp:project")
 	}
-	c.Region = str("gcpRegion", "")
+	c.Region = r.str("gcpRegion", "")
 	if c.Region == "" {
-		if r, ok := get("gcp:region"); ok && r != "" {
-			c.Region = r
-		} else {
-			c.Region = DefaultRegion
-		}
+		c.Region = r.provider("gcp:region", DefaultRegion)
 	}
-	c.Zone = str("gcpZone", "")
+	c.Zone = r.str("gcpZone", "")
 	if c.Zone == "" {
-		if z, ok := get("gcp:zone"); ok && z != "" {
-			c.Zone = z
+		c.Zone = r.provider("gcp:zone", c.Region+"-a")
+	}
+	c.Domain = strings.TrimSuffix(strings.ToLower(r.str("domain", DefaultDomain)), ".")
+	c.CloudflareZoneID = r.str("cloudflareZoneId", "")
+	c.DNSPrefix = r.str("dnsPrefix", DefaultDNSPrefix(stack))
+	r.nodes(c)
+	if v, ok := r.raw("adminCidrs"); ok {
+		list, err := stringList(v)
+		if err != nil {
+			r.bad("adminCidrs", "not a list of CIDRs: %v", err)
+		}
+		c.AdminCIDRs = list
+	}
+	c.SubnetCIDR = r.str("subnetCidr", DefaultSubnetCIDR)
+	if pr, err := ParsePortRange(r.str("mediaPortRange", DefaultMediaPorts)); err != nil {
+		r.bad("mediaPortRange", "%v", err)
+	} else {
+		c.MediaPorts = pr
+	}
+	c.SignallingPort = r.num("signallingPort", DefaultSignallingPort)
+	c.MTU = r.num("mtu", DefaultMTU)
+	c.SSHUser = r.str("sshUser", DefaultSSHUser)
+	c.Protect = stack == "prod"
+	if v, ok := r.raw("protect"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			r.bad("protect", "%q is not true or false", v)
 		} else {
-			c.Zone = c.Region + "-a"
+			c.Protect = b
 		}
 	}
-	c.Domain = strings.TrimSuffix(strings.ToLower(str("domain", DefaultDomain)), ".")
-	c.CloudflareZoneID = str("cloudflareZoneId", "")
-	if v, ok := raw("dnsPrefix"); ok {
-		c.DNSPrefix = v
-	} else {
-		c.DNSPrefix = DefaultDNSPrefix(stack)
+	if len(r.errs) > 0 {
+		return nil, errors.Join(r.errs...)
 	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
-	if v, ok := raw("nodes"); ok {
+// rawConfig reads platform keys, collecting the values it cannot parse.
+type rawConfig struct {
+	get  func(key string) (string, bool)
+	errs []error
+}
+
+func (r *rawConfig) bad(key, format string, args ...any) {
+	r.errs = append(r.errs, fmt.Errorf("%s:%s: %s", Namespace, key, fmt.Sprintf(format, args...)))
+}
+
+func (r *rawConfig) raw(key string) (string, bool) {
+	v, ok := r.get(Namespace + ":" + key)
+	return strings.TrimSpace(v), ok
+}
+
+func (r *rawConfig) str(key, def string) string {
+	if v, ok := r.raw(key); ok {
+		return v
+	}
+	return def
+}
+
+func (r *rawConfig) num(key string, def int) int {
+	v, ok := r.raw(key)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		r.bad(key, "%q is not a whole number", v)
+		return def
+	}
+	return n
+}
+
+// provider is a provider's own key (gcp:region), or def when unset or
+// empty.
+func (r *rawConfig) provider(key, def string) string {
+	if v, ok := r.get(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// nodes reads the nodes with their defaults, and which of them hold the
+// edge proxy and the media server.
+func (r *rawConfig) nodes(c *Config) {
+	if v, ok := r.raw("nodes"); ok {
 		dec := json.NewDecoder(bytes.NewReader([]byte(v)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&c.Nodes); err != nil {
-			bad("nodes", "not a list of nodes ({name, role, machineType, diskSizeGb, image, labels, internalIp}): %v", err)
+			r.bad("nodes", "not a list of nodes ({name, role, machineType, diskSizeGb, image, labels, internalIp}): %v", err)
 		}
 	} else {
 		c.Nodes = DefaultNodes()
 	}
 	for i := range c.Nodes {
 		n := &c.Nodes[i]
-		if n.Role == "" {
-			n.Role = RoleWorker
-		}
-		if n.MachineType == "" {
-			n.MachineType = DefaultMachineType
-		}
-		if n.DiskSizeGB == 0 {
-			n.DiskSizeGB = DefaultDiskSizeGB
-		}
-		if n.Image == "" {
-			n.Image = DefaultImage
-		}
+		n.Role = cmp.Or(n.Role, RoleWorker)
+		n.MachineType = cmp.Or(n.MachineType, DefaultMachineType)
+		n.DiskSizeGB = cmp.Or(n.DiskSizeGB, DefaultDiskSizeGB)
+		n.Image = cmp.Or(n.Image, DefaultImage)
 	}
-	c.EdgeNode = str("edgeNode", "")
-	c.MediaNode = str("mediaNode", "")
+	c.EdgeNode = r.str("edgeNode", "")
+	c.MediaNode = r.str("mediaNode", "")
 	if c.EdgeNode == "" {
 		// Traefik runs on the manager (it reads the Swarm API there).
 		if m := c.Managers(); len(m) > 0 {
@@ -153,47 +190,10 @@ func ParseConfig(stack string, get func(key string) (string, bool)) (*Config, er
 	}
 	if c.MediaNode == "" {
 		c.MediaNode = c.EdgeNode
-		for _, n := range c.Nodes {
-			if n.Role == RoleWorker {
-				c.MediaNode = n.Name
-				break
-			}
+		if i := slices.IndexFunc(c.Nodes, func(n Node) bool { return n.Role == RoleWorker }); i >= 0 {
+			c.MediaNode = c.Nodes[i].Name
 		}
 	}
-
-	if v, ok := raw("adminCidrs"); ok {
-		list, err := stringList(v)
-		if err != nil {
-			bad("adminCidrs", "not a list of CIDRs: %v", err)
-		}
-		c.AdminCIDRs = list
-	}
-	c.SubnetCIDR = str("subnetCidr", DefaultSubnetCIDR)
-	pr := str("mediaPortRange", DefaultMediaPorts)
-	if r, err := ParsePortRange(pr); err != nil {
-		bad("mediaPortRange", "%v", err)
-	} else {
-		c.MediaPorts = r
-	}
-	c.SignallingPort = num("signallingPort", DefaultSignallingPort)
-	c.MTU = num("mtu", DefaultMTU)
-	c.SSHUser = str("sshUser", DefaultSSHUser)
-	c.Protect = stack == "prod"
-	if v, ok := raw("protect"); ok {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			bad("protect", "%q is not true or false", v)
-		} else {
-			c.Protect = b
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // stringList accepts a JSON list (`pulumi config set --path 'platform:adminCidrs[0]' ...`
