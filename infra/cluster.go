@@ -86,139 +86,185 @@ type DNSComponent struct{ pulumi.ResourceState }
 // again and checks the args before registering anything, so a bad config
 // registers no resource at all.
 func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pulumi.ResourceOption) (*Cluster, error) {
-	if args == nil || args.Topology.Config == nil {
-		return nil, errors.New("infra.NewCluster: args.Topology has no Config (build it with Plan(cfg))")
-	}
-	top := args.Topology
-	cfg := top.Config
-	if err := cfg.Validate(); err != nil {
+	if err := checkClusterArgs(args); err != nil {
 		return nil, err
 	}
-	if len(top.Nodes) != len(cfg.Nodes) {
-		return nil, errors.New("infra.NewCluster: args.Topology was not built by Plan (nodes missing)")
-	}
-	for n := range args.StartupScripts {
-		if _, ok := cfg.Node(n); !ok {
-			return nil, fmt.Errorf("infra.NewCluster: startup script for %q, which is not a node of %s:nodes", n, Namespace)
-		}
-	}
-
 	c := &Cluster{
 		Nodes:    map[string]*ClusterNode{},
 		Firewall: map[string]*compute.Firewall{},
 		DNS:      map[string]*cloudflare.Record{},
-		Topology: top,
+		Topology: args.Topology,
 	}
-	if err := ctx.RegisterComponentResource(TypeCluster, name, c, opts...); err != nil {
+	d := &clusterDecl{ctx: ctx, name: name, args: args, cfg: args.Topology.Config, c: c}
+	if err := DeclareComponent(ctx, TypeCluster, name, c, d.cluster, opts...); err != nil {
 		return nil, err
 	}
-	parent := pulumi.Parent(c)
+	return c, nil
+}
 
-	// Explicit providers: nothing depends on ambient gcp:* / cloudflare:*
-	// stack config or gcloud defaults, and every resource is pinned to the
-	// stack's project.
-	var err error
-	c.GCPProvider, err = gcp.NewProvider(ctx, name+"-gcp", &gcp.ProviderArgs{
-		Project: pulumi.String(cfg.Project),
-		Region:  pulumi.String(cfg.Region),
-		Zone:    pulumi.String(cfg.Zone),
-	}, parent)
-	if err != nil {
-		return nil, err
+func checkClusterArgs(args *ClusterArgs) error {
+	if args == nil || args.Topology.Config == nil {
+		return errors.New("infra.NewCluster: args.Topology has no Config (build it with Plan(cfg))")
 	}
-	cfArgs := &cloudflare.ProviderArgs{}
-	if _, ok := ctx.GetConfig("cloudflare:apiToken"); ok {
-		// Read as a secret: it stays encrypted in state and never shows in logs.
-		cfArgs.ApiToken = config.GetSecret(ctx, "cloudflare:apiToken")
-	} // else the provider reads CLOUDFLARE_API_TOKEN from the environment.
-	c.CloudflareProvider, err = cloudflare.NewProvider(ctx, name+"-cloudflare", cfArgs, parent)
-	if err != nil {
-		return nil, err
+	top := args.Topology
+	cfg := top.Config
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
-	gcpOpts := func(p pulumi.Resource, more ...pulumi.ResourceOption) []pulumi.ResourceOption {
-		return append([]pulumi.ResourceOption{pulumi.Parent(p), pulumi.Provider(c.GCPProvider)}, more...)
+	if len(top.Nodes) != len(cfg.Nodes) {
+		return errors.New("infra.NewCluster: args.Topology was not built by Plan (nodes missing)")
 	}
-
-	// Network.
-	netComp := &NetworkComponent{}
-	if err := ctx.RegisterComponentResource(TypeNetwork, name+"-network", netComp, parent); err != nil {
-		return nil, err
-	}
-	c.Network, err = compute.NewNetwork(ctx, name+"-vpc", &compute.NetworkArgs{
-		Name:                  pulumi.String(cfg.ResourceName("vpc")),
-		Description:           pulumi.String("Swarm cluster VPC of stack " + cfg.Stack),
-		AutoCreateSubnetworks: pulumi.Bool(false),
-		RoutingMode:           pulumi.String("REGIONAL"),
-		Mtu:                   pulumi.Int(cfg.MTU),
-	}, gcpOpts(netComp)...)
-	if err != nil {
-		return nil, err
-	}
-	c.Subnetwork, err = compute.NewSubnetwork(ctx, name+"-subnet", &compute.SubnetworkArgs{
-		Name:                  pulumi.String(cfg.ResourceName("subnet")),
-		Network:               c.Network.ID(),
-		Region:                pulumi.String(cfg.Region),
-		IpCidrRange:           pulumi.String(cfg.SubnetCIDR),
-		PrivateIpGoogleAccess: pulumi.Bool(true),
-	}, gcpOpts(netComp)...)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.RegisterResourceOutputs(netComp, pulumi.Map{
-		"network":    c.Network.SelfLink,
-		"subnetwork": c.Subnetwork.SelfLink,
-		"mtu":        c.Network.Mtu,
-	}); err != nil {
-		return nil, err
-	}
-
-	// Service account: logs and metrics only.
-	sa, err := serviceaccount.NewAccount(ctx, name+"-nodes-sa", &serviceaccount.AccountArgs{
-		AccountId:   pulumi.String(cfg.ServiceAccountID()),
-		DisplayName: pulumi.String("Swarm nodes of stack " + cfg.Stack),
-	}, gcpOpts(c)...)
-	if err != nil {
-		return nil, err
-	}
-	c.ServiceAccountEmail = sa.Email
-	var bindings []pulumi.Resource
-	for _, role := range NodeServiceAccountRoles {
-		short := strings.TrimPrefix(role, "roles/")
-		short = strings.ReplaceAll(short, ".", "-")
-		b, err := projects.NewIAMMember(ctx, name+"-nodes-sa-"+short, &projects.IAMMemberArgs{
-			Project: pulumi.String(cfg.Project),
-			Role:    pulumi.String(role),
-			Member:  sa.Member,
-		}, gcpOpts(c)...)
-		if err != nil {
-			return nil, err
+	for n := range args.StartupScripts {
+		if _, ok := cfg.Node(n); !ok {
+			return fmt.Errorf("infra.NewCluster: startup script for %q, which is not a node of %s:nodes", n, Namespace)
 		}
-		bindings = append(bindings, b)
 	}
+	for _, rec := range top.DNS {
+		if _, ok := cfg.Node(rec.Node); !ok {
+			return fmt.Errorf("infra.NewCluster: DNS record %s points at unknown node %q", rec.Name, rec.Node)
+		}
+	}
+	return nil
+}
 
-	// Nodes.
+// clusterDecl declares one Cluster's resources.
+type clusterDecl struct {
+	ctx  *pulumi.Context
+	name string
+	args *ClusterArgs
+	cfg  *Config
+	c    *Cluster
+}
+
+// gcp are the options of a GCP resource under parent: every one is
+// pinned to the stack's project by the explicit provider.
+func (d *clusterDecl) gcp(parent pulumi.ResourceOption, more ...pulumi.ResourceOption) []pulumi.ResourceOption {
+	return append([]pulumi.ResourceOption{parent, pulumi.Provider(d.c.GCPProvider)}, more...)
+}
+
+func (d *clusterDecl) cluster(parent pulumi.ResourceOption) (pulumi.Map, error) {
+	ctx, name, c := d.ctx, d.name, d.c
+	if err := d.providers(parent); err != nil {
+		return nil, err
+	}
+	if err := DeclareComponent(ctx, TypeNetwork, name+"-network", &NetworkComponent{}, d.network, parent); err != nil {
+		return nil, err
+	}
+	bindings, err := d.serviceAccount(parent)
+	if err != nil {
+		return nil, err
+	}
 	var sshKeys pulumi.StringOutput
-	if args.SSHPublicKey != nil {
-		user := cfg.SSHUser
-		sshKeys = args.SSHPublicKey.ToStringOutput().ApplyT(func(k string) string {
+	if d.args.SSHPublicKey != nil {
+		user := d.cfg.SSHUser
+		sshKeys = d.args.SSHPublicKey.ToStringOutput().ApplyT(func(k string) string {
 			return user + ":" + strings.TrimSpace(k)
 		}).(pulumi.StringOutput)
 	}
-	for _, pn := range top.Nodes {
-		cn, err := newNode(ctx, name, c, pn, args, sshKeys, bindings, gcpOpts)
+	for _, pn := range c.Topology.Nodes {
+		cn, err := d.node(pn, sshKeys, bindings, parent)
 		if err != nil {
 			return nil, err
 		}
 		c.Nodes[pn.Name] = cn
 	}
-
-	// Firewall.
-	fwComp := &FirewallComponent{}
-	if err := ctx.RegisterComponentResource(TypeFirewall, name+"-firewall", fwComp, parent); err != nil {
+	if err := DeclareComponent(ctx, TypeFirewall, name+"-firewall", &FirewallComponent{}, d.firewall, parent); err != nil {
 		return nil, err
 	}
-	fwOut := pulumi.Map{}
-	for _, r := range top.Firewall {
+	if err := DeclareComponent(ctx, TypeDNS, name+"-dns", &DNSComponent{}, d.dns, parent); err != nil {
+		return nil, err
+	}
+	return pulumi.Map{
+		"network":             c.Network.SelfLink,
+		"serviceAccountEmail": c.ServiceAccountEmail,
+		"nodes":               c.NodesOutput(),
+		"urls":                pulumi.ToStringMap(c.Topology.PublicURLs()),
+	}, nil
+}
+
+// providers: explicit ones, so that nothing depends on ambient gcp:* /
+// cloudflare:* stack config or gcloud defaults, and every resource is
+// pinned to the stack's project.
+func (d *clusterDecl) providers(parent pulumi.ResourceOption) error {
+	var err error
+	d.c.GCPProvider, err = gcp.NewProvider(d.ctx, d.name+"-gcp", &gcp.ProviderArgs{
+		Project: pulumi.String(d.cfg.Project),
+		Region:  pulumi.String(d.cfg.Region),
+		Zone:    pulumi.String(d.cfg.Zone),
+	}, parent)
+	if err != nil {
+		return err
+	}
+	cfArgs := &cloudflare.ProviderArgs{}
+	if _, ok := d.ctx.GetConfig("cloudflare:apiToken"); ok {
+		// Read as a secret: it stays encrypted in state and never shows in logs.
+		cfArgs.ApiToken = config.GetSecret(d.ctx, "cloudflare:apiToken")
+	} // else the provider reads CLOUDFLARE_API_TOKEN from the environment.
+	d.c.CloudflareProvider, err = cloudflare.NewProvider(d.ctx, d.name+"-cloudflare", cfArgs, parent)
+	return err
+}
+
+func (d *clusterDecl) network(parent pulumi.ResourceOption) (pulumi.Map, error) {
+	cfg, c := d.cfg, d.c
+	var err error
+	c.Network, err = compute.NewNetwork(d.ctx, d.name+"-vpc", &compute.NetworkArgs{
+		Name:                  pulumi.String(cfg.ResourceName("vpc")),
+		Description:           pulumi.String("Swarm cluster VPC of stack " + cfg.Stack),
+		AutoCreateSubnetworks: pulumi.Bool(false),
+		RoutingMode:           pulumi.String("REGIONAL"),
+		Mtu:                   pulumi.Int(cfg.MTU),
+	}, d.gcp(parent)...)
+	if err != nil {
+		return nil, err
+	}
+	c.Subnetwork, err = compute.NewSubnetwork(d.ctx, d.name+"-subnet", &compute.SubnetworkArgs{
+		Name:                  pulumi.String(cfg.ResourceName("subnet")),
+		Network:               c.Network.ID(),
+		Region:                pulumi.String(cfg.Region),
+		IpCidrRange:           pulumi.String(cfg.SubnetCIDR),
+		PrivateIpGoogleAccess: pulumi.Bool(true),
+	}, d.gcp(parent)...)
+	if err != nil {
+		return nil, err
+	}
+	return pulumi.Map{
+		"network":    c.Network.SelfLink,
+		"subnetwork": c.Subnetwork.SelfLink,
+		"mtu":        c.Network.Mtu,
+	}, nil
+}
+
+// serviceAccount is the nodes' account, for logs and metrics only; it
+// returns the account's role bindings, which the VMs wait for.
+func (d *clusterDecl) serviceAccount(parent pulumi.ResourceOption) ([]pulumi.Resource, error) {
+	sa, err := serviceaccount.NewAccount(d.ctx, d.name+"-nodes-sa", &serviceaccount.AccountArgs{
+		AccountId:   pulumi.String(d.cfg.ServiceAccountID()),
+		DisplayName: pulumi.String("Swarm nodes of stack " + d.cfg.Stack),
+	}, d.gcp(parent)...)
+	if err != nil {
+		return nil, err
+	}
+	d.c.ServiceAccountEmail = sa.Email
+	var bindings []pulumi.Resource
+	for _, role := range NodeServiceAccountRoles {
+		short := strings.TrimPrefix(role, "roles/")
+		short = strings.ReplaceAll(short, ".", "-")
+		b, err := projects.NewIAMMember(d.ctx, d.name+"-nodes-sa-"+short, &projects.IAMMemberArgs{
+			Project: pulumi.String(d.cfg.Project),
+			Role:    pulumi.String(role),
+			Member:  sa.Member,
+		}, d.gcp(parent)...)
+		if err != nil {
+			return nil, err
+		}
+		bindings = append(bindings, b)
+	}
+	return bindings, nil
+}
+
+func (d *clusterDecl) firewall(parent pulumi.ResourceOption) (pulumi.Map, error) {
+	out := pulumi.Map{}
+	for _, r := range d.c.Topology.Firewall {
 		allows := compute.FirewallAllowArray{}
 		for _, a := range r.Allows {
 			allows = append(allows, compute.FirewallAllowArgs{
@@ -227,9 +273,9 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 			})
 		}
 		fa := &compute.FirewallArgs{
-			Name:        pulumi.String(cfg.ResourceName(r.Name)),
+			Name:        pulumi.String(d.cfg.ResourceName(r.Name)),
 			Description: pulumi.String(r.Description),
-			Network:     c.Network.SelfLink,
+			Network:     d.c.Network.SelfLink,
 			Direction:   pulumi.String("INGRESS"),
 			Priority:    pulumi.Int(1000),
 			Allows:      allows,
@@ -241,112 +287,112 @@ func NewCluster(ctx *pulumi.Context, name string, args *ClusterArgs, opts ...pul
 		if len(r.SourceTags) > 0 {
 			fa.SourceTags = pulumi.ToStringArray(r.SourceTags)
 		}
-		fw, err := compute.NewFirewall(ctx, name+"-"+r.Name, fa, gcpOpts(fwComp)...)
+		fw, err := compute.NewFirewall(d.ctx, d.name+"-"+r.Name, fa, d.gcp(parent)...)
 		if err != nil {
 			return nil, err
 		}
-		c.Firewall[r.Name] = fw
-		fwOut[r.Name] = fw.Name
+		d.c.Firewall[r.Name] = fw
+		out[r.Name] = fw.Name
 	}
-	if err := ctx.RegisterResourceOutputs(fwComp, fwOut); err != nil {
-		return nil, err
-	}
+	return out, nil
+}
 
-	// DNS.
-	dnsComp := &DNSComponent{}
-	if err := ctx.RegisterComponentResource(TypeDNS, name+"-dns", dnsComp, parent); err != nil {
-		return nil, err
-	}
-	dnsOut := pulumi.Map{}
-	for _, rec := range top.DNS {
-		node, ok := c.Nodes[rec.Node]
-		if !ok {
-			return nil, fmt.Errorf("infra.NewCluster: DNS record %s points at unknown node %q", rec.Name, rec.Node)
-		}
+func (d *clusterDecl) dns(parent pulumi.ResourceOption) (pulumi.Map, error) {
+	out := pulumi.Map{}
+	for _, rec := range d.c.Topology.DNS {
 		sub := rec.Sub
 		if sub == "" {
 			sub = "apex"
 		}
-		r, err := cloudflare.NewRecord(ctx, name+"-dns-"+sub, &cloudflare.RecordArgs{
-			ZoneId:  pulumi.String(cfg.CloudflareZoneID),
+		r, err := cloudflare.NewRecord(d.ctx, d.name+"-dns-"+sub, &cloudflare.RecordArgs{
+			ZoneId:  pulumi.String(d.cfg.CloudflareZoneID),
 			Name:    pulumi.String(rec.Name),
 			Type:    pulumi.String(rec.Type),
-			Content: node.ExternalIP, // never the deprecated `value`
+			Content: d.c.Nodes[rec.Node].ExternalIP, // never the deprecated `value`
 			Proxied: pulumi.Bool(rec.Proxied),
 			Ttl:     pulumi.Int(1), // automatic (required for proxied records)
-			Comment: pulumi.String(fmt.Sprintf("pulumi stack %s, node %s", cfg.Stack, rec.Node)),
-		}, pulumi.Parent(dnsComp), pulumi.Provider(c.CloudflareProvider))
+			Comment: pulumi.String(fmt.Sprintf("pulumi stack %s, node %s", d.cfg.Stack, rec.Node)),
+		}, parent, pulumi.Provider(d.c.CloudflareProvider))
 		if err != nil {
 			return nil, err
 		}
-		c.DNS[rec.Sub] = r
-		dnsOut[sub] = r.Hostname
+		d.c.DNS[rec.Sub] = r
+		out[sub] = r.Hostname
 	}
-	if err := ctx.RegisterResourceOutputs(dnsComp, dnsOut); err != nil {
-		return nil, err
-	}
-
-	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{
-		"network":             c.Network.SelfLink,
-		"serviceAccountEmail": c.ServiceAccountEmail,
-		"nodes":               c.NodesOutput(),
-		"urls":                pulumi.ToStringMap(top.PublicURLs()),
-	}); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return out, nil
 }
 
-func newNode(ctx *pulumi.Context, name string, c *Cluster, pn PlannedNode, args *ClusterArgs,
-	sshKeys pulumi.StringOutput, bindings []pulumi.Resource,
-	gcpOpts func(pulumi.Resource, ...pulumi.ResourceOption) []pulumi.ResourceOption,
-) (*ClusterNode, error) {
-	cfg := c.Topology.Config
-	comp := &NodeComponent{}
-	if err := ctx.RegisterComponentResource(TypeNode, name+"-"+pn.Name, comp, pulumi.Parent(c)); err != nil {
-		return nil, err
-	}
+// node declares one VM with its two static addresses.
+func (d *clusterDecl) node(pn PlannedNode, sshKeys pulumi.StringOutput, bindings []pulumi.Resource, clusterParent pulumi.ResourceOption) (*ClusterNode, error) {
+	cn := &ClusterNode{Component: &NodeComponent{}}
+	err := DeclareComponent(d.ctx, TypeNode, d.name+"-"+pn.Name, cn.Component, func(parent pulumi.ResourceOption) (pulumi.Map, error) {
+		if err := d.addresses(cn, pn, parent); err != nil {
+			return nil, err
+		}
+		vm, err := compute.NewInstance(d.ctx, d.name+"-"+pn.Name, d.instanceArgs(pn, cn, sshKeys), d.gcp(parent, pulumi.DependsOn(bindings))...)
+		if err != nil {
+			return nil, err
+		}
+		cn.Instance = vm
+		return pulumi.Map{
+			"instance":   vm.Name,
+			"internalIp": cn.InternalIP,
+			"externalIp": cn.ExternalIP,
+		}, nil
+	}, clusterParent)
+	return cn, err
+}
+
+// addresses: the static ones are the stateful part (DNS and the swarm's
+// join address point at them), protected on prod (platform:protect).
+func (d *clusterDecl) addresses(cn *ClusterNode, pn PlannedNode, parent pulumi.ResourceOption) error {
+	cfg := d.cfg
 	labels := pulumi.ToStringMap(cfg.GCPLabels(pn.Node))
-	// Static addresses are the stateful part: DNS and the swarm's join
-	// address point at them. Protected on prod (platform:protect).
-	ext, err := compute.NewAddress(ctx, name+"-"+pn.Name+"-ip", &compute.AddressArgs{
+	ext, err := compute.NewAddress(d.ctx, d.name+"-"+pn.Name+"-ip", &compute.AddressArgs{
 		Name:        pulumi.String(cfg.ResourceName(pn.Name + "-ip")),
 		Description: pulumi.String("external address of " + pn.ResourceName),
 		Region:      pulumi.String(cfg.Region),
 		AddressType: pulumi.String("EXTERNAL"),
 		NetworkTier: pulumi.String("PREMIUM"),
 		Labels:      labels,
-	}, gcpOpts(comp, pulumi.Protect(cfg.Protect))...)
+	}, d.gcp(parent, pulumi.Protect(cfg.Protect))...)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	in, err := compute.NewAddress(ctx, name+"-"+pn.Name+"-internal-ip", &compute.AddressArgs{
+	in, err := compute.NewAddress(d.ctx, d.name+"-"+pn.Name+"-internal-ip", &compute.AddressArgs{
 		Name:        pulumi.String(cfg.ResourceName(pn.Name + "-internal-ip")),
 		Description: pulumi.String("internal address of " + pn.ResourceName),
 		Region:      pulumi.String(cfg.Region),
 		AddressType: pulumi.String("INTERNAL"),
-		Subnetwork:  c.Subnetwork.ID(),
+		Subnetwork:  d.c.Subnetwork.ID(),
 		Address:     pulumi.String(pn.InternalIP),
 		Labels:      labels,
-	}, gcpOpts(comp, pulumi.Protect(cfg.Protect))...)
+	}, d.gcp(parent, pulumi.Protect(cfg.Protect))...)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	cn.ExternalIPAddress, cn.InternalIPAddress = ext, in
+	cn.ExternalIP, cn.InternalIP = ext.Address, in.Address
+	return nil
+}
 
+func (d *clusterDecl) instanceArgs(pn PlannedNode, cn *ClusterNode, sshKeys pulumi.StringOutput) *compute.InstanceArgs {
+	cfg := d.cfg
+	labels := pulumi.ToStringMap(cfg.GCPLabels(pn.Node))
 	metadata := pulumi.StringMap{
 		// Only the keys below may log in; project-wide keys are ignored.
 		"block-project-ssh-keys": pulumi.String("TRUE"),
 		"enable-oslogin":         pulumi.String("FALSE"),
 	}
-	if s, ok := args.StartupScripts[pn.Name]; ok {
+	if s, ok := d.args.StartupScripts[pn.Name]; ok {
 		// metadata["startup-script"], not metadataStartupScript: changing the
 		// latter recreates the VM.
 		metadata["startup-script"] = pulumi.String(s)
 	}
-	if args.SSHPublicKey != nil {
+	if d.args.SSHPublicKey != nil {
 		metadata["ssh-keys"] = sshKeys
 	}
-	vm, err := compute.NewInstance(ctx, name+"-"+pn.Name, &compute.InstanceArgs{
+	return &compute.InstanceArgs{
 		Name:        pulumi.String(pn.ResourceName),
 		Description: pulumi.String(fmt.Sprintf("swarm %s %s of stack %s", pn.Role, pn.Name, cfg.Stack)),
 		MachineType: pulumi.String(pn.MachineType),
@@ -365,18 +411,18 @@ func newNode(ctx *pulumi.Context, name string, c *Cluster, pn PlannedNode, args 
 		},
 		NetworkInterfaces: compute.InstanceNetworkInterfaceArray{
 			compute.InstanceNetworkInterfaceArgs{
-				Subnetwork: c.Subnetwork.ID(),
-				NetworkIp:  in.Address,
+				Subnetwork: d.c.Subnetwork.ID(),
+				NetworkIp:  cn.InternalIP,
 				AccessConfigs: compute.InstanceNetworkInterfaceAccessConfigArray{
 					compute.InstanceNetworkInterfaceAccessConfigArgs{
-						NatIp:       ext.Address,
+						NatIp:       cn.ExternalIP,
 						NetworkTier: pulumi.String("PREMIUM"),
 					},
 				},
 			},
 		},
 		ServiceAccount: compute.InstanceServiceAccountArgs{
-			Email: c.ServiceAccountEmail,
+			Email: d.c.ServiceAccountEmail,
 			// Access is governed by the account's IAM roles, as Google recommends.
 			Scopes: pulumi.ToStringArray([]string{"https://www.googleapis.com/auth/cloud-platform"}),
 		},
@@ -387,26 +433,7 @@ func newNode(ctx *pulumi.Context, name string, c *Cluster, pn PlannedNode, args 
 		},
 		// A machine type change stops and restarts the VM instead of failing.
 		AllowStoppingForUpdate: pulumi.Bool(true),
-	}, gcpOpts(comp, pulumi.DependsOn(bindings))...)
-	if err != nil {
-		return nil, err
 	}
-	cn := &ClusterNode{
-		Instance:          vm,
-		InternalIP:        in.Address,
-		ExternalIP:        ext.Address,
-		Component:         comp,
-		ExternalIPAddress: ext,
-		InternalIPAddress: in,
-	}
-	if err := ctx.RegisterResourceOutputs(comp, pulumi.Map{
-		"instance":   vm.Name,
-		"internalIp": cn.InternalIP,
-		"externalIp": cn.ExternalIP,
-	}); err != nil {
-		return nil, err
-	}
-	return cn, nil
 }
 
 // NodesOutput is {node: {internalIp, externalIp, role, instance}} for stack outputs.
