@@ -97,10 +97,17 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 	}
 
 	d := &Deployment{Networks: map[string]*docker.Network{}, Secrets: map[string]*docker.Secret{}, Services: map[string]*docker.Service{}, Images: map[string]pulumi.StringOutput{}}
-	if err := ctx.RegisterComponentResource("platform:stacks:ServiceStack", name, d, opts...); err != nil {
+	if err := infra.DeclareComponent(ctx, "platform:stacks:ServiceStack", name, d, func(parent pulumi.ResourceOption) (pulumi.Map, error) {
+		return d.declare(ctx, name, args, src, parent)
+	}, opts...); err != nil {
 		return nil, err
 	}
-	parent := pulumi.Parent(d)
+	return d, nil
+}
+
+// declare declares the stack's networks, secrets, images and services
+// under parent.
+func (d *Deployment) declare(ctx *pulumi.Context, name string, args *StackArgs, src *imageSources, parent pulumi.ResourceOption) (pulumi.Map, error) {
 	dockerOpts := []pulumi.ResourceOption{parent, pulumi.Provider(args.DockerProvider), pulumi.DependsOn(args.DependsOn)}
 	if args.DeletedWith != nil {
 		dockerOpts = append(dockerOpts, pulumi.DeletedWith(args.DeletedWith))
@@ -141,10 +148,7 @@ func NewStack(ctx *pulumi.Context, name string, args *StackArgs, opts ...pulumi.
 		}
 		d.Services[s.Name] = svc
 	}
-	if err := ctx.RegisterResourceOutputs(d, d.outputs()); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return d.outputs(), nil
 }
 
 // checkStackArgs checks what NewStack needs before it registers anything

@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"fmt"
 
+	"github.com/jbcalling/platform/infra"
 	"github.com/pulumi/pulumi-tls/sdk/v5/go/tls"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -55,10 +56,17 @@ func NewAccess(ctx *pulumi.Context, name string, args *AccessArgs, opts ...pulum
 	if a.org == "" {
 		a.org = "platform"
 	}
-	if err := ctx.RegisterComponentResource("platform:bootstrap:Access", name, a, opts...); err != nil {
+	if err := infra.DeclareComponent(ctx, "platform:bootstrap:Access", name, a, func(child pulumi.ResourceOption) (pulumi.Map, error) {
+		return a.declare(ctx, name, child)
+	}, opts...); err != nil {
 		return nil, err
 	}
-	child := pulumi.Parent(a)
+	return a, nil
+}
+
+// declare generates the SSH key pair, the CA and the client certificate
+// under child.
+func (a *Access) declare(ctx *pulumi.Context, name string, child pulumi.ResourceOption) (pulumi.Map, error) {
 
 	// Ed25519: short, supported by GCE's ssh-keys metadata and by the
 	// command provider's SSH client.
@@ -101,14 +109,11 @@ func NewAccess(ctx *pulumi.Context, name string, args *AccessArgs, opts ...pulum
 	a.ClientCertPEM = clientCert.CertPem
 	a.ClientKeyPEM = pulumi.ToSecret(clientKey.PrivateKeyPem).(pulumi.StringOutput)
 
-	if err := ctx.RegisterResourceOutputs(a, pulumi.Map{
+	return pulumi.Map{
 		"sshPublicKey":  a.SSHPublicKey,
 		"caCertPem":     a.CACertPEM,
 		"clientCertPem": a.ClientCertPEM,
-	}); err != nil {
-		return nil, err
-	}
-	return a, nil
+	}, nil
 }
 
 // issue creates a key and a certificate signed by the Docker API CA.
