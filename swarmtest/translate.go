@@ -3,6 +3,7 @@ package swarmtest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -377,17 +378,131 @@ func ServiceFromInputs(in map[string]any, networks, secrets, configs IDs) (Servi
 	if s.Name == nil || *s.Name == "" {
 		return ServiceSpec{}, fmt.Errorf("service inputs: no name")
 	}
-	name := *s.Name
-	fail := func(format string, a ...any) (ServiceSpec, error) {
-		return ServiceSpec{}, fmt.Errorf("service %s: "+format, append([]any{name}, a...)...)
+	out, err := serviceSpec(s, networks, secrets, configs)
+	if err != nil {
+		return ServiceSpec{}, fmt.Errorf("service %s: %w", *s.Name, err)
 	}
+	return out, nil
+}
+
+func serviceSpec(s serviceInputs, networks, secrets, configs IDs) (ServiceSpec, error) {
 	out := ServiceSpec{
-		Name:   name,
+		Name:   *s.Name,
 		Labels: labelMap(s.Labels, func(l docker.ServiceLabel) (string, string) { return l.Label, l.Value }),
 	}
+	var err error
+	if out.TaskTemplate, err = taskSpec(s.TaskSpec, networks, secrets, configs); err != nil {
+		return ServiceSpec{}, err
+	}
+	switch m := s.Mode; {
+	case m != nil && deref(m.Global):
+		out.Mode.Global = &struct{}{}
+	default:
+		// pulumi-docker's default is one replicated task.
+		n := uint64(1)
+		if m != nil && m.Replicated != nil && m.Replicated.Replicas != nil {
+			n = uint64(*m.Replicated.Replicas)
+		}
+		out.Mode.Replicated = &struct{ Replicas *uint64 }{&n}
+	}
+	if out.UpdateConfig, err = updateConfig((*docker.ServiceUpdateConfig)(s.UpdateConfig)); err != nil {
+		return ServiceSpec{}, fmt.Errorf("updateConfig: %w", err)
+	}
+	if s.RollbackConfig != nil {
+		rc := docker.ServiceUpdateConfig(*s.RollbackConfig)
+		if out.RollbackConfig, err = updateConfig(&rc); err != nil {
+			return ServiceSpec{}, fmt.Errorf("rollbackConfig: %w", err)
+		}
+	}
+	if e := s.EndpointSpec; e != nil {
+		es := &EndpointSpec{Mode: deref(e.Mode)}
+		for _, p := range e.Ports {
+			ps := PortSpec{Name: deref(p.Name), Protocol: or(p.Protocol, "tcp"), TargetPort: uint32(p.TargetPort),
+				PublishedPort: uint32(deref(p.PublishedPort)), PublishMode: or(p.PublishMode, "ingress")}
+			es.Ports = append(es.Ports, ps)
+		}
+		out.EndpointSpec = es
+	}
+	return out, nil
+}
 
-	ts := s.TaskSpec
-	cs := ts.ContainerSpec
+func taskSpec(ts docker.ServiceTaskSpec, networks, secrets, configs IDs) (TaskSpec, error) {
+	c, err := containerSpec(ts.ContainerSpec, secrets, configs)
+	if err != nil {
+		return TaskSpec{}, err
+	}
+	task := TaskSpec{ContainerSpec: c, ForceUpdate: uint64(deref(ts.ForceUpdate)), Runtime: deref(ts.Runtime)}
+	if r := ts.Resources; r != nil {
+		task.Resources = &Resources{}
+		if l := r.Limits; l != nil {
+			task.Resources.Limits = &ResourceValues{NanoCPUs: int64(deref(l.NanoCpus)), MemoryBytes: int64(deref(l.MemoryBytes))}
+		}
+		if v := r.Reservation; v != nil {
+			if v.GenericResources != nil {
+				return TaskSpec{}, errors.New("taskSpec.resources.reservation.genericResources is not translated")
+			}
+			task.Resources.Reservations = &ResourceValues{NanoCPUs: int64(deref(v.NanoCpus)), MemoryBytes: int64(deref(v.MemoryBytes))}
+		}
+	}
+	if task.RestartPolicy, err = restartPolicy(ts.RestartPolicy); err != nil {
+		return TaskSpec{}, err
+	}
+	task.Placement = placement(ts.Placement)
+	for _, n := range ts.NetworksAdvanceds {
+		// The program references networks by resource ID (pulumi-docker#233);
+		// "host" names the engine's host network directly.
+		target := n.Name
+		if target != "host" {
+			if target, err = networks.resolve("network", n.Name); err != nil {
+				return TaskSpec{}, err
+			}
+		}
+		task.Networks = append(task.Networks, NetworkAttach{Target: target, Aliases: n.Aliases, DriverOpts: optsMap(n.DriverOpts)})
+	}
+	if ld := ts.LogDriver; ld != nil {
+		task.LogDriver = &Driver{Name: ld.Name, Options: ld.Options}
+	}
+	return task, nil
+}
+
+func restartPolicy(rp *docker.ServiceTaskSpecRestartPolicy) (*RestartPolicy, error) {
+	if rp == nil {
+		return nil, nil
+	}
+	p := &RestartPolicy{Condition: deref(rp.Condition)}
+	var err error
+	if p.Delay, err = durPtr(rp.Delay); err != nil {
+		return nil, fmt.Errorf("restartPolicy.delay: %w", err)
+	}
+	if p.Window, err = durPtr(rp.Window); err != nil {
+		return nil, fmt.Errorf("restartPolicy.window: %w", err)
+	}
+	if rp.MaxAttempts != nil {
+		n := uint64(*rp.MaxAttempts)
+		p.MaxAttempts = &n
+	}
+	return p, nil
+}
+
+func placement(p *docker.ServiceTaskSpecPlacement) *Placement {
+	if p == nil {
+		return nil
+	}
+	pl := &Placement{Constraints: p.Constraints, MaxReplicas: uint64(deref(p.MaxReplicas))}
+	for _, pref := range p.Prefs {
+		// The provider takes each pref verbatim as the spread descriptor
+		// (terraform-provider-docker stringSetToPlacementPrefs).
+		var pr Preference
+		pr.Spread.SpreadDescriptor = pref
+		pl.Preferences = append(pl.Preferences, pr)
+	}
+	for _, pf := range p.Platforms {
+		pl.Platforms = append(pl.Platforms, Platform{Architecture: pf.Architecture, OS: pf.Os})
+	}
+	return pl
+}
+
+func containerSpec(cs docker.ServiceTaskSpecContainerSpec, secrets, configs IDs) (ContainerSpec, error) {
 	c := ContainerSpec{
 		Image:          cs.Image,
 		Labels:         labelMap(cs.Labels, func(l docker.ServiceTaskSpecContainerSpecLabel) (string, string) { return l.Label, l.Value }),
@@ -403,12 +518,13 @@ func ServiceFromInputs(in map[string]any, networks, secrets, configs IDs) (Servi
 		Sysctls:        cs.Sysctl,
 		CapabilityAdd:  cs.CapAdds,
 		CapabilityDrop: cs.CapDrops,
+		Mounts:         mounts(cs.Mounts),
 	}
 	if c.Image == "" {
-		return fail("no image")
+		return c, errors.New("no image")
 	}
 	if cs.Privileges != nil {
-		return fail("taskSpec.containerSpec.privileges is not translated")
+		return c, errors.New("taskSpec.containerSpec.privileges is not translated")
 	}
 	// Env is a map in pulumi-docker; the Engine wants KEY=VALUE, sorted for
 	// a stable spec.
@@ -417,9 +533,41 @@ func ServiceFromInputs(in map[string]any, networks, secrets, configs IDs) (Servi
 	}
 	var err error
 	if c.StopGracePeriod, err = durPtr(cs.StopGracePeriod); err != nil {
-		return fail("stopGracePeriod: %v", err)
+		return c, fmt.Errorf("stopGracePeriod: %w", err)
 	}
-	for _, m := range cs.Mounts {
+	if c.Healthcheck, err = healthcheck(cs.Healthcheck); err != nil {
+		return c, err
+	}
+	for _, h := range cs.Hosts {
+		c.Hosts = append(c.Hosts, h.Ip+" "+h.Host)
+	}
+	if d := cs.DnsConfig; d != nil {
+		c.DNSConfig = &DNSConfig{Nameservers: d.Nameservers, Search: d.Searches, Options: d.Options}
+	}
+	for _, sec := range cs.Secrets {
+		id, err := secrets.resolve("secret", sec.SecretId)
+		if err != nil {
+			return c, err
+		}
+		ref := FileRef{SecretID: id, SecretName: deref(sec.SecretName)}
+		ref.File.Name, ref.File.UID, ref.File.GID, ref.File.Mode = sec.FileName, or(sec.FileUid, "0"), or(sec.FileGid, "0"), uint32(or(sec.FileMode, 0o444))
+		c.Secrets = append(c.Secrets, ref)
+	}
+	for _, cf := range cs.Configs {
+		id, err := configs.resolve("config", cf.ConfigId)
+		if err != nil {
+			return c, err
+		}
+		ref := FileRef{ConfigID: id, ConfigName: deref(cf.ConfigName)}
+		ref.File.Name, ref.File.UID, ref.File.GID, ref.File.Mode = cf.FileName, or(cf.FileUid, "0"), or(cf.FileGid, "0"), uint32(or(cf.FileMode, 0o444))
+		c.Configs = append(c.Configs, ref)
+	}
+	return c, nil
+}
+
+func mounts(ms []docker.ServiceTaskSpecContainerSpecMount) []Mount {
+	var out []Mount
+	for _, m := range ms {
 		mt := Mount{Type: m.Type, Source: deref(m.Source), Target: m.Target, ReadOnly: deref(m.ReadOnly)}
 		if m.BindOptions != nil {
 			mt.BindOptions = &struct{ Propagation string }{deref(m.BindOptions.Propagation)}
@@ -438,133 +586,27 @@ func ServiceFromInputs(in map[string]any, networks, secrets, configs IDs) (Servi
 		if t := m.TmpfsOptions; t != nil {
 			mt.TmpfsOptions = &TmpfsOptions{SizeBytes: int64(deref(t.SizeBytes)), Mode: uint32(deref(t.Mode))}
 		}
-		c.Mounts = append(c.Mounts, mt)
+		out = append(out, mt)
 	}
-	if h := cs.Healthcheck; h != nil {
-		hc := &Healthcheck{Test: h.Tests, Retries: deref(h.Retries)}
-		for _, d := range []struct {
-			in  *string
-			out *int64
-			key string
-		}{{h.Interval, &hc.Interval, "interval"}, {h.Timeout, &hc.Timeout, "timeout"}, {h.StartPeriod, &hc.StartPeriod, "startPeriod"}} {
-			if *d.out, err = dur(d.in); err != nil {
-				return fail("healthcheck.%s: %v", d.key, err)
-			}
-		}
-		c.Healthcheck = hc
-	}
-	for _, h := range cs.Hosts {
-		c.Hosts = append(c.Hosts, h.Ip+" "+h.Host)
-	}
-	if d := cs.DnsConfig; d != nil {
-		c.DNSConfig = &DNSConfig{Nameservers: d.Nameservers, Search: d.Searches, Options: d.Options}
-	}
-	for _, sec := range cs.Secrets {
-		id, err := secrets.resolve("secret", sec.SecretId)
-		if err != nil {
-			return fail("%v", err)
-		}
-		ref := FileRef{SecretID: id, SecretName: deref(sec.SecretName)}
-		ref.File.Name, ref.File.UID, ref.File.GID, ref.File.Mode = sec.FileName, or(sec.FileUid, "0"), or(sec.FileGid, "0"), uint32(or(sec.FileMode, 0o444))
-		c.Secrets = append(c.Secrets, ref)
-	}
-	for _, cf := range cs.Configs {
-		id, err := configs.resolve("config", cf.ConfigId)
-		if err != nil {
-			return fail("%v", err)
-		}
-		ref := FileRef{ConfigID: id, ConfigName: deref(cf.ConfigName)}
-		ref.File.Name, ref.File.UID, ref.File.GID, ref.File.Mode = cf.FileName, or(cf.FileUid, "0"), or(cf.FileGid, "0"), uint32(or(cf.FileMode, 0o444))
-		c.Configs = append(c.Configs, ref)
-	}
-	task := TaskSpec{ContainerSpec: c, ForceUpdate: uint64(deref(ts.ForceUpdate)), Runtime: deref(ts.Runtime)}
+	return out
+}
 
-	if r := ts.Resources; r != nil {
-		task.Resources = &Resources{}
-		if l := r.Limits; l != nil {
-			task.Resources.Limits = &ResourceValues{NanoCPUs: int64(deref(l.NanoCpus)), MemoryBytes: int64(deref(l.MemoryBytes))}
-		}
-		if v := r.Reservation; v != nil {
-			if v.GenericResources != nil {
-				return fail("taskSpec.resources.reservation.genericResources is not translated")
-			}
-			task.Resources.Reservations = &ResourceValues{NanoCPUs: int64(deref(v.NanoCpus)), MemoryBytes: int64(deref(v.MemoryBytes))}
+func healthcheck(h *docker.ServiceTaskSpecContainerSpecHealthcheck) (*Healthcheck, error) {
+	if h == nil {
+		return nil, nil
+	}
+	hc := &Healthcheck{Test: h.Tests, Retries: deref(h.Retries)}
+	for _, d := range []struct {
+		in  *string
+		out *int64
+		key string
+	}{{h.Interval, &hc.Interval, "interval"}, {h.Timeout, &hc.Timeout, "timeout"}, {h.StartPeriod, &hc.StartPeriod, "startPeriod"}} {
+		var err error
+		if *d.out, err = dur(d.in); err != nil {
+			return nil, fmt.Errorf("healthcheck.%s: %w", d.key, err)
 		}
 	}
-	if rp := ts.RestartPolicy; rp != nil {
-		p := &RestartPolicy{Condition: deref(rp.Condition)}
-		if p.Delay, err = durPtr(rp.Delay); err != nil {
-			return fail("restartPolicy.delay: %v", err)
-		}
-		if p.Window, err = durPtr(rp.Window); err != nil {
-			return fail("restartPolicy.window: %v", err)
-		}
-		if rp.MaxAttempts != nil {
-			n := uint64(*rp.MaxAttempts)
-			p.MaxAttempts = &n
-		}
-		task.RestartPolicy = p
-	}
-	if p := ts.Placement; p != nil {
-		pl := &Placement{Constraints: p.Constraints, MaxReplicas: uint64(deref(p.MaxReplicas))}
-		for _, pref := range p.Prefs {
-			// The provider takes each pref verbatim as the spread descriptor
-			// (terraform-provider-docker stringSetToPlacementPrefs).
-			var pr Preference
-			pr.Spread.SpreadDescriptor = pref
-			pl.Preferences = append(pl.Preferences, pr)
-		}
-		for _, pf := range p.Platforms {
-			pl.Platforms = append(pl.Platforms, Platform{Architecture: pf.Architecture, OS: pf.Os})
-		}
-		task.Placement = pl
-	}
-	for _, n := range ts.NetworksAdvanceds {
-		// The program references networks by resource ID (pulumi-docker#233);
-		// "host" names the engine's host network directly.
-		target := n.Name
-		if target != "host" {
-			if target, err = networks.resolve("network", n.Name); err != nil {
-				return fail("%v", err)
-			}
-		}
-		task.Networks = append(task.Networks, NetworkAttach{Target: target, Aliases: n.Aliases, DriverOpts: optsMap(n.DriverOpts)})
-	}
-	if ld := ts.LogDriver; ld != nil {
-		task.LogDriver = &Driver{Name: ld.Name, Options: ld.Options}
-	}
-	out.TaskTemplate = task
-
-	switch m := s.Mode; {
-	case m != nil && deref(m.Global):
-		out.Mode.Global = &struct{}{}
-	default:
-		// pulumi-docker's default is one replicated task.
-		n := uint64(1)
-		if m != nil && m.Replicated != nil && m.Replicated.Replicas != nil {
-			n = uint64(*m.Replicated.Replicas)
-		}
-		out.Mode.Replicated = &struct{ Replicas *uint64 }{&n}
-	}
-	if out.UpdateConfig, err = updateConfig((*docker.ServiceUpdateConfig)(s.UpdateConfig)); err != nil {
-		return fail("updateConfig: %v", err)
-	}
-	if s.RollbackConfig != nil {
-		rc := docker.ServiceUpdateConfig(*s.RollbackConfig)
-		if out.RollbackConfig, err = updateConfig(&rc); err != nil {
-			return fail("rollbackConfig: %v", err)
-		}
-	}
-	if e := s.EndpointSpec; e != nil {
-		es := &EndpointSpec{Mode: deref(e.Mode)}
-		for _, p := range e.Ports {
-			ps := PortSpec{Name: deref(p.Name), Protocol: or(p.Protocol, "tcp"), TargetPort: uint32(p.TargetPort),
-				PublishedPort: uint32(deref(p.PublishedPort)), PublishMode: or(p.PublishMode, "ingress")}
-			es.Ports = append(es.Ports, ps)
-		}
-		out.EndpointSpec = es
-	}
-	return out, nil
+	return hc, nil
 }
 
 func updateConfig(u *docker.ServiceUpdateConfig) (*UpdateConfig, error) {
