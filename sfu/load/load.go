@@ -133,6 +133,10 @@ type runner struct {
 	sendErrors             atomic.Uint64
 	pubPLIs, pubNACKs      atomic.Uint64 // RTCP the SFU sent to publishers
 
+	partsMu   sync.Mutex
+	parts     []*participant
+	closeOnce sync.Once
+
 	mu         sync.Mutex
 	readers    []*reader
 	firstVideo []time.Duration // join → first video packet, per (subscriber, video track)
@@ -180,83 +184,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-
-	var (
-		partsMu sync.Mutex
-		parts   []*participant
-	)
-	var closeOnce sync.Once
-	closeAll := func() {
-		closeOnce.Do(func() { // stop sending, release every client
-			var wg sync.WaitGroup
-			sem := make(chan struct{}, 16)
-			for _, p := range parts {
-				wg.Add(1)
-				sem <- struct{}{}
-				go func() {
-					defer wg.Done()
-					defer func() { <-sem }()
-					if p.pub != nil {
-						p.pub.stop()
-					}
-					p.c.Close()
-				}()
-			}
-			wg.Wait()
-		})
-	}
-	defer closeAll()
-	join := func(n int, name func(i int) (room, who string), late bool) error {
-		errs := make(chan error, n)
-		sem := make(chan struct{}, cfg.JoinConcurrency)
-		var wg sync.WaitGroup
-		for i := range n {
-			room, who := name(i)
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				p, err := r.join(ctx, room, who, late, false)
-				if err != nil {
-					errs <- err
-					return
-				}
-				partsMu.Lock()
-				parts = append(parts, p)
-				partsMu.Unlock()
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		return errors.Join(collect(errs)...)
-	}
+	defer r.closeAll()
 	roomName := func(i int) string { return fmt.Sprintf("%s-%d", cfg.RoomPrefix, i) }
 
 	// Publishers first; subscribers join once media flows, so their join
 	// times are a late joiner's (keyframe requested on attach).
-	if err := join(cfg.Rooms*cfg.Publishers, func(i int) (string, string) {
+	if err := r.joinAll(ctx, cfg.Rooms*cfg.Publishers, func(i int) (string, string) {
 		return roomName(i / cfg.Publishers), fmt.Sprintf("pub-%d", i%cfg.Publishers)
 	}, false); err != nil {
 		return nil, err
 	}
-	if err := r.waitConnected(ctx, parts); err != nil {
+	if err := r.waitConnected(ctx, r.parts); err != nil {
 		return nil, err
 	}
-	// The same video without the SFU, for the latency it adds.
-	var ctl *control
-	for _, p := range parts {
-		if p.pub != nil && p.pub.video != nil && !cfg.Simulcast { // the control pair takes one stream
-			if ctl, err = r.startControl(ctx, p.pub.video); err != nil {
-				rep.Errors = append(rep.Errors, err.Error())
-			} else {
-				defer ctl.close()
-			}
-			break
-		}
+	ctl := r.control(ctx, rep)
+	if ctl != nil {
+		defer ctl.close()
 	}
 	if cfg.Subscribers > 0 {
-		if err := join(cfg.Rooms*cfg.Subscribers, func(i int) (string, string) {
+		if err := r.joinAll(ctx, cfg.Rooms*cfg.Subscribers, func(i int) (string, string) {
 			return roomName(i / cfg.Subscribers), fmt.Sprintf("sub-%d", i%cfg.Subscribers)
 		}, true); err != nil {
 			return nil, err
@@ -268,42 +214,130 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := r.waitFlowing(ctx, want); err != nil {
 		rep.Errors = append(rep.Errors, err.Error())
 	}
-	rep.Participants = len(parts)
+	rep.Participants = len(r.parts)
 	rep.TracksFlowing = int(r.flowing.Load())
 
 	sleep(ctx, cfg.Warmup)
-	// The window.
+	if err := r.window(ctx, mURL, base, rep); err != nil {
+		return nil, err
+	}
+	if ctl != nil {
+		rep.compare(ctl)
+	}
+	r.probe(ctx, roomName(0), cfg.Probes, rep)
+	r.closeAll()
+	r.baselines(rep)
+	return rep, nil
+}
+
+// closeAll stops sending and releases every client, once.
+func (r *runner) closeAll() {
+	r.closeOnce.Do(func() {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 16)
+		for _, p := range r.parts {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if p.pub != nil {
+					p.pub.stop()
+				}
+				p.c.Close()
+			}()
+		}
+		wg.Wait()
+	})
+}
+
+// joinAll joins n participants, cfg.JoinConcurrency at a time; name
+// gives the i-th one's room and name.
+func (r *runner) joinAll(ctx context.Context, n int, name func(i int) (room, who string), late bool) error {
+	errs := make(chan error, n)
+	sem := make(chan struct{}, r.cfg.JoinConcurrency)
+	var wg sync.WaitGroup
+	for i := range n {
+		room, who := name(i)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			p, err := r.join(ctx, room, who, late, false)
+			if err != nil {
+				errs <- err
+				return
+			}
+			r.partsMu.Lock()
+			r.parts = append(r.parts, p)
+			r.partsMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return errors.Join(collect(errs)...)
+}
+
+// control starts the same video without the SFU, for the latency it
+// adds; nil when there is none (the control pair takes one stream, so not
+// with simulcast).
+func (r *runner) control(ctx context.Context, rep *Report) *control {
+	if r.cfg.Simulcast {
+		return nil
+	}
+	for _, p := range r.parts {
+		if p.pub != nil && p.pub.video != nil {
+			ctl, err := r.startControl(ctx, p.pub.video)
+			if err != nil {
+				rep.Errors = append(rep.Errors, err.Error())
+				return nil
+			}
+			return ctl
+		}
+	}
+	return nil
+}
+
+// compare puts the latency without the SFU beside the latency with it.
+func (rep *Report) compare(ctl *control) {
+	rep.LatencyWithoutSFU = ctl.latency()
+	if rep.LatencyWithoutSFU.N > 0 && rep.VideoLatency.N > 0 {
+		rep.AddedLatencyP50 = rep.VideoLatency.P50 - rep.LatencyWithoutSFU.P50
+		rep.AddedLatencyP99 = rep.VideoLatency.P99 - rep.LatencyWithoutSFU.P99
+	}
+}
+
+// window measures cfg.Duration of the run: the SFU's metrics before and
+// after, the clients' packets and the kernel's drops.
+func (r *runner) window(ctx context.Context, mURL string, base sample, rep *Report) error {
 	a, err := scrape(ctx, mURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	dropsA := udpDrops()
 	r.snapshot(false)
 	sentA, sentBytesA := r.sentPackets.Load(), r.sentBytes.Load()
 	r.measuring.Store(true)
-	sleep(ctx, cfg.Duration)
+	sleep(ctx, r.cfg.Duration)
 	r.measuring.Store(false)
 	b, err := scrape(context.WithoutCancel(ctx), mURL)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.snapshot(true)
 	rep.UDPReceiveBufferDrops = udpDrops() - dropsA
 	rep.LoadAvgEnd = loadAvg()
 	window := b.at.Sub(a.at).Seconds()
 	rep.fill(r, base, a, b, window, r.sentPackets.Load()-sentA, r.sentBytes.Load()-sentBytesA)
-	if ctl != nil {
-		rep.LatencyWithoutSFU = ctl.latency()
-		if rep.LatencyWithoutSFU.N > 0 && rep.VideoLatency.N > 0 {
-			rep.AddedLatencyP50 = rep.VideoLatency.P50 - rep.LatencyWithoutSFU.P50
-			rep.AddedLatencyP99 = rep.VideoLatency.P99 - rep.LatencyWithoutSFU.P99
-		}
-	}
-	r.probe(ctx, roomName(0), cfg.Probes, rep)
-	closeAll()
+	return nil
+}
 
-	// The denominator of the ratio, in the same run, at the mean size of
-	// the packets the SFU forwarded.
+// baselines measures, in the same run and at the mean size of the
+// packets the SFU forwarded, the denominator of the ratio (one plain UDP
+// send) and what the same fan-out costs a process that does nothing else.
+func (r *runner) baselines(rep *Report) {
+	cfg := r.cfg
 	size := int(rep.ForwardedBytesPerSec / max(rep.ForwardedPacketsPerSec, 1))
 	if size <= 0 {
 		size = cfg.PacketSize
@@ -321,23 +355,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.ForwardingRatio = rep.CPUPerForwardedMicros / rep.UDPSendMicros
 		}
 	}
-	// What the same fan-out costs a process that does nothing else.
-	if cfg.FloorDuration > 0 && rep.SentPacketsPerSec > 0 && rep.ForwardedPacketsPerSec > 0 {
-		spec := FloorSpec{
-			Addr: addr, Size: size, Receivers: cfg.Rooms * (cfg.Publishers + cfg.Subscribers),
-			Fanout: max(1, int(rep.ForwardedPacketsPerSec/rep.SentPacketsPerSec+0.5)), Rate: rep.SentPacketsPerSec,
-			Duration: cfg.FloorDuration,
-		}
-		if d, err := MeasureFanOutFloor(spec); err != nil {
-			rep.Errors = append(rep.Errors, err.Error())
-		} else {
-			rep.FloorMicros = float64(d.Nanoseconds()) / 1000
-			if rep.UDPSendMicros > 0 {
-				rep.FloorRatio = rep.FloorMicros / rep.UDPSendMicros
-			}
+	if cfg.FloorDuration <= 0 || rep.SentPacketsPerSec <= 0 || rep.ForwardedPacketsPerSec <= 0 {
+		return
+	}
+	spec := FloorSpec{
+		Addr: addr, Size: size, Receivers: cfg.Rooms * (cfg.Publishers + cfg.Subscribers),
+		Fanout: max(1, int(rep.ForwardedPacketsPerSec/rep.SentPacketsPerSec+0.5)), Rate: rep.SentPacketsPerSec,
+		Duration: cfg.FloorDuration,
+	}
+	if d, err := MeasureFanOutFloor(spec); err != nil {
+		rep.Errors = append(rep.Errors, err.Error())
+	} else {
+		rep.FloorMicros = float64(d.Nanoseconds()) / 1000
+		if rep.UDPSendMicros > 0 {
+			rep.FloorRatio = rep.FloorMicros / rep.UDPSendMicros
 		}
 	}
-	return rep, nil
 }
 
 func collect(ch <-chan error) []error {
