@@ -40,65 +40,90 @@ func walkFeedback(pkt []byte, note func(seq uint16, arrival int64, lost bool)) b
 	if n > len(pkt) || n < 20 {
 		return true
 	}
-	b := pkt[:n] // padding, if any, follows the deltas read
-	count := int(binary.BigEndian.Uint16(b[14:16]))
-	// The chunks first, then the receive deltas: where they begin.
-	deltas := 20
-	for seen := 0; seen < count; deltas += 2 {
-		if deltas+2 > len(b) {
-			return true
-		}
-		seen += chunkLength(binary.BigEndian.Uint16(b[deltas:]))
-	}
-	seq := binary.BigEndian.Uint16(b[12:14])
-	arrival := (int64(b[16])<<16 | int64(b[17])<<8 | int64(b[18])) * 64000
-	left := count
-	symbol := func(sym uint16) bool {
-		lost := false
-		switch sym {
-		case 0:
-			lost = true
-		case 1:
-			if deltas+1 > len(b) {
-				return false
-			}
-			arrival += int64(b[deltas]) * 250
-			deltas++
-		case 2:
-			if deltas+2 > len(b) {
-				return false
-			}
-			arrival += int64(int16(binary.BigEndian.Uint16(b[deltas:]))) * 250
-			deltas += 2
-		}
-		note(seq, arrival, lost)
-		seq++
-		left--
+	w := feedbackWalk{b: pkt[:n], note: note} // padding, if any, follows the deltas read
+	w.left = int(binary.BigEndian.Uint16(w.b[14:16]))
+	if !w.findDeltas() {
 		return true
 	}
-	for off := 20; left > 0; off += 2 {
-		c := binary.BigEndian.Uint16(b[off:])
-		switch {
-		case c&0x8000 == 0: // run length: a symbol, repeated
-			for range min(int(c&0x1fff), left) {
-				if !symbol(c >> 13 & 3) {
-					return true
-				}
+	w.seq = binary.BigEndian.Uint16(w.b[12:14])
+	w.arrival = (int64(w.b[16])<<16 | int64(w.b[17])<<8 | int64(w.b[18])) * 64000
+	for off := 20; w.left > 0 && w.chunk(binary.BigEndian.Uint16(w.b[off:])); off += 2 {
+	}
+	return true
+}
+
+// feedbackWalk is walkFeedback's place in one feedback packet.
+type feedbackWalk struct {
+	b       []byte
+	deltas  int    // where the next receive delta is
+	seq     uint16 // the next packet's number
+	arrival int64  // the last arrival, µs
+	left    int    // packets still to report
+	note    func(seq uint16, arrival int64, lost bool)
+}
+
+// findDeltas finds where the receive deltas begin, after the chunks;
+// false when the chunks do not fit.
+func (w *feedbackWalk) findDeltas() bool {
+	w.deltas = 20
+	for seen := 0; seen < w.left; w.deltas += 2 {
+		if w.deltas+2 > len(w.b) {
+			return false
+		}
+		seen += chunkLength(binary.BigEndian.Uint16(w.b[w.deltas:]))
+	}
+	return true
+}
+
+// chunk reports the packets one status chunk covers; false when the
+// deltas run out.
+func (w *feedbackWalk) chunk(c uint16) bool {
+	switch {
+	case c&0x8000 == 0: // run length: a symbol, repeated
+		for range min(int(c&0x1fff), w.left) {
+			if !w.symbol(c >> 13 & 3) {
+				return false
 			}
-		case c&0x4000 == 0: // a vector of 14 one-bit symbols
-			for i := 13; i >= 0 && left > 0; i-- {
-				if !symbol(c >> i & 1) {
-					return true
-				}
+		}
+	case c&0x4000 == 0: // a vector of 14 one-bit symbols
+		for i := 13; i >= 0 && w.left > 0; i-- {
+			if !w.symbol(c >> i & 1) {
+				return false
 			}
-		default: // a vector of 7 two-bit symbols
-			for i := 6; i >= 0 && left > 0; i-- {
-				if !symbol(c >> (2 * i) & 3) {
-					return true
-				}
+		}
+	default: // a vector of 7 two-bit symbols
+		for i := 6; i >= 0 && w.left > 0; i-- {
+			if !w.symbol(c >> (2 * i) & 3) {
+				return false
 			}
 		}
 	}
+	return true
+}
+
+// symbol reports the next packet: 0 lost, 1 received after a small
+// delta, 2 after a large or negative one.
+func (w *feedbackWalk) symbol(sym uint16) bool {
+	lost := false
+	switch sym {
+	case 0:
+		lost = true
+	case 1:
+		if w.deltas+1 > len(w.b) {
+			return false
+		}
+		w.arrival += int64(w.b[w.deltas]) * 250
+		w.deltas++
+	case 2:
+		if w.deltas+2 > len(w.b) {
+			return false
+		}
+		w.arrival += int64(int16(binary.BigEndian.Uint16(w.b[w.deltas:]))) * 250
+		w.deltas += 2
+	}
+	w.note(w.seq, w.arrival, lost)
+	w.seq++
+	w.left--
 	return true
 }
 
