@@ -53,61 +53,84 @@ func (d *DownTrack) Resend(nack *rtcp.TransportLayerNack, budget *ResendBudget) 
 	gap := max(time.Duration(d.rtt.Load()), minResendGap)
 	sent, tried, stop := 0, 0, false
 	for _, pair := range nack.Nacks {
-		if stop {
-			break
-		}
 		pair.Range(func(seq uint16) bool {
 			if tried == MaxResendPerNACK {
 				stop = true
 				return false
 			}
-			index, source, src, via, err := b.out.Sent(seq)
-			if err != nil {
-				return true
-			}
-			h, off := d.f.hist, simulcast.Offsets{}
-			if d.sim != nil {
-				ls, ok := d.layerOf(source)
-				if !ok {
-					return true
-				}
-				h, off = ls.f.hist, ls.off
-			} else if source != b.source {
-				return true
-			}
-			slot := index % rtpindex.RingSize
-			if d.resentIndex[slot] == index+1 && now.UnixNano()-d.resentAt[slot] < int64(gap) {
-				return true // resent within a round trip: that copy is on its way
-			}
-			tried++
-			if !budget.take(now) {
+			switch d.resendOne(b, seq, now, gap, budget) {
+			case resendSent:
+				sent++
+				tried++
+			case resendTried:
+				tried++
+			case resendOverBudget:
 				stop = true
 				return false
 			}
-			d.resentIndex[slot], d.resentAt[slot] = index+1, now.UnixNano()
-			s := d.direct.Load()
-			if (s != nil) != (via == rtpindex.ViaDirect) {
-				return true
-			}
-			n, ok := h.get(src, d.rbuf[:])
-			if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
-				return true
-			}
-			if d.sim != nil {
-				simulcast.Rewrite(off, &d.rpkt.Header, d.rpkt.Payload)
-			}
-			head := d.rhdr.marshal(b.shape, &d.rpkt.Header, &d.rhead)
-			if head == nil {
-				return true
-			}
-			var o outPacket
-			o.set(d.rbuf[:n], &d.rpkt)
-			if d.seal(s, b, b.shape, head, &o, index, nil, &d.rhdr) {
-				sent++
-			}
 			return true
 		})
+		if stop {
+			break
+		}
 	}
 	d.f.cfg.Counters.Retransmissions.Add(uint64(sent))
 	return sent
+}
+
+type resendResult int
+
+const (
+	resendSkipped    resendResult = iota // not kept, not ours, or resent within a round trip
+	resendTried                          // tried, and counted, but not sent
+	resendSent                           // sent again
+	resendOverBudget                     // the subscriber's budget is spent: no more
+)
+
+// resendOne sends the packet the subscriber numbered seq again, under
+// its index, if it may; resendMu held.
+func (d *DownTrack) resendOne(b *binding, seq uint16, now time.Time, gap time.Duration, budget *ResendBudget) resendResult {
+	index, source, src, via, err := b.out.Sent(seq)
+	if err != nil {
+		return resendSkipped
+	}
+	h, off := d.f.hist, simulcast.Offsets{}
+	if d.sim != nil {
+		ls, ok := d.layerOf(source)
+		if !ok {
+			return resendSkipped
+		}
+		h, off = ls.f.hist, ls.off
+	} else if source != b.source {
+		return resendSkipped
+	}
+	slot := index % rtpindex.RingSize
+	if d.resentIndex[slot] == index+1 && now.UnixNano()-d.resentAt[slot] < int64(gap) {
+		return resendSkipped // resent within a round trip: that copy is on its way
+	}
+	if !budget.take(now) {
+		return resendOverBudget
+	}
+	d.resentIndex[slot], d.resentAt[slot] = index+1, now.UnixNano()
+	s := d.direct.Load()
+	if (s != nil) != (via == rtpindex.ViaDirect) {
+		return resendTried
+	}
+	n, ok := h.get(src, d.rbuf[:])
+	if !ok || d.rpkt.Unmarshal(d.rbuf[:n]) != nil {
+		return resendTried
+	}
+	if d.sim != nil {
+		simulcast.Rewrite(off, &d.rpkt.Header, d.rpkt.Payload)
+	}
+	head := d.rhdr.marshal(b.shape, &d.rpkt.Header, &d.rhead)
+	if head == nil {
+		return resendTried
+	}
+	var o outPacket
+	o.set(d.rbuf[:n], &d.rpkt)
+	if d.seal(s, b, b.shape, head, &o, index, nil, &d.rhdr) {
+		return resendSent
+	}
+	return resendTried
 }
