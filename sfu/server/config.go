@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,73 +120,88 @@ var ErrConfig = errors.New("sfu config")
 
 // Validate names the first bad setting.
 func (c *Config) Validate() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
+	for _, check := range []func() string{c.checkListeners, c.checkICE, c.checkAuth, c.checkLimits} {
+		if problem := check(); problem != "" {
+			return fmt.Errorf("%w: %s", ErrConfig, problem)
+		}
 	}
-	if c.Listen == "" && c.TLSListen == "" {
-		return bad("set --listen or --tls-listen")
+	return nil
+}
+
+// The checks of Validate: each returns its first problem, or "".
+
+func (c *Config) checkListeners() string {
+	switch {
+	case c.Listen == "" && c.TLSListen == "":
+		return "set --listen or --tls-listen"
+	case c.TLSListen != "" && (c.TLSCert == "" || c.TLSKey == ""):
+		return "--tls-listen needs --tls-cert and --tls-key"
+	case c.MetricsListen != "" && (c.MetricsListen == c.Listen || c.MetricsListen == c.TLSListen):
+		return fmt.Sprintf("--metrics-listen %q must differ from the public listeners", c.MetricsListen)
 	}
-	if c.TLSListen != "" && (c.TLSCert == "" || c.TLSKey == "") {
-		return bad("--tls-listen needs --tls-cert and --tls-key")
+	if _, err := c.trusted(); err != nil {
+		return fmt.Sprintf("--trusted-proxies: %v", err)
 	}
-	if c.ICEUDPPort < 0 || c.ICEUDPPort > 65535 {
-		return bad("--ice-udp-port %d is not a port", c.ICEUDPPort)
-	}
-	if c.ICETCPPort < -1 || c.ICETCPPort > 65535 {
-		return bad("--ice-tcp-port %d is not a port (-1 disables ICE-TCP)", c.ICETCPPort)
+	return ""
+}
+
+func (c *Config) checkICE() string {
+	switch {
+	case c.ICEUDPPort < 0 || c.ICEUDPPort > 65535:
+		return fmt.Sprintf("--ice-udp-port %d is not a port", c.ICEUDPPort)
+	case c.ICETCPPort < -1 || c.ICETCPPort > 65535:
+		return fmt.Sprintf("--ice-tcp-port %d is not a port (-1 disables ICE-TCP)", c.ICETCPPort)
+	case c.ICEBind != "" && c.ICEBind != ICEBindAuto && net.ParseIP(c.ICEBind) == nil:
+		return fmt.Sprintf("--ice-bind %q is neither an IP address nor %q", c.ICEBind, ICEBindAuto)
 	}
 	if c.ICEPortRange != "" {
 		if _, _, err := c.PortRange(); err != nil {
-			return bad("--ice-port-range: %v", err)
+			return fmt.Sprintf("--ice-port-range: %v", err)
 		}
-	}
-	if c.ICEBind != "" && c.ICEBind != ICEBindAuto && net.ParseIP(c.ICEBind) == nil {
-		return bad("--ice-bind %q is neither an IP address nor %q", c.ICEBind, ICEBindAuto)
 	}
 	for _, ip := range c.PublicIPs {
 		if net.ParseIP(ip) == nil {
-			return bad("--public-ip %q is not an IP address", ip)
+			return fmt.Sprintf("--public-ip %q is not an IP address", ip)
 		}
 	}
-	for _, u := range append(append([]string{}, c.STUNURLs...), c.TURNURLs...) {
+	for _, u := range slices.Concat(c.STUNURLs, c.TURNURLs) {
 		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
-			return bad("ICE server URL %q must start with stun:, stuns:, turn: or turns:", u)
+			return fmt.Sprintf("ICE server URL %q must start with stun:, stuns:, turn: or turns:", u)
 		}
 	}
-	if len(c.TURNURLs) > 0 && len(c.TURNSecret) == 0 {
-		return bad("--turn-url needs --turn-secret-file")
+	switch {
+	case len(c.TURNURLs) > 0 && len(c.TURNSecret) == 0:
+		return "--turn-url needs --turn-secret-file"
+	case len(c.TURNURLs) > 0 && c.TURNTTL < time.Second:
+		return fmt.Sprintf("--turn-ttl %s is shorter than a second", c.TURNTTL)
 	}
-	if len(c.TURNURLs) > 0 && c.TURNTTL < time.Second {
-		return bad("--turn-ttl %s is shorter than a second", c.TURNTTL)
+	return ""
+}
+
+func (c *Config) checkAuth() string {
+	switch {
+	case len(c.JWTSecret) > 0 && c.JWTIssuer == "":
+		return "--jwt-issuer must name the tokens' issuer"
+	case !c.AllowAnonymous && len(c.JWTSecret) == 0:
+		return "without --allow-anonymous a --jwt-secret-file is required"
 	}
-	if len(c.JWTSecret) > 0 && c.JWTIssuer == "" {
-		return bad("--jwt-issuer must name the tokens' issuer")
+	return ""
+}
+
+func (c *Config) checkLimits() string {
+	switch {
+	case c.MaxRooms < 0 || c.MaxParticipants < 0 || c.MaxTracks < 0 || c.MaxPerIdentity < 0:
+		return "limits must not be negative"
+	case c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.MaxWebSockets < 0 || c.MaxWebSocketsPerIP < 0:
+		return "connection limits must not be negative"
+	case c.RateLimit <= 0 || c.RateBurst <= 0:
+		return "rate limit and burst must be positive"
+	case c.DataRate <= 0 || c.DataBurst <= 0:
+		return "--data-rate and --data-burst must be positive"
+	case c.ResumeWindow < 0:
+		return "--resume-window must not be negative"
 	}
-	if !c.AllowAnonymous && len(c.JWTSecret) == 0 {
-		return bad("without --allow-anonymous a --jwt-secret-file is required")
-	}
-	if c.MaxRooms < 0 || c.MaxParticipants < 0 || c.MaxTracks < 0 || c.MaxPerIdentity < 0 {
-		return bad("limits must not be negative")
-	}
-	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 || c.MaxWebSockets < 0 || c.MaxWebSocketsPerIP < 0 {
-		return bad("connection limits must not be negative")
-	}
-	if _, err := c.trusted(); err != nil {
-		return bad("--trusted-proxies: %v", err)
-	}
-	if c.MetricsListen != "" && (c.MetricsListen == c.Listen || c.MetricsListen == c.TLSListen) {
-		return bad("--metrics-listen %q must differ from the public listeners", c.MetricsListen)
-	}
-	if c.RateLimit <= 0 || c.RateBurst <= 0 {
-		return bad("rate limit and burst must be positive")
-	}
-	if c.DataRate <= 0 || c.DataBurst <= 0 {
-		return bad("--data-rate and --data-burst must be positive")
-	}
-	if c.ResumeWindow < 0 {
-		return bad("--resume-window must not be negative")
-	}
-	return nil
+	return ""
 }
 
 // trusted parses TrustedProxies.
