@@ -290,23 +290,41 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 		return
 	case *signal.Pong:
 		return
-	case *signal.Join:
+	case *signal.Join, *signal.Resume:
 		if p != nil {
 			se.sendError(signal.CodeAlreadyJoined, typ, "this connection already joined room %q", p.RoomName())
 			return
 		}
-		return se.join(m)
-	case *signal.Resume:
-		if p != nil {
-			se.sendError(signal.CodeAlreadyJoined, typ, "this connection already joined room %q", p.RoomName())
-			return
+		if j, ok := m.(*signal.Join); ok {
+			return se.join(j)
 		}
-		return se.resume(m)
+		return se.resume(m.(*signal.Resume))
 	}
 	if p == nil {
 		se.sendError(signal.CodeNotJoined, typ, "send join first")
 		return
 	}
+	switch m := m.(type) {
+	case *signal.Offer, *signal.Answer, *signal.Candidate, *signal.ICERestart:
+		se.negotiate(p, m)
+	case *signal.Data:
+		se.relayData(p, m)
+	case *signal.Leave:
+		if m.Room != "" && m.Room != p.RoomName() {
+			se.sendError(signal.CodeUnknownRoom, typ, "not in room %q", m.Room)
+			return
+		}
+		return websocket.StatusNormalClosure, "left", true
+	default:
+		se.setting(p, m)
+	}
+	return
+}
+
+// negotiate hands the client's descriptions, candidates and ICE restarts
+// to its participant.
+func (se *session) negotiate(p *room.Participant, m signal.Message) {
+	typ := m.MessageType()
 	switch m := m.(type) {
 	case *signal.Offer:
 		if m.Target != signal.TargetPublisher {
@@ -330,6 +348,43 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 		if err := p.HandleCandidate(m.Target, m.Candidate); err != nil {
 			se.sendError(signal.CodeBadCandidate, typ, "%v", err)
 		}
+	case *signal.ICERestart:
+		if m.Target != signal.TargetSubscriber {
+			se.sendError(signal.CodeBadMessage, typ, "clients restart the publisher connection themselves (an offer with new ICE credentials)")
+			return
+		}
+		se.s.rooms.Counters().ClientICERestarts.Add(1)
+		p.RestartICE()
+	}
+}
+
+// relayData sends the client's data message on, within its rate.
+func (se *session) relayData(p *room.Participant, m *signal.Data) {
+	typ := m.MessageType()
+	if m.From != "" || m.TS != 0 {
+		se.sendError(signal.CodeBadMessage, typ, "from and ts are the server's to set")
+		return
+	}
+	if !se.data.allow(time.Now()) {
+		se.s.metrics.rateLimited.Inc()
+		se.sendError(signal.CodeRateLimited, typ, "more than %g data messages per second", se.s.cfg.DataRate)
+		return
+	}
+	if err := p.SendData(m.Topic, m.Payload, m.To); errors.Is(err, room.ErrNotAgent) {
+		se.sendError(signal.CodeUnauthorized, typ, "%v", err)
+		return
+	} else if err != nil {
+		se.sendError(signal.CodeUnknownParticipant, typ, "%v", err)
+		return
+	}
+	se.s.metrics.dataMessages.Inc()
+}
+
+// setting applies what the client sets about itself (mutes, languages)
+// and its subscriptions; any other message is the server's to send.
+func (se *session) setting(p *room.Participant, m signal.Message) {
+	typ := m.MessageType()
+	switch m := m.(type) {
 	case *signal.Mute:
 		if m.ParticipantID != "" && m.ParticipantID != p.ID() {
 			se.sendError(signal.CodeBadMessage, typ, "a client mutes only its own tracks")
@@ -348,41 +403,9 @@ func (se *session) handle(m signal.Message) (status websocket.StatusCode, reason
 			return
 		}
 		p.SetLanguages(m.Language, m.TranslateTo)
-	case *signal.ICERestart:
-		if m.Target != signal.TargetSubscriber {
-			se.sendError(signal.CodeBadMessage, typ, "clients restart the publisher connection themselves (an offer with new ICE credentials)")
-			return
-		}
-		se.s.rooms.Counters().ClientICERestarts.Add(1)
-		p.RestartICE()
-	case *signal.Data:
-		if m.From != "" || m.TS != 0 {
-			se.sendError(signal.CodeBadMessage, typ, "from and ts are the server's to set")
-			return
-		}
-		if !se.data.allow(time.Now()) {
-			se.s.metrics.rateLimited.Inc()
-			se.sendError(signal.CodeRateLimited, typ, "more than %g data messages per second", se.s.cfg.DataRate)
-			return
-		}
-		if err := p.SendData(m.Topic, m.Payload, m.To); errors.Is(err, room.ErrNotAgent) {
-			se.sendError(signal.CodeUnauthorized, typ, "%v", err)
-			return
-		} else if err != nil {
-			se.sendError(signal.CodeUnknownParticipant, typ, "%v", err)
-			return
-		}
-		se.s.metrics.dataMessages.Inc()
-	case *signal.Leave:
-		if m.Room != "" && m.Room != p.RoomName() {
-			se.sendError(signal.CodeUnknownRoom, typ, "not in room %q", m.Room)
-			return
-		}
-		return websocket.StatusNormalClosure, "left", true
 	default:
 		se.sendError(signal.CodeBadMessage, typ, "%q is a server message", typ)
 	}
-	return
 }
 
 func (se *session) join(m *signal.Join) (websocket.StatusCode, string, bool) {
