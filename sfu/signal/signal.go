@@ -545,56 +545,73 @@ func Decode(data []byte) (Message, error) {
 	return m, nil
 }
 
+// validate checks what a message's type can check by itself.
 func validate(m Message) error {
-	switch m := m.(type) {
-	case *Join:
-		if m.Room == "" {
-			return errors.New("room is required")
-		}
-		if len(m.Room) > 128 || len(m.Name) > 128 {
-			return errors.New("room and name are limited to 128 bytes")
-		}
-		if !ValidLanguage(m.Language) || !ValidLanguage(m.TranslateTo) {
-			return errors.New("language and translateTo must be language tags such as \"en\" or \"pt-BR\"")
-		}
-	case *Subscription:
-		if m.ParticipantID == "" || m.TrackID == "" {
-			return errors.New("participantId and trackId are required")
-		}
-		if m.MaxLayer != nil && (*m.MaxLayer < 0 || *m.MaxLayer >= MaxLayers) {
-			return fmt.Errorf("maxLayer must be from 0 to %d", MaxLayers-1)
-		}
-	case *Languages:
-		if !ValidLanguage(m.Language) || !ValidLanguage(m.TranslateTo) {
-			return errors.New("language and translateTo must be language tags such as \"en\" or \"pt-BR\"")
-		}
-	case *Offer:
-		return validateSDP((*SDP)(m))
-	case *Answer:
-		return validateSDP((*SDP)(m))
-	case *Candidate:
-		if m.Target != TargetPublisher && m.Target != TargetSubscriber {
-			return fmt.Errorf("target must be %q or %q", TargetPublisher, TargetSubscriber)
-		}
-	case *Mute:
-		if m.TrackID == "" && m.MID == "" {
-			return errors.New("mid (or trackId) is required")
-		}
-	case *Resume:
-		if m.ParticipantID == "" || m.ResumeToken == "" {
-			return errors.New("participantId and resumeToken are required")
-		}
-	case *ICERestart:
-		if m.Target != TargetPublisher && m.Target != TargetSubscriber {
-			return fmt.Errorf("target must be %q or %q", TargetPublisher, TargetSubscriber)
-		}
-	case *Data:
-		return validateData(m)
+	if v, ok := m.(interface{ validate() error }); ok {
+		return v.validate()
 	}
 	return nil
 }
 
-func validateData(m *Data) error {
+func (m *Join) validate() error {
+	switch {
+	case m.Room == "":
+		return errors.New("room is required")
+	case len(m.Room) > 128 || len(m.Name) > 128:
+		return errors.New("room and name are limited to 128 bytes")
+	case !ValidLanguage(m.Language) || !ValidLanguage(m.TranslateTo):
+		return errBadLanguages
+	}
+	return nil
+}
+
+func (m *Subscription) validate() error {
+	switch {
+	case m.ParticipantID == "" || m.TrackID == "":
+		return errors.New("participantId and trackId are required")
+	case m.MaxLayer != nil && (*m.MaxLayer < 0 || *m.MaxLayer >= MaxLayers):
+		return fmt.Errorf("maxLayer must be from 0 to %d", MaxLayers-1)
+	}
+	return nil
+}
+
+var errBadLanguages = errors.New("language and translateTo must be language tags such as \"en\" or \"pt-BR\"")
+
+func (m *Languages) validate() error {
+	if !ValidLanguage(m.Language) || !ValidLanguage(m.TranslateTo) {
+		return errBadLanguages
+	}
+	return nil
+}
+
+func (m *Offer) validate() error  { return validateSDP((*SDP)(m)) }
+func (m *Answer) validate() error { return validateSDP((*SDP)(m)) }
+
+func (m *Candidate) validate() error  { return validTarget(m.Target) }
+func (m *ICERestart) validate() error { return validTarget(m.Target) }
+
+func validTarget(t string) error {
+	if t != TargetPublisher && t != TargetSubscriber {
+		return fmt.Errorf("target must be %q or %q", TargetPublisher, TargetSubscriber)
+	}
+	return nil
+}
+
+func (m *Mute) validate() error {
+	if m.TrackID == "" && m.MID == "" {
+		return errors.New("mid (or trackId) is required")
+	}
+	return nil
+}
+
+func (m *Resume) validate() error {
+	if m.ParticipantID == "" || m.ResumeToken == "" {
+		return errors.New("participantId and resumeToken are required")
+	}
+	return nil
+}
+
+func (m *Data) validate() error {
 	if !validTopic(m.Topic) {
 		return errors.New("topic must be 1 to 64 of a-z, 0-9, '.', '_', '-'")
 	}
@@ -623,8 +640,8 @@ func validTopic(t string) bool {
 }
 
 func validateSDP(s *SDP) error {
-	if s.Target != TargetPublisher && s.Target != TargetSubscriber {
-		return fmt.Errorf("target must be %q or %q", TargetPublisher, TargetSubscriber)
+	if err := validTarget(s.Target); err != nil {
+		return err
 	}
 	if s.SDP == "" {
 		return errors.New("sdp is required")
