@@ -91,67 +91,18 @@ func (m MediaCheck) Run(ctx context.Context) (MediaResult, error) {
 	}
 	se.SetNetworkTypes([]webrtc.NetworkType{netType})
 
-	var marker [8]byte
-	_, _ = rand.Read(marker[:])
-	res := MediaResult{Room: "smoke-" + hex.EncodeToString(marker[:4]), Pairs: map[string]Pair{}}
+	rc := &markedReceiver{want: want, arrived: make(chan struct{})}
+	_, _ = rand.Read(rc.marker[:])
+	res := MediaResult{Room: "smoke-" + hex.EncodeToString(rc.marker[:4]), Pairs: map[string]Pair{}}
 	what := fmt.Sprintf("media over ICE-%s via %s (room %s)", m.Network, m.URL, res.Room)
-
-	join := func(name string, onTrack func(*client.RemoteTrack)) (*client.Client, error) {
-		opts := client.Options{
-			Room: res.Room, Name: name, SettingEngine: &se, OnTrack: onTrack,
-			// No STUN/TURN: the only way in is the media node's own
-			// address, which is what this check is about (a TURN relay
-			// would hide a closed media port).
-			ICEServers: []webrtc.ICEServer{},
-		}
-		if m.Token != nil {
-			tok, err := m.Token(res.Room, name)
-			if err != nil {
-				return nil, fmt.Errorf("%s: token for %s: %w", what, name, err)
-			}
-			opts.Token = tok
-		}
-		c, err := client.Dial(ctx, m.URL, opts)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s joining: %w", what, name, err)
-		}
-		return c, nil
-	}
-
-	// The receiver counts packets that carry this run's marker in order.
-	var (
-		mu       sync.Mutex
-		got      int
-		badBytes int
-		recvPair Pair
-		arrived  = make(chan struct{})
-	)
-	b, err := join("smoke-b", func(t *client.RemoteTrack) {
-		for {
-			p, _, err := t.Track.ReadRTP()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if bytes.HasPrefix(p.Payload, marker[:]) {
-				got++
-				if got == want {
-					recvPair = describePair(t.Receiver.Transport())
-					close(arrived)
-				}
-			} else {
-				badBytes++
-			}
-			mu.Unlock()
-		}
-	})
+	b, err := m.join(ctx, &se, res.Room, "smoke-b", rc.onTrack)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%s: %w", what, err)
 	}
 	defer b.Close()
-	a, err := join("smoke-a", nil)
+	a, err := m.join(ctx, &se, res.Room, "smoke-a", nil)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%s: %w", what, err)
 	}
 	defer a.Close()
 
@@ -163,50 +114,114 @@ func (m MediaCheck) Run(ctx context.Context) (MediaResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("%s: publishing: %w", what, err)
 	}
-
-	// 20 ms Opus-sized frames until the receiver has enough.
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	var seq uint16
-	for done := false; !done; {
-		select {
-		case <-arrived:
-			done = true
-		case <-ctx.Done():
-			mu.Lock()
-			n, bad := got, badBytes
-			mu.Unlock()
-			return res, fmt.Errorf("%s: %d of %d packets arrived within %s (%d foreign packets); publisher ICE %s, subscriber ICE %s",
-				what, n, want, timeout, bad, iceState(a.Publisher()), iceState(b.Subscriber()))
-		case <-tick.C:
-			seq++
-			payload := make([]byte, 80)
-			copy(payload, marker[:])
-			binary.BigEndian.PutUint16(payload[8:], seq)
-			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: payload}
-			if err := track.WriteRTP(pkt); err != nil && !errors.Is(err, context.Canceled) {
-				return res, fmt.Errorf("%s: writing RTP: %w", what, err)
-			}
-		}
+	if err := rc.sendUntilArrived(ctx, track, timeout); err != nil {
+		return res, fmt.Errorf("%s: %w; publisher ICE %s, subscriber ICE %s", what, err, iceState(a.Publisher()), iceState(b.Subscriber()))
 	}
-	mu.Lock()
-	res.Received = got
-	res.Pairs["subscriber"] = recvPair
-	mu.Unlock()
+	rc.mu.Lock()
+	res.Received = rc.got
+	res.Pairs["subscriber"] = rc.pair
+	rc.mu.Unlock()
 	res.Pairs["publisher"] = describePair(senders[0].Transport())
-
-	for _, role := range []string{"publisher", "subscriber"} {
-		pair := res.Pairs[role]
-		if pair.Protocol != m.Network {
-			return res, fmt.Errorf("%s: the %s connection used %s, want ICE-%s", what, role, pair, m.Network)
-		}
-		if m.ExpectIP != "" && pair.RemoteIP != m.ExpectIP {
-			return res, fmt.Errorf("%s: the %s connection reached the SFU at %s (%s), want the media node's public IP %s", what, role, pair.RemoteIP, pair, m.ExpectIP)
-		}
+	if err := m.checkPairs(res); err != nil {
+		return res, fmt.Errorf("%s: %w", what, err)
 	}
 	_ = a.Leave(ctx)
 	_ = b.Leave(ctx)
 	return res, nil
+}
+
+// join dials the SFU as name.
+func (m MediaCheck) join(ctx context.Context, se *webrtc.SettingEngine, room, name string, onTrack func(*client.RemoteTrack)) (*client.Client, error) {
+	opts := client.Options{
+		Room: room, Name: name, SettingEngine: se, OnTrack: onTrack,
+		// No STUN/TURN: the only way in is the media node's own
+		// address, which is what this check is about (a TURN relay
+		// would hide a closed media port).
+		ICEServers: []webrtc.ICEServer{},
+	}
+	if m.Token != nil {
+		tok, err := m.Token(room, name)
+		if err != nil {
+			return nil, fmt.Errorf("token for %s: %w", name, err)
+		}
+		opts.Token = tok
+	}
+	c, err := client.Dial(ctx, m.URL, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%s joining: %w", name, err)
+	}
+	return c, nil
+}
+
+// checkPairs: both connections used the one transport allowed and
+// reached the SFU at the expected address.
+func (m MediaCheck) checkPairs(res MediaResult) error {
+	for _, role := range []string{"publisher", "subscriber"} {
+		pair := res.Pairs[role]
+		if pair.Protocol != m.Network {
+			return fmt.Errorf("the %s connection used %s, want ICE-%s", role, pair, m.Network)
+		}
+		if m.ExpectIP != "" && pair.RemoteIP != m.ExpectIP {
+			return fmt.Errorf("the %s connection reached the SFU at %s (%s), want the media node's public IP %s", role, pair.RemoteIP, pair, m.ExpectIP)
+		}
+	}
+	return nil
+}
+
+// markedReceiver counts the packets that carry this run's marker.
+type markedReceiver struct {
+	marker  [8]byte
+	want    int
+	arrived chan struct{} // closed when want arrived
+
+	mu       sync.Mutex
+	got, bad int  // packets with the marker, and without
+	pair     Pair // the subscriber connection's, once want arrived
+}
+
+func (rc *markedReceiver) onTrack(t *client.RemoteTrack) {
+	for {
+		p, _, err := t.Track.ReadRTP()
+		if err != nil {
+			return
+		}
+		rc.mu.Lock()
+		if bytes.HasPrefix(p.Payload, rc.marker[:]) {
+			rc.got++
+			if rc.got == rc.want {
+				rc.pair = describePair(t.Receiver.Transport())
+				close(rc.arrived)
+			}
+		} else {
+			rc.bad++
+		}
+		rc.mu.Unlock()
+	}
+}
+
+// sendUntilArrived sends 20 ms Opus-sized frames with the marker until
+// the receiver has enough, or ctx (with timeout) ends.
+func (rc *markedReceiver) sendUntilArrived(ctx context.Context, track *webrtc.TrackLocalStaticRTP, timeout time.Duration) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for seq := uint16(1); ; seq++ {
+		select {
+		case <-rc.arrived:
+			return nil
+		case <-ctx.Done():
+			rc.mu.Lock()
+			defer rc.mu.Unlock()
+			return fmt.Errorf("%d of %d packets arrived within %s (%d foreign packets)", rc.got, rc.want, timeout, rc.bad)
+		case <-tick.C:
+			payload := make([]byte, 80)
+			copy(payload, rc.marker[:])
+			binary.BigEndian.PutUint16(payload[8:], seq)
+			pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: payload}
+			if err := track.WriteRTP(pkt); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("writing RTP: %w", err)
+			}
+		}
+	}
 }
 
 func describePair(t *webrtc.DTLSTransport) Pair {
