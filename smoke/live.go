@@ -3,6 +3,7 @@ package smoke
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -111,41 +112,8 @@ func TargetFromOutputs(ctx context.Context, raw []byte, lookup func(ctx context.
 	t.SFUURL = "https://" + su.Host
 	t.SignallingURL = "wss://" + su.Host + "/ws"
 
-	external := map[string]string{} // IP -> node
-	for name, n := range o.Nodes {
-		external[n.ExternalIP] = name
-	}
-	switch {
-	case o.MediaNode != "":
-		n, ok := o.Nodes[o.MediaNode]
-		if !ok || n.ExternalIP == "" {
-			return t, fmt.Errorf("stack outputs: mediaNode %q has no nodes.%s.externalIp", o.MediaNode, o.MediaNode)
-		}
-		t.MediaIP = n.ExternalIP
-	default:
-		host, err := need("media")
-		if err != nil {
-			return t, fmt.Errorf("%w (and no mediaNode output names the media node)", err)
-		}
-		addrs, err := lookup(ctx, host)
-		if err != nil {
-			return t, fmt.Errorf("resolving the media hostname %s: %w", host, err)
-		}
-		for _, a := range addrs {
-			if _, ok := external[a]; ok {
-				t.MediaIP = a
-				break
-			}
-		}
-		if t.MediaIP == "" {
-			known := make([]string, 0, len(external))
-			for ip, n := range external {
-				known = append(known, n+"="+ip)
-			}
-			slices.Sort(known)
-			return t, fmt.Errorf("the media hostname %s resolves to %v, none of the nodes' external IPs (%s): "+
-				"the DNS record is wrong or proxied (media must be DNS-only)", host, addrs, strings.Join(known, ", "))
-		}
+	if t.MediaIP, err = o.mediaIP(ctx, lookup); err != nil {
+		return t, err
 	}
 	secret := o.SFUJWTSecret
 	if s := env(jwtSecretEnv); s != "" {
@@ -155,6 +123,42 @@ func TargetFromOutputs(ctx context.Context, raw []byte, lookup func(ctx context.
 		t.JWTSecret = []byte(secret)
 	}
 	return t, nil
+}
+
+// mediaIP is the media node's external IP: the mediaNode output's, or
+// where the media hostname resolves to among the nodes' addresses.
+func (o Outputs) mediaIP(ctx context.Context, lookup func(ctx context.Context, host string) ([]string, error)) (string, error) {
+	if o.MediaNode != "" {
+		n, ok := o.Nodes[o.MediaNode]
+		if !ok || n.ExternalIP == "" {
+			return "", fmt.Errorf("stack outputs: mediaNode %q has no nodes.%s.externalIp", o.MediaNode, o.MediaNode)
+		}
+		return n.ExternalIP, nil
+	}
+	host := o.URLs["media"]
+	if host == "" {
+		return "", errors.New("stack outputs: urls.media is missing (and no mediaNode output names the media node)")
+	}
+	addrs, err := lookup(ctx, host)
+	if err != nil {
+		return "", fmt.Errorf("resolving the media hostname %s: %w", host, err)
+	}
+	external := map[string]string{} // IP -> node
+	for name, n := range o.Nodes {
+		external[n.ExternalIP] = name
+	}
+	for _, a := range addrs {
+		if _, ok := external[a]; ok {
+			return a, nil
+		}
+	}
+	known := make([]string, 0, len(external))
+	for ip, n := range external {
+		known = append(known, n+"="+ip)
+	}
+	slices.Sort(known)
+	return "", fmt.Errorf("the media hostname %s resolves to %v, none of the nodes' external IPs (%s): "+
+		"the DNS record is wrong or proxied (media must be DNS-only)", host, addrs, strings.Join(known, ", "))
 }
 
 // Token signs a join token for the smoke participants. Without a secret it
