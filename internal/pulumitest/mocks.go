@@ -444,6 +444,43 @@ func Plain(v resource.PropertyValue) any {
 	return v.V
 }
 
+// nextAddress is a fresh mock address: internal ones in 10.250.0.0/16,
+// external ones in 203.0.113.0/24 (TEST-NET-3), then 198.51.100.0/24.
+// Call with m.mu held.
+func (m *Mocks) nextAddress(internal bool) string {
+	if internal {
+		m.intIPs++
+		return fmt.Sprintf("10.250.%d.%d", m.intIPs/250, m.intIPs%250+2)
+	}
+	m.extIPs++
+	if m.extIPs > 250 {
+		return fmt.Sprintf("198.51.100.%d", m.extIPs-250)
+	}
+	return fmt.Sprintf("203.0.113.%d", m.extIPs)
+}
+
+// addressInterfaces gives every network interface of an instance an
+// internal IP if none was asked for. Call with m.mu held.
+func (m *Mocks) addressInterfaces(outs resource.PropertyMap) {
+	nis, ok := outs["networkInterfaces"]
+	if !ok || !unwrap(nis).IsArray() {
+		return
+	}
+	arr := unwrap(nis).ArrayValue()
+	for i, ni := range arr {
+		ni = unwrap(ni)
+		if !ni.IsObject() {
+			continue
+		}
+		obj := ni.ObjectValue().Copy()
+		if ip, ok := obj["networkIp"]; !ok || !unwrap(ip).IsString() || unwrap(ip).StringValue() == "" {
+			obj["networkIp"] = resource.NewProperty(m.nextAddress(true))
+		}
+		arr[i] = resource.NewObjectProperty(obj)
+	}
+	outs["networkInterfaces"] = resource.NewArrayProperty(arr)
+}
+
 // defaults computes the id and plausible outputs for a resource: its inputs,
 // plus the computed attributes dependants usually read. Call with m.mu held.
 func (m *Mocks) defaults(args pulumi.MockResourceArgs) (string, resource.PropertyMap) {
@@ -479,20 +516,8 @@ func (m *Mocks) defaults(args pulumi.MockResourceArgs) (string, resource.Propert
 
 	switch args.TypeToken {
 	case "gcp:compute/address:Address":
-		addr := str("address")
-		if addr == "" {
-			if str("addressType") == "INTERNAL" {
-				m.intIPs++
-				addr = fmt.Sprintf("10.250.%d.%d", m.intIPs/250, m.intIPs%250+2)
-			} else {
-				m.extIPs++
-				// 203.0.113.0/24 (TEST-NET-3), then 198.51.100.0/24.
-				addr = fmt.Sprintf("203.0.113.%d", m.extIPs)
-				if m.extIPs > 250 {
-					addr = fmt.Sprintf("198.51.100.%d", m.extIPs-250)
-				}
-			}
-			set("address", addr)
+		if str("address") == "" {
+			set("address", m.nextAddress(str("addressType") == "INTERNAL"))
 		}
 		set("selfLink", selfLink("regions/"+str("region")+"/addresses"))
 		id = fmt.Sprintf("projects/%s/regions/%s/addresses/%s", project, str("region"), name)
@@ -509,23 +534,7 @@ func (m *Mocks) defaults(args pulumi.MockResourceArgs) (string, resource.Propert
 		set("selfLink", selfLink("zones/"+str("zone")+"/instances"))
 		set("instanceId", fmt.Sprintf("%d", 1000+len(m.resources)))
 		id = fmt.Sprintf("projects/%s/zones/%s/instances/%s", project, str("zone"), name)
-		// Give every network interface an internal IP if none was asked for.
-		if nis, ok := outs["networkInterfaces"]; ok && unwrap(nis).IsArray() {
-			arr := unwrap(nis).ArrayValue()
-			for i, ni := range arr {
-				ni = unwrap(ni)
-				if !ni.IsObject() {
-					continue
-				}
-				obj := ni.ObjectValue().Copy()
-				if ip, ok := obj["networkIp"]; !ok || !unwrap(ip).IsString() || unwrap(ip).StringValue() == "" {
-					m.intIPs++
-					obj["networkIp"] = resource.NewProperty(fmt.Sprintf("10.250.%d.%d", m.intIPs/250, m.intIPs%250+2))
-				}
-				arr[i] = resource.NewObjectProperty(obj)
-			}
-			outs["networkInterfaces"] = resource.NewArrayProperty(arr)
-		}
+		m.addressInterfaces(outs)
 	case "gcp:serviceaccount/account:Account":
 		email := fmt.Sprintf("%s@%s.iam.gserviceaccount.com", str("accountId"), project)
 		set("email", email)
