@@ -58,15 +58,8 @@ func StartMultiNode(t *testing.T, n int, images ...string) *MultiNode {
 			t.Skipf("a multi-node swarm needs %s: %v", tool, err)
 		}
 	}
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v: %s", args, err, out)
-		}
-	}
-	undo := func(args ...string) {
-		t.Cleanup(func() { _ = exec.Command(args[0], args[1:]...).Run() })
-	}
+	run := func(args ...string) { t.Helper(); mustRun(t, args...) }
+	undo := func(args ...string) { undoAtCleanup(t, args...) }
 	run("ip", "link", "add", mnBridge, "type", "bridge")
 	undo("ip", "link", "del", mnBridge)
 	run("ip", "addr", "add", mnSubnet+".254/24", "dev", mnBridge)
@@ -82,50 +75,7 @@ func StartMultiNode(t *testing.T, n int, images ...string) *MultiNode {
 	}
 	mn := &MultiNode{}
 	for i := 1; i <= n; i++ {
-		nd := &MNode{Name: fmt.Sprintf("swt%d", i), Addr: fmt.Sprintf("%s.%d", mnSubnet, i)}
-		veth := fmt.Sprintf("swtv%d", i)
-		run("ip", "netns", "add", nd.Name)
-		undo("ip", "netns", "del", nd.Name)
-		run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", nd.Name)
-		undo("ip", "link", "del", veth)
-		run("ip", "link", "set", veth, "master", mnBridge, "up")
-		run("ip", "-n", nd.Name, "addr", "add", nd.Addr+"/24", "dev", "eth0")
-		run("ip", "-n", nd.Name, "link", "set", "eth0", "up")
-		run("ip", "-n", nd.Name, "link", "set", "lo", "up")
-
-		data := fmt.Sprintf("/var/lib/platform-swarmtest-%s", nd.Name)
-		execRoot := fmt.Sprintf("/run/platform-swarmtest-%s", nd.Name)
-		nd.Socket = execRoot + ".sock"
-		t.Cleanup(func() { os.RemoveAll(data); os.RemoveAll(execRoot); os.Remove(nd.Socket) })
-		logf, err := os.Create(filepath.Join(t.TempDir(), nd.Name+"-dockerd.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// nsenter --net only: `ip netns exec` would also remount /sys and
-		// hide the cgroup mounts dockerd needs.
-		cmd := exec.Command("nsenter", "--net=/run/netns/"+nd.Name, "dockerd",
-			"--data-root", data, "--exec-root", execRoot, "--pidfile", execRoot+".pid",
-			"-H", "unix://"+nd.Socket, "--storage-driver", "vfs", "--cgroup-parent", "platform-swarmtest-"+nd.Name,
-			"--bip", fmt.Sprintf("172.31.%d.1/24", i), "--config-file", cfgFile)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting dockerd for %s: %v", nd.Name, err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(60 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-			logf.Close()
-			removeCgroups("platform-swarmtest-" + nd.Name)
-		})
-		nd.E = NewEngineAt(nd.Socket)
-		mn.Nodes = append(mn.Nodes, nd)
+		mn.Nodes = append(mn.Nodes, startNode(t, i, cfgFile))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -144,6 +94,74 @@ func StartMultiNode(t *testing.T, n int, images ...string) *MultiNode {
 			t.Fatalf("loading images into %s: %v", nd.Name, err)
 		}
 	}
+	formSwarm(ctx, t, mn)
+	return mn
+}
+
+func mustRun(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v: %s", args, err, out)
+	}
+}
+
+func undoAtCleanup(t *testing.T, args ...string) {
+	t.Cleanup(func() { _ = exec.Command(args[0], args[1:]...).Run() })
+}
+
+// startNode starts node i's engine in a namespace of its own on the
+// nodes' bridge; everything is removed at cleanup.
+func startNode(t *testing.T, i int, cfgFile string) *MNode {
+	t.Helper()
+	nd := &MNode{Name: fmt.Sprintf("swt%d", i), Addr: fmt.Sprintf("%s.%d", mnSubnet, i)}
+	veth := fmt.Sprintf("swtv%d", i)
+	mustRun(t, "ip", "netns", "add", nd.Name)
+	undoAtCleanup(t, "ip", "netns", "del", nd.Name)
+	mustRun(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", nd.Name)
+	undoAtCleanup(t, "ip", "link", "del", veth)
+	mustRun(t, "ip", "link", "set", veth, "master", mnBridge, "up")
+	mustRun(t, "ip", "-n", nd.Name, "addr", "add", nd.Addr+"/24", "dev", "eth0")
+	mustRun(t, "ip", "-n", nd.Name, "link", "set", "eth0", "up")
+	mustRun(t, "ip", "-n", nd.Name, "link", "set", "lo", "up")
+
+	data := fmt.Sprintf("/var/lib/platform-swarmtest-%s", nd.Name)
+	execRoot := fmt.Sprintf("/run/platform-swarmtest-%s", nd.Name)
+	nd.Socket = execRoot + ".sock"
+	t.Cleanup(func() { os.RemoveAll(data); os.RemoveAll(execRoot); os.Remove(nd.Socket) })
+	logf, err := os.Create(filepath.Join(t.TempDir(), nd.Name+"-dockerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nsenter --net only: `ip netns exec` would also remount /sys and
+	// hide the cgroup mounts dockerd needs.
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+nd.Name, "dockerd",
+		"--data-root", data, "--exec-root", execRoot, "--pidfile", execRoot+".pid",
+		"-H", "unix://"+nd.Socket, "--storage-driver", "vfs", "--cgroup-parent", "platform-swarmtest-"+nd.Name,
+		"--bip", fmt.Sprintf("172.31.%d.1/24", i), "--config-file", cfgFile)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting dockerd for %s: %v", nd.Name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		removeCgroups("platform-swarmtest-" + nd.Name)
+	})
+	nd.E = NewEngineAt(nd.Socket)
+	return nd
+}
+
+// formSwarm makes node 0 the manager and joins the others as workers.
+func formSwarm(ctx context.Context, t *testing.T, mn *MultiNode) {
+	t.Helper()
 	mgr := mn.Nodes[0]
 	if err := mgr.E.SwarmInit(ctx, mgr.Addr); err != nil {
 		t.Fatalf("swarm init on %s: %v", mgr.Name, err)
@@ -167,7 +185,6 @@ func StartMultiNode(t *testing.T, n int, images ...string) *MultiNode {
 		}
 		nd.ID = info.Swarm.NodeID
 	}
-	return mn
 }
 
 // transferImages copies images from one engine to another (save, load).
