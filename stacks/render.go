@@ -136,7 +136,8 @@ func (r *renderer) ports() {
 			}
 			var rules []string
 			for _, nn := range nodes {
-				rule := r.v.firewallRule(srcs, *r.v.node(nn), port.proto, port.from)
+				n, _ := r.v.cl.Node(nn)
+				rule := r.v.firewallRule(srcs, n, port.proto, port.from)
 				if rule == "" {
 					rule = "**none**"
 				}

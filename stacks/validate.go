@@ -394,7 +394,7 @@ func (v *validator) proxy(proxy *Service) {
 	// The Swarm provider lists services through the local socket; only
 	// managers answer the Swarm API.
 	for _, nn := range v.eligible[ProxyService] {
-		if n := v.node(nn); n != nil && n.Role != infra.RoleManager {
+		if n, ok := v.cl.Node(nn); ok && n.Role != infra.RoleManager {
 			v.add(RuleRouting, "service "+ProxyService, "may run on worker node %s, where the Swarm API (read through the docker socket) is unavailable; pin it to a manager", nn)
 		}
 	}
@@ -530,7 +530,7 @@ func (v *validator) published(s Service, p Port) {
 	}
 	admitted := 0
 	for _, nn := range nodes {
-		if v.firewallRule(srcs, *v.node(nn), p.Protocol, p.Published) != "" {
+		if n, _ := v.cl.Node(nn); v.firewallRule(srcs, n, p.Protocol, p.Published) != "" {
 			admitted++
 		} else if p.Mode == ModeHost {
 			v.add(RuleExposure, psubj, "no firewall rule admits it from %s on node %s, where the service may run", from, nn)
@@ -646,8 +646,8 @@ func (v *validator) clusterReservations() {
 }
 
 func (v *validator) memoryMB(node string) (int, error) {
-	n := v.node(node)
-	if n == nil {
+	n, ok := v.cl.Node(node)
+	if !ok {
 		return 0, fmt.Errorf("node %s is not declared", node)
 	}
 	mb, ok := infra.MachineMemoryMB(n.MachineType)
@@ -655,15 +655,6 @@ func (v *validator) memoryMB(node string) (int, error) {
 		return 0, fmt.Errorf("unknown machine type %q (memory unknown)", n.MachineType)
 	}
 	return mb, nil
-}
-
-func (v *validator) node(name string) *infra.Node {
-	for i := range v.cl.Nodes {
-		if v.cl.Nodes[i].Name == name {
-			return &v.cl.Nodes[i]
-		}
-	}
-	return nil
 }
 
 // fromInternet is every address; fromCloudflare every one of Cloudflare's
