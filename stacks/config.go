@@ -169,9 +169,9 @@ func (l *configLoader) images() {
 	if err := json.Unmarshal([]byte(v), &m); err != nil {
 		l.bad(keyImages, "not an object of service → image: %v", err)
 	}
-	for _, svc := range sortedKeys(m) {
+	for _, svc := range slices.Sorted(maps.Keys(m)) {
 		if _, known := DefaultImages[svc]; !known {
-			l.bad(keyImages, "unknown service %q (known: %s)", svc, strings.Join(sortedKeys(DefaultImages), ", "))
+			l.bad(keyImages, "unknown service %q (known: %s)", svc, strings.Join(slices.Sorted(maps.Keys(DefaultImages)), ", "))
 			continue
 		}
 		if !imageRef.MatchString(m[svc]) {
@@ -191,10 +191,10 @@ func (l *configLoader) replicas() {
 	if err := json.Unmarshal([]byte(v), &m); err != nil {
 		l.bad(keyReplicas, "not an object of service → replica count: %v", err)
 	}
-	for _, svc := range sortedKeys(m) {
+	for _, svc := range slices.Sorted(maps.Keys(m)) {
 		switch {
 		case !replicable[svc]:
-			l.bad(keyReplicas, "service %q cannot be scaled (known: %s)", svc, strings.Join(sortedKeys(replicable), ", "))
+			l.bad(keyReplicas, "service %q cannot be scaled (known: %s)", svc, strings.Join(slices.Sorted(maps.Keys(replicable)), ", "))
 		case m[svc] < 0 || m[svc] > 50:
 			l.bad(keyReplicas, "service %q: %d replicas is outside 0-50", svc, m[svc])
 		default:

@@ -3,6 +3,7 @@ package stacks
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 
@@ -264,7 +265,7 @@ func (d *Deployment) outputs() pulumi.Map {
 	for svc, img := range d.Images {
 		outs[svc+"Image"] = img
 	}
-	for _, n := range sortedKeys(d.Services) {
+	for _, n := range slices.Sorted(maps.Keys(d.Services)) {
 		outs["service-"+n] = d.Services[n].Name
 	}
 	return outs
@@ -393,7 +394,7 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 	}
 	if len(s.ContainerLabels) > 0 {
 		var ls docker.ServiceTaskSpecContainerSpecLabelArray
-		for _, k := range sortedKeys(s.ContainerLabels) {
+		for _, k := range slices.Sorted(maps.Keys(s.ContainerLabels)) {
 			ls = append(ls, docker.ServiceTaskSpecContainerSpecLabelArgs{Label: pulumi.String(k), Value: pulumi.String(s.ContainerLabels[k])})
 		}
 		cs.Labels = ls
@@ -508,7 +509,7 @@ func (d *Deployment) serviceArgs(ctx *pulumi.Context, name string, st *Stack, s 
 		})
 	}
 	var labels docker.ServiceLabelArray
-	for _, k := range sortedKeys(s.ServiceLabels) {
+	for _, k := range slices.Sorted(maps.Keys(s.ServiceLabels)) {
 		labels = append(labels, docker.ServiceLabelArgs{Label: pulumi.String(k), Value: pulumi.String(s.ServiceLabels[k])})
 	}
 	labels = append(labels, docker.ServiceLabelArgs{Label: pulumi.String("com.docker.stack.namespace"), Value: pulumi.String(st.Prefix)})

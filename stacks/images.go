@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -196,7 +198,7 @@ func buildImages(ctx *pulumi.Context, name string, args *StackArgs, src *imageSo
 	}
 	token := organizations.GetClientConfigOutput(ctx, invokeOpts...).AccessToken()
 	digests := map[string]pulumi.StringOutput{}
-	for _, svc := range sortedKeys(src.hashes) {
+	for _, svc := range slices.Sorted(maps.Keys(src.hashes)) {
 		hash := src.hashes[svc]
 		// One command builds the binary and the image and pushes it; it
 		// runs only when the source hash (the trigger and the tag) changes.

@@ -2,7 +2,6 @@ package stacks
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -107,14 +106,4 @@ func group(terms []string) string {
 		return terms[0]
 	}
 	return "(" + strings.Join(terms, " || ") + ")"
-}
-
-// sortedKeys returns m's keys in order (stable views and diffs).
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

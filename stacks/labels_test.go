@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"maps"
+	"slices"
 	"testing"
 )
 
@@ -65,12 +66,12 @@ func TestTraefikLabels(t *testing.T) {
 		t.Run(tc.service, func(t *testing.T) {
 			got := svc(t, st, tc.service).ServiceLabels
 			if !maps.Equal(got, tc.want) {
-				for _, k := range sortedKeys(tc.want) {
+				for _, k := range slices.Sorted(maps.Keys(tc.want)) {
 					if got[k] != tc.want[k] {
 						t.Errorf("%s = %q, want %q", k, got[k], tc.want[k])
 					}
 				}
-				for _, k := range sortedKeys(got) {
+				for _, k := range slices.Sorted(maps.Keys(got)) {
 					if _, ok := tc.want[k]; !ok {
 						t.Errorf("unexpected label %s=%q", k, got[k])
 					}

@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,7 +51,7 @@ func (r *renderer) nodes() {
 	for _, n := range cl.Nodes {
 		labels := cl.SwarmLabels(n)
 		var ls []string
-		for _, k := range sortedKeys(labels) {
+		for _, k := range slices.Sorted(maps.Keys(labels)) {
 			ls = append(ls, "`"+k+"="+labels[k]+"`")
 		}
 		mem := "?"

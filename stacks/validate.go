@@ -359,7 +359,7 @@ func (v *validator) routing() {
 	}
 	for _, s := range v.st.Services {
 		subj := "service " + s.Name
-		for _, k := range sortedKeys(s.ContainerLabels) {
+		for _, k := range slices.Sorted(maps.Keys(s.ContainerLabels)) {
 			if strings.HasPrefix(k, "traefik.") {
 				v.add(RuleRouting, subj, "label %q is a container label; Traefik's Swarm provider reads service labels only", k)
 			}
@@ -462,7 +462,7 @@ func (v *validator) routerLabels(s Service) {
 	if len(portLabels) == 0 {
 		v.add(RuleRouting, "service "+s.Name, "no traefik.http.services.<name>.loadbalancer.server.port label; in Swarm Traefik skips the service")
 	}
-	for _, k := range sortedKeys(l) {
+	for _, k := range slices.Sorted(maps.Keys(l)) {
 		rest, ok := strings.CutPrefix(k, "traefik.http.routers.")
 		if !ok || !strings.HasSuffix(rest, ".rule") {
 			continue

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -528,7 +530,7 @@ func containerSpec(cs docker.ServiceTaskSpecContainerSpec, secrets, configs IDs)
 	}
 	// Env is a map in pulumi-docker; the Engine wants KEY=VALUE, sorted for
 	// a stable spec.
-	for _, k := range sortedKeys(cs.Env) {
+	for _, k := range slices.Sorted(maps.Keys(cs.Env)) {
 		c.Env = append(c.Env, k+"="+cs.Env[k])
 	}
 	var err error
@@ -683,13 +685,4 @@ func optsMap(opts []string) map[string]string {
 		m[k] = v
 	}
 	return m
-}
-
-func sortedKeys(m map[string]string) []string {
-	var k []string
-	for key := range m {
-		k = append(k, key)
-	}
-	sort.Strings(k)
-	return k
 }
