@@ -8,7 +8,8 @@
 // of the connections that took the fast receive path; subscribers' media
 // leaves from srtpsend's send-only twin of those sockets, sealed by the
 // SFU. dtlskeys recovers each connection's SRTP keys from pion's DTLS
-// hooks; mmsg is the system calls' message header.
+// hooks; mmsg holds the system calls' message header and the batch reader
+// the port's sockets (and the load tool's floor) are read with.
 //
 // Which path, per connection (a Publisher or Subscriber decides once):
 //

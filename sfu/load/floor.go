@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jbcalling/platform/sfu/fastpath/srtprecv"
+	"github.com/jbcalling/platform/sfu/fastpath/mmsg"
 	"github.com/jbcalling/platform/sfu/fastpath/srtpsend"
 )
 
@@ -198,19 +198,19 @@ func floorSend(spec string) error {
 	if sock == nil {
 		return fmt.Errorf("floor sender: %w", port.Unshared)
 	}
-	rx, err := srtprecv.NewRawReader(conn)
+	rx, err := mmsg.NewReader(conn)
 	if err != nil {
 		return err
 	}
 	fmt.Println(conn.LocalAddr().(*net.UDPAddr).Port)
 	snd := sock.NewSender()
 	ds := make([]srtpsend.Datagram, fanout)
-	var bufs [srtprecv.MaxBatch][]byte
+	var bufs [mmsg.MaxBatch][]byte
 	for i := range bufs {
 		bufs[i] = make([]byte, 2048)
 	}
-	var lens [srtprecv.MaxBatch]int
-	var froms [srtprecv.MaxBatch]netip.AddrPort
+	var lens [mmsg.MaxBatch]int
+	var froms [mmsg.MaxBatch]netip.AddrPort
 	next := 0
 	var start time.Duration
 	rounds := 0

@@ -24,9 +24,9 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/jbcalling/platform/sfu/fastpath/mmsg"
 	"github.com/jbcalling/platform/sfu/rtpindex"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
@@ -83,9 +83,9 @@ const (
 	// pionQueue is how many datagrams may wait for pion's mux worker
 	// before a reader waits for it.
 	pionQueue = 512
-	// MaxBatch is the most datagrams one read takes (RawReader.ReadBatch)
-	// and so the longest burst a Sink receives at once.
-	MaxBatch = 16
+	// MaxBatch is the most datagrams one read takes and so the longest
+	// burst a Sink receives at once.
+	MaxBatch = mmsg.MaxBatch
 )
 
 // Mux is the ICE UDP port as pion's UDP mux reads and writes it: a
@@ -134,7 +134,7 @@ func newIdleMux(conns []*net.UDPConn, out Writer) (*Mux, error) {
 	m := &Mux{conns: conns, out: out, peers: map[netip.AddrPort]*Peer{},
 		toPion: make(chan *datagram, pionQueue), free: make(chan *datagram, pionQueue), closed: make(chan struct{})}
 	for _, c := range conns {
-		rr, err := NewRawReader(c)
+		rr, err := mmsg.NewReader(c)
 		if err != nil {
 			return nil, err
 		}
@@ -151,29 +151,10 @@ func (m *Mux) start() {
 	}
 }
 
-// RawReader reads a UDP socket as the Mux's readers do: non-blocking raw
-// recvmmsg calls, waiting in the netpoller when nothing is queued. Also
-// for a process that must cost what the SFU costs (sfuload's fan-out
-// floor). One goroutine's: it keeps the call's arguments.
-type RawReader struct {
-	conn *net.UDPConn
-	raw  syscall.RawConn
-	rs   recvState
-}
-
-// NewRawReader reads conn.
-func NewRawReader(conn *net.UDPConn) (*RawReader, error) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("srtprecv: %w", err)
-	}
-	return &RawReader{conn: conn, raw: raw}, nil
-}
-
 // reader is one socket's goroutine and what it owns.
 type reader struct {
 	m     *Mux
-	rr    *RawReader
+	rr    *mmsg.Reader
 	slots [MaxBatch][datagramSize]byte // as received
 	bufs  [MaxBatch][]byte             // the slots, for ReadBatch
 	lens  [MaxBatch]int

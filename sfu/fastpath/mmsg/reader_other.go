@@ -1,6 +1,6 @@
 //go:build !linux
 
-package srtprecv
+package mmsg
 
 import "net/netip"
 
@@ -8,7 +8,7 @@ type recvState struct{}
 
 // ReadBatch receives one datagram into bufs[0], its length in lens[0] and
 // its sender in froms[0].
-func (r *RawReader) ReadBatch(bufs [][]byte, lens []int, froms []netip.AddrPort) (int, error) {
+func (r *Reader) ReadBatch(bufs [][]byte, lens []int, froms []netip.AddrPort) (int, error) {
 	n, from, err := r.conn.ReadFromUDPAddrPort(bufs[0])
 	if err != nil {
 		return 0, err

@@ -1,19 +1,18 @@
 //go:build linux
 
-package srtprecv
+package mmsg
 
 import (
 	"net/netip"
 	"unsafe"
 
-	"github.com/jbcalling/platform/sfu/fastpath/mmsg"
 	"golang.org/x/sys/unix"
 )
 
 // recvState is a reader's recvmmsg arguments, kept so that a read
 // allocates nothing.
 type recvState struct {
-	hdrs  [MaxBatch]mmsg.Hdr
+	hdrs  [MaxBatch]Hdr
 	iovs  [MaxBatch]unix.Iovec
 	froms [MaxBatch]unix.RawSockaddrInet6
 	want  int // entries offered
@@ -29,7 +28,7 @@ type recvState struct {
 // scheduler does not see; when nothing is queued, the raw connection
 // waits for the socket in the netpoller, as any Go read does. One call
 // takes a whole burst (a video frame's packets, say).
-func (r *RawReader) ReadBatch(bufs [][]byte, lens []int, froms []netip.AddrPort) (int, error) {
+func (r *Reader) ReadBatch(bufs [][]byte, lens []int, froms []netip.AddrPort) (int, error) {
 	s := &r.rs
 	if s.fn == nil {
 		s.fn = s.recv
