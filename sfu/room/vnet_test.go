@@ -1,8 +1,10 @@
 package room
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/jbcalling/platform/sfu/signal"
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
+	"github.com/pion/rtp"
 	"github.com/pion/transport/v4/test"
 	"github.com/pion/transport/v4/vnet"
 	"github.com/pion/webrtc/v4"
@@ -373,3 +376,86 @@ func (c *testClient) closeReason(timeout time.Duration) error {
 func manual(c *testClient) { c.manual = true }
 func mute(c *testClient)   { c.mute = true }
 func deaf(c *testClient)   { c.deaf = true }
+
+// testLogger logs warnings and errors through t.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(b)))
+	return len(b), nil
+}
+
+// vp8Keyframe is an RTP payload a VP8 depacketizer takes for the start of
+// a keyframe.
+var vp8Keyframe = []byte{0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x10, 0x00, 0x10, 0x00}
+
+// sendUntil writes packets on tr every 20 ms until done is closed.
+func sendUntil(tr *webrtc.TrackLocalStaticRTP, done <-chan struct{}) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for seq := uint16(0); ; seq++ {
+		_ = tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, Marker: true}, Payload: vp8Keyframe})
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func isOffer(m signal.Message) bool { _, ok := m.(*signal.Offer); return ok }
+
+// answerApplied answers the n-th subscriber offer once the client has
+// applied it.
+func answerApplied(c *testClient, n int) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		applied := c.applied
+		c.mu.Unlock()
+		if applied == n {
+			return c.answer()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("offer %d not applied", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitSenders waits until the server sends c's subscriber connection n
+// tracks.
+func waitSenders(t *testing.T, c *testClient, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		active := 0
+		for _, s := range c.p.sub.GetSenders() {
+			if s.Track() != nil {
+				active++
+			}
+		}
+		if active == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's subscriber connection sends %d tracks, want %d", c.p.Name(), active, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitDone(t *testing.T, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { f(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not return", what)
+	}
+}
