@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -103,45 +104,79 @@ type received struct {
 	mu      sync.Mutex
 	layer   int
 	at      time.Time // the last packet's arrival
-	err     error
-	packets int
+	packets []readSample
 }
 
-// readSimulcast reads rt until it ends, checking that it is one stream:
-// consecutive sequence numbers, growing timestamps, consecutive VP8
-// picture IDs, whatever layer each packet came from.
+// readSample is one packet as read: its sequence number unwrapped, and
+// for media (not padding) its timestamp and VP8 picture ID.
+type readSample struct {
+	seq     int64
+	ts      uint32
+	pic     uint16
+	padding bool
+}
+
+// readSimulcast reads rt until it ends.
 func readSimulcast(rt *client.RemoteTrack, r *received) {
-	var lastSeq, lastPic uint16
-	var lastTS uint32
+	var last int64
 	for i := 0; ; i++ {
 		pkt, _, err := rt.Track.ReadRTP()
 		if err != nil {
 			return
 		}
-		p := pkt.Payload
-		pic := binary.BigEndian.Uint16(p[2:4]) & 0x7fff
-		r.mu.Lock()
-		if i > 0 && r.err == nil {
-			switch {
-			case pkt.SequenceNumber != lastSeq+1:
-				r.err = fmt.Errorf("packet %d: sequence number %d after %d", i, pkt.SequenceNumber, lastSeq)
-			case pkt.Timestamp-lastTS == 0 || pkt.Timestamp-lastTS > 1<<31:
-				r.err = fmt.Errorf("packet %d: timestamp %d after %d", i, pkt.Timestamp, lastTS)
-			case pic != (lastPic+1)&0x7fff:
-				r.err = fmt.Errorf("packet %d: picture ID %d after %d", i, pic, lastPic)
-			}
+		seq := int64(pkt.SequenceNumber)
+		if i > 0 {
+			seq = last + int64(int16(pkt.SequenceNumber-uint16(last)))
 		}
-		r.layer, r.at = int(p[5]), time.Now()
-		r.packets++
+		last = max(last, seq)
+		rp := readSample{seq: seq, ts: pkt.Timestamp, padding: len(pkt.Payload) == 0}
+		r.mu.Lock()
+		if !rp.padding {
+			rp.pic = binary.BigEndian.Uint16(pkt.Payload[2:4]) & 0x7fff
+			r.layer, r.at = int(pkt.Payload[5]), time.Now()
+		}
+		r.packets = append(r.packets, rp)
 		r.mu.Unlock()
-		lastSeq, lastTS, lastPic = pkt.SequenceNumber, pkt.Timestamp, pic
 	}
 }
 
-func (r *received) state() (layer int, since time.Duration, err error) {
+func (r *received) state() (layer int, since time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.layer, time.Since(r.at), r.err
+	return r.layer, time.Since(r.at)
+}
+
+// continuity checks that what was read is one stream, whatever layer
+// each packet came from: in sequence-number order (a packet lost on the
+// way and sent again arrives late, and a NACK may bring one twice), no
+// number missing, each media packet's VP8 picture ID one more than the
+// previous one's and its timestamp later.
+func (r *received) continuity() error {
+	r.mu.Lock()
+	ps := slices.Clone(r.packets)
+	r.mu.Unlock()
+	slices.SortStableFunc(ps, func(a, b readSample) int { return cmp.Compare(a.seq, b.seq) })
+	ps = slices.CompactFunc(ps, func(a, b readSample) bool { return a.seq == b.seq })
+	var media *readSample
+	for i := range ps {
+		p := &ps[i]
+		if i > 0 && p.seq != ps[i-1].seq+1 {
+			return fmt.Errorf("sequence numbers %d to %d never arrived", ps[i-1].seq+1, p.seq-1)
+		}
+		if p.padding {
+			continue
+		}
+		if media != nil {
+			switch {
+			case p.ts-media.ts == 0 || p.ts-media.ts > 1<<31:
+				return fmt.Errorf("packet %d: timestamp %d after %d", p.seq, p.ts, media.ts)
+			case p.pic != (media.pic+1)&0x7fff:
+				return fmt.Errorf("packet %d: picture ID %d after %d", p.seq, p.pic, media.pic)
+			}
+		}
+		media = p
+	}
+	return nil
 }
 
 // A subscriber of a simulcast track gets the highest layer its link
@@ -177,7 +212,7 @@ func TestSimulcastSubscription(t *testing.T) {
 	receiving := func(want int) {
 		t.Helper()
 		waitFor(t, fmt.Sprintf("layer %d", want), func() bool {
-			layer, since, _ := r.state()
+			layer, since := r.state()
 			return layer == want && since < 200*time.Millisecond
 		})
 	}
@@ -206,9 +241,9 @@ func TestSimulcastSubscription(t *testing.T) {
 	}
 	layerEvent(0, true)
 	time.Sleep(100 * time.Millisecond) // what was on its way
-	_, since, _ := r.state()
+	_, since := r.state()
 	time.Sleep(time.Second)
-	if _, now, _ := r.state(); now < since+900*time.Millisecond {
+	if _, now := r.state(); now < since+900*time.Millisecond {
 		t.Fatal("packets still arrive for a paused track")
 	}
 
@@ -217,7 +252,7 @@ func TestSimulcastSubscription(t *testing.T) {
 	}
 	activeLayers(true, false, true) // the top one again, and the lowest always
 	receiving(2)
-	if _, _, err := r.state(); err != nil {
+	if err := r.continuity(); err != nil {
 		t.Fatalf("not one stream across the switches: %v", err)
 	}
 
