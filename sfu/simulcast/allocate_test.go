@@ -102,6 +102,35 @@ func TestEstimator(t *testing.T) {
 	}
 }
 
+// A cut for loss over a quarter is severe (the lowest layer may give up
+// its video) until a report that began after the cut settled shows the
+// link coping; reports from before it settled do not clear it.
+func TestSevereLossLastsUntilTheLinkCopes(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	e := NewEstimator()
+	e.Update([]Report{{Lost: 0.5, Since: at(-1)}}, 400_000, at(0))
+	if !e.Severe() {
+		t.Fatal("50 % loss: not severe")
+	}
+	e.Update([]Report{{Lost: 0, Since: at(0.5)}}, 150_000, at(1.2)) // began before the cut settled
+	if !e.Severe() {
+		t.Fatal("cleared by a report from before the cut settled")
+	}
+	e.Update([]Report{{Lost: 0.05, Since: at(1.5)}}, 150_000, at(2.5)) // fresh, coping
+	if e.Severe() {
+		t.Fatal("still severe after a fresh report of 5 % loss")
+	}
+	e.Update([]Report{{Lost: 0.3, Since: at(2.5)}}, 150_000, at(3.5))
+	if !e.Severe() {
+		t.Fatal("30 % loss again: not severe")
+	}
+	e.Update([]Report{{Lost: 0.15, Since: at(5)}}, 150_000, at(6))
+	if e.Severe() {
+		t.Fatal("a cut for 15 % loss is not severe")
+	}
+}
+
 // Step names the first track whose layer could go up, and what going up
 // adds: a paused track's lowest layer, else the next layer sent and
 // allowed.
@@ -137,8 +166,8 @@ func TestEstimatorWithProbes(t *testing.T) {
 	}
 	e.Probed(2_000_000, t0)
 	e.Probed(1_500_000, t0) // a smaller probe lowers nothing
-	if e.Estimate() != 2_000_000 {
-		t.Fatalf("after probes of 2 and 1.5 Mbit/s: %v", e.Estimate())
+	if want := 2_000_000 * probedShare; e.Estimate() != want {
+		t.Fatalf("after probes of 2 and 1.5 Mbit/s: %v, want %v", e.Estimate(), want)
 	}
 	e.Congested(300_000, t0.Add(time.Second))
 	if want := 300_000 * congestedShare; e.Estimate() != want {

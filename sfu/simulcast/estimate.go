@@ -17,7 +17,7 @@ type Estimator struct {
 	hold       time.Duration
 	holdUntil  time.Time
 	lastCut    time.Time
-	severe     bool      // the last cut was for severe loss
+	severe     bool      // the last cut was for severe loss, and no fresh report since says less
 	lastLoss   time.Time // the last report over lossLow
 	lastGrowth time.Time
 	// probed: the estimate grows only by probes that passed (Probed), as
@@ -59,10 +59,12 @@ const (
 // NewEstimator returns an estimator at StartEstimate.
 func NewEstimator() *Estimator { return &Estimator{est: StartEstimate, hold: minHold} }
 
-// Severe reports whether the last cut was for loss over a quarter: a
-// link that loses that much even at the lowest layer must give up video;
-// less, when a keyframe's burst overflows a slow link's queue, is no
-// reason to freeze the picture.
+// Severe reports whether the last cut was for loss over a quarter and no
+// report since it settled showed the link coping: a link that loses that
+// much even at the lowest layer must give up video; less, when a
+// keyframe's burst overflows a slow link's queue, or a link that lost
+// much once and carries the layer it has now, is no reason to freeze the
+// picture.
 func (e *Estimator) Severe() bool { return e.severe }
 
 // Estimate is the bandwidth to allocate, in bits/s.
@@ -72,13 +74,17 @@ func (e *Estimator) Estimate() float64 { return e.est }
 // by Probed from now on, once the link showed it carries more.
 func (e *Estimator) GrowByProbes() { e.probed = true }
 
-// Probed raises the estimate to rate, in bits/s, which a probe showed the
-// link carries.
+// Probed raises the estimate to probedShare of rate, in bits/s, which a
+// probe showed the link carries: layers chosen to fill all of it would
+// queue on it at their next keyframe.
 func (e *Estimator) Probed(rate float64, now time.Time) {
-	if rate > e.est {
-		e.est, e.lastGrowth = rate, now
+	if r := rate * probedShare; r > e.est {
+		e.est, e.lastGrowth = r, now
 	}
 }
+
+// probedShare of what a probe delivered is what the layers may take.
+const probedShare = 0.9
 
 // Congested cuts the estimate below the rate the link delivered, in
 // bits/s, when packets queue on the way (what transport-cc feedback
@@ -103,13 +109,16 @@ func (e *Estimator) Update(reports []Report, sent float64, now time.Time) {
 	}
 	// fresh: the loss of reports that began after the last cut settled;
 	// judged: some report began after the last growth settled.
-	worst, fresh, judged := 0.0, 0.0, false
+	worst, fresh, anyFresh, judged := 0.0, 0.0, false, false
 	for _, r := range reports {
 		worst = max(worst, r.Lost)
 		if !r.Since.Before(e.lastCut.Add(settle)) {
-			fresh = max(fresh, r.Lost)
+			fresh, anyFresh = max(fresh, r.Lost), true
 		}
 		judged = judged || !r.Since.Before(e.lastGrowth.Add(settle))
+	}
+	if anyFresh && fresh <= lossHigh {
+		e.severe = false
 	}
 	switch {
 	case fresh > lossHigh:
