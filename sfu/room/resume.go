@@ -91,13 +91,7 @@ func (p *Participant) Detach(gen uint64, window time.Duration) {
 // CloseDetached ends every participant waiting for a resume (the server
 // shuts down).
 func (m *Manager) CloseDetached() {
-	m.mu.Lock()
-	var list []*Participant
-	for _, p := range m.byID {
-		list = append(list, p)
-	}
-	m.mu.Unlock()
-	for _, p := range list {
+	for _, p := range m.participants() {
 		if p.Detached() {
 			p.Close()
 		}

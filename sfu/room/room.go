@@ -12,6 +12,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -143,6 +145,14 @@ func (m *Manager) Drain() {
 	m.mu.Lock()
 	m.draining = true
 	m.mu.Unlock()
+}
+
+// participants is everyone in every room now, taken under m.mu so that
+// the caller can close them without it.
+func (m *Manager) participants() []*Participant {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Collect(maps.Values(m.byID))
 }
 
 // Wait blocks until every participant's goroutines ended.

@@ -91,13 +91,7 @@ func newTestManager(t *testing.T, n *testNet, cfg Config) *Manager {
 	m := NewManager(cfg)
 	t.Cleanup(func() {
 		m.Drain()
-		m.mu.Lock()
-		var all []*Participant
-		for _, p := range m.byID {
-			all = append(all, p)
-		}
-		m.mu.Unlock()
-		for _, p := range all {
+		for _, p := range m.participants() {
 			p.Close()
 		}
 		m.Wait()
